@@ -1,0 +1,73 @@
+"""boot: serves each machine its iPXE script.
+
+GET /boot/boot.ipxe   the chainloader (DHCP with retries, then chain to /boot/ipxe)
+GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&arch=..&platform=..
+"""
+
+import logging
+import re
+
+from common import ipxe
+from common.boot import BootRequest, answer
+from common.db import DatabaseUnavailableError, get_database
+from common.http import Api, BadRequestError, text_response
+from common.log import setup_logging
+from common.render import RenderError
+from common.settings import get_settings
+from common.urls import base_url
+from common.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
+
+setup_logging("boot")
+log = logging.getLogger("bootfleet.boot")
+api = Api("boot", errors="text")
+_WORD = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+def _parse(request) -> BootRequest:
+    args = request.args
+    macs = [normalize_mac(m) for m in args.getlist("mac") if m.strip()]
+    uuid = args.get("uuid", "").strip()
+    serial = args.get("serial", "").strip()
+    hostname = args.get("hostname", "").strip()
+    req = BootRequest(
+        macs=list(dict.fromkeys(macs)),
+        uuid=normalize_uuid(uuid) if uuid else None,
+        serial=check_serial(serial) if serial else None,
+        hostname=check_hostname(hostname) if hostname else None,
+    )
+    for name in ("arch", "platform"):
+        value = args.get(name, "").strip()
+        if value and not _WORD.match(value):
+            raise BadRequestError(f"{name}: expected a short word like x86_64 or pcbios, got {value[:40]!r}")
+        setattr(req, name, value or None)
+    if not req.macs and not req.uuid:
+        raise BadRequestError("give the machine's mac (or uuid): /boot/ipxe?mac=${net0/mac}&uuid=${uuid}")
+    return req
+
+
+@api.route("/boot.ipxe")
+def chainloader(request):
+    return text_response(ipxe.chainloader(base_url(request), retry_seconds=10))
+
+
+@api.route("/ipxe")
+def node_script(request):
+    req = _parse(request)
+    settings = get_settings()
+    base = base_url(request)
+    try:
+        with get_database().transaction() as tx:
+            result = answer(tx, settings, base, req)
+    except DatabaseUnavailableError as e:
+        log.warning("database unavailable, telling the node to retry: %s", e, extra={"mac": req.macs})
+        message = "the boot service cannot reach its database"
+        return text_response(ipxe.retry(message, ipxe.script_url(base, req.query()), settings.retry_seconds))
+    except RenderError as e:
+        log.error("cannot render boot script: %s", e, extra={"mac": req.macs})
+        return text_response(f"boot: cannot render this node's boot script: {e}\n", 500)
+    log.info("boot script", extra={"mac": req.macs, "node_id": result.node_id, "outcome": result.outcome})
+    return text_response(result.script)
+
+
+def boot(request):
+    return api(request)

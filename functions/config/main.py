@@ -1,0 +1,267 @@
+"""config: the operator API, and each node's rendered Ignition / cloud-init.
+
+Operators (Authorization: Bearer <admin token>):
+  /config/api/v1/profiles[/<id or name>]      GET POST PATCH DELETE
+  /config/api/v1/deployments[/<id or name>]   GET POST PATCH DELETE
+  /config/api/v1/nodes[/<id>]                 GET POST PATCH DELETE
+  /config/api/v1/nodes/<id>/reinstall         POST
+Nodes (their token, ?token=... or Authorization: Bearer ...):
+  /config/nodes/<id>/ignition | user-data | meta-data
+  /config/nodes/<id>/t/<token>/user-data | meta-data     (cloud-init NoCloud seed URL)
+"""
+
+import logging
+
+from common import schemas, store, validation
+from common.db import get_database
+from common.http import Api, BadRequestError, NotFoundError, json_body, json_response, page, parse, text_response
+from common.log import setup_logging
+from common.nodeauth import authenticate_node, presented_token
+from common.render import RenderError, node_context, render_config
+from common.urls import base_url
+from common.views import deployment_view, node_view, profile_view
+
+setup_logging("config")
+log = logging.getLogger("bootfleet.config")
+api = Api("config")
+V1 = "/api/v1"
+
+
+def _changes(model, not_null=()) -> dict:
+    """The fields the caller set; null only where the column may be empty."""
+    changes = model.model_dump(exclude_unset=True)
+    for name in not_null:
+        if name in changes and changes[name] is None:
+            raise BadRequestError(f"{name}: cannot be null")
+    return changes
+
+
+def _listing(items, total, limit, offset, view):
+    return json_response({"items": [view(i) for i in items], "total": total, "limit": limit, "offset": offset})
+
+
+# --- profiles ---------------------------------------------------------------
+
+
+@api.route(f"{V1}/profiles", admin=True)
+def profile_list(request):
+    limit, offset = page(request)
+    with get_database().transaction() as tx:
+        items, total = store.profile_list(tx, limit, offset)
+    return _listing(items, total, limit, offset, profile_view)
+
+
+@api.route(f"{V1}/profiles", methods=("POST",), admin=True)
+def profile_create(request):
+    body = parse(schemas.ProfileIn, json_body(request))
+    with get_database().transaction() as tx:
+        profile = store.profile_create(tx, body.model_dump())
+        store.event_add(tx, "profile", f"profile {profile['name']} created", "operator")
+    return json_response(profile_view(profile), 201)
+
+
+@api.route(f"{V1}/profiles/<key>", admin=True)
+def profile_get(request, key):
+    with get_database().transaction() as tx:
+        return json_response(profile_view(store.profile_get(tx, key)))
+
+
+@api.route(f"{V1}/profiles/<key>", methods=("PATCH", "PUT"), admin=True)
+def profile_update(request, key):
+    body = parse(schemas.ProfileUpdate, json_body(request))
+    changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
+    with get_database().transaction() as tx:
+        profile = store.profile_update(tx, key, changes)
+        store.event_add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
+    return json_response(profile_view(profile))
+
+
+@api.route(f"{V1}/profiles/<key>", methods=("DELETE",), admin=True)
+def profile_delete(request, key):
+    with get_database().transaction() as tx:
+        profile = store.profile_delete(tx, key)
+        store.event_add(tx, "profile", f"profile {profile['name']} deleted", "operator")
+    return json_response(None, 204)
+
+
+# --- deployments ----------------------------------------------------------------
+
+
+def _deployment_fields(tx, changes: dict) -> dict:
+    if "profile" in changes:
+        changes["profile_id"] = store.profile_get(tx, changes.pop("profile"))["id"]
+    if "count" in changes:
+        changes["desired_count"] = changes.pop("count")
+    return changes
+
+
+@api.route(f"{V1}/deployments", admin=True)
+def deployment_list(request):
+    limit, offset = page(request)
+    state = request.args.get("state") or None
+    if state and state not in ("active", "deleting", "deleted"):
+        raise BadRequestError("state: one of active, deleting, deleted")
+    with get_database().transaction() as tx:
+        items, total = store.deployment_list(tx, limit, offset, state)
+    return _listing(items, total, limit, offset, deployment_view)
+
+
+@api.route(f"{V1}/deployments", methods=("POST",), admin=True)
+def deployment_create(request):
+    body = parse(schemas.DeploymentIn, json_body(request))
+    with get_database().transaction() as tx:
+        deployment = store.deployment_create(tx, _deployment_fields(tx, body.model_dump()))
+        store.event_add(
+            tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
+        )
+    return json_response(deployment_view(deployment), 201)
+
+
+@api.route(f"{V1}/deployments/<key>", admin=True)
+def deployment_get(request, key):
+    with get_database().transaction() as tx:
+        return json_response(deployment_view(store.deployment_get(tx, key)))
+
+
+@api.route(f"{V1}/deployments/<key>", methods=("PATCH", "PUT"), admin=True)
+def deployment_update(request, key):
+    body = parse(schemas.DeploymentUpdate, json_body(request))
+    changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
+    with get_database().transaction() as tx:
+        deployment = store.deployment_update(tx, key, _deployment_fields(tx, changes))
+        store.event_add(
+            tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
+            deployment_id=deployment["id"],
+        )
+    return json_response(deployment_view(deployment))
+
+
+@api.route(f"{V1}/deployments/<key>", methods=("DELETE",), admin=True)
+def deployment_delete(request, key):
+    with get_database().transaction() as tx:
+        deployment = store.deployment_mark_deleted(tx, key, "operator")
+    return json_response(deployment_view(deployment), 202)
+
+
+# --- nodes -------------------------------------------------------------------------
+
+
+def _node_fields(tx, changes: dict) -> dict:
+    if "uuid" in changes:
+        changes["smbios_uuid"] = changes.pop("uuid")
+    if "deployment" in changes:
+        ref = changes.pop("deployment")
+        deployment = store.deployment_get(tx, ref) if ref else None
+        if deployment and deployment["state"] != "active":
+            raise BadRequestError(f"deployment: {deployment['name']!r} is {deployment['state']}")
+        changes["deployment_id"] = deployment["id"] if deployment else None
+    if "profile" in changes:
+        ref = changes.pop("profile")
+        changes["profile_id"] = store.profile_get(tx, ref)["id"] if ref else None
+    return changes
+
+
+@api.route(f"{V1}/nodes", admin=True)
+def node_list(request):
+    limit, offset = page(request)
+    args = request.args
+    filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None}
+    if args.get("mac"):
+        filters["mac"] = validation.normalize_mac(args["mac"])
+    labels = {}
+    for item in args.getlist("label"):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadRequestError(f"label: expected key=value, got {item[:60]!r}")
+        labels[key] = value
+    filters["labels"] = labels or None
+    with get_database().transaction() as tx:
+        if args.get("deployment"):
+            filters["deployment_id"] = store.deployment_get(tx, args["deployment"])["id"]
+        items, total = store.node_list(tx, limit, offset, **filters)
+    return _listing(items, total, limit, offset, node_view)
+
+
+@api.route(f"{V1}/nodes", methods=("POST",), admin=True)
+def node_create(request):
+    body = parse(schemas.NodeIn, json_body(request))
+    if not body.macs and not body.uuid:
+        raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
+    with get_database().transaction() as tx:
+        node = store.node_create(tx, _node_fields(tx, body.model_dump()), "operator")
+    return json_response(node_view(node), 201)
+
+
+@api.route(f"{V1}/nodes/<node_id>", admin=True)
+def node_get(request, node_id):
+    with get_database().transaction() as tx:
+        return json_response(node_view(store.node_get(tx, node_id)))
+
+
+@api.route(f"{V1}/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
+def node_update(request, node_id):
+    body = parse(schemas.NodeUpdate, json_body(request))
+    changes = _changes(body, not_null=("macs", "labels"))
+    with get_database().transaction() as tx:
+        node = store.node_update(tx, node_id, _node_fields(tx, changes))
+        store.event_add(
+            tx, "node", f"node updated: {', '.join(changes)}", "operator",
+            node_id=node["id"], deployment_id=node["deployment_id"],
+        )
+    return json_response(node_view(node))
+
+
+@api.route(f"{V1}/nodes/<node_id>", methods=("DELETE",), admin=True)
+def node_delete(request, node_id):
+    with get_database().transaction() as tx:
+        node, gone = store.node_delete(tx, node_id, "operator")
+    if gone:
+        return json_response(None, 204)
+    return json_response(node_view(node), 202)
+
+
+@api.route(f"{V1}/nodes/<node_id>/reinstall", methods=("POST",), admin=True)
+def node_reinstall(request, node_id):
+    with get_database().transaction() as tx:
+        node = store.node_reinstall(tx, node_id, "operator")
+    return json_response(node_view(node))
+
+
+# --- what nodes fetch --------------------------------------------------------------
+
+
+@api.route("/nodes/<node_id>/<any(ignition, 'user-data', 'meta-data'):kind>")
+@api.route("/nodes/<node_id>/t/<path_token>/<any('user-data', 'meta-data'):kind>")
+def node_config(request, node_id, kind, path_token=None):
+    with get_database().transaction() as tx:
+        node = authenticate_node(tx, request, node_id, path_token)
+        if kind == "meta-data":
+            hostname = node["hostname"] or f"node-{node_id[:8]}"
+            return text_response(f"instance-id: {node_id}\nlocal-hostname: {hostname}\n")
+        profile = store.node_profile(tx, node)
+        if profile is None:
+            raise NotFoundError(f"node {node_id} has no profile")
+        wanted = "ignition" if kind == "ignition" else "cloud-init"
+        if profile["config_format"] != wanted:
+            other = {"ignition": "ignition", "cloud-init": "user-data"}.get(profile["config_format"])
+            hint = f"; fetch /config/nodes/{node_id}/{other}" if other else ""
+            raise NotFoundError(f"profile {profile['name']!r} renders {profile['config_format']}, not {wanted}{hint}")
+        deployment = (
+            store.deployment_get(tx, node["deployment_id"]) if node["deployment_id"] else None
+        )
+        token = presented_token(request, path_token)
+        try:
+            body, content_type = render_config(profile, node_context(node, profile, deployment, base_url(request), token))
+        except RenderError as e:
+            log.error("render failed: %s", e, extra={"node_id": node_id})
+            store.event_add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
+            return json_response({"error": f"cannot render this node's config: {e}", "status": 500}, 500)
+        if node["stage"] in ("registered", "provisioning", "booting"):
+            store.node_set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
+    resp = text_response(body)
+    resp.content_type = content_type
+    return resp
+
+
+def config(request):
+    return api(request)

@@ -1,0 +1,110 @@
+"""status: nodes report their progress; operators watch deployments.
+
+Nodes (their token):
+  POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."} or a cloud-init phone_home form
+Operators (admin token):
+  GET  /status/deployments/<id or name>   counts per stage, percent done, failed and stuck nodes
+  GET  /status/nodes/<id>                 the node
+  GET  /status/nodes/<id>/events          its history
+  GET  /status/events?since=<event id or ISO time>&deployment=&limit=
+"""
+
+import datetime
+import logging
+
+from common import progress, schemas, store
+from common.db import get_database
+from common.http import Api, BadRequestError, json_body, json_response, parse
+from common.log import setup_logging
+from common.nodeauth import authenticate_node
+from common.settings import get_settings
+from common.views import node_view
+
+setup_logging("status")
+log = logging.getLogger("bootfleet.status")
+api = Api("status")
+PHONE_HOME_FIELDS = ("hostname", "fqdn", "instance_id")
+
+
+def _report_body(request) -> schemas.ProgressIn:
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = request.form
+        data = {"stage": form.get("stage") or request.args.get("stage", ""), "message": form.get("message", "")}
+        if not data["message"]:
+            seen = [f"{k}={form[k]}" for k in PHONE_HOME_FIELDS if form.get(k)]
+            data["message"] = "phone_home" + (f": {' '.join(seen)}" if seen else "")
+    else:
+        data = json_body(request)
+        if "stage" not in data and request.args.get("stage"):
+            data["stage"] = request.args["stage"]
+    if not data.get("stage"):
+        raise BadRequestError("stage: required (in the body, or ?stage= for cloud-init phone_home)")
+    return parse(schemas.ProgressIn, data)
+
+
+@api.route("/nodes/<node_id>/progress", methods=("POST",))
+def node_progress(request, node_id):
+    body = _report_body(request)
+    with get_database().transaction() as tx:
+        node = authenticate_node(tx, request, node_id)
+        moved = progress.report(tx, node, body.stage, body.message)
+        node = store.node_get(tx, node_id)
+    log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
+    return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
+
+
+@api.route("/deployments/<key>", admin=True)
+def deployment_status(request, key):
+    with get_database().transaction() as tx:
+        deployment = store.deployment_get(tx, key)
+        return json_response(progress.deployment_progress(tx, deployment, get_settings().stage_timeouts))
+
+
+@api.route("/nodes/<node_id>", admin=True)
+def node_status(request, node_id):
+    with get_database().transaction() as tx:
+        return json_response(node_view(store.node_get(tx, node_id)))
+
+
+@api.route("/nodes/<node_id>/events", admin=True)
+def node_events(request, node_id):
+    with get_database().transaction() as tx:
+        store.node_get(tx, node_id)
+        events = store.event_list(tx, node_id=node_id, limit=_limit(request))
+    return json_response({"events": events})
+
+
+def _limit(request) -> int:
+    raw = request.args.get("limit", "500")
+    if not raw.isdigit() or not 1 <= int(raw) <= 5000:
+        raise BadRequestError("limit: a whole number from 1 to 5000")
+    return int(raw)
+
+
+def _since(raw: str) -> tuple[int, datetime.datetime | None]:
+    """An event id (the `next` of the last answer) or an ISO 8601 time."""
+    if not raw:
+        return 0, None
+    if raw.isdigit():
+        return int(raw), None
+    try:
+        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequestError(f"since: an event id or an ISO 8601 time, got {raw[:40]!r}") from None
+    return 0, when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+@api.route("/events", admin=True)
+def events(request):
+    after_id, since = _since(request.args.get("since", ""))
+    limit = _limit(request)
+    with get_database().transaction() as tx:
+        deployment_id = None
+        if request.args.get("deployment"):
+            deployment_id = store.deployment_get(tx, request.args["deployment"])["id"]
+        items = store.event_list(tx, after_id=after_id, since=since, deployment_id=deployment_id, limit=limit)
+    return json_response({"events": items, "next": items[-1]["id"] if items else after_id})
+
+
+def status(request):
+    return api(request)

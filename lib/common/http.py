@@ -1,0 +1,206 @@
+"""The small HTTP layer every function shares: routing, typed errors, JSON.
+
+A function module builds one `Api`, registers handlers with `@api.route`, and
+exposes `api` as its functions-framework entry point:
+
+    api = Api("boot", errors="text")
+
+    @api.route("/ipxe")
+    def node_script(request): ...
+
+    def boot(request):          # FUNCTION_TARGET=boot
+        return api(request)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import pydantic
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+
+from .db import DatabaseUnavailableError
+from .settings import SettingsError, get_settings
+from .stages import StageError
+from .tokens import TokenError, verify_admin_token
+from .validation import ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class HttpError(Exception):
+    """An answer other than success: status code and a message for the caller."""
+
+    status = 500
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class BadRequestError(HttpError):
+    status = 400
+
+
+class UnauthorizedError(HttpError):
+    status = 401
+
+
+class ForbiddenError(HttpError):
+    status = 403
+
+
+class NotFoundError(HttpError):
+    status = 404
+
+
+class ConflictError(HttpError):
+    status = 409
+
+
+class ServiceUnavailableError(HttpError):
+    status = 503
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> flask.Response:
+    body = json.dumps(data, default=_json_default, separators=(",", ":"))
+    return flask.Response(body + "\n", status=status, mimetype="application/json", headers=headers)
+
+
+def text_response(text: str, status: int = 200, headers: dict | None = None) -> flask.Response:
+    return flask.Response(text, status=status, content_type="text/plain; charset=utf-8", headers=headers)
+
+
+def pydantic_message(error: pydantic.ValidationError) -> str:
+    """`field.sub: what was wrong` for each problem, joined."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(x) for x in item["loc"]) or "body"
+        message = item["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def json_body(request: flask.Request) -> dict:
+    """The request's JSON object, or a 400 that says why not."""
+    data = request.get_data(cache=True)
+    if not data:
+        raise BadRequestError("the request body must be a JSON object")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequestError(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return body
+
+
+def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise BadRequestError(pydantic_message(e)) from None
+
+
+def require_admin(request: flask.Request) -> None:
+    verify_admin_token(get_settings().admin_token, request.headers.get("Authorization"))
+
+
+class Api:
+    """Routes for one function; turns every error into a clear answer."""
+
+    def __init__(self, service: str, errors: str = "json"):
+        self.service = service
+        self.errors = errors
+        self.url_map = Map(strict_slashes=False, merge_slashes=False)
+        self.handlers: dict[str, tuple[Callable, bool]] = {}
+        self.error_hook: Callable[[flask.Request, Exception], flask.Response | None] | None = None
+
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
+        """Register a handler; `admin=True` requires the operator's bearer token."""
+
+        def register(handler: Callable) -> Callable:
+            endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
+            self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
+            self.handlers[endpoint] = (handler, admin)
+            return handler
+
+        return register
+
+    def error(self, status: int, message: str) -> flask.Response:
+        if self.errors == "text":
+            return text_response(f"{self.service}: {message}\n", status)
+        return json_response({"error": message, "status": status}, status)
+
+    def __call__(self, request: flask.Request) -> flask.Response:
+        request.max_content_length = get_settings().max_body_bytes
+        adapter = self.url_map.bind("localhost", path_info=request.path or "/")
+        try:
+            endpoint, args = adapter.match(request.path or "/", method=request.method)
+            handler, admin = self.handlers[endpoint]
+            if admin:
+                require_admin(request)
+            return handler(request, **args)
+        except Exception as e:  # noqa: BLE001 - every error becomes an answer
+            if self.error_hook is not None:
+                answer = self.error_hook(request, e)
+                if answer is not None:
+                    return answer
+            return self.answer_error(request, e)
+
+    def answer_error(self, request: flask.Request, e: Exception) -> flask.Response:
+        if isinstance(e, HttpError):
+            return self.error(e.status, e.message)
+        if isinstance(e, (TokenError, StageError)):
+            return self.error(e.status, str(e))
+        if isinstance(e, ValidationError):
+            return self.error(400, str(e))
+        if isinstance(e, DatabaseUnavailableError):
+            log.warning("database unavailable: %s", e, extra={"path": request.path})
+            return self.error(503, "the database is unavailable; try again shortly")
+        if isinstance(e, HTTPException):
+            if e.code == 405:
+                allowed = ", ".join(sorted(e.valid_methods or []))
+                return self.error(405, f"method {request.method} not allowed here; allowed: {allowed}")
+            if e.code == 404:
+                return self.error(404, f"no such endpoint: {request.method} {request.path}")
+            if e.code == 413:
+                return self.error(413, f"the request body is larger than {get_settings().max_body_bytes} bytes")
+            return self.error(e.code or 500, e.description or e.name)
+        if isinstance(e, SettingsError):
+            log.error("configuration error: %s", e)
+            return self.error(500, f"server misconfigured: {e}")
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return self.error(500, "internal error; see the server log")
+
+
+def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:
+    """`?limit=&offset=` as numbers, or a 400 that says what is allowed."""
+    try:
+        limit = int(request.args.get("limit", default))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise BadRequestError("limit and offset must be whole numbers") from None
+    if not 1 <= limit <= maximum:
+        raise BadRequestError(f"limit: between 1 and {maximum}")
+    if offset < 0:
+        raise BadRequestError("offset: 0 or more")
+    return limit, offset

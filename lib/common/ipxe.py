@@ -1,0 +1,80 @@
+"""iPXE scripts. Every value put in a script was validated at the edge
+(validation.py); this module only assembles lines."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+# Settings iPXE fills in when the chainloader asks for the node's script.
+# ${net0/mac:uristring} mangles the MAC on older iPXE builds; the plain form is safe.
+CHAIN_QUERY = (
+    "mac=${net0/mac}&uuid=${uuid}&serial=${serial:uristring}&hostname=${hostname:uristring}"
+    "&arch=${buildarch}&platform=${platform}"
+)
+
+
+def chainloader(base_url: str, retry_seconds: int = 10) -> str:
+    """The first script a machine runs: get an address, then ask boot for its own script."""
+    return f"""#!ipxe
+# bootfleet chainloader
+:dhcp
+echo bootfleet: configuring the network
+dhcp || goto dhcp_failed
+:chain
+chain --autofree {base_url}/boot/ipxe?{CHAIN_QUERY} || goto chain_failed
+:dhcp_failed
+echo bootfleet: DHCP failed; retrying in {retry_seconds} s
+sleep {retry_seconds}
+goto dhcp
+:chain_failed
+echo bootfleet: could not fetch the node script from {base_url}; retrying in {retry_seconds} s
+sleep {retry_seconds}
+goto chain
+"""
+
+
+def node_script(node_id: str, profile_name: str, kernel_url: str, initrd_urls: list[str], args: str,
+                retry_url: str, retry_seconds: int) -> str:
+    lines = [
+        "#!ipxe",
+        f"echo bootfleet: node {node_id} boots profile {profile_name}",
+        f"kernel {kernel_url} {args}".rstrip() + " || goto failed",
+    ]
+    lines += [f"initrd {url} || goto failed" for url in initrd_urls]
+    lines += [
+        "boot || goto failed",
+        ":failed",
+        f"echo bootfleet: could not load the boot files; retrying in {retry_seconds} s",
+        f"sleep {retry_seconds}",
+        f"chain --autofree {retry_url}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def local_boot(node_id: str, stage: str) -> str:
+    """The node is installed: boot the first local disk, never the installer again."""
+    return f"""#!ipxe
+echo bootfleet: node {node_id} is {stage}; booting from the local disk
+sanboot --no-describe --drive 0x80 || goto none
+:none
+echo bootfleet: no bootable local disk; ask an operator to reinstall node {node_id}
+sleep 60
+reboot
+"""
+
+
+def retry(message: str, retry_url: str, seconds: int) -> str:
+    """Say what is wrong, wait, and ask again (unknown node, database down, ...)."""
+    return f"""#!ipxe
+echo bootfleet: {message}
+echo bootfleet: retrying in {seconds} s
+sleep {seconds}
+chain --autofree {retry_url}
+"""
+
+
+def script_url(base_url: str, params: dict[str, str]) -> str:
+    """The node-script URL again, with only validated parameters."""
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"{base_url}/boot/ipxe" + (f"?{query}" if query else "")

@@ -1,0 +1,127 @@
+"""Settings, read once from the environment. Every name starts with BOOTFLEET_.
+
+The full list is in docs/operations.md; tests/test_docs.py checks that each
+setting read here is documented there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+PREFIX = "BOOTFLEET_"
+
+# Default time a node may spend in a stage before cleanup marks it failed (seconds).
+DEFAULT_STAGE_TIMEOUTS = {
+    "provisioning": 30 * 60,
+    "booting": 15 * 60,
+    "configuring": 30 * 60,
+    "installing": 60 * 60,
+    "rebooting": 40 * 60,
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _get(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(PREFIX + name)
+    if value is None or value == "":
+        return default
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+def _stage_timeouts() -> dict[str, int]:
+    """BOOTFLEET_STAGE_TIMEOUTS="booting=900,installing=3600" overrides the defaults."""
+    timeouts = dict(DEFAULT_STAGE_TIMEOUTS)
+    raw = _get("STAGE_TIMEOUTS")
+    if raw:
+        for item in raw.split(","):
+            stage, sep, seconds = item.partition("=")
+            stage = stage.strip()
+            if not sep or stage not in DEFAULT_STAGE_TIMEOUTS or not seconds.strip().isdigit():
+                raise SettingsError(
+                    f"{PREFIX}STAGE_TIMEOUTS: expected stage=seconds with a stage among "
+                    f"{', '.join(DEFAULT_STAGE_TIMEOUTS)}, got {item!r}"
+                )
+            timeouts[stage] = int(seconds)
+    return timeouts
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    admin_token: str | None = None
+    token_secret: str | None = None
+    token_ttl: int = 24 * 3600
+    base_url: str | None = None
+    images_dir: str = ".data/images"
+    images_base_url: str | None = None
+    discovery_profile: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    db_pool_size: int = 4
+    db_timeout: int = 5
+    auto_migrate: bool = True
+    retry_seconds: int = 30
+    stage_timeouts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            database_url=_get("DATABASE_URL"),
+            admin_token=_get("ADMIN_TOKEN"),
+            token_secret=_get("TOKEN_SECRET"),
+            token_ttl=_int("TOKEN_TTL", 24 * 3600),
+            base_url=(_get("BASE_URL") or "").rstrip("/") or None,
+            images_dir=_get("IMAGES_DIR", ".data/images"),
+            images_base_url=(_get("IMAGES_BASE_URL") or "").rstrip("/") or None,
+            discovery_profile=_get("DISCOVERY_PROFILE"),
+            max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
+            db_pool_size=_int("DB_POOL_SIZE", 4),
+            db_timeout=_int("DB_TIMEOUT", 5),
+            auto_migrate=_bool("AUTO_MIGRATE", True),
+            retry_seconds=_int("RETRY_SECONDS", 30),
+            stage_timeouts=_stage_timeouts(),
+            log_level=_get("LOG_LEVEL", "INFO").upper(),
+        )
+
+    def require(self, name: str) -> str:
+        """The value of a setting that this code path cannot do without."""
+        value = getattr(self, name)
+        if not value:
+            raise SettingsError(f"{PREFIX}{name.upper()} is not set")
+        return value
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and `bootfleet serve` change the environment)."""
+    get_settings.cache_clear()

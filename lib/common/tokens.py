@@ -1,0 +1,61 @@
+"""Per-node HMAC tokens, and the operators' bearer token.
+
+A node token is `<expiry>.<signature>`, the signature being
+HMAC-SHA256(secret, "node:<node id>:<token version>:<expiry>"). It is bound to
+the node and its token version (bumped on reinstall, which revokes every token
+issued before) and expires. The boot script hands it to the node; config and
+status check it. Nothing secret is ever put in a boot script but this token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+
+class TokenError(Exception):
+    """A token was missing (status 401) or not valid (status 403)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def _sign(secret: str, node_id: str, version: int, expiry: int) -> str:
+    message = f"node:{node_id}:{version}:{expiry}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def issue_node_token(secret: str, node_id: str, version: int, ttl: int, now: float | None = None) -> str:
+    expiry = int((now if now is not None else time.time()) + ttl)
+    return f"{expiry}.{_sign(secret, node_id, version, expiry)}"
+
+
+def verify_node_token(secret: str, token: str | None, node_id: str, version: int, now: float | None = None) -> None:
+    """Raises TokenError unless `token` is a live token for this node and version."""
+    if not token:
+        raise TokenError("a node token is required (?token=... or Authorization: Bearer ...)", 401)
+    expiry_text, _, signature = token.partition(".")
+    if not expiry_text.isdigit() or not signature:
+        raise TokenError("the node token is malformed", 403)
+    expected = _sign(secret, node_id, version, int(expiry_text))
+    if not hmac.compare_digest(expected, signature):
+        raise TokenError("the node token is not valid for this node (revoked by a reinstall, or forged)", 403)
+    if int(expiry_text) < (now if now is not None else time.time()):
+        raise TokenError("the node token has expired; boot the node again for a new one", 403)
+
+
+def verify_admin_token(expected: str | None, authorization: str | None) -> None:
+    """Check an operator's `Authorization: Bearer <token>` header."""
+    if not expected:
+        raise TokenError("the operator API is disabled: BOOTFLEET_ADMIN_TOKEN is not set", 403)
+    if not authorization:
+        raise TokenError("missing Authorization: Bearer <admin token>", 401)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise TokenError("Authorization must be 'Bearer <admin token>'", 401)
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise TokenError("the admin token is not valid", 403)
