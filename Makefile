@@ -1,0 +1,28 @@
+# bootfleet: `make run` starts everything locally, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local,test]'
+	touch $(STAMP)
+
+## run: set up and start the whole system on http://127.0.0.1:8080 (embedded PostgreSQL)
+run: $(STAMP)
+	$(BIN)/bootfleet serve
+
+## test: the whole test suite (starts its own PostgreSQL)
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## bench: the boot storm against a server it starts (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python bench/boot_storm.py --start-server
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache
