@@ -6,6 +6,7 @@ Nothing here mocks our code or the database.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ _pg = None
 def _start_postgres() -> str:
     """A throwaway PostgreSQL for this test run (pgserver bundles the server)."""
     global _pg
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="bootfleet-run-"))
     import pgserver
 
     data = Path(tempfile.mkdtemp(prefix="bootfleet-test-pg-"))
@@ -48,6 +50,12 @@ def pytest_configure(config):
     )
     for name in ("BOOTFLEET_BASE_URL", "BOOTFLEET_IMAGES_BASE_URL", "BOOTFLEET_DISCOVERY_PROFILE"):
         os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config):
+    if _pg is not None:
+        logging.getLogger("pgserver").setLevel(logging.ERROR)
+        _pg.cleanup()
 
 
 def free_port() -> int:

@@ -99,9 +99,21 @@ def pydantic_message(error: pydantic.ValidationError) -> str:
     return "; ".join(parts)
 
 
+class PayloadTooLargeError(HttpError):
+    status = 413
+
+
+def check_body_size(request: flask.Request) -> None:
+    limit = get_settings().max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+
+
 def json_body(request: flask.Request) -> dict:
     """The request's JSON object, or a 400 that says why not."""
     data = request.get_data(cache=True)
+    if len(data) > get_settings().max_body_bytes:
+        raise PayloadTooLargeError(f"the request body is larger than {get_settings().max_body_bytes} bytes")
     if not data:
         raise BadRequestError("the request body must be a JSON object")
     try:
@@ -151,9 +163,9 @@ class Api:
         return json_response({"error": message, "status": status}, status)
 
     def __call__(self, request: flask.Request) -> flask.Response:
-        request.max_content_length = get_settings().max_body_bytes
         adapter = self.url_map.bind("localhost", path_info=request.path or "/")
         try:
+            check_body_size(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
             handler, admin = self.handlers[endpoint]
             if admin:

@@ -31,8 +31,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service: str, level: str = "INFO") -> None:
+def setup_logging(service: str, level: str | None = None) -> None:
     """Send this process's logs to stderr as JSON (idempotent)."""
+    from .settings import get_settings
+
+    level = level or get_settings().log_level
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return

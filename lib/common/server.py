@@ -51,6 +51,7 @@ def local_secrets(data: Path) -> dict[str, str]:
 
 def start_embedded_postgres(data: Path) -> str:
     """Start (or reuse) PostgreSQL under .data/pg; returns its URL."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data))
     try:
         import pgserver
     except ImportError:

@@ -33,7 +33,7 @@ def normalize_mac(value: str, field: str = "mac") -> str:
     """52:54:00:AB:CD:EF, 52-54-00-ab-cd-ef and 525400abcdef all become 52:54:00:ab:cd:ef."""
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
-    raw = value.strip().lower()
+    raw = value.strip(" ").lower()
     if re.fullmatch(r"([0-9a-f]{2}[:-]){5}[0-9a-f]{2}", raw) and len(set(raw[2::3])) == 1:
         hexdigits = raw.replace(":", "").replace("-", "")
     elif re.fullmatch(r"([0-9a-f]{4}\.){2}[0-9a-f]{4}", raw):

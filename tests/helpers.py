@@ -1,0 +1,33 @@
+"""Small builders shared by the functional tests (real database, real functions)."""
+
+from __future__ import annotations
+
+import re
+
+PROFILE = {
+    "name": "worker",
+    "kernel": "vmlinuz",
+    "initrds": ["initrd.img"],
+    "args": "console=ttyS0 cfg={{ config_url }} st={{ status_url }}",
+    "config_format": "cloud-init",
+    "config_template": "#cloud-config\nhostname: {{ node.hostname }}\nrack: {{ node.labels.rack }}\n",
+}
+
+
+def make_profile(config, admin, **overrides):
+    resp = config.post("/api/v1/profiles", json={**PROFILE, **overrides}, headers=admin)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp.json
+
+
+def make_node(config, admin, mac="52:54:00:00:00:01", **fields):
+    body = {"macs": [mac], **fields}
+    resp = config.post("/api/v1/nodes", json=body, headers=admin)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp.json
+
+
+def token_from_script(script: str) -> str:
+    match = re.search(r"token=([A-Za-z0-9._-]+)", script)
+    assert match, script
+    return match.group(1)
