@@ -23,7 +23,7 @@ from common.views import deployment_view, node_view, profile_view
 
 setup_logging("config")
 log = logging.getLogger("bootfleet.config")
-api = Api("config")
+api = Api("config", cors=True)
 V1 = "/api/v1"
 
 

@@ -22,7 +22,7 @@ from common.views import node_view
 
 setup_logging("status")
 log = logging.getLogger("bootfleet.status")
-api = Api("status")
+api = Api("status", cors=True)
 PHONE_HOME_FIELDS = ("hostname", "fqdn", "instance_id")
 
 

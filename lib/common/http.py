@@ -139,9 +139,10 @@ def require_admin(request: flask.Request) -> None:
 class Api:
     """Routes for one function; turns every error into a clear answer."""
 
-    def __init__(self, service: str, errors: str = "json"):
+    def __init__(self, service: str, errors: str = "json", cors: bool = False):
         self.service = service
         self.errors = errors
+        self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
         self.error_hook: Callable[[flask.Request, Exception], flask.Response | None] | None = None
@@ -163,6 +164,19 @@ class Api:
         return json_response({"error": message, "status": status}, status)
 
     def __call__(self, request: flask.Request) -> flask.Response:
+        if not self.cors:
+            return self.dispatch(request)
+        answer = self.preflight(request) if request.method == "OPTIONS" else self.dispatch(request)
+        return add_cors_headers(request, answer)
+
+    def preflight(self, request: flask.Request) -> flask.Response:
+        """OPTIONS: the methods this path takes (what a browser asks before a cross-origin call)."""
+        methods = self.url_map.bind("localhost").allowed_methods(request.path or "/")
+        if not methods:
+            return self.error(404, f"no such endpoint: OPTIONS {request.path}")
+        return flask.Response(status=204, headers={"Allow": ", ".join(sorted({*methods, "OPTIONS"}))})
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
         adapter = self.url_map.bind("localhost", path_info=request.path or "/")
         try:
             check_body_size(request)
@@ -202,6 +216,24 @@ class Api:
             return self.error(500, f"server misconfigured: {e}")
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return self.error(500, "internal error; see the server log")
+
+
+def add_cors_headers(request: flask.Request, response: flask.Response) -> flask.Response:
+    """Let the browser read this answer if the page's origin is BOOTFLEET_CORS_ORIGIN; others get no CORS header."""
+    response.vary.add("Origin")
+    origin = (request.headers.get("Origin") or "").rstrip("/").lower()
+    try:
+        allowed = get_settings().cors_origins
+    except SettingsError:  # the answer already says the server is misconfigured
+        return response
+    if not origin or origin not in allowed:
+        return response
+    response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"]
+    if request.method == "OPTIONS" and "Allow" in response.headers:
+        response.headers["Access-Control-Allow-Methods"] = response.headers["Allow"]
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
 
 
 def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 
 PREFIX = "BOOTFLEET_"
@@ -71,6 +72,22 @@ def _stage_timeouts() -> dict[str, int]:
     return timeouts
 
 
+_ORIGIN = re.compile(r"^https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def _origins(name: str) -> tuple[str, ...]:
+    """BOOTFLEET_CORS_ORIGIN="https://dash.example.com": the browser origin(s), comma separated, that may call the API."""
+    origins = []
+    for item in (_get(name) or "").split(","):
+        origin = item.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        if not _ORIGIN.match(origin):
+            raise SettingsError(f"{PREFIX}{name}: expected an origin like https://dashboard.example.com, got {item!r}")
+        origins.append(origin)
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -88,6 +105,7 @@ class Settings:
     retry_seconds: int = 30
     stage_timeouts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -107,6 +125,7 @@ class Settings:
             retry_seconds=_int("RETRY_SECONDS", 30),
             stage_timeouts=_stage_timeouts(),
             log_level=_get("LOG_LEVEL", "INFO").upper(),
+            cors_origins=_origins("CORS_ORIGIN"),
         )
 
     def require(self, name: str) -> str:
