@@ -141,7 +141,7 @@ class RunningServer:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy starting
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"bootfleet serve not ready after {timeout} s:\n{self.output()}")
