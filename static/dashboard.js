@@ -1,0 +1,572 @@
+// bootfleet dashboard: deployments, nodes and events, live, from the operator API.
+// Plain JavaScript, no build step, no third-party scripts. Everything shown is
+// put into the page with textContent, never as HTML.
+(function () {
+  "use strict";
+
+  const FORWARD = ["registered", "provisioning", "booting", "configuring", "installing", "rebooting", "ready"];
+  const STAGES = FORWARD.concat(["failed", "deprovisioning", "deleted"]);
+  const TOKEN_KEY = "bootfleet.adminToken"; // sessionStorage: this tab only
+  const API_KEY = "bootfleet.apiBase"; // localStorage: remembered per browser
+  const PAGE_SIZE = 100;
+  const MAX_EVENTS = 200;
+  const EVENTS_PAGE = 500;
+
+  const cfg = window.BOOTFLEET_DASHBOARD || {};
+  const params = new URLSearchParams(location.search);
+  const POLL_MS = clamp(Number(params.get("poll")) || cfg.pollMs || 2000, 200, 60000);
+  const REFRESH_MS = clamp(Number(params.get("refresh")) || cfg.refreshMs || 15000, 1000, 600000);
+
+  const state = {
+    api: initialApiBase(),
+    token: sessionStorage.getItem(TOKEN_KEY),
+    since: null, // the `next` of the last /status/events answer
+    events: [], // newest first
+    deployments: [], // [{deployment, status}]
+    nodes: [],
+    nodesTotal: 0,
+    offset: 0,
+    names: new Map(), // node id -> hostname
+    deploymentNames: new Map(), // deployment id -> name
+    stuck: new Map(), // node id -> stuck entry from status
+    pollTimer: null,
+    refreshTimer: null,
+    refreshing: null,
+    refreshAgain: false,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  function clamp(n, lo, hi) {
+    return Math.min(hi, Math.max(lo, n));
+  }
+
+  function cleanBase(url) {
+    return String(url || "").trim().replace(/\/+$/, "");
+  }
+
+  function initialApiBase() {
+    const fromParam = params.get("api");
+    if (fromParam) {
+      localStorage.setItem(API_KEY, cleanBase(fromParam));
+    }
+    const own = location.origin && location.origin !== "null" ? location.origin : "";
+    return cleanBase(localStorage.getItem(API_KEY) || cfg.apiBase || own);
+  }
+
+  // --- the API ---------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(path, query, token) {
+    const url = new URL(state.api + path);
+    for (const [k, v] of Object.entries(query || {})) {
+      if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
+    }
+    let resp;
+    try {
+      resp = await fetch(url, {
+        headers: { Authorization: "Bearer " + (token || state.token), Accept: "application/json" },
+        cache: "no-store",
+      });
+    } catch (e) {
+      throw new ApiError(0, `cannot reach ${state.api}: is the URL right, and does the API allow this origin (BOOTFLEET_CORS_ORIGIN)?`);
+    }
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!resp.ok) {
+      throw new ApiError(resp.status, (body && body.error) || `${resp.status} ${resp.statusText} from ${path}`);
+    }
+    return body;
+  }
+
+  // 401: no or a malformed token; 403: a wrong token (or the operator API is off).
+  const refused = (e) => e instanceof ApiError && (e.status === 401 || e.status === 403);
+
+  function handleError(e) {
+    if (refused(e)) {
+      signOut(`The admin token was refused: ${e.message}`);
+      return;
+    }
+    showError(e.message || String(e));
+  }
+
+  function showError(message) {
+    const el = $("error");
+    el.textContent = message;
+    el.hidden = !message;
+  }
+
+  // --- small DOM helpers -------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("data-")) node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function stageChip(stage) {
+    return el("span", { class: `stage stage-${STAGES.includes(stage) ? stage : "other"}`, text: stage || "?", "data-stage": stage });
+  }
+
+  function shortId(id) {
+    return id ? String(id).slice(0, 8) : "";
+  }
+
+  function nodeName(id) {
+    return state.names.get(id) || `node ${shortId(id)}`;
+  }
+
+  function nodeLink(id, text) {
+    return el("a", { href: `#/nodes/${encodeURIComponent(id)}`, text: text || nodeName(id) });
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min ago`;
+    return `${Math.floor(seconds / 86400)} d ago`;
+  }
+
+  function duration(iso) {
+    return iso ? ago(iso).replace(/ ago$/, "") : "";
+  }
+
+  // A time that keeps itself current (see tick()).
+  function timeEl(iso, kind) {
+    const t = el("time", { dateTime: iso || "", title: iso ? new Date(iso).toLocaleString() : "", "data-rel": kind || "ago" });
+    t.textContent = kind === "duration" ? duration(iso) : ago(iso);
+    return t;
+  }
+
+  function clock(iso) {
+    const d = new Date(iso);
+    return el("time", { dateTime: iso, title: d.toLocaleString(), text: d.toLocaleTimeString([], { hour12: false }) });
+  }
+
+  function tick() {
+    for (const t of document.querySelectorAll("time[data-rel]")) {
+      const iso = t.dateTime;
+      t.textContent = t.dataset.rel === "duration" ? duration(iso) : ago(iso);
+    }
+  }
+
+  // --- views -------------------------------------------------------------------
+
+  function route() {
+    const hash = location.hash.replace(/^#/, "") || "/";
+    const node = hash.match(/^\/nodes\/([^/?]+)/);
+    if (node) return { view: "node", id: decodeURIComponent(node[1]) };
+    const query = new URLSearchParams(hash.split("?")[1] || "");
+    return { view: "overview", deployment: query.get("deployment") || "", stage: query.get("stage") || "" };
+  }
+
+  function show(view) {
+    for (const id of ["signin", "overview", "node-page"]) $(id).hidden = id !== view;
+    const signedIn = view !== "signin";
+    $("sign-out").hidden = !signedIn;
+    $("live").hidden = !signedIn;
+    $("api-host").textContent = signedIn ? state.api.replace(/^https?:\/\//, "") : "";
+  }
+
+  function render() {
+    if (!state.token) return;
+    const r = route();
+    if (r.view === "node") {
+      show("node-page");
+    } else {
+      show("overview");
+      renderDeployments();
+      renderNodes();
+    }
+    renderEvents();
+  }
+
+  function renderDeployments() {
+    const box = $("deployments");
+    box.replaceChildren();
+    if (!state.deployments.length) {
+      box.append(el("p", { class: "muted", text: "No deployments yet. Create one: bootfleet deployment create --name rack-a --profile demo" }));
+      return;
+    }
+    const current = route().deployment;
+    for (const { deployment, status } of state.deployments) {
+      const counts = (status && status.counts) || {};
+      const total = (status && status.nodes) || 0;
+      const card = el("article", {
+        class: "deployment" + (current === deployment.name ? " selected" : "") + (status && status.done ? " done" : ""),
+        "data-deployment": deployment.name,
+      });
+      const head = el("div", { class: "deployment-head" },
+        el("a", { class: "deployment-name", href: `#/?deployment=${encodeURIComponent(deployment.name)}`, text: deployment.name }));
+      if (deployment.state !== "active") head.append(el("span", { class: "tag", text: deployment.state }));
+      card.append(head);
+      const ready = (status && status.ready) || 0;
+      const percent = status ? status.percent : 0;
+      card.append(el("p", { class: "deployment-summary" },
+        el("strong", { class: "ready-count", text: `${ready} of ${total}` }), " ready",
+        el("span", { class: "percent", text: ` · ${percent}%` }),
+        deployment.count ? el("span", { class: "muted", text: ` · ${deployment.count} wanted` }) : null));
+
+      const bar = el("div", { class: "bar", role: "img", "aria-label": STAGES.filter((s) => counts[s]).map((s) => `${s} ${counts[s]}`).join(", ") || "no nodes" });
+      for (const stage of STAGES) {
+        if (!counts[stage] || stage === "deleted") continue;
+        const seg = el("span", { class: `seg stage-${stage}`, title: `${stage}: ${counts[stage]}`, "data-stage": stage });
+        seg.style.width = `${(100 * counts[stage]) / total}%`;
+        bar.append(seg);
+      }
+      card.append(bar);
+
+      const legend = el("ul", { class: "legend" });
+      for (const stage of STAGES) {
+        if (!counts[stage]) continue;
+        legend.append(el("li", { "data-stage": stage },
+          el("a", { href: `#/?deployment=${encodeURIComponent(deployment.name)}&stage=${stage}` },
+            stageChip(stage), el("span", { class: "count", text: String(counts[stage]) }))));
+      }
+      card.append(legend);
+
+      const failed = (status && status.failed) || [];
+      const stuck = (status && status.stuck) || [];
+      if (failed.length || stuck.length) {
+        const alerts = el("p", { class: "alerts" });
+        if (failed.length) {
+          alerts.append(el("a", { class: "alert-failed", href: `#/?deployment=${encodeURIComponent(deployment.name)}&stage=failed`, text: `${failed.length} failed` }));
+        }
+        if (stuck.length) alerts.append(el("span", { class: "alert-stuck", text: `${stuck.length} stuck` }));
+        card.append(alerts);
+      }
+      box.append(card);
+    }
+  }
+
+  function renderFilters() {
+    const r = route();
+    const dep = $("filter-deployment");
+    const wanted = ["", ...state.deployments.map((d) => d.deployment.name)];
+    if (r.deployment && !wanted.includes(r.deployment)) wanted.push(r.deployment);
+    dep.replaceChildren(...wanted.map((name) => el("option", { value: name, text: name || "all" })));
+    dep.value = r.deployment;
+    const stage = $("filter-stage");
+    if (stage.options.length === 1) {
+      for (const s of STAGES) stage.append(el("option", { value: s, text: s }));
+    }
+    stage.value = r.stage;
+  }
+
+  function renderNodes() {
+    renderFilters();
+    const body = $("nodes").querySelector("tbody");
+    body.replaceChildren();
+    for (const n of state.nodes) {
+      const stuck = state.stuck.get(n.id);
+      const row = el("tr", {
+        class: ["node", n.stage === "failed" ? "failed" : "", stuck ? "stuck" : ""].filter(Boolean).join(" "),
+        "data-node-id": n.id,
+        "data-stage": n.stage,
+      });
+      const host = el("td", { class: "host", "data-label": "Host" }, nodeLink(n.id, n.hostname || `node ${shortId(n.id)}`));
+      const stageCell = el("td", { class: "stage-cell", "data-label": "Stage" }, stageChip(n.stage));
+      if (stuck) stageCell.append(el("span", { class: "tag stuck-tag", text: "stuck", title: `in ${stuck.stage} for ${stuck.seconds_in_stage} s` }));
+      row.append(
+        host,
+        stageCell,
+        el("td", { class: "ip", "data-label": "IP", text: n.ip || "—" }),
+        el("td", { class: "mac", "data-label": "MAC", text: (n.macs || []).join(", ") || "—" }),
+        el("td", { class: "dep", "data-label": "Deployment", text: state.deploymentNames.get(n.deployment_id) || "—" }),
+        el("td", { class: "seen", "data-label": "Last seen" }, timeEl(n.last_seen)),
+        el("td", { class: "since", "data-label": "In stage" }, timeEl(n.stage_changed_at, "duration")),
+      );
+      body.append(row);
+    }
+    const r = route();
+    const shown = state.nodes.length;
+    const what = [r.deployment && `in ${r.deployment}`, r.stage && `${r.stage}`].filter(Boolean).join(", ");
+    $("nodes-summary").textContent = shown
+      ? `${state.offset + 1}–${state.offset + shown} of ${state.nodesTotal} nodes${what ? " (" + what + ")" : ""}`
+      : `No nodes${what ? " (" + what + ")" : ""}.`;
+    $("prev-page").hidden = state.offset === 0;
+    $("next-page").hidden = state.offset + shown >= state.nodesTotal;
+  }
+
+  function renderEvents() {
+    const list = $("events");
+    if (!list || $("overview").hidden) return;
+    list.replaceChildren(...state.events.map(eventItem));
+    $("events-empty").hidden = state.events.length > 0;
+  }
+
+  function eventItem(e) {
+    const li = el("li", { class: `event kind-${e.kind}` + (e.stage === "failed" ? " failed" : ""), "data-event-id": e.id });
+    li.append(clock(e.created_at), " ");
+    if (e.node_id) li.append(nodeLink(e.node_id), " ");
+    else if (e.deployment_id) li.append(el("strong", { text: state.deploymentNames.get(e.deployment_id) || "deployment" }), " ");
+    if (e.stage) li.append(stageChip(e.stage), " ");
+    li.append(el("span", { class: "message", text: e.message }), " ", el("span", { class: "source", text: e.source }));
+    return li;
+  }
+
+  // --- node page ---------------------------------------------------------------
+
+  async function loadNode(id) {
+    const [node, history] = await Promise.all([api(`/status/nodes/${encodeURIComponent(id)}`), api(`/status/nodes/${encodeURIComponent(id)}/events`)]);
+    if (route().id !== id) return;
+    state.names.set(node.id, node.hostname || `node ${shortId(node.id)}`);
+    renderNode(node, history.events || []);
+  }
+
+  function renderNode(n, events) {
+    show("node-page");
+    $("node-title").textContent = n.hostname || `node ${shortId(n.id)}`;
+    $("node-stage").replaceChildren(stageChip(n.stage));
+    const page = $("node-page");
+    page.dataset.stage = n.stage;
+    page.classList.toggle("failed", n.stage === "failed");
+
+    const alert = $("node-alert");
+    const stuck = state.stuck.get(n.id);
+    const lastStage = [...events].reverse().find((e) => e.stage === n.stage);
+    if (n.stage === "failed") {
+      alert.textContent = `Failed ${ago(n.stage_changed_at)}: ${lastStage ? lastStage.message : ""}`;
+      alert.className = "alert alert-failed";
+      alert.hidden = false;
+    } else if (stuck) {
+      alert.textContent = `Stuck: in ${stuck.stage} for ${duration(n.stage_changed_at)}, past its timeout.`;
+      alert.className = "alert alert-stuck";
+      alert.hidden = false;
+    } else {
+      alert.hidden = true;
+    }
+
+    const times = n.stage_times || {};
+    const reached = FORWARD.indexOf(n.stage);
+    const steps = $("node-steps");
+    steps.replaceChildren();
+    for (const [i, s] of FORWARD.entries()) {
+      const done = times[s] || (reached >= 0 && i < reached);
+      const cls = ["step", s === n.stage ? "current" : "", done ? "done" : ""].filter(Boolean).join(" ");
+      steps.append(el("li", { class: cls, "data-stage": s }, el("span", { class: "step-name", text: s }),
+        times[s] ? el("span", { class: "step-time" }, clock(times[s])) : null));
+    }
+
+    const details = [
+      ["ID", n.id],
+      ["Stage", n.stage],
+      ["In stage since", n.stage_changed_at ? new Date(n.stage_changed_at).toLocaleString() : ""],
+      ["Hostname", n.hostname],
+      ["IP", n.ip],
+      ["MAC", (n.macs || []).join(", ")],
+      ["UUID", n.uuid],
+      ["Serial", n.serial],
+      ["Instance", n.instance_id],
+      ["Deployment", state.deploymentNames.get(n.deployment_id) || n.deployment_id],
+      ["Labels", Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
+      ["Last seen", n.last_seen ? `${ago(n.last_seen)} (${new Date(n.last_seen).toLocaleString()})` : "never"],
+      ["Token version", n.token_version],
+      ["Created", n.created_at ? new Date(n.created_at).toLocaleString() : ""],
+    ];
+    $("node-details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v === null || v === undefined || v === "" ? "—" : String(v) })]));
+
+    $("timeline").replaceChildren(...events.map((e) => {
+      const li = el("li", { class: "entry" + (e.stage === "failed" ? " failed" : ""), "data-event-id": e.id });
+      li.append(el("div", { class: "when" }, clock(e.created_at), " ", el("span", { class: "muted", text: new Date(e.created_at).toLocaleDateString() })));
+      const what = el("div", { class: "what" });
+      if (e.stage) what.append(stageChip(e.stage), " ");
+      what.append(el("span", { class: "message", text: e.message }), " ", el("span", { class: "source", text: `${e.kind} · ${e.source}` }));
+      li.append(what);
+      return li;
+    }));
+  }
+
+  // --- loading ------------------------------------------------------------------
+
+  async function loadDeployments() {
+    const list = await api("/config/api/v1/deployments", { limit: 1000 });
+    const live = (list.items || []).filter((d) => d.state !== "deleted");
+    const statuses = await Promise.all(live.map((d) => api(`/status/deployments/${encodeURIComponent(d.id)}`).catch((e) => {
+      if (refused(e)) throw e;
+      return null; // deleted meanwhile
+    })));
+    state.deployments = live.map((deployment, i) => ({ deployment, status: statuses[i] }));
+    state.deploymentNames = new Map((list.items || []).map((d) => [d.id, d.name]));
+    state.stuck = new Map();
+    for (const s of statuses) for (const n of (s && s.stuck) || []) state.stuck.set(n.id, n);
+  }
+
+  async function loadNodes() {
+    const r = route();
+    const page = await api("/config/api/v1/nodes", { deployment: r.deployment, stage: r.stage, limit: PAGE_SIZE, offset: state.offset });
+    state.nodes = page.items || [];
+    state.nodesTotal = page.total || 0;
+    for (const n of state.nodes) state.names.set(n.id, n.hostname || `node ${shortId(n.id)}`);
+  }
+
+  // One refresh at a time; a request for another while one runs makes it run once more.
+  function refresh() {
+    if (state.refreshing) {
+      state.refreshAgain = true;
+      return state.refreshing;
+    }
+    state.refreshing = (async () => {
+      try {
+        do {
+          state.refreshAgain = false;
+          const r = route();
+          await loadDeployments();
+          if (r.view === "node") await loadNode(r.id);
+          else await loadNodes();
+          render();
+          showError("");
+        } while (state.refreshAgain && state.token);
+      } catch (e) {
+        handleError(e);
+      } finally {
+        state.refreshing = null;
+      }
+    })();
+    return state.refreshing;
+  }
+
+  // --- the live event stream ------------------------------------------------------
+
+  async function poll() {
+    state.pollTimer = null;
+    if (!state.token) return;
+    try {
+      let since = state.since;
+      if (since === null) since = new Date(Date.now() - 3600 * 1000).toISOString(); // the last hour
+      const fresh = [];
+      for (let pages = 0; pages < 10; pages++) {
+        const answer = await api("/status/events", { since, limit: EVENTS_PAGE });
+        fresh.push(...(answer.events || []));
+        since = state.since = answer.next;
+        if ((answer.events || []).length < EVENTS_PAGE) break;
+      }
+      setLive(true);
+      if (fresh.length) {
+        state.events = fresh.slice(-MAX_EVENTS).reverse().concat(state.events).slice(0, MAX_EVENTS);
+        renderEvents();
+        await refresh();
+      }
+    } catch (e) {
+      if (refused(e)) return handleError(e);
+      setLive(false, e.message);
+    } finally {
+      if (state.token && !state.pollTimer) state.pollTimer = setTimeout(poll, POLL_MS);
+    }
+  }
+
+  function setLive(ok, why) {
+    const live = $("live");
+    live.classList.toggle("down", !ok);
+    $("live-text").textContent = ok ? "live" : "reconnecting…";
+    live.title = ok ? `polling every ${POLL_MS / 1000} s` : why || "";
+  }
+
+  // --- signing in and out -----------------------------------------------------------
+
+  function start() {
+    render();
+    refresh();
+    if (!state.pollTimer) poll();
+    if (!state.refreshTimer) state.refreshTimer = setInterval(() => state.token && refresh(), REFRESH_MS);
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    state.since = null;
+    state.events = [];
+    clearTimeout(state.pollTimer);
+    state.pollTimer = null;
+    clearInterval(state.refreshTimer);
+    state.refreshTimer = null;
+    showError("");
+    show("signin");
+    $("api-input").value = state.api;
+    $("token-input").value = "";
+    const err = $("signin-error");
+    err.textContent = message || "";
+    err.hidden = !message;
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const base = cleanBase($("api-input").value);
+    const token = $("token-input").value.trim();
+    const err = $("signin-error");
+    err.hidden = true;
+    let url;
+    try {
+      url = new URL(base);
+      if (!/^https?:$/.test(url.protocol)) throw new Error();
+    } catch (e) {
+      err.textContent = `API URL: expected http(s)://host[:port], got ${JSON.stringify(base)}`;
+      err.hidden = false;
+      return;
+    }
+    state.api = base;
+    try {
+      await api("/config/api/v1/deployments", { limit: 1 }, token);
+    } catch (e) {
+      err.textContent = refused(e) ? `The admin token was refused: ${e.message}` : e.message;
+      err.hidden = false;
+      return;
+    }
+    localStorage.setItem(API_KEY, base);
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.token = token;
+    start();
+  }
+
+  function init() {
+    $("signin-form").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", () => signOut(""));
+    $("filters").addEventListener("change", () => {
+      const q = new URLSearchParams();
+      if ($("filter-deployment").value) q.set("deployment", $("filter-deployment").value);
+      if ($("filter-stage").value) q.set("stage", $("filter-stage").value);
+      location.hash = "#/" + (q.toString() ? "?" + q : "");
+    });
+    $("prev-page").addEventListener("click", () => {
+      state.offset = Math.max(0, state.offset - PAGE_SIZE);
+      refresh();
+    });
+    $("next-page").addEventListener("click", () => {
+      state.offset += PAGE_SIZE;
+      refresh();
+    });
+    window.addEventListener("hashchange", () => {
+      state.offset = 0;
+      if (!state.token) return;
+      render();
+      refresh();
+    });
+    setInterval(tick, 5000);
+    if (state.token) start();
+    else signOut("");
+  }
+
+  init();
+})();
