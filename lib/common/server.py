@@ -51,7 +51,10 @@ def local_secrets(data: Path) -> dict[str, str]:
 
 def start_embedded_postgres(data: Path) -> str:
     """Start (or reuse) PostgreSQL under .data/pg; returns its URL."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data))
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # pgserver keeps a lock file there
+        run = data / "run"
+        run.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(run)
     try:
         import pgserver
     except ImportError:
