@@ -1,22 +1,15 @@
 """Docs match the code: every setting and every endpoint is documented."""
 
-import dataclasses
 import importlib.util
 import re
 
 import pytest
 
 from common.router import FUNCTIONS, function_source
-from common.settings import PREFIX, Settings
+from common.settings import PREFIX
 from conftest import ROOT
 
 DOCS = "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
-
-
-def test_every_setting_is_documented():
-    missing = [f"{PREFIX}{f.name.upper()}" for f in dataclasses.fields(Settings)
-               if f"{PREFIX}{f.name.upper()}" not in (ROOT / "docs" / "operations.md").read_text()]
-    assert missing == [], f"add these to docs/operations.md: {missing}"
 
 
 def test_every_setting_read_anywhere_is_documented():
@@ -24,7 +17,7 @@ def test_every_setting_read_anywhere_is_documented():
     for path in (ROOT / "lib" / "common").rglob("*.py"):
         names |= set(re.findall(r"BOOTFLEET_[A-Z0-9_]+", path.read_text()))
     names |= {PREFIX + n for path in (ROOT / "lib" / "common").rglob("*.py")
-              for n in re.findall(r'_(?:get|int|bool)\("([A-Z0-9_]+)"', path.read_text())}
+              for n in re.findall(r'\b_[a-z_]+\("([A-Z][A-Z0-9_]+)"', path.read_text())}
     names.discard("BOOTFLEET_")
     missing = sorted(n for n in names if n not in DOCS)
     assert missing == [], f"document these settings in docs/: {missing}"
