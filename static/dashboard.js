@@ -359,13 +359,12 @@
       alert.hidden = true;
     }
 
+    // The install path; a stage the node went through has its time (some are skipped).
     const times = n.stage_times || {};
-    const reached = FORWARD.indexOf(n.stage);
     const steps = $("node-steps");
     steps.replaceChildren();
-    for (const [i, s] of FORWARD.entries()) {
-      const done = times[s] || (reached >= 0 && i < reached);
-      const cls = ["step", s === n.stage ? "current" : "", done ? "done" : ""].filter(Boolean).join(" ");
+    for (const s of FORWARD) {
+      const cls = ["step", s === n.stage ? "current" : "", times[s] ? "done" : ""].filter(Boolean).join(" ");
       steps.append(el("li", { class: cls, "data-stage": s }, el("span", { class: "step-name", text: s }),
         times[s] ? el("span", { class: "step-time" }, clock(times[s])) : null));
     }

@@ -289,7 +289,8 @@ def static_hosts():
 
 @pytest.fixture(scope="module")
 def cors_server(database, static_hosts):
-    srv = RunningServer(env={"BOOTFLEET_CORS_ORIGIN": static_hosts[0].url})
+    """The API on its own origin, allowing the first static host; nodes are stuck after 2 s configuring."""
+    srv = RunningServer(env={"BOOTFLEET_CORS_ORIGIN": static_hosts[0].url, "BOOTFLEET_STAGE_TIMEOUTS": "configuring=2"})
     yield srv
     srv.stop()
 
@@ -297,10 +298,22 @@ def cors_server(database, static_hosts):
 def test_dashboard_on_a_static_host_calls_the_api_across_origins(browser, cors_server, static_hosts, clean_db):
     allowed, other = static_hosts
     fleet = Fleet(cors_server.url)
-    page = open_dashboard(browser, allowed.url, query=f"?poll=300&api={cors_server.url}")
-    expect(page.locator('.deployment[data-deployment="rack-a"] .ready-count')).to_have_text("0 of 3", timeout=WAIT)
+    page = open_dashboard(browser, allowed.url, query=f"?poll=300&refresh=1000&api={cors_server.url}")
+    card = page.locator('.deployment[data-deployment="rack-a"]')
+    expect(card.locator(".ready-count")).to_have_text("0 of 3", timeout=WAIT)
     fleet.report("web-1", "installing")
     expect(node_row(page, fleet.id("web-1"))).to_have_attribute("data-stage", "installing", timeout=WAIT)
+
+    # A node past its stage's timeout is shown stuck, in the list, on the card and on its page.
+    fleet.report("web-2", "configuring", "fetching user-data")
+    stuck = node_row(page, fleet.id("web-2"))
+    expect(stuck).to_have_class(re.compile(r"\bstuck\b"), timeout=WAIT)
+    expect(stuck.locator(".stuck-tag")).to_have_text("stuck")
+    expect(node_row(page, fleet.id("web-1"))).not_to_have_class(re.compile(r"\bstuck\b"))
+    expect(card.locator(".alert-stuck")).to_have_text("1 stuck")
+    screenshot(page, "dashboard-stuck.png")
+    stuck.locator(".host a").click()
+    expect(page.locator("#node-alert")).to_contain_text("Stuck: in configuring", timeout=WAIT)
     # The API base given once with ?api= is remembered for this origin.
     assert page.evaluate("localStorage.getItem('bootfleet.apiBase')") == cors_server.url
     assert page.errors == []
