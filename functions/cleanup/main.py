@@ -1,19 +1,63 @@
-"""cleanup: times out stuck nodes, tears down what was deleted or orphaned.
+"""cleanup: scheduled (a Code Engine cron subscription), or run by hand.
 
-Not built yet: every request answers 501 until the cleanup issue lands.
+POST /cleanup/run[?dry_run=true]   admin token, or BOOTFLEET_CRON_SECRET as the bearer
+                                   token or as {"secret": "..."} in the body
 """
 
-from common.http import Api, HttpError
+import hmac
+import json
+import logging
+
+from common.cleanup import Cleanup, CleanupBusyError, Options
+from common.db import get_database
+from common.http import Api, BadRequestError, ConflictError, UnauthorizedError, json_response, require_admin
 from common.log import setup_logging
+from common.providers import record_provider, server_provider
+from common.settings import get_settings
+from common.tokens import TokenError
 
 setup_logging("cleanup")
+log = logging.getLogger("bootfleet.cleanup")
 api = Api("cleanup")
 
 
-@api.route("/<path:rest>", methods=("GET", "POST", "PUT", "DELETE"))
-@api.route("/", methods=("GET", "POST", "PUT", "DELETE"))
-def not_implemented(request, rest=""):
-    raise HttpError("the cleanup function is not implemented yet", 501)
+def _authorize(request) -> None:
+    """The cron subscription cannot send custom headers, so its secret may come in the body."""
+    secret = get_settings().cron_secret
+    if secret:
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        try:
+            presented = presented or (json.loads(request.get_data() or b"{}") or {}).get("secret", "")
+        except (ValueError, AttributeError):
+            presented = presented or ""
+        if presented and hmac.compare_digest(presented.encode(), secret.encode()):
+            return
+    try:
+        require_admin(request)
+    except TokenError as e:
+        if e.status == 401:
+            raise UnauthorizedError("missing Authorization: Bearer <admin token or cron secret>") from None
+        raise
+
+
+def _dry_run(request) -> bool:
+    raw = request.args.get("dry_run", "false").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise BadRequestError(f"dry_run: true or false, got {raw[:20]!r}")
+    return raw in ("true", "1", "yes")
+
+
+@api.route("/run", methods=("POST",))
+def run(request):
+    _authorize(request)
+    settings = get_settings()
+    options = Options(dry_run=_dry_run(request), cap=settings.cleanup_cap, grace_seconds=settings.cleanup_grace,
+                      retention_days=settings.retention_days, stage_timeouts=settings.stage_timeouts)
+    try:
+        summary = Cleanup(get_database(), options, server_provider(), record_provider()).run()
+    except CleanupBusyError as e:
+        raise ConflictError(str(e)) from None
+    return json_response(summary)
 
 
 def cleanup(request):

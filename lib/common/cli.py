@@ -6,6 +6,7 @@
     bootfleet status DEPLOYMENT         a deployment's progress
     bootfleet watch DEPLOYMENT          the same, live, until it is done
     bootfleet events                    the event stream
+    bootfleet cleanup [--dry-run]       run cleanup now
 
 Operator commands talk to --url (BOOTFLEET_URL, default http://127.0.0.1:8080)
 with --token (BOOTFLEET_ADMIN_TOKEN, or the local .data/secrets.json).
@@ -237,6 +238,19 @@ def cmd_events(args) -> None:
     print_table(data["events"], ["id", "created_at", "node_id", "stage", "source", "message"])
 
 
+def cmd_cleanup(args) -> None:
+    client = Client(args.url, _token(args))
+    summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"})
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(("plan (dry run): " if summary["dry_run"] else "") + summary["message"])
+    for action, count in sorted(summary["counts"].items()):
+        print(f"  {action:22} {count}")
+    for error in summary["errors"]:
+        print(f"  error: {error['action']}: {error['error']}")
+
+
 def cmd_serve(args) -> None:
     from .server import serve
 
@@ -305,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("cleanup", help="run cleanup now (what the cron runs every 5 minutes)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser("events", help="the event stream")
     p.add_argument("--since", default="0", help="event id or ISO time")

@@ -106,6 +106,10 @@ class Settings:
     stage_timeouts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     log_level: str = "INFO"
     cors_origins: tuple[str, ...] = ()
+    cron_secret: str | None = None
+    cleanup_cap: int = 50
+    cleanup_grace: int = 3600
+    retention_days: int = 30
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -126,6 +130,10 @@ class Settings:
             stage_timeouts=_stage_timeouts(),
             log_level=_get("LOG_LEVEL", "INFO").upper(),
             cors_origins=_origins("CORS_ORIGIN"),
+            cron_secret=_get("CRON_SECRET"),
+            cleanup_cap=_int("CLEANUP_CAP", 50),
+            cleanup_grace=_int("CLEANUP_GRACE", 3600),
+            retention_days=_int("RETENTION_DAYS", 30),
         )
 
     def require(self, name: str) -> str:

@@ -1,0 +1,297 @@
+"""One cleanup run: time out stuck nodes, tear down what was deleted, remove owned
+orphans, prune old history.
+
+Safe by construction:
+- one run at a time (a PostgreSQL advisory lock; an overlapping run is refused);
+- `dry_run` computes the same plan and changes nothing;
+- at most `cap` deletions of servers, DNS records and deployments per run; past
+  it the run stops and says so (the next run goes on);
+- only what bootfleet owns is ever touched (providers list owned resources only);
+- every action is an event; a failure on one item is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import store
+from .db import Database, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x626F6F74636C6E  # "bootcln"
+SOURCE = "cleanup"
+PRUNE_BATCH = 5000
+
+
+class ServerProvider(Protocol):
+    """What cleanup needs from a VPC provider."""
+
+    def list_owned(self) -> list[Any]: ...
+
+    def delete(self, instance_id: str) -> None: ...
+
+
+class RecordProvider(Protocol):
+    """What cleanup needs from the DNS side: records bootfleet owns, and removal."""
+
+    def owned_records(self) -> list[dict]: ...
+
+    def delete_record(self, record: dict) -> None: ...
+
+
+class CleanupBusyError(Exception):
+    """Another cleanup run holds the lock."""
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    cap: int = 50
+    grace_seconds: int = 3600
+    retention_days: int = 30
+    stage_timeouts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    dry_run: bool
+    actions: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    deletions: int = 0
+    capped: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, action: str, **details: Any) -> None:
+        self.actions.append({"action": action, **details})
+        self.counts[action] = self.counts.get(action, 0) + 1
+
+    def error(self, action: str, message: str, **details: Any) -> None:
+        self.errors.append({"action": action, "error": message, **details})
+
+    def summary(self) -> dict:
+        message = (
+            f"stopped after {self.deletions} deletions (the cap); the next run goes on" if self.capped else "done"
+        )
+        return {
+            "dry_run": self.dry_run,
+            "counts": self.counts,
+            "deletions": self.deletions,
+            "capped": self.capped,
+            "message": message,
+            "errors": self.errors,
+            "actions": self.actions,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+class Cleanup:
+    def __init__(self, database: Database, options: Options, servers: ServerProvider | None = None,
+                 records: RecordProvider | None = None):
+        self.db = database
+        self.options = options
+        self.servers = servers
+        self.records = records
+        self.report = Report(options.dry_run)
+
+    # --- the run -------------------------------------------------------------------
+
+    def run(self) -> dict:
+        lock = self.db._connect()  # a connection of its own: the lock lives as long as the run
+        try:
+            if not lock.run("SELECT pg_try_advisory_lock(:k)", k=LOCK_KEY)[0][0]:
+                raise CleanupBusyError("another cleanup run is in progress; try again when it has finished")
+            try:
+                for step in (self.time_out_nodes, self.tear_down_deleted, self.remove_orphans, self.prune):
+                    if self.report.capped and step is not self.prune:
+                        continue
+                    step()
+            finally:
+                lock.run("SELECT pg_advisory_unlock(:k)", k=LOCK_KEY)
+        finally:
+            self.db._discard(lock)
+        summary = self.report.summary()
+        log.info("cleanup run", extra={"counts": summary["counts"], "dry_run": summary["dry_run"],
+                                       "errors": len(summary["errors"])})
+        return summary
+
+    def _may_delete(self) -> bool:
+        if self.report.deletions >= self.options.cap:
+            self.report.capped = True
+            return False
+        return True
+
+    # --- 1. nodes past their stage's timeout --------------------------------------------
+
+    def time_out_nodes(self) -> None:
+        for stage, seconds in self.options.stage_timeouts.items():
+            with self.db.transaction() as tx:
+                stuck = tx.all(
+                    "SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
+                    " FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)"
+                    " ORDER BY stage_changed_at FOR UPDATE SKIP LOCKED",
+                    stage=stage, s=seconds,
+                )
+                for node in stuck:
+                    message = (f"timed out in {stage} after {_duration(node['took'])}"
+                               f" (limit {_duration(seconds)})")
+                    self.report.add("node_timed_out", node_id=node["id"], stage=stage, message=message)
+                    if not self.options.dry_run:
+                        store.node_set_stage(tx, node["id"], "failed", SOURCE, message, node["deployment_id"])
+
+    # --- 2. deployments and nodes marked for deletion -------------------------------------
+
+    def tear_down_deleted(self) -> None:
+        with self.db.transaction() as tx:
+            nodes = tx.all(
+                "SELECT n.id, n.instance_id, n.deployment_id FROM node n WHERE n.stage = 'deprovisioning'"
+                " ORDER BY n.stage_changed_at"
+            )
+        for node in nodes:
+            if node["instance_id"]:
+                if not self._delete_server(node["instance_id"], node_id=node["id"],
+                                           deployment_id=node["deployment_id"]):
+                    continue
+            self.report.add("node_deleted", node_id=node["id"])
+            if not self.options.dry_run:
+                with self.db.transaction() as tx:
+                    store.node_set_stage(tx, node["id"], "deleted", SOURCE,
+                                         "deprovisioned" + (f": server {node['instance_id']} deleted"
+                                                            if node["instance_id"] else ""))
+                    tx.run("DELETE FROM node_mac WHERE node_id = :id", id=node["id"])
+        with self.db.transaction() as tx:
+            deployments = tx.all(
+                "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND NOT EXISTS"
+                " (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage NOT IN ('deleted'))"
+            )
+        for deployment in deployments:
+            if self.options.dry_run:
+                continue  # its nodes are still there in a dry run; the real run finishes it
+            self.report.add("deployment_deleted", deployment_id=deployment["id"], name=deployment["name"])
+            with self.db.transaction() as tx:
+                tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id",
+                       id=deployment["id"])
+                store.event_add(tx, "deployment", f"deployment {deployment['name']} deleted", SOURCE,
+                                deployment_id=deployment["id"])
+
+    def _delete_server(self, instance_id: str, **where: Any) -> bool:
+        """Delete one server (counted against the cap). False if it was not deleted."""
+        if self.servers is None:
+            self.report.error("server_deleted", "no VPC provider configured; cannot delete the server",
+                              instance_id=instance_id, **where)
+            return False
+        if not self._may_delete():
+            return False
+        self.report.deletions += 1
+        self.report.add("server_deleted", instance_id=instance_id, **where)
+        if self.options.dry_run:
+            return True
+        try:
+            self.servers.delete(instance_id)
+        except Exception as e:  # noqa: BLE001 - reported, the run goes on
+            self.report.error("server_deleted", str(e), instance_id=instance_id, **where)
+            with self.db.transaction() as tx:
+                store.event_add(tx, "error", f"deleting server {instance_id} failed: {e}", SOURCE,
+                                node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
+            return False
+        with self.db.transaction() as tx:
+            store.event_add(tx, "cleanup", f"server {instance_id} deleted", SOURCE,
+                            node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
+        return True
+
+    # --- 3. owned orphans ---------------------------------------------------------------
+
+    def remove_orphans(self) -> None:
+        cutoff = utcnow() - datetime.timedelta(seconds=self.options.grace_seconds)
+        if self.servers is not None:
+            try:
+                owned = self.servers.list_owned()
+            except Exception as e:  # noqa: BLE001
+                self.report.error("orphan_server_deleted", f"listing owned servers failed: {e}")
+                owned = []
+            with self.db.transaction() as tx:
+                known = {r["instance_id"] for r in tx.all(
+                    "SELECT instance_id FROM node WHERE instance_id IS NOT NULL AND stage <> 'deleted'")}
+            for server in owned:
+                server_id, created = _field(server, "id"), _created(server)
+                if server_id in known or (created and created > cutoff):
+                    continue
+                if not self._delete_server(server_id, name=_field(server, "name"), orphan=True):
+                    if self.report.capped:
+                        return
+        if self.records is not None:
+            try:
+                records = self.records.owned_records()
+            except Exception as e:  # noqa: BLE001
+                self.report.error("orphan_record_deleted", f"listing owned DNS records failed: {e}")
+                return
+            for record in records:
+                if not record.get("orphan") or (record.get("created_at") and record["created_at"] > cutoff):
+                    continue
+                if not self._may_delete():
+                    return
+                self.report.deletions += 1
+                self.report.add("orphan_record_deleted", name=record.get("name"), type=record.get("type"))
+                if self.options.dry_run:
+                    continue
+                try:
+                    self.records.delete_record(record)
+                except Exception as e:  # noqa: BLE001
+                    self.report.error("orphan_record_deleted", str(e), name=record.get("name"))
+                    continue
+                with self.db.transaction() as tx:
+                    store.event_add(tx, "cleanup", f"orphaned DNS record {record.get('type')} {record.get('name')}"
+                                    " deleted", SOURCE)
+
+    # --- 4. history past its retention ---------------------------------------------------
+
+    def prune(self) -> None:
+        days = self.options.retention_days
+        with self.db.transaction() as tx:
+            old_events = tx.scalar("SELECT count(*) FROM event WHERE created_at < now() - make_interval(days => :d)",
+                                   d=days)
+            old_nodes = tx.scalar("SELECT count(*) FROM node WHERE stage = 'deleted'"
+                                  " AND stage_changed_at < now() - make_interval(days => :d)", d=days)
+        if old_events:
+            self.report.counts["events_pruned"] = old_events
+        if old_nodes:
+            self.report.counts["nodes_removed"] = old_nodes
+        if self.options.dry_run:
+            return
+        while True:  # in batches, so no transaction holds many locks for long
+            with self.db.transaction() as tx:
+                deleted = tx.all(
+                    "DELETE FROM event WHERE id IN (SELECT id FROM event"
+                    " WHERE created_at < now() - make_interval(days => :d) ORDER BY id LIMIT :n) RETURNING id",
+                    d=days, n=PRUNE_BATCH,
+                )
+            if len(deleted) < PRUNE_BATCH:
+                break
+        with self.db.transaction() as tx:
+            tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)",
+                   d=days)
+            if old_events or old_nodes:
+                store.event_add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
+                                f" {days} days", SOURCE)
+
+
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _created(item: Any) -> datetime.datetime | None:
+    value = _field(item, "created_at")
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def _duration(seconds: int) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"

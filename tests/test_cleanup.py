@@ -1,0 +1,140 @@
+"""cleanup on a real PostgreSQL: each action, the dry run, the lock, pruning."""
+
+import threading
+
+import pytest
+
+from common.cleanup import LOCK_KEY
+from conftest import snapshot
+from helpers import make_node, make_profile
+
+
+@pytest.fixture
+def cleanup_client(function_apps, clean_db):
+    return function_apps["cleanup"].test_client()
+
+
+def age(database, node_id, seconds, stage=None):
+    with database.transaction() as tx:
+        tx.run("UPDATE node SET stage_changed_at = now() - make_interval(secs => :s)"
+               + (", stage = :stage" if stage else "") + " WHERE id = :id",
+               s=seconds, id=node_id, **({"stage": stage} if stage else {}))
+
+
+def stage_of(database, node_id):
+    with database.transaction() as tx:
+        return tx.scalar("SELECT stage FROM node WHERE id = :id", id=node_id)
+
+
+def test_needs_admin_token_or_cron_secret(cleanup_client, admin, monkeypatch):
+    assert cleanup_client.post("/run").status_code == 401
+    assert cleanup_client.post("/run", headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert cleanup_client.post("/run", headers=admin).status_code == 200
+    monkeypatch.setenv("BOOTFLEET_CRON_SECRET", "cron-secret-1")
+    from common.settings import reset_settings
+    reset_settings()
+    try:
+        assert cleanup_client.post("/run", json={"secret": "cron-secret-1"}).status_code == 200
+        assert cleanup_client.post("/run", headers={"Authorization": "Bearer cron-secret-1"}).status_code == 200
+        assert cleanup_client.post("/run", json={"secret": "wrong"}).status_code == 401
+    finally:
+        monkeypatch.delenv("BOOTFLEET_CRON_SECRET")
+        reset_settings()
+
+
+def test_stuck_nodes_fail_with_an_event_naming_stage_and_time(boot, config, admin, cleanup_client, clean_db):
+    make_profile(config, admin)
+    stuck = make_node(config, admin, mac="52:54:00:00:00:01", profile="worker")
+    fresh = make_node(config, admin, mac="52:54:00:00:00:02", profile="worker")
+    boot.get("/ipxe?mac=52:54:00:00:00:01")
+    boot.get("/ipxe?mac=52:54:00:00:00:02")
+    age(clean_db, stuck["id"], 16 * 60)  # booting for 16 minutes; the limit is 15
+
+    dry = cleanup_client.post("/run?dry_run=true", headers=admin).json
+    assert dry["dry_run"] is True and dry["counts"] == {"node_timed_out": 1}
+    assert stage_of(clean_db, stuck["id"]) == "booting"
+
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["counts"] == {"node_timed_out": 1} and summary["errors"] == []
+    assert "duration_s" in summary
+    assert stage_of(clean_db, stuck["id"]) == "failed"
+    assert stage_of(clean_db, fresh["id"]) == "booting"
+    events = config.get(f"/api/v1/nodes/{stuck['id']}", headers=admin)
+    with clean_db.transaction() as tx:
+        message = tx.scalar("SELECT message FROM event WHERE node_id = :id AND stage = 'failed'", id=stuck["id"])
+    assert message == "timed out in booting after 16m 0s (limit 15m 0s)"
+    assert events.status_code == 200
+    # A second run finds nothing more to do.
+    assert cleanup_client.post("/run", headers=admin).json["counts"] == {}
+
+
+def test_dry_run_changes_nothing(boot, config, admin, cleanup_client, clean_db):
+    make_profile(config, admin)
+    config.post("/api/v1/deployments", json={"name": "gone", "profile": "worker"}, headers=admin)
+    node = make_node(config, admin, deployment="gone")
+    boot.get("/ipxe?mac=52:54:00:00:00:01")
+    age(clean_db, node["id"], 3600)
+    config.delete("/api/v1/deployments/gone", headers=admin)
+    with clean_db.transaction() as tx:
+        tx.run("UPDATE event SET created_at = now() - interval '40 days' WHERE id = 1")
+    before = snapshot(clean_db)
+    plan = cleanup_client.post("/run?dry_run=1", headers=admin).json
+    assert plan["counts"]["node_deleted"] == 1 and plan["counts"]["events_pruned"] == 1
+    assert snapshot(clean_db) == before
+
+
+def test_deleted_deployment_is_torn_down(config, admin, cleanup_client, clean_db):
+    make_profile(config, admin)
+    config.post("/api/v1/deployments", json={"name": "old", "profile": "worker"}, headers=admin)
+    nodes = [make_node(config, admin, mac=f"52:54:00:00:00:0{i}", deployment="old") for i in range(3)]
+    config.delete("/api/v1/deployments/old", headers=admin)
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["counts"] == {"node_deleted": 3, "deployment_deleted": 1}
+    for node in nodes:
+        assert stage_of(clean_db, node["id"]) == "deleted"
+    assert config.get("/api/v1/deployments/old", headers=admin).json["state"] == "deleted"
+    # The MACs are free for new nodes.
+    make_node(config, admin, mac="52:54:00:00:00:00")
+
+
+def test_old_events_and_deleted_nodes_are_pruned(config, admin, cleanup_client, clean_db):
+    node = make_node(config, admin)
+    keep = make_node(config, admin, mac="52:54:00:00:00:02")
+    with clean_db.transaction() as tx:
+        tx.run("UPDATE event SET created_at = now() - interval '31 days' WHERE node_id = :id", id=node["id"])
+        tx.run("UPDATE node SET stage = 'deleted', stage_changed_at = now() - interval '31 days' WHERE id = :id",
+               id=node["id"])
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["counts"] == {"events_pruned": 1, "nodes_removed": 1}
+    with clean_db.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM node WHERE id = :id", id=node["id"]) == 0
+        assert tx.scalar("SELECT count(*) FROM node WHERE id = :id", id=keep["id"]) == 1
+        assert tx.scalar("SELECT count(*) FROM event WHERE node_id = :id", id=node["id"]) == 0
+        assert tx.scalar("SELECT count(*) FROM event WHERE source = 'cleanup' AND message LIKE 'pruned%'") == 1
+
+
+def test_overlapping_runs_never_both_act(cleanup_client, admin, clean_db):
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        with clean_db.connection() as conn:
+            conn.run("SELECT pg_advisory_lock(:k)", k=LOCK_KEY)
+            held.set()
+            release.wait(10)
+            conn.run("SELECT pg_advisory_unlock(:k)", k=LOCK_KEY)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    held.wait(5)
+    try:
+        resp = cleanup_client.post("/run", headers=admin)
+        assert resp.status_code == 409 and "another cleanup run" in resp.json["error"]
+    finally:
+        release.set()
+        holder.join()
+    assert cleanup_client.post("/run", headers=admin).status_code == 200
+
+
+def test_bad_dry_run_value(cleanup_client, admin):
+    resp = cleanup_client.post("/run?dry_run=maybe", headers=admin)
+    assert resp.status_code == 400 and "dry_run" in resp.json["error"]
