@@ -114,6 +114,8 @@ def open_dashboard(browser, url: str, token: str = ADMIN_TOKEN, viewport=None, q
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.goto(url + "/" + query)
     if token is not None:
         sign_in(page, token)
@@ -172,7 +174,7 @@ def test_nodes_advance_live_and_a_failed_node_shows_failed(browser, server, flee
     expect(page.locator("#live")).to_contain_text("live")
 
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
-    assert page.errors == []
+    assert page.errors == [] and page.console_errors == []
     screenshot(page, "dashboard.png")
 
     phone = open_dashboard(browser, server.url, viewport={"width": 390, "height": 844})
@@ -261,11 +263,19 @@ def test_dashboard_loads_nothing_from_elsewhere(server):
 # --- CORS: the dashboard on a static host, the API elsewhere ---------------------------
 
 
+# What a careful static host sends: no inline script or style, calls only to the API.
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' http://127.0.0.1:*"
+
+
 class StaticHost:
     """static/ served by a plain file server on its own origin, like COS behind the CDN."""
 
     def __init__(self):
         class Quiet(http.server.SimpleHTTPRequestHandler):
+            def end_headers(self):
+                self.send_header("Content-Security-Policy", CSP)
+                super().end_headers()
+
             def log_message(self, *args):
                 pass
 
@@ -317,6 +327,7 @@ def test_dashboard_on_a_static_host_calls_the_api_across_origins(browser, cors_s
     # The API base given once with ?api= is remembered for this origin.
     assert page.evaluate("localStorage.getItem('bootfleet.apiBase')") == cors_server.url
     assert page.errors == []
+    assert page.console_errors == [], "CORS or Content-Security-Policy errors"
 
     refused = open_dashboard(browser, other.url, query=f"?api={cors_server.url}")
     expect(refused.locator("#signin-error")).to_contain_text("BOOTFLEET_CORS_ORIGIN", timeout=WAIT)
