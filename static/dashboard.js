@@ -453,14 +453,16 @@
     state.pollTimer = null;
     if (!state.token) return;
     try {
+      if (state.since === null) state.since = new Date(Date.now() - 3600 * 1000).toISOString(); // the last hour
       let since = state.since;
-      if (since === null) since = new Date(Date.now() - 3600 * 1000).toISOString(); // the last hour
       const fresh = [];
       for (let pages = 0; pages < 10; pages++) {
         const answer = await api("/status/events", { since, limit: EVENTS_PAGE });
-        fresh.push(...(answer.events || []));
+        const events = answer.events || [];
+        if (!events.length) break; // keep asking from where we are (an empty answer's next may be 0)
+        fresh.push(...events);
         since = state.since = answer.next;
-        if ((answer.events || []).length < EVENTS_PAGE) break;
+        if (events.length < EVENTS_PAGE) break;
       }
       setLive(true);
       if (fresh.length) {

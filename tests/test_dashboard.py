@@ -212,6 +212,22 @@ def test_node_page_shows_its_timeline_and_follows_it(browser, server, fleet):
     assert page.errors == []
 
 
+def test_event_stream_starts_with_the_last_hour(browser, server, fleet, database):
+    with database.transaction() as tx:
+        tx.run(
+            "INSERT INTO event (node_id, kind, message, source, created_at)"
+            " VALUES (:node, 'stage', 'an old story', 'node', now() - interval '2 hours')",
+            node=fleet.id("web-1"),
+        )
+        tx.run("DELETE FROM event WHERE message <> 'an old story'")  # nothing in the last hour
+    page = open_dashboard(browser, server.url)
+    expect(page.locator("#events-empty")).to_be_visible(timeout=WAIT)
+    page.wait_for_timeout(1500)  # several polls
+    fleet.report("web-1", "configuring", "a new chapter")
+    expect(page.locator("#events")).to_contain_text("a new chapter", timeout=WAIT)
+    expect(page.locator("#events li")).to_have_count(1)
+
+
 def test_filters_show_one_deployment_and_stage(browser, server, fleet):
     Fleet(server.url, deployment="rack-b", hosts=("db-1",))
     fleet.report("web-1", "installing")
