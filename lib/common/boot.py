@@ -66,25 +66,28 @@ def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> 
             return BootAnswer(ipxe.retry(message, retry_url, wait), None, "unknown")
 
     node_id, stage = node["id"], node["stage"]
-    store.node_touch(tx, node_id)
     if stage in LOCAL_BOOT:
+        store.node_touch(tx, node_id)
         return BootAnswer(ipxe.local_boot(node_id, stage), node_id, "local-disk")
     if stage in TERMINAL:
+        store.node_touch(tx, node_id)
         message = f"node {node_id} is {stage}; an operator must reinstall it (bootfleet node reinstall {node_id})"
         return BootAnswer(ipxe.retry(message, retry_url, max(wait, 60)), node_id, stage)
 
-    profile = store.node_profile(tx, node)
+    profile, deployment = store.node_boot_plan(tx, node)
     if profile is None:
+        store.node_touch(tx, node_id)
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
 
     _remember_identity(tx, node, req)
     if stage in RESTART_FROM:
         note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
-        store.node_set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}")
+        store.node_set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}",
+                             node["deployment_id"], seen=True)
+    else:
+        store.node_touch(tx, node_id)
 
-    deployment = tx.one("SELECT * FROM deployment WHERE id = :id", id=node["deployment_id"]) if node[
-        "deployment_id"] else None
     token = issue_node_token(settings.require("token_secret"), node_id, node["token_version"], settings.token_ttl)
     context = node_context(node, profile, deployment, base, token)
     args = render(profile["args"], context, f"profile {profile['name']!r} args")

@@ -170,10 +170,7 @@ def deployment_mark_deleted(tx: Transaction, key: str, source: str) -> dict:
 
 # --- nodes -----------------------------------------------------------------------
 
-NODE_SELECT = (
-    "SELECT n.*, COALESCE((SELECT array_agg(m.mac ORDER BY m.mac) FROM node_mac m WHERE m.node_id = n.id),"
-    " '{}') AS macs FROM node n"
-)
+NODE_SELECT = "SELECT n.*, ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = n.id ORDER BY m.mac) AS macs FROM node n"
 
 
 def node_get(tx: Transaction, node_id: str, lock: bool = False) -> dict:
@@ -188,16 +185,14 @@ def node_get(tx: Transaction, node_id: str, lock: bool = False) -> dict:
 
 
 def node_find(tx: Transaction, macs: list[str], smbios_uuid: str | None) -> dict | None:
-    """The node with one of these MACs, else the one with this SMBIOS UUID."""
-    if macs:
-        row = tx.one("SELECT node_id FROM node_mac WHERE mac = ANY(:macs) LIMIT 1", macs=macs)
-        if row:
-            return node_get(tx, row["node_id"], lock=True)
-    if smbios_uuid:
-        row = tx.one("SELECT id FROM node WHERE smbios_uuid = :u", u=smbios_uuid)
-        if row:
-            return node_get(tx, row["id"], lock=True)
-    return None
+    """The node with one of these MACs, else the one with this SMBIOS UUID; locked."""
+    return tx.one(
+        f"{NODE_SELECT} WHERE n.id = COALESCE("
+        " (SELECT node_id FROM node_mac WHERE mac = ANY(:macs) LIMIT 1),"
+        " (SELECT id FROM node WHERE smbios_uuid = :smbios_uuid)) FOR UPDATE OF n",
+        macs=macs or [""],
+        smbios_uuid=smbios_uuid,
+    )
 
 
 def node_list(
@@ -283,23 +278,24 @@ def node_delete(tx: Transaction, node_id: str, source: str) -> tuple[dict, bool]
 
 
 def node_set_stage(
-    tx: Transaction, node_id: str, stage: str, source: str, message: str = "", deployment_id: str | None = None
+    tx: Transaction, node_id: str, stage: str, source: str, message: str = "", deployment_id: str | None = None,
+    seen: bool = False,
 ) -> None:
-    row = tx.one(
-        "UPDATE node SET stage = :stage, stage_changed_at = now(),"
-        " stage_times = stage_times || jsonb_build_object(CAST(:stage AS text), now()),"
-        " updated_at = now() WHERE id = :id RETURNING deployment_id",
+    """Move a node to `stage` and record the event, in one statement; `seen` also sets last_seen."""
+    tx.run(
+        "WITH moved AS (UPDATE node SET stage = :stage, stage_changed_at = now(),"
+        " stage_times = stage_times || jsonb_build_object(CAST(:stage AS text), now()), updated_at = now(),"
+        " last_seen = CASE WHEN :seen THEN now() ELSE last_seen END"
+        " WHERE id = :id RETURNING id, deployment_id)"
+        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+        " SELECT id, COALESCE(CAST(:deployment_id AS uuid), deployment_id), :stage, 'stage', :message, :source"
+        " FROM moved",
         stage=stage,
         id=node_id,
-    )
-    event_add(
-        tx,
-        "stage",
-        message or f"stage {stage}",
-        source,
-        node_id=node_id,
-        deployment_id=deployment_id or (row or {}).get("deployment_id"),
-        stage=stage,
+        seen=seen,
+        deployment_id=deployment_id,
+        message=(message or f"stage {stage}")[:2000],
+        source=source,
     )
 
 
@@ -318,16 +314,22 @@ def node_reinstall(tx: Transaction, node_id: str, source: str) -> dict:
 
 def node_profile(tx: Transaction, node: dict) -> dict | None:
     """The profile a node boots: its own, else its deployment's, else by its labels."""
-    if node.get("profile_id"):
-        return tx.one("SELECT * FROM profile WHERE id = :id", id=node["profile_id"])
-    if node.get("deployment_id"):
-        row = tx.one(
-            "SELECT p.* FROM profile p JOIN deployment d ON d.profile_id = p.id WHERE d.id = :id",
-            id=node["deployment_id"],
-        )
-        if row:
-            return row
-    return profile_for_labels(tx, node.get("labels") or {})
+    return node_boot_plan(tx, node)[0]
+
+
+def node_boot_plan(tx: Transaction, node: dict) -> tuple[dict | None, dict | None]:
+    """(profile, deployment) for a node, in one query where the profile is assigned."""
+    row = tx.one(
+        "SELECT to_jsonb(p) AS profile, to_jsonb(d) AS deployment FROM (SELECT 1) one"
+        " LEFT JOIN deployment d ON d.id = CAST(:deployment_id AS uuid)"
+        " LEFT JOIN profile p ON p.id = COALESCE(CAST(:profile_id AS uuid), d.profile_id)",
+        deployment_id=node.get("deployment_id"),
+        profile_id=node.get("profile_id"),
+    )
+    profile, deployment = row["profile"], row["deployment"]
+    if profile is None:
+        profile = profile_for_labels(tx, node.get("labels") or {})
+    return profile, deployment
 
 
 # --- events ----------------------------------------------------------------------
