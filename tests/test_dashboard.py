@@ -107,9 +107,21 @@ def fleet(server, clean_db):
     return Fleet(server.url)
 
 
+_open_contexts: list = []
+
+
+@pytest.fixture(autouse=True)
+def close_pages():
+    """Pages stop polling when their test ends (they would hold locks the next test's TRUNCATE waits on)."""
+    yield
+    while _open_contexts:
+        _open_contexts.pop().close()
+
+
 def open_dashboard(browser, url: str, token: str = ADMIN_TOKEN, viewport=None, query: str = "?poll=300"):
     """A new browser session (its own sessionStorage) on the dashboard, signed in."""
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+    _open_contexts.append(context)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
