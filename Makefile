@@ -6,6 +6,13 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: run test bench clean
 
+# checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
+CHECKOV = .venv-checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --upgrade pip
+	.venv-checkov/bin/pip install --quiet 'checkov>=3.2,<4'
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -17,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/bootfleet serve
 
 ## test: the whole test suite (starts its own PostgreSQL)
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(BIN)/python -m pytest
 
 ## bench: the boot storm against a server it starts (see docs/benchmarks.md)
@@ -25,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/boot_storm.py --start-server
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .venv-checkov .data .pytest_cache

@@ -110,6 +110,22 @@ class Settings:
     cleanup_cap: int = 50
     cleanup_grace: int = 3600
     retention_days: int = 30
+    # dns (docs/dns.md)
+    dns_provider: str = "none"
+    dns_zone: str | None = None
+    dns_reverse_zone: str | None = None
+    dns_ttl: int = 300
+    dns_owner: str = "bootfleet"
+    dns_server: str | None = None
+    dns_port: int = 53
+    dns_tsig_name: str | None = None
+    dns_tsig_secret: str | None = None
+    dns_tsig_algorithm: str = "hmac-sha256"
+    ibm_dns_instance_id: str | None = None
+    ibm_dns_zone_id: str | None = None
+    ibmcloud_api_key: str | None = None
+    ibm_dns_url: str | None = None
+    ibm_iam_url: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -134,6 +150,21 @@ class Settings:
             cleanup_cap=_int("CLEANUP_CAP", 50),
             cleanup_grace=_int("CLEANUP_GRACE", 3600),
             retention_days=_int("RETENTION_DAYS", 30),
+            dns_provider=_get("DNS_PROVIDER", "none").lower(),
+            dns_zone=_get("DNS_ZONE"),
+            dns_reverse_zone=_get("DNS_REVERSE_ZONE"),
+            dns_ttl=_int("DNS_TTL", 300),
+            dns_owner=_get("DNS_OWNER", "bootfleet"),
+            dns_server=_get("DNS_SERVER"),
+            dns_port=_int("DNS_PORT", 53),
+            dns_tsig_name=_get("DNS_TSIG_NAME"),
+            dns_tsig_secret=_get("DNS_TSIG_SECRET"),
+            dns_tsig_algorithm=_get("DNS_TSIG_ALGORITHM", "hmac-sha256"),
+            ibm_dns_instance_id=_get("IBM_DNS_INSTANCE_ID"),
+            ibm_dns_zone_id=_get("IBM_DNS_ZONE_ID"),
+            ibmcloud_api_key=_get("IBMCLOUD_API_KEY"),
+            ibm_dns_url=_get("IBM_DNS_URL"),
+            ibm_iam_url=_get("IBM_IAM_URL"),
         )
 
     def require(self, name: str) -> str:
