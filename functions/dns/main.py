@@ -1,19 +1,65 @@
-"""dns: reconciles node and deployment records with the DNS provider.
+"""dns: keeps node and deployment records right at the DNS provider.
 
-Not built yet: every request answers 501 until the dns issue lands.
+Operators (admin token):
+  POST /dns/reconcile            {"deployment": "<id or name>", "dry_run": true}   both optional
+  GET  /dns/records?deployment=&limit=&offset=     the records bootfleet owns
+
+A node's own records also follow it without a call here: status and the node API run
+a reconcile scoped to the node when it becomes ready or its IP changes.
 """
 
-from common.http import Api, HttpError
+import logging
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from common import dnsreconcile, store
+from common.db import get_database
+from common.dnsproviders import DnsProviderError
+from common.http import Api, ConflictError, HttpError, json_body, json_response, page, parse
 from common.log import setup_logging
+from common.settings import get_settings
 
 setup_logging("dns")
+log = logging.getLogger("bootfleet.dns")
 api = Api("dns")
 
 
-@api.route("/<path:rest>", methods=("GET", "POST", "PUT", "DELETE"))
-@api.route("/", methods=("GET", "POST", "PUT", "DELETE"))
-def not_implemented(request, rest=""):
-    raise HttpError("the dns function is not implemented yet", 501)
+class ReconcileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deployment: Annotated[str, Field(min_length=1, max_length=63)] | None = None
+    dry_run: StrictBool = False
+
+
+class BadGatewayError(HttpError):
+    status = 502
+
+
+@api.route("/reconcile", methods=("POST",), admin=True)
+def reconcile(request):
+    body = parse(ReconcileIn, json_body(request) if request.get_data(cache=True) else {})
+    if get_settings().dns_provider == "none":
+        raise ConflictError("no DNS provider configured: set BOOTFLEET_DNS_PROVIDER to ibm or rfc2136")
+    scope = dnsreconcile.Scope()
+    if body.deployment:
+        with get_database().transaction() as tx:
+            scope.deployment_id = store.deployment_get(tx, body.deployment)["id"]
+    try:
+        result = dnsreconcile.reconcile(scope, dry_run=body.dry_run)
+    except DnsProviderError as e:
+        raise BadGatewayError(str(e)) from None
+    return json_response(result.view())
+
+
+@api.route("/records", admin=True)
+def records(request):
+    limit, offset = page(request, default=500, maximum=5000)
+    with get_database().transaction() as tx:
+        deployment_id = None
+        if request.args.get("deployment"):
+            deployment_id = store.deployment_get(tx, request.args["deployment"])["id"]
+        items, total = dnsreconcile.records_view(tx, deployment_id, limit, offset)
+    return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 def dns(request):

@@ -11,6 +11,10 @@ def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
     moved = stages.check_report(node["stage"], stage)
     if moved:
         store.node_set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}")
+        if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
+            from .dnsreconcile import node_changed
+
+            node_changed(tx, node["id"], "status")
     return moved
 
 
