@@ -1,0 +1,212 @@
+# Code Engine: one project; one app per function from the one image (FUNCTION_TARGET picks
+# the function, scale to zero); the gateway app (the same image running nginx with
+# infra/nginx) behind the domain mapping, because Code Engine has no path routing.
+
+resource "ibm_code_engine_project" "bootfleet" {
+  name              = var.name
+  resource_group_id = data.ibm_resource_group.group.id
+}
+
+locals {
+  project_id   = ibm_code_engine_project.bootfleet.project_id
+  image_secret = var.registry_api_key == "" ? null : ibm_code_engine_secret.registry[0].name
+  image_host   = split("/", var.image)[0]
+}
+
+# Pulls the image from a private registry (Container Registry: user iamapikey).
+resource "ibm_code_engine_secret" "registry" {
+  count = var.registry_api_key == "" ? 0 : 1
+
+  project_id = local.project_id
+  name       = "${var.name}-registry"
+  format     = "registry"
+  data = {
+    server   = local.image_host
+    username = "iamapikey"
+    password = var.registry_api_key
+    email    = "bootfleet@${var.domain}" # required by the format, unused by the registry
+  }
+}
+
+resource "ibm_code_engine_config_map" "settings" {
+  project_id = local.project_id
+  name       = "${var.name}-settings"
+  data       = { for name, value in local.settings : name => value if value != "" }
+}
+
+resource "ibm_code_engine_secret" "settings" {
+  project_id = local.project_id
+  name       = "${var.name}-secrets"
+  format     = "generic"
+  data       = { for name, value in local.secret_settings : name => value if value != "" }
+}
+
+# The database's CA, mounted as a file for sslmode=verify-full.
+resource "ibm_code_engine_secret" "database_ca" {
+  count = local.database_ca == "" ? 0 : 1
+
+  project_id = local.project_id
+  name       = "${var.name}-database-ca"
+  format     = "generic"
+  data       = { "ca.crt" = local.database_ca }
+}
+
+resource "ibm_code_engine_app" "function" {
+  for_each = var.functions
+
+  project_id      = local.project_id
+  name            = "${var.name}-${each.key}"
+  image_reference = var.image
+  image_secret    = local.image_secret
+  image_port      = 8080
+  run_as_user     = 10001
+  # Reachable only inside the project: the world comes in through the gateway.
+  managed_domain_mappings = "local"
+
+  scale_cpu_limit       = each.value.cpu
+  scale_memory_limit    = each.value.memory
+  scale_min_instances   = each.value.min_instances
+  scale_max_instances   = each.value.max_instances
+  scale_concurrency     = 50
+  scale_request_timeout = 120
+
+  run_env_variables {
+    type  = "literal"
+    name  = "FUNCTION_TARGET"
+    value = each.key
+  }
+
+  run_env_variables {
+    type      = "config_map_full_reference"
+    reference = ibm_code_engine_config_map.settings.name
+  }
+
+  run_env_variables {
+    type      = "secret_full_reference"
+    reference = ibm_code_engine_secret.settings.name
+  }
+
+  dynamic "run_volume_mounts" {
+    for_each = ibm_code_engine_secret.database_ca
+    content {
+      name       = "database-ca"
+      mount_path = dirname(local.database_ca_path)
+      reference  = run_volume_mounts.value.name
+      type       = "secret"
+    }
+  }
+
+  probe_readiness {
+    type = "tcp"
+    port = 8080
+  }
+}
+
+# Where the gateway sends each prefix: every function app's project-private URL.
+resource "ibm_code_engine_config_map" "gateway" {
+  project_id = local.project_id
+  name       = "${var.name}-gateway"
+  data = merge(
+    { for name, app in ibm_code_engine_app.function : "BOOTFLEET_UPSTREAM_${upper(name)}" => app.endpoint_internal },
+    { BOOTFLEET_MAX_BODY_BYTES = tostring(var.settings.max_body_bytes) },
+  )
+}
+
+resource "ibm_code_engine_app" "gateway" {
+  project_id              = local.project_id
+  name                    = "${var.name}-gateway"
+  image_reference         = var.image
+  image_secret            = local.image_secret
+  image_port              = 8080
+  run_as_user             = 10001
+  managed_domain_mappings = "local_public"
+
+  scale_cpu_limit       = "0.25"
+  scale_memory_limit    = "0.5G"
+  scale_min_instances   = var.gateway_min_instances
+  scale_max_instances   = 10
+  scale_request_timeout = 120
+
+  run_env_variables {
+    type  = "literal"
+    name  = "FUNCTION_TARGET"
+    value = "gateway"
+  }
+
+  run_env_variables {
+    type      = "config_map_full_reference"
+    reference = ibm_code_engine_config_map.gateway.name
+  }
+
+  probe_readiness {
+    type = "http"
+    path = "/healthz"
+    port = 8080
+  }
+}
+
+resource "ibm_code_engine_secret" "tls" {
+  project_id = local.project_id
+  name       = "${var.name}-tls"
+  format     = "tls"
+  data = {
+    tls_cert = var.tls_certificate
+    tls_key  = var.tls_private_key
+  }
+}
+
+# The domain: TLS ends here, then the gateway routes by prefix.
+resource "ibm_code_engine_domain_mapping" "gateway" {
+  project_id = local.project_id
+  name       = var.domain
+  tls_secret = ibm_code_engine_secret.tls.name
+
+  component {
+    name          = ibm_code_engine_app.gateway.name
+    resource_type = "app_v2"
+  }
+}
+
+# Cleanup on a schedule. The provider has no resource for Code Engine cron
+# subscriptions, so the ibmcloud CLI makes it (scripts/cleanup-cron.sh): it POSTs
+# {"secret": BOOTFLEET_CRON_SECRET} to the cleanup app's /run.
+resource "terraform_data" "cleanup_cron" {
+  triggers_replace = {
+    project_id = local.project_id
+    app        = ibm_code_engine_app.function["cleanup"].name
+    schedule   = var.cleanup_schedule
+    secret     = sha256(random_password.cron_secret.result)
+  }
+
+  input = {
+    name           = "${var.name}-cleanup"
+    project_id     = local.project_id
+    region         = var.region
+    resource_group = var.resource_group
+  }
+
+  provisioner "local-exec" {
+    command = "${path.module}/scripts/cleanup-cron.sh apply"
+    environment = {
+      IBMCLOUD_API_KEY = var.ibmcloud_api_key
+      REGION           = var.region
+      RESOURCE_GROUP   = var.resource_group
+      PROJECT_ID       = local.project_id
+      SUBSCRIPTION     = "${var.name}-cleanup"
+      APP              = ibm_code_engine_app.function["cleanup"].name
+      SCHEDULE         = var.cleanup_schedule
+      CRON_SECRET      = random_password.cron_secret.result
+    }
+  }
+
+  provisioner "local-exec" {
+    when    = destroy
+    command = "${path.module}/scripts/cleanup-cron.sh delete"
+    environment = {
+      REGION         = self.input.region
+      RESOURCE_GROUP = self.input.resource_group
+      PROJECT_ID     = self.input.project_id
+      SUBSCRIPTION   = self.input.name
+    }
+  }
+}

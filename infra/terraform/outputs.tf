@@ -1,0 +1,60 @@
+output "base_url" {
+  description = "bootfleet's public URL (BOOTFLEET_BASE_URL)."
+  value       = local.base_url
+}
+
+output "chainloader_url" {
+  description = "The iPXE chainloader: user_data for servers created outside bootfleet, or `chain` it from any iPXE."
+  value       = "${local.base_url}/boot/boot.ipxe"
+}
+
+output "dashboard_url" {
+  description = "The dashboard."
+  value       = "${local.base_url}/"
+}
+
+output "operator_api_url" {
+  description = "The operator API (BOOTFLEET_URL for the bootfleet command)."
+  value       = "${local.base_url}/config/api/v1/"
+}
+
+output "domain_cname_target" {
+  description = "Point a CNAME for the domain at this name, in the domain's public DNS."
+  value       = ibm_code_engine_domain_mapping.gateway.cname_target
+}
+
+output "gateway_url" {
+  description = "The gateway app's own Code Engine URL (before the CNAME exists)."
+  value       = ibm_code_engine_app.gateway.endpoint
+}
+
+output "function_urls" {
+  description = "Each function app's project-private URL (what the gateway routes to)."
+  value       = { for name, app in ibm_code_engine_app.function : name => app.endpoint_internal }
+}
+
+output "project_id" {
+  description = "The Code Engine project (ibmcloud ce project select --id ...)."
+  value       = local.project_id
+}
+
+output "images_bucket" {
+  description = "The COS bucket for boot images (upload kernels and initrds under images/)."
+  value       = ibm_cos_bucket.images.bucket_name
+}
+
+output "dns_zone_id" {
+  description = "The DNS Services zone for node records."
+  value       = ibm_dns_zone.fleet.zone_id
+}
+
+output "bare_metal_servers" {
+  description = "The example bare metal servers' IDs."
+  value       = ibm_is_bare_metal_server.node[*].id
+}
+
+output "admin_token" {
+  description = "The operators' bearer token (terraform output -raw admin_token)."
+  value       = random_password.admin_token.result
+  sensitive   = true
+}

@@ -1,0 +1,363 @@
+# --- account and placement -----------------------------------------------------------
+
+variable "ibmcloud_api_key" {
+  description = "API key Terraform uses to create everything (and to create the cleanup cron subscription with the ibmcloud CLI)."
+  type        = string
+  sensitive   = true
+}
+
+variable "region" {
+  description = "IBM Cloud region for Code Engine, COS bucket, database and VPC, e.g. us-south or eu-de."
+  type        = string
+  default     = "us-south"
+
+  validation {
+    condition     = contains(["us-south", "us-east", "eu-de", "eu-gb", "eu-es", "jp-tok", "jp-osa", "au-syd", "ca-tor", "br-sao"], var.region)
+    error_message = "region must be an IBM Cloud region with Code Engine and VPC, e.g. us-south."
+  }
+}
+
+variable "resource_group" {
+  description = "Name of the existing resource group everything is created in."
+  type        = string
+  default     = "Default"
+}
+
+variable "name" {
+  description = "Prefix for every resource name (lowercase letters, digits and dashes)."
+  type        = string
+  default     = "bootfleet"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}[a-z0-9]$", var.name))
+    error_message = "name must be 3 to 22 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that takes tags."
+  type        = list(string)
+  default     = ["bootfleet"]
+}
+
+# --- the image and the apps ---------------------------------------------------------
+
+variable "image" {
+  description = "The bootfleet image built from the Containerfile, e.g. icr.io/my-namespace/bootfleet:0.1.0 (the same image runs every app)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$", var.image))
+    error_message = "image must be a full reference like icr.io/namespace/bootfleet:0.1.0."
+  }
+}
+
+variable "registry_api_key" {
+  description = "API key that may pull the image (Container Registry reader). Empty when the image is public."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "functions" {
+  description = "Size and scaling of each function's app. min_instances 0 scales to zero when idle."
+  type = map(object({
+    cpu           = string
+    memory        = string
+    min_instances = number
+    max_instances = number
+  }))
+  default = {
+    boot    = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 20 }
+    config  = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 10 }
+    status  = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 10 }
+    dns     = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 2 }
+    cleanup = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 1 }
+  }
+
+  validation {
+    condition     = length(setsubtract(["boot", "config", "status", "dns", "cleanup"], keys(var.functions))) == 0 && length(setsubtract(keys(var.functions), ["boot", "config", "status", "dns", "cleanup"])) == 0
+    error_message = "functions must size exactly boot, config, status, dns and cleanup."
+  }
+
+  validation {
+    # Code Engine's supported CPU and memory pairs.
+    condition = alltrue([for f in values(var.functions) : contains([
+      "0.125/0.25G", "0.125/0.5G", "0.125/1G", "0.25/0.5G", "0.25/1G", "0.25/2G", "0.5/1G", "0.5/2G", "0.5/4G",
+      "1/2G", "1/4G", "1/8G", "2/4G", "2/8G", "2/16G", "4/8G", "4/16G", "4/32G",
+    ], "${f.cpu}/${f.memory}")])
+    error_message = "each function's cpu/memory must be a pair Code Engine supports, e.g. 0.25 with 0.5G or 0.5 with 1G."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.min_instances >= 0 && f.max_instances >= f.min_instances && f.max_instances > 0])
+    error_message = "each function needs 0 <= min_instances <= max_instances and max_instances > 0."
+  }
+}
+
+variable "gateway_min_instances" {
+  description = "Gateway instances kept running; 1 avoids a cold start on the first iPXE request of a boot storm."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.gateway_min_instances >= 0 && var.gateway_min_instances <= 10
+    error_message = "gateway_min_instances must be between 0 and 10."
+  }
+}
+
+# --- the domain ---------------------------------------------------------------------
+
+variable "domain" {
+  description = "The public name nodes and operators use, e.g. boot.example.com. Point a CNAME at the domain_cname_target output."
+  type        = string
+
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$", var.domain))
+    error_message = "domain must be a lowercase DNS name like boot.example.com."
+  }
+}
+
+variable "tls_certificate" {
+  description = "PEM certificate chain for domain (a publicly trusted CA, so iPXE and browsers verify it)."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("-----BEGIN CERTIFICATE-----", var.tls_certificate))
+    error_message = "tls_certificate must be a PEM certificate chain."
+  }
+}
+
+variable "tls_private_key" {
+  description = "PEM private key of tls_certificate."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("-----BEGIN [A-Z ]*PRIVATE KEY-----", var.tls_private_key))
+    error_message = "tls_private_key must be a PEM private key."
+  }
+}
+
+# --- database -----------------------------------------------------------------------
+
+variable "database_url" {
+  description = "An existing PostgreSQL: postgresql://USER@HOST:PORT/DB?sslmode=verify-full&sslrootcert=/etc/bootfleet/db/ca.crt, with :PASSWORD after USER. Empty: create Databases for PostgreSQL."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.database_url == "" || can(regex("^postgres(ql)?://", var.database_url))
+    error_message = "database_url must be empty or start with postgresql://."
+  }
+}
+
+variable "database_ca_certificate" {
+  description = "PEM CA of the existing database (database_url), mounted at /etc/bootfleet/db/ca.crt. Ignored when Terraform creates the database."
+  type        = string
+  default     = ""
+}
+
+variable "database_endpoint" {
+  description = "How the apps reach the created database: private (IBM's private network) or public."
+  type        = string
+  default     = "private"
+
+  validation {
+    condition     = contains(["private", "public"], var.database_endpoint)
+    error_message = "database_endpoint must be private or public."
+  }
+}
+
+variable "database_memory_mb" {
+  description = "Memory per member of the created database, in MB."
+  type        = number
+  default     = 4096
+
+  validation {
+    condition     = var.database_memory_mb >= 1024 && var.database_memory_mb % 128 == 0
+    error_message = "database_memory_mb must be at least 1024 and a multiple of 128."
+  }
+}
+
+variable "database_disk_mb" {
+  description = "Disk per member of the created database, in MB."
+  type        = number
+  default     = 10240
+
+  validation {
+    condition     = var.database_disk_mb >= 5120
+    error_message = "database_disk_mb must be at least 5120."
+  }
+}
+
+# --- object storage -----------------------------------------------------------------
+
+variable "images_base_url" {
+  description = "A CDN in front of the bucket that serves image keys (BOOTFLEET_IMAGES_BASE_URL). Empty: boot hands nodes presigned COS URLs."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.images_base_url == "" || can(regex("^https?://", var.images_base_url))
+    error_message = "images_base_url must be empty or an http(s) URL."
+  }
+}
+
+variable "cos_endpoint" {
+  description = "Which COS endpoint the apps use for the API: public, private or direct (presigned URLs for nodes always use the public one)."
+  type        = string
+  default     = "public"
+
+  validation {
+    condition     = contains(["public", "private", "direct"], var.cos_endpoint)
+    error_message = "cos_endpoint must be public, private or direct."
+  }
+}
+
+# --- DNS and the VPC example --------------------------------------------------------
+
+variable "dns_zone" {
+  description = "Private DNS zone (DNS Services) for node and deployment records, e.g. fleet.internal."
+  type        = string
+  default     = "fleet.internal"
+
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z0-9]{2,}$", var.dns_zone))
+    error_message = "dns_zone must be a lowercase DNS name like fleet.internal."
+  }
+}
+
+variable "dns_reverse_zone" {
+  description = "Reverse zone for PTR records, e.g. 10.10.in-addr.arpa. Empty: no PTR records."
+  type        = string
+  default     = ""
+}
+
+variable "create_vpc" {
+  description = "Create the example VPC, subnet and public gateway (bare metal nodes need a way out to the domain)."
+  type        = bool
+  default     = true
+}
+
+variable "vpc_crn" {
+  description = "With create_vpc = false: the CRN of the VPC whose nodes resolve the DNS zone (the zone's permitted network)."
+  type        = string
+  default     = ""
+}
+
+variable "zone" {
+  description = "Availability zone of the example subnet and bare metal servers, e.g. us-south-1."
+  type        = string
+  default     = "us-south-1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+-[1-3]$", var.zone))
+    error_message = "zone must look like us-south-1."
+  }
+}
+
+variable "subnet_cidr" {
+  description = "Address range of the example subnet."
+  type        = string
+  default     = "10.10.10.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.subnet_cidr, 0))
+    error_message = "subnet_cidr must be a CIDR block like 10.10.10.0/24."
+  }
+}
+
+variable "bare_metal_count" {
+  description = "How many example bare metal servers to create, network-booting through bootfleet (0: none)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.bare_metal_count >= 0 && var.bare_metal_count <= 50
+    error_message = "bare_metal_count must be between 0 and 50."
+  }
+}
+
+variable "bare_metal_profile" {
+  description = "Bare metal server profile, e.g. bx2d-metal-96x384."
+  type        = string
+  default     = "bx2d-metal-96x384"
+}
+
+variable "netboot_image" {
+  description = "Name of the stock image that network-boots a bare metal server with iPXE, running its user_data as the iPXE script (ibmcloud is images)."
+  type        = string
+  default     = ""
+}
+
+variable "vsi_ipxe_image" {
+  description = "Name of a custom iPXE image for virtual server instances (BOOTFLEET_VPC_VSI_IMAGE). Empty: bare metal only."
+  type        = string
+  default     = ""
+}
+
+variable "ssh_key" {
+  description = "Name of an existing VPC SSH key for the bare metal servers (required by the API even for network boot)."
+  type        = string
+  default     = ""
+}
+
+variable "bootfleet_api_key" {
+  description = "API key the apps use for the VPC and DNS Services APIs (a service ID with VPC Infrastructure editor and DNS Services manager, nothing else)."
+  type        = string
+  sensitive   = true
+}
+
+# --- the cleanup schedule and tuning ------------------------------------------------
+
+variable "cleanup_schedule" {
+  description = "Cron schedule (UTC) of the cleanup run."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", var.cleanup_schedule)) == 5
+    error_message = "cleanup_schedule must be a five-field cron expression like */5 * * * *."
+  }
+}
+
+variable "settings" {
+  description = "Tuning settings handed to every function (docs/operations.md has what each means)."
+  type = object({
+    token_ttl         = optional(number, 86400)
+    retry_seconds     = optional(number, 30)
+    max_body_bytes    = optional(number, 1048576)
+    db_pool_size      = optional(number, 4)
+    db_timeout        = optional(number, 5)
+    auto_migrate      = optional(bool, true)
+    stage_timeouts    = optional(string, "")
+    log_level         = optional(string, "INFO")
+    discovery_profile = optional(string, "")
+    cors_origin       = optional(string, "")
+    cleanup_cap       = optional(number, 50)
+    cleanup_grace     = optional(number, 3600)
+    retention_days    = optional(number, 30)
+    s3_url_ttl        = optional(number, 3600)
+    dns_ttl           = optional(number, 300)
+    dns_owner         = optional(string, "bootfleet")
+    vpc_api_version   = optional(string, "")
+    vpc_timeout       = optional(number, 30)
+    vpc_retries       = optional(number, 5)
+    vpc_backoff_ms    = optional(number, 1000)
+    provision_batch   = optional(number, 50)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], upper(var.settings.log_level))
+    error_message = "settings.log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+
+  validation {
+    condition     = var.settings.token_ttl >= 300 && var.settings.max_body_bytes >= 1024 && var.settings.db_pool_size >= 1
+    error_message = "settings: token_ttl >= 300, max_body_bytes >= 1024 and db_pool_size >= 1."
+  }
+}
