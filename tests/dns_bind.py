@@ -145,6 +145,24 @@ class BindServer:
         response = dns.query.tcp(update, "127.0.0.1", port=self.port, timeout=5)
         assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
 
+    def reset(self) -> None:
+        """Back to the empty zones (every name but the apex and ns1 removed), by update."""
+        import dns.query
+        import dns.tsigkeyring
+        import dns.update
+        import dns.zone
+
+        keyring = dns.tsigkeyring.from_text({KEY_NAME: self.secret})
+        for zone in (ZONE, REVERSE_ZONE):
+            xfr = dns.query.xfr("127.0.0.1", zone, port=self.port, keyring=keyring, keyname=KEY_NAME,
+                                keyalgorithm="hmac-sha256")
+            names = [n for n in dns.zone.from_xfr(xfr).nodes if n.to_text() not in ("@", "ns1")]
+            if names:
+                update = dns.update.UpdateMessage(zone, keyring=keyring, keyname=KEY_NAME, keyalgorithm="hmac-sha256")
+                for name in names:
+                    update.delete(name)
+                dns.query.tcp(update, "127.0.0.1", port=self.port, timeout=5)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -10,10 +10,17 @@ pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
 
 
 @pytest.fixture(scope="module")
-def bind():
+def bind_server():
     server = BindServer()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bind(bind_server):
+    """The server, with empty zones for this test."""
+    bind_server.reset()
+    return bind_server
 
 
 @pytest.fixture
@@ -120,10 +127,12 @@ def test_a_foreign_record_is_a_conflict_and_never_touched(rfc2136, fleet, config
     assert any("web3.example.test not created" in m and "did not create" in m for m in events(clean_db))
     resp = dns.post("/reconcile", headers=admin)
     assert resp.status_code == 200
-    assert [(c["name"], c["type"], c["value"]) for c in resp.json["conflicts"]] == [(f"web3.{ZONE}", "A", "10.0.0.7")]
-    assert "A 10.9.9.9" in resp.json["conflicts"][0]["reason"]
-    # the PTR and the deployment name are bootfleet's to make; the foreign ones stay as they are
-    assert rfc2136.lookup(f"7.0.0.{REVERSE_ZONE}", "PTR") == [f"web3.{ZONE}."]
+    assert sorted((c["name"], c["type"], c["value"]) for c in resp.json["conflicts"]) == [
+        (f"7.0.0.{REVERSE_ZONE}", "PTR", f"web3.{ZONE}"), (f"web3.{ZONE}", "A", "10.0.0.7")]
+    assert "A 10.9.9.9" in next(c["reason"] for c in resp.json["conflicts"] if c["type"] == "A")
+    # no PTR to a name someone else holds; the deployment name is bootfleet's; the foreign ones stay
+    assert rfc2136.lookup(f"7.0.0.{REVERSE_ZONE}", "PTR") == []
+    assert rfc2136.lookup(f"api.rack1.{ZONE}", "A") == ["10.0.0.7"]
     assert rfc2136.lookup(f"web3.{ZONE}", "A") == ["10.9.9.9"]
     assert rfc2136.lookup(f"manual.{ZONE}", "A") == ["10.9.9.8"]
     # even when the node goes, the hand-made records stay

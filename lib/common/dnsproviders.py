@@ -26,6 +26,7 @@ Names are fully qualified, lower case, without the trailing dot.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -129,6 +130,24 @@ class DnsProvider:
 # --- IBM Cloud DNS Services ----------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
+def _ibm_service(api_key: str | None, iam_url: str | None, dns_url: str | None):
+    from ibm_cloud_networking_services import DnsSvcsV1
+    from ibm_cloud_sdk_core.authenticators import IAMAuthenticator, NoAuthAuthenticator
+
+    if api_key:
+        authenticator = IAMAuthenticator(api_key, url=iam_url or None)
+    elif dns_url:
+        authenticator = NoAuthAuthenticator()  # a local or test endpoint without IAM
+    else:
+        raise SettingsError("BOOTFLEET_IBMCLOUD_API_KEY is not set (an IAM API key allowed to edit DNS Services)")
+    service = DnsSvcsV1(authenticator=authenticator)
+    if dns_url:
+        service.set_service_url(dns_url)
+    service.set_http_config({"timeout": 15})
+    return service
+
+
 class IbmDnsProvider(DnsProvider):
     """IBM Cloud DNS Services (private DNS for VPC) through the real SDK."""
 
@@ -146,20 +165,8 @@ class IbmDnsProvider(DnsProvider):
 
     @staticmethod
     def _service(settings: Settings):
-        from ibm_cloud_networking_services import DnsSvcsV1
-        from ibm_cloud_sdk_core.authenticators import IAMAuthenticator, NoAuthAuthenticator
-
-        if settings.ibmcloud_api_key:
-            authenticator = IAMAuthenticator(settings.ibmcloud_api_key, url=settings.ibm_iam_url or None)
-        elif settings.ibm_dns_url:
-            authenticator = NoAuthAuthenticator()  # a local or test endpoint without IAM
-        else:
-            raise SettingsError("BOOTFLEET_IBMCLOUD_API_KEY is not set (an IAM API key allowed to edit DNS Services)")
-        service = DnsSvcsV1(authenticator=authenticator)
-        if settings.ibm_dns_url:
-            service.set_service_url(settings.ibm_dns_url)
-        service.set_http_config({"timeout": 15})
-        return service
+        # one client (and so one IAM token, refreshed by the SDK) per process and settings
+        return _ibm_service(settings.ibmcloud_api_key, settings.ibm_iam_url, settings.ibm_dns_url)
 
     def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
         return forward_zone  # DNS Services keeps a PTR in the zone of its A record

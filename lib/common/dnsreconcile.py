@@ -282,6 +282,11 @@ def diff(desired: dict[Record, Meta], found: list[Found], result: Result) -> lis
                 ops.append(Op("delete", old, Meta(), owned[old]))
         for records in by_type_missing.values():
             ops += [Op("create", r, desired[r]) for r in records]
+    # a PTR must not point at a name whose address someone else holds
+    held = {c["name"] for c in result.conflicts}
+    for op in [op for op in ops if op.action == "create" and op.record.type == "PTR" and op.record.value in held]:
+        ops.remove(op)
+        result.conflicts.append({**op.view(), "reason": f"{op.record.value} holds records bootfleet did not create"})
     return ops
 
 
