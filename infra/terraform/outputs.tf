@@ -58,3 +58,20 @@ output "admin_token" {
   value       = random_password.admin_token.result
   sensitive   = true
 }
+
+output "s3_endpoint" {
+  description = "COS's public S3 endpoint (BOOTFLEET_S3_ENDPOINT for `bootfleet images upload` on your machine)."
+  value       = local.cos_public_endpoint
+}
+
+output "s3_access_key_id" {
+  description = "HMAC access key of the images bucket (BOOTFLEET_S3_ACCESS_KEY_ID)."
+  value       = ibm_resource_key.images_hmac.credentials["cos_hmac_keys.access_key_id"]
+  sensitive   = true
+}
+
+output "s3_secret_access_key" {
+  description = "HMAC secret key of the images bucket (BOOTFLEET_S3_SECRET_ACCESS_KEY)."
+  value       = ibm_resource_key.images_hmac.credentials["cos_hmac_keys.secret_access_key"]
+  sensitive   = true
+}

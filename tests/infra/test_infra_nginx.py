@@ -322,3 +322,18 @@ def test_every_rendering_is_a_valid_nginx_config(tmp_path, mode_args):
     # The site alone (for a distribution's conf.d/) renders too, without the standalone parts.
     site = render(*mode_args, "--static-root", str(ROOT / "static"))
     assert site.returncode == 0 and "events {" not in site.stdout and "server {" in site.stdout
+
+
+def test_the_render_command_in_the_deployment_docs_works(tmp_path):
+    """docs/deployment.md's self-hosted render command, run as written (output redirected)."""
+    import re
+    import shlex
+
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    command = re.search(r"(\S+/render\.py \\\n(?:.*\\\n)*.*)", docs).group(1).replace("\\\n", " ")
+    argv = shlex.split(command)[1:]
+    argv[argv.index("--output") + 1] = str(tmp_path / "bootfleet.conf")
+    result = render(*argv)
+    assert result.returncode == 0, result.stderr
+    site = (tmp_path / "bootfleet.conf").read_text()
+    assert "server_name boot.example.com;" in site and "listen 443 ssl;" in site and "listen 80;" in site
