@@ -182,7 +182,7 @@ class IbmDnsProvider(DnsProvider):
         try:
             return fn(*args, **kwargs).get_result()
         except ApiException as e:
-            raise DnsProviderError(f"DNS Services {what}: {e.code} {e.message}") from None
+            raise DnsProviderError(f"DNS Services {what}: {e.status_code} {e.message}") from None
         except Exception as e:  # noqa: BLE001 - connection errors, timeouts
             raise DnsProviderError(f"DNS Services {what}: {type(e).__name__}: {e}") from None
 
@@ -259,8 +259,8 @@ class IbmDnsProvider(DnsProvider):
         try:
             self.service.delete_resource_record(self.instance_id, self.zone_ids[found.record.zone], found.provider_id)
         except ApiException as e:
-            if e.code != 404:  # already gone is what we wanted
-                raise DnsProviderError(f"DNS Services delete {found.record.type} {found.record.name}: {e.code} {e.message}") from None
+            if e.status_code != 404:  # already gone is what we wanted
+                raise DnsProviderError(f"DNS Services delete {found.record.type} {found.record.name}: {e.status_code} {e.message}") from None
         except Exception as e:  # noqa: BLE001
             raise DnsProviderError(f"DNS Services delete {found.record.name}: {type(e).__name__}: {e}") from None
         self.owned_ids.discard(found.provider_id)

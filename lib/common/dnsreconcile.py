@@ -389,7 +389,8 @@ def reconcile(scope: Scope | None = None, dry_run: bool = False, tx: Transaction
                 result.skipped.append({**Op("create", record, desired.records[record]).view(), "reason": problem})
             desired.records = {r: m for r, m in desired.records.items() if r.zone != zone}
             continue
-        zone_names = None if names is None else {n for n in names if n == zone or n.endswith("." + zone)}
+        zone_names = None if names is None else (
+            {r.name for r in desired.records if r.zone == zone} | {r["name"] for r in rows if r["zone"] == zone})
         if zone_names is not None and not zone_names:
             continue
         try:

@@ -1,0 +1,191 @@
+"""dns with IBM Cloud DNS Services: the real SDK (DnsSvcsV1, IAMAuthenticator) against a
+local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
+
+import pytest
+
+from conftest import snapshot
+from fakes.ibm_dns_services import API_KEY, FakeDnsServices
+from helpers import make_node, make_profile, token_from_script
+
+ZONE = "fleet.example.com"
+INSTANCE = "434f6c3e-6014-4124-a61d-2e910bca19b1"
+ZONE_ID = "d04d3a7a-7f6d-47d4-b811-08c5478fa1a4"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    from common.settings import reset_settings
+
+    service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, require_auth=True).start()
+    env = {
+        "BOOTFLEET_DNS_PROVIDER": "ibm",
+        "BOOTFLEET_DNS_ZONE": ZONE,
+        "BOOTFLEET_IBM_DNS_INSTANCE_ID": INSTANCE,
+        "BOOTFLEET_IBM_DNS_ZONE_ID": f"{ZONE}={ZONE_ID}",
+        "BOOTFLEET_IBMCLOUD_API_KEY": API_KEY,
+        "BOOTFLEET_IBM_DNS_URL": service.service_url,
+        "BOOTFLEET_IBM_IAM_URL": service.url,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    yield service
+    monkeypatch.undo()
+    reset_settings()
+    service.stop()
+
+
+@pytest.fixture
+def dns(function_apps, clean_db):
+    return function_apps["dns"].test_client()
+
+
+@pytest.fixture
+def fleet(config, admin, boot):
+    make_profile(config, admin)
+    resp = config.post("/api/v1/deployments", headers=admin, json={
+        "name": "rack1", "profile": "worker", "dns_zone": ZONE, "spec": {"dns": {"names": ["api"]}}})
+    assert resp.status_code == 201, resp.json
+    return resp.json
+
+
+def ready_node(config, boot, status, admin, mac, hostname, ip, deployment="rack1"):
+    node = make_node(config, admin, mac=mac, hostname=hostname, ip=ip, deployment=deployment)
+    token = token_from_script(boot.get(f"/ipxe?mac={mac}").get_data(as_text=True))
+    resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "ready"})
+    assert resp.status_code == 200 and resp.json["stage"] == "ready", resp.json
+    return node
+
+
+def held(fake):
+    return sorted((r["type"], r["name"], r["rdata"].get("ip") or r["rdata"].get("ptrdname") or r["rdata"].get("txtdata"))
+                  for r in fake.all(ZONE_ID))
+
+
+def test_ready_node_gets_a_and_ptr_records_with_ids(fake, fleet, config, boot, status, admin, clean_db):
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert held(fake) == [("A", f"api.rack1.{ZONE}", "10.0.0.5"), ("A", f"web1.{ZONE}", "10.0.0.5"),
+                          ("PTR", "5.0.0.10.in-addr.arpa", f"web1.{ZONE}")]
+    ids = {r["id"] for r in fake.all(ZONE_ID)}
+    assert all(i.split(":")[0] in ("A", "PTR") and len(i.split(":")[1]) == 36 for i in ids)
+    with clean_db.transaction() as tx:
+        assert {r["provider_id"] for r in tx.all("SELECT provider_id FROM dns_record")} == ids
+    assert fake.tokens, "the SDK fetched an IAM token from the fake IAM endpoint"
+
+
+def test_no_change_reconcile_makes_zero_writes_and_pages_through_the_zone(fake, fleet, config, boot, status, admin,
+                                                                          dns, clean_db):
+    for i in range(450):  # records made by hand elsewhere in the zone
+        fake.add(ZONE_ID, "A", f"manual{i}", {"ip": f"192.168.{i // 250}.{i % 250 + 1}"})
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    fake.reset_counts()
+    before = snapshot(clean_db)
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.status_code == 200, resp.json
+    assert resp.json["counts"] == {"planned": 0, "applied": 0, "failed": 0, "conflicts": 0, "skipped": 0,
+                                   "unchanged": 3}
+    assert fake.writes == 0
+    assert fake.reads == 3  # 453 records in pages of 200
+    assert snapshot(clean_db) == before
+    assert len(fake.all(ZONE_ID)) == 453
+
+
+def test_ip_change_deletes_the_old_ptr_first_and_updates_the_a_record(fake, fleet, config, boot, status, admin,
+                                                                      clean_db):
+    node = ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    a_id = next(r["id"] for r in fake.all(ZONE_ID) if r["name"] == f"web1.{ZONE}")
+    fake.reset_counts()
+    resp = config.patch(f"/api/v1/nodes/{node['id']}", json={"ip": "10.0.1.9"}, headers=admin)
+    assert resp.status_code == 200
+    assert held(fake) == [("A", f"api.rack1.{ZONE}", "10.0.1.9"), ("A", f"web1.{ZONE}", "10.0.1.9"),
+                          ("PTR", "9.1.0.10.in-addr.arpa", f"web1.{ZONE}")]
+    assert next(r["id"] for r in fake.all(ZONE_ID) if r["name"] == f"web1.{ZONE}") == a_id  # updated in place
+    assert (fake.calls["DELETE"], fake.calls["PUT"], fake.calls["POST"]) == (1, 2, 1)
+
+
+def test_deleting_a_node_removes_its_records(fake, fleet, config, boot, status, admin, clean_db):
+    node = ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    fake.add(ZONE_ID, "A", "manual", {"ip": "10.9.9.8"})
+    assert config.delete(f"/api/v1/nodes/{node['id']}", headers=admin).status_code == 204
+    assert held(fake) == [("A", f"manual.{ZONE}", "10.9.9.8")]
+    with clean_db.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM dns_record") == 0
+
+
+def test_a_hand_made_record_at_the_name_is_a_conflict_and_stays(fake, fleet, config, boot, status, admin, dns,
+                                                                clean_db):
+    fake.add(ZONE_ID, "A", "web3", {"ip": "10.9.9.9"})
+    fake.add(ZONE_ID, "TXT", "api.rack1", {"txtdata": "hand made"})
+    ready_node(config, boot, status, admin, "52:54:00:00:00:03", "web3", "10.0.0.7")
+    assert held(fake) == [("A", f"web3.{ZONE}", "10.9.9.9"), ("TXT", f"api.rack1.{ZONE}", "hand made")]
+    resp = dns.post("/reconcile", headers=admin)
+    assert {(c["type"], c["name"]) for c in resp.json["conflicts"]} == {
+        ("A", f"web3.{ZONE}"), ("PTR", "7.0.0.10.in-addr.arpa"), ("A", f"api.rack1.{ZONE}")}
+    assert resp.json["provider_writes"] == 0
+    with clean_db.transaction() as tx:
+        messages = [e["message"] for e in tx.all("SELECT message FROM event WHERE kind = 'dns'")]
+    assert any(f"A web3.{ZONE} not created" in m and "A 10.9.9.9" in m for m in messages)
+
+
+def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, fleet, config, boot, status, admin, dns,
+                                                                      clean_db):
+    fake.fail("POST", 500, times=100)
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")  # the report still works
+    with clean_db.transaction() as tx:
+        messages = [e["message"] for e in tx.all("SELECT message FROM event WHERE kind = 'dns' ORDER BY id")]
+    assert any(m.startswith(f"dns: create A web1.{ZONE} failed: DNS Services") and "500" in m for m in messages)
+    assert held(fake) == []
+    fake.faults.clear()
+    resp = dns.post("/reconcile", json={"deployment": "rack1"}, headers=admin)
+    assert resp.status_code == 200 and resp.json["failed"] == [] and resp.json["counts"]["applied"] == 3
+    assert len(held(fake)) == 3
+
+
+def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, monkeypatch):
+    from common.settings import reset_settings
+
+    monkeypatch.setenv("BOOTFLEET_DNS_PROVIDER", "none")
+    reset_settings()
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    monkeypatch.setenv("BOOTFLEET_DNS_PROVIDER", "ibm")
+    reset_settings()
+    before = snapshot(clean_db)
+    resp = dns.post("/reconcile", json={"dry_run": True}, headers=admin)
+    assert [p["action"] for p in resp.json["plan"]] == ["create", "create", "create"]
+    assert resp.json["plan"][-1]["type"] == "PTR"  # PTRs come last: they need their A record
+    assert fake.writes == 0 and snapshot(clean_db) == before
+
+
+def test_a_zone_without_an_id_is_skipped_with_the_setting_to_fix(fake, config, boot, status, admin, dns, clean_db):
+    make_profile(config, admin)
+    config.post("/api/v1/deployments", headers=admin, json={"name": "other", "profile": "worker",
+                                                            "dns_zone": "other.example.org"})
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5", deployment="other")
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.json["counts"]["skipped"] == 2
+    assert "BOOTFLEET_IBM_DNS_ZONE_ID=other.example.org=<zone id>" in resp.json["skipped"][0]["reason"]
+    assert held(fake) == []
+
+
+def test_the_fake_keeps_the_ptr_rule(fake):
+    """What the reconcile's ordering relies on, straight from the SDK."""
+    from ibm_cloud_networking_services import DnsSvcsV1
+    from ibm_cloud_sdk_core import ApiException
+    from ibm_cloud_sdk_core.authenticators import NoAuthAuthenticator
+
+    fake.require_auth = False
+    sdk = DnsSvcsV1(authenticator=NoAuthAuthenticator())
+    sdk.set_service_url(fake.service_url)
+    with pytest.raises(ApiException) as e:
+        sdk.create_resource_record(INSTANCE, ZONE_ID, type="PTR", name="10.0.0.5", rdata={"ptrdname": f"w.{ZONE}"})
+    assert e.value.status_code == 400 and "needs an existing A" in e.value.message
+    a = sdk.create_resource_record(INSTANCE, ZONE_ID, type="A", name="w", rdata={"ip": "10.0.0.5"}).get_result()
+    assert a["id"].startswith("A:") and a["name"] == f"w.{ZONE}" and a["ttl"] == 900
+    ptr = sdk.create_resource_record(INSTANCE, ZONE_ID, type="PTR", name="10.0.0.5",
+                                     rdata={"ptrdname": f"w.{ZONE}"}).get_result()
+    assert ptr["name"] == "5.0.0.10.in-addr.arpa" and ptr["id"].startswith("PTR:")
+    with pytest.raises(ApiException) as e:
+        sdk.delete_resource_record(INSTANCE, ZONE_ID, a["id"])
+    assert e.value.status_code == 400 and "PTR" in e.value.message
+    page = sdk.list_resource_records(INSTANCE, ZONE_ID, offset=1, limit=1).get_result()
+    assert (page["total_count"], page["count"], page["offset"], "previous" in page) == (2, 1, 1, True)
