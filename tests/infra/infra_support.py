@@ -66,6 +66,12 @@ def render(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
+def worker_user() -> list[str]:
+    """As root (CI), nginx's workers would drop to nobody, who may not reach a checkout in
+    a private folder; these test-only servers on 127.0.0.1 keep root's access."""
+    return ["--user", "root"] if os.geteuid() == 0 else []
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, output, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from infra_support import (
     need,
     render,
     start_nginx,
+    worker_user,
     world_readable_tmpdir,
 )
 
@@ -47,7 +48,7 @@ def gateway(server):
         "--standalone", "--listen", "127.0.0.1", "--http-port", str(http_port), "--https-port", str(https_port),
         "--cert", str(cert), "--key", str(key), "--upstream", server.url, "--server-name", "127.0.0.1",
         "--static-root", str(ROOT / "static"), "--images-root", str(images), "--runtime-dir", str(work),
-        "--access-log", str(work / "access.log"), "--output", str(work / "nginx.conf"),
+        "--access-log", str(work / "access.log"), "--output", str(work / "nginx.conf"), *worker_user(),
     )
     assert result.returncode == 0, result.stderr
     nginx = start_nginx(work / "nginx.conf", work, https_port)
@@ -222,7 +223,7 @@ def cloud_gateway(database):
         "--read-timeout", "2", "--connect-timeout", "2", "--static-root", str(ROOT / "static"),
         "--function-upstream", f"dns=http://127.0.0.1:{silent.port}",
         "--function-upstream", f"status=http://127.0.0.1:{down}",
-        "--runtime-dir", str(work), "--access-log", "off", "--output", str(work / "nginx.conf"),
+        "--runtime-dir", str(work), "--access-log", "off", "--output", str(work / "nginx.conf"), *worker_user(),
         env={"BOOTFLEET_UPSTREAM_BOOT": boot.url, "BOOTFLEET_UPSTREAM": f"http://127.0.0.1:{down}"},
     )
     assert result.returncode == 0, result.stderr
