@@ -6,6 +6,7 @@
     bootfleet status DEPLOYMENT         a deployment's progress
     bootfleet watch DEPLOYMENT          the same, live, until it is done
     bootfleet events                    the event stream
+    bootfleet images upload|list|rm     boot images in the configured storage
     bootfleet cleanup [--dry-run]       run cleanup now
 
 Operator commands talk to --url (BOOTFLEET_URL, default http://127.0.0.1:8080)
@@ -329,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deployment")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_events)
+
+    from .images import add_images_parser  # bootfleet images upload|list|rm (straight to storage)
+
+    add_images_parser(sub)
     return parser
 
 

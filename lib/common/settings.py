@@ -55,6 +55,13 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_get(name, default) or default).lower()
+    if value not in choices:
+        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _stage_timeouts() -> dict[str, int]:
     """BOOTFLEET_STAGE_TIMEOUTS="booting=900,installing=3600" overrides the defaults."""
     timeouts = dict(DEFAULT_STAGE_TIMEOUTS)
@@ -97,6 +104,14 @@ class Settings:
     base_url: str | None = None
     images_dir: str = ".data/images"
     images_base_url: str | None = None
+    storage: str = "local"
+    s3_endpoint: str | None = None
+    s3_public_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_url_ttl: int = 3600
     discovery_profile: str | None = None
     max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 4
@@ -137,6 +152,14 @@ class Settings:
             base_url=(_get("BASE_URL") or "").rstrip("/") or None,
             images_dir=_get("IMAGES_DIR", ".data/images"),
             images_base_url=(_get("IMAGES_BASE_URL") or "").rstrip("/") or None,
+            storage=_choice("STORAGE", ("local", "s3"), "local"),
+            s3_endpoint=(_get("S3_ENDPOINT") or "").rstrip("/") or None,
+            s3_public_endpoint=(_get("S3_PUBLIC_ENDPOINT") or "").rstrip("/") or None,
+            s3_bucket=_get("S3_BUCKET"),
+            s3_region=_get("S3_REGION", "us-east-1"),
+            s3_access_key_id=_get("S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=_get("S3_SECRET_ACCESS_KEY"),
+            s3_url_ttl=_int("S3_URL_TTL", 3600),
             discovery_profile=_get("DISCOVERY_PROFILE"),
             max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
             db_pool_size=_int("DB_POOL_SIZE", 4),

@@ -1,0 +1,1 @@
+"""End-to-end tests: real iPXE firmware in QEMU against the running system."""
