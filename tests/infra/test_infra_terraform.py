@@ -203,12 +203,10 @@ def test_every_setting_the_code_reads_is_wired_or_deliberately_local():
     assert not missing, f"settings the code reads that infra/terraform does not set: {missing}"
 
 
-# Settings that work in progress (object storage, VPC provisioning) adds to the code:
-# Terraform wires them already. Names here that the code now reads are harmless;
-# empty this set once that work has landed.
+# Settings that work in progress (VPC provisioning) adds to the code: Terraform wires
+# them already. Names here that the code now reads are harmless; empty this set once
+# that work has landed.
 PENDING_IN_CODE = {
-    "BOOTFLEET_STORAGE", "BOOTFLEET_S3_ENDPOINT", "BOOTFLEET_S3_PUBLIC_ENDPOINT", "BOOTFLEET_S3_BUCKET",
-    "BOOTFLEET_S3_REGION", "BOOTFLEET_S3_ACCESS_KEY_ID", "BOOTFLEET_S3_SECRET_ACCESS_KEY", "BOOTFLEET_S3_URL_TTL",
     "BOOTFLEET_VPC_URL", "BOOTFLEET_VPC_API_VERSION", "BOOTFLEET_VPC_IPXE_IMAGE", "BOOTFLEET_VPC_VSI_IMAGE",
     "BOOTFLEET_VPC_TIMEOUT", "BOOTFLEET_VPC_RETRIES", "BOOTFLEET_VPC_BACKOFF_MS", "BOOTFLEET_TAGGING_URL",
     "BOOTFLEET_PROVISION_BATCH",
