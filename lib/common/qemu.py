@@ -1,0 +1,213 @@
+"""Machines as QEMU VMs that network-boot bootfleet with Debian's iPXE.
+
+    vm = qemu.start("node-1", "52:54:00:00:00:01", "http://10.0.2.100",
+                    forwards={"10.0.2.100": 8080}, log_dir=Path(".data/vms"))
+    vm.wait(120)        # exit code, or None if still running
+    vm.stop()
+
+Each VM runs Debian's `ipxe.lkrn` as its firmware, given a two-line iPXE script
+(as the .lkrn's initrd) that gets an address and chains `<base_url>/boot/boot.ipxe`,
+the chainloader a real machine gets as its user data. The VM's network is QEMU's
+user network with `restrict=on`: it reaches nothing but the guestfwd addresses,
+each piped by `busybox nc` to a port on 127.0.0.1. The serial console (the Linux
+kernel's `console=ttyS0`) goes to `<log_dir>/<name>.serial.log`. `-no-reboot` makes
+a reboot (Debian's 2019 iPXE has no `poweroff`) or a kernel poweroff end the VM.
+A timeout kills a VM that runs too long.
+
+The e2e tests, `make demo` and the `local` VPC provider use this.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL = "apt-get install -y qemu-system-x86 ipxe busybox-static"
+IPXE_LKRN = "/usr/lib/ipxe/ipxe.lkrn"
+# Where bootfleet is, as the guest sees it (QEMU's user network is 10.0.2.0/24).
+GUEST_ADDRESS = "10.0.2.100"
+GUEST_BASE_URL = f"http://{GUEST_ADDRESS}"
+
+
+class QemuUnavailableError(RuntimeError):
+    """QEMU, iPXE or busybox is missing; the message says what to install."""
+
+
+class QemuError(RuntimeError):
+    """A VM could not be started."""
+
+
+@dataclass(frozen=True)
+class Tools:
+    qemu: str
+    ipxe_lkrn: str
+    busybox: str
+
+
+def find_tools() -> Tools:
+    """The binaries a VM needs, or QemuUnavailableError naming the apt-get command."""
+    qemu = shutil.which("qemu-system-x86_64")
+    lkrn = IPXE_LKRN if os.path.exists(IPXE_LKRN) else None
+    busybox = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.access(p, os.X_OK)), None)
+    missing = [what for what, found in (("qemu-system-x86_64", qemu), (IPXE_LKRN, lkrn), ("busybox", busybox))
+               if not found]
+    if missing:
+        raise QemuUnavailableError(f"{', '.join(missing)} not found; install them with: {INSTALL}")
+    return Tools(qemu, lkrn, busybox)
+
+
+def chain_script(base_url: str, name: str) -> str:
+    """What the VM's firmware runs first: get an address, chain bootfleet's chainloader."""
+    return f"""#!ipxe
+echo bootfleet qemu node {name}: chaining {base_url}/boot/boot.ipxe
+:retry
+dhcp && chain --autofree {base_url}/boot/boot.ipxe || goto wait
+:wait
+echo bootfleet qemu node {name}: no answer yet; retrying in 3 s
+sleep 3
+goto retry
+"""
+
+
+def _parse_forward(guest: str) -> tuple[str, int]:
+    address, _, port = guest.partition(":")
+    return address, int(port or 80)
+
+
+def netdev(tools: Tools, forwards: dict[str, int]) -> str:
+    """`-netdev user,restrict=on` with one guestfwd per `"10.0.2.100[:80]": host port on 127.0.0.1`."""
+    parts = ["user", "id=n0", "restrict=on"]
+    for guest, host_port in forwards.items():
+        address, port = _parse_forward(guest)
+        parts.append(f"guestfwd=tcp:{address}:{port}-cmd:{tools.busybox} nc 127.0.0.1 {int(host_port)}")
+    return ",".join(parts)
+
+
+@dataclass
+class VM:
+    """A running QEMU machine. Stop it with .stop(); it also ends itself after its timeout."""
+
+    name: str
+    mac: str
+    uuid: str
+    log_path: Path
+    proc: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    timed_out: bool = False
+    _timer: threading.Timer | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (0 for a poweroff or a reboot), or None if it still runs after `timeout` s."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if self._timer:
+            self._timer.cancel()
+        return code
+
+    def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def log(self) -> str:
+        """The serial console so far."""
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float) -> bool:
+        """Wait until `text` appears on the serial console (False: it did not, or the VM ended first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return True
+            if not self.running:
+                return text in self.log()
+            time.sleep(0.2)
+        return False
+
+    def errors(self) -> str:
+        """What QEMU itself printed (bad options, missing files)."""
+        path = self.log_path.with_suffix(".qemu.log")
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _expire(self) -> None:
+        if self.running:
+            self.timed_out = True
+            self.proc.kill()
+
+    def __enter__(self) -> "VM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[str, int] | None = None, *,
+          log_dir: Path, uuid: str | None = None, memory_mb: int = 384, timeout: float = 600,
+          accel: str = "tcg", tools: Tools | None = None) -> VM:
+    """Boot a VM with this MAC that chains `<base_url>/boot/boot.ipxe`.
+
+    `forwards` maps guest addresses (`"10.0.2.100"` or `"10.0.2.101:80"`) to ports on
+    127.0.0.1; the guest reaches nothing else. KVM is not assumed: `accel="tcg"`.
+    """
+    tools = tools or find_tools()
+    if not forwards:
+        raise QemuError("give at least one forward, e.g. {'10.0.2.100': 8080} for bootfleet on 127.0.0.1:8080")
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    script = log_dir / f"{name}.ipxe"
+    script.write_text(chain_script(base_url.rstrip("/"), name))
+    serial = log_dir / f"{name}.serial.log"
+    serial.unlink(missing_ok=True)
+    vm_uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"bootfleet-qemu:{name}:{mac}"))
+    command = [
+        tools.qemu, "-name", name, "-machine", "pc", "-accel", accel, "-m", str(memory_mb), "-smp", "1",
+        "-uuid", vm_uuid, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults", "-vga", "std",
+        "-chardev", f"file,id=serial0,path={str(serial).replace(',', ',,')}", "-serial", "chardev:serial0",
+        "-kernel", tools.ipxe_lkrn, "-initrd", str(script),
+        "-netdev", netdev(tools, forwards),
+        "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
+    ]
+    qemu_log = open(serial.with_suffix(".qemu.log"), "w")
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    except OSError as e:
+        raise QemuError(f"cannot start {tools.qemu}: {e}") from None
+    finally:
+        qemu_log.close()
+    vm = VM(name, mac, vm_uuid, serial, proc)
+    vm._timer = threading.Timer(timeout, vm._expire)
+    vm._timer.daemon = True
+    vm._timer.start()
+    time.sleep(0.2)
+    if proc.poll() is not None:
+        raise QemuError(f"qemu exited at once ({proc.returncode}): {vm.errors().strip()}")
+    return vm
