@@ -2,7 +2,8 @@
 
 Operators (Authorization: Bearer <admin token>):
   /config/api/v1/profiles[/<id or name>]      GET POST PATCH DELETE
-  /config/api/v1/deployments[/<id or name>]   GET POST PATCH DELETE
+  /config/api/v1/deployments[/<id or name>]   GET POST PATCH DELETE (provisions, scales, deprovisions servers)
+  /config/api/v1/deployments/<id>/reconcile   POST  one provisioning pass now
   /config/api/v1/nodes[/<id>]                 GET POST PATCH DELETE
   /config/api/v1/nodes/<id>/reinstall         POST
 Nodes (their token, ?token=... or Authorization: Bearer ...):
@@ -17,6 +18,7 @@ from common.db import get_database
 from common.http import Api, BadRequestError, NotFoundError, json_body, json_response, page, parse, text_response
 from common.log import setup_logging
 from common.nodeauth import authenticate_node, presented_token
+from common.provision import check_placement, reconcile
 from common.render import RenderError, node_context, render_config
 from common.urls import base_url
 from common.views import deployment_view, node_view, profile_view
@@ -109,12 +111,22 @@ def deployment_list(request):
 @api.route(f"{V1}/deployments", methods=("POST",), admin=True)
 def deployment_create(request):
     body = parse(schemas.DeploymentIn, json_body(request))
+    check_placement(body.provider, body.name, body.placement)
     with get_database().transaction() as tx:
         deployment = store.deployment_create(tx, _deployment_fields(tx, body.model_dump()))
         store.event_add(
             tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
         )
-    return json_response(deployment_view(deployment), 201)
+    return _provisioned(request, deployment, 201)
+
+
+def _provisioned(request, deployment: dict, status: int):
+    """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
+    view = deployment_view(deployment)
+    if deployment["provider"] != "none":
+        view["provisioning"] = reconcile(deployment["id"], base_url(request))
+        view["state"] = view["provisioning"]["state"] or view["state"]
+    return json_response(view, status)
 
 
 @api.route(f"{V1}/deployments/<key>", admin=True)
@@ -128,19 +140,30 @@ def deployment_update(request, key):
     body = parse(schemas.DeploymentUpdate, json_body(request))
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
+        if "placement" in changes:
+            current = store.deployment_get(tx, key)
+            check_placement(current["provider"], current["name"], changes["placement"])
         deployment = store.deployment_update(tx, key, _deployment_fields(tx, changes))
         store.event_add(
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
             deployment_id=deployment["id"],
         )
-    return json_response(deployment_view(deployment))
+    return _provisioned(request, deployment, 200)
 
 
 @api.route(f"{V1}/deployments/<key>", methods=("DELETE",), admin=True)
 def deployment_delete(request, key):
     with get_database().transaction() as tx:
         deployment = store.deployment_mark_deleted(tx, key, "operator")
-    return json_response(deployment_view(deployment), 202)
+    return _provisioned(request, deployment, 202)
+
+
+@api.route(f"{V1}/deployments/<key>/reconcile", methods=("POST",), admin=True)
+def deployment_reconcile(request, key):
+    """One provisioning pass now: create what is missing, delete what is extra."""
+    with get_database().transaction() as tx:
+        deployment = store.deployment_get(tx, key)
+    return json_response(reconcile(deployment["id"], base_url(request)))
 
 
 # --- nodes -------------------------------------------------------------------------

@@ -163,6 +163,10 @@ def cmd_resource(args) -> None:
         show(args, client.call("DELETE", f"{base}/{args.key}"))
     elif args.action == "reinstall":
         show(args, client.call("POST", f"{base}/{args.key}/reinstall"))
+    elif args.action == "scale":
+        show(args, client.call("PATCH", f"{base}/{args.key}", {"count": args.count}))
+    elif args.action == "reconcile":
+        show(args, client.call("POST", f"{base}/{args.key}/reconcile"))
     else:
         body = _resource_body(args, kind)
         if args.action == "create":
@@ -184,7 +188,13 @@ def _resource_body(args, kind: str) -> dict:
             body["selectors"] = _labels(args.selector)
         return body
     if kind == "deployment":
-        return _body(args, ["name", "profile", "count", "provider", "dns_zone"])
+        body = _body(args, ["name", "profile", "count", "provider", "dns_zone"])
+        if args.placement is not None:
+            pairs = [p.partition("=") for p in args.placement]
+            if any(not sep for _, sep, _ in pairs):
+                raise CliError("--placement takes key=value, e.g. --placement zone=us-south-1")
+            body["placement"] = {k: v for k, _, v in pairs}
+        return body
     body = _body(args, ["hostname", "ip", "uuid", "serial", "profile", "deployment"])
     if args.mac is not None:
         body["macs"] = args.mac
@@ -303,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         for action in ("get", "delete") + (("reinstall",) if kind == "node" else ()):
             a = actions.add_parser(action, help=f"{action} a {kind}")
             a.add_argument("key", help=key_help)
+        if kind == "deployment":  # provisioning: docs/vpc.md
+            a = actions.add_parser("scale", help="change how many nodes (and servers) a deployment has")
+            a.add_argument("key", help=key_help)
+            a.add_argument("count", type=int)
+            a = actions.add_parser("reconcile", help="one provisioning pass now")
+            a.add_argument("key", help=key_help)
         for action in ("create", "update"):
             a = actions.add_parser(action, help=f"{action} a {kind}")
             if action == "update":
@@ -352,6 +368,8 @@ def _resource_options(a: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--count", type=int)
         a.add_argument("--provider", choices=["none", "local", "ibm"])
         a.add_argument("--dns-zone")
+        a.add_argument("--placement", action="append",
+                       help="key=value (repeat): zone, vpc, subnet, profile, kind, image, keys (docs/vpc.md)")
     else:
         a.add_argument("--mac", action="append", help="MAC address (repeat for more)")
         a.add_argument("--uuid", help="SMBIOS UUID")

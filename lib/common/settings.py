@@ -125,6 +125,16 @@ class Settings:
     cleanup_cap: int = 50
     cleanup_grace: int = 3600
     retention_days: int = 30
+    # vpc provisioning (docs/vpc.md); the API key is BOOTFLEET_IBMCLOUD_API_KEY
+    vpc_url: str | None = None
+    vpc_api_version: str = "2026-10-06"
+    vpc_ipxe_image: str | None = None
+    vpc_vsi_image: str | None = None
+    vpc_timeout: int = 30
+    vpc_retries: int = 5
+    vpc_backoff_ms: int = 1000
+    tagging_url: str | None = None
+    provision_batch: int = 50
     # dns (docs/dns.md)
     dns_provider: str = "none"
     dns_zone: str | None = None
@@ -173,6 +183,15 @@ class Settings:
             cleanup_cap=_int("CLEANUP_CAP", 50),
             cleanup_grace=_int("CLEANUP_GRACE", 3600),
             retention_days=_int("RETENTION_DAYS", 30),
+            vpc_url=_get("VPC_URL"),
+            vpc_api_version=_get("VPC_API_VERSION", "2026-10-06"),
+            vpc_ipxe_image=_get("VPC_IPXE_IMAGE"),
+            vpc_vsi_image=_get("VPC_VSI_IMAGE"),
+            vpc_timeout=_int("VPC_TIMEOUT", 30),
+            vpc_retries=_int("VPC_RETRIES", 5),
+            vpc_backoff_ms=_int("VPC_BACKOFF_MS", 1000),
+            tagging_url=_get("TAGGING_URL"),
+            provision_batch=_int("PROVISION_BATCH", 50),
             dns_provider=_get("DNS_PROVIDER", "none").lower(),
             dns_zone=_get("DNS_ZONE"),
             dns_reverse_zone=_get("DNS_REVERSE_ZONE"),

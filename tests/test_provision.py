@@ -1,0 +1,388 @@
+"""Deployments become servers: the config API and the provisioner, through the real
+ibm-vpc and ibm-platform-services SDKs, against the local fake VPC, tagging and IAM
+APIs (tests/fakes/vpc_api.py), on the real database."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from conftest import snapshot
+from fakes.vpc_api import API_KEY, FakeCloud
+from helpers import make_profile
+
+PLACEMENT = {"zone": "us-south-1", "vpc": "r006-vpc-1", "subnet": "0717-subnet-1", "profile": "bx2d-metal-96x384"}
+BASE = "https://boot.example.com"
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    """The fake cloud, and bootfleet's settings pointing at it."""
+    from common.settings import reset_settings
+
+    fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
+    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", API_KEY)
+    monkeypatch.setenv("BOOTFLEET_IBM_IAM_URL", fake.iam_url)
+    monkeypatch.setenv("BOOTFLEET_VPC_URL", fake.vpc_url)
+    monkeypatch.setenv("BOOTFLEET_TAGGING_URL", fake.tagging_url)
+    monkeypatch.setenv("BOOTFLEET_VPC_TIMEOUT", "1")
+    monkeypatch.setenv("BOOTFLEET_VPC_BACKOFF_MS", "50")
+    monkeypatch.setenv("BOOTFLEET_BASE_URL", BASE)
+    reset_settings()
+    yield fake
+    fake.stop()
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.fixture
+def profile(config, admin):
+    return make_profile(config, admin)
+
+
+def create(config, admin, name="web", count=3, **fields):
+    body = {"name": name, "profile": "worker", "provider": "ibm", "placement": dict(PLACEMENT), "count": count,
+            **fields}
+    resp = config.post("/api/v1/deployments", json=body, headers=admin)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp.json
+
+
+def reconcile(config, admin, name="web"):
+    resp = config.post(f"/api/v1/deployments/{name}/reconcile", headers=admin)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.json
+
+
+def converge(config, admin, name="web", until=lambda r: not r["errors"] and not r["deleting"], timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        report = reconcile(config, admin, name)
+        if until(report) or time.monotonic() > deadline:
+            return report
+        time.sleep(0.15)
+
+
+def nodes(database, name="web", live=True):
+    with database.transaction() as tx:
+        rows = tx.all(
+            "SELECT n.*, COALESCE((SELECT array_agg(mac) FROM node_mac m WHERE m.node_id = n.id), '{}') AS macs"
+            " FROM node n JOIN deployment d ON d.id = n.deployment_id WHERE d.name = :name ORDER BY n.hostname",
+            name=name)
+    return [r for r in rows if not live or r["stage"] != "deleted"]
+
+
+def events(database, kind=None):
+    with database.transaction() as tx:
+        rows = tx.all("SELECT * FROM event ORDER BY id")
+    return [r for r in rows if kind in (None, r["kind"])]
+
+
+def assert_consistent(cloud, database, name="web"):
+    """Each live node has exactly one server, with its name; no owned server is unrecorded."""
+    servers = [s for s in cloud.servers() if s["name"].startswith(f"{name}-") and s["status"] != "deleting"]
+    by_name = {}
+    for s in servers:
+        assert s["name"] not in by_name, f"two servers named {s['name']}"
+        by_name[s["name"]] = s
+    recorded = {n["hostname"]: n["instance_id"] for n in nodes(database, name)}
+    assert {k: v["id"] for k, v in by_name.items()} == recorded
+
+
+# --- create, scale, delete --------------------------------------------------------------------
+
+
+def test_create_provisions_one_bare_metal_server_per_node(cloud, config, admin, profile, clean_db):
+    deployment = create(config, admin, count=3)
+    assert deployment["provisioning"]["created"] == ["web-0", "web-1", "web-2"]
+    assert deployment["provisioning"]["errors"] == []
+
+    servers = {s["name"]: s for s in cloud.servers("bare_metal_server")}
+    assert sorted(servers) == ["web-0", "web-1", "web-2"]
+    rows = nodes(clean_db)
+    assert [(n["hostname"], n["stage"], n["instance_id"]) for n in rows] == [
+        (f"web-{i}", "provisioning", servers[f"web-{i}"]["id"]) for i in range(3)]
+    assert all(n["ip"] is None for n in rows)  # 0.0.0.0 while pending is not an address
+
+    # What the SDK sent: the pinned version, generation 2, the chainloader as iPXE user data.
+    posts = cloud.requests("POST", r"^/v1/bare_metal_servers$")
+    assert {(p.query["version"], p.query["generation"]) for p in posts} == {("2026-10-06", "2")}
+    record = next(r for r in cloud.records.values() if r.name == "web-0")
+    assert record.user_data.startswith("#!ipxe")
+    assert f"chain --autofree {BASE}/boot/ipxe?mac=${{net0/mac}}" in record.user_data
+    assert record.image == "r006-ipxe-netboot"  # found with list_images(user_data_format=ipxe)
+    assert cloud.tags[servers["web-0"]["crn"]] == {"bootfleet", "bootfleet-deployment:web"}
+
+    time.sleep(0.5)  # pending -> running
+    report = reconcile(config, admin)
+    assert report["errors"] == [] and report["created"] == []
+    for node in nodes(clean_db):
+        record = next(r for r in cloud.records.values() if r.id == node["instance_id"])
+        assert node["ip"] == record.ip
+        assert list(node["macs"]) == [record.mac]
+        assert node["stage"] == "provisioning"  # boot moves it on when the server asks for its script
+    assert_consistent(cloud, clean_db)
+
+
+def test_the_booted_server_is_found_by_the_mac_bootfleet_recorded(cloud, config, boot, admin, profile, clean_db):
+    create(config, admin, count=1)
+    time.sleep(0.5)
+    reconcile(config, admin)
+    record = next(iter(cloud.records.values()))
+    script = boot.get(f"/ipxe?mac={record.mac}").get_data(as_text=True)
+    assert "kernel" in script
+    assert nodes(clean_db)[0]["stage"] == "booting"
+
+
+def test_scale_up_and_down(cloud, config, admin, profile, clean_db):
+    create(config, admin, count=2)
+    resp = config.patch("/api/v1/deployments/web", json={"count": 4}, headers=admin)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.json["provisioning"]["created"] == ["web-2", "web-3"]
+    assert sorted(s["name"] for s in cloud.servers()) == ["web-0", "web-1", "web-2", "web-3"]
+
+    resp = config.patch("/api/v1/deployments/web", json={"count": 1}, headers=admin)
+    assert resp.status_code == 200
+    assert sorted(resp.json["provisioning"]["deleting"]) == ["web-1", "web-2", "web-3"]
+    report = converge(config, admin)
+    assert report["errors"] == []
+    assert [s["name"] for s in cloud.servers()] == ["web-0"]
+    rows = nodes(clean_db, live=False)
+    assert sorted((n["hostname"], n["stage"]) for n in rows) == [
+        ("web-0", "provisioning"), ("web-1", "deleted"), ("web-2", "deleted"), ("web-3", "deleted")]
+    with clean_db.transaction() as tx:  # the MACs of deleted nodes are free again
+        assert tx.scalar("SELECT count(*) FROM node_mac") <= 1
+
+    # Scaling up again makes new nodes with the old names, and new servers.
+    resp = config.patch("/api/v1/deployments/web", json={"count": 2}, headers=admin)
+    assert resp.json["provisioning"]["created"] == ["web-1"]
+    assert_consistent(cloud, clean_db)
+
+
+def test_delete_deprovisions_every_server(cloud, config, admin, profile, clean_db):
+    create(config, admin, count=3)
+    resp = config.delete("/api/v1/deployments/web", headers=admin)
+    assert resp.status_code == 202
+    assert resp.json["state"] == "deleting"
+    assert sorted(resp.json["provisioning"]["deleting"]) == ["web-0", "web-1", "web-2"]
+    assert {s["status"] for s in cloud.servers()} == {"deleting"}
+
+    report = converge(config, admin, until=lambda r: r["state"] == "deleted")
+    assert report["state"] == "deleted"
+    assert cloud.servers() == []
+    assert {n["stage"] for n in nodes(clean_db, live=False)} == {"deleted"}
+    assert config.get("/api/v1/deployments/web", headers=admin).json["state"] == "deleted"
+    assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == 3
+
+
+def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, monkeypatch):
+    from common.settings import reset_settings
+
+    monkeypatch.setenv("BOOTFLEET_VPC_VSI_IMAGE", "r006-custom-ipxe")
+    reset_settings()
+    placement = {**PLACEMENT, "kind": "instance", "profile": "bx2-2x8"}
+    deployment = create(config, admin, name="vsi", count=2, placement=placement)
+    assert deployment["provisioning"]["created"] == ["vsi-0", "vsi-1"]
+    instances = cloud.servers("instance")
+    assert sorted(i["name"] for i in instances) == ["vsi-0", "vsi-1"]
+    assert {i["image"]["id"] for i in instances} == {"r006-custom-ipxe"}
+    assert all(BASE + "/boot/ipxe" in r.user_data for r in cloud.records.values())
+    time.sleep(0.5)
+    reconcile(config, admin, "vsi")
+    assert all(n["ip"] and n["macs"] for n in nodes(clean_db, "vsi"))
+    assert_consistent(cloud, clean_db, "vsi")
+
+
+# --- status, failures --------------------------------------------------------------------------
+
+
+def test_a_failed_server_fails_its_node_with_the_api_reason(cloud, config, status, admin, profile, clean_db):
+    cloud.fail_servers_named("web-1")
+    create(config, admin, count=2)
+    time.sleep(0.5)
+    report = reconcile(config, admin)
+    assert report["failed"] == ["web-1"]
+    stages = {n["hostname"]: n["stage"] for n in nodes(clean_db)}
+    assert stages == {"web-0": "provisioning", "web-1": "failed"}
+    progress = status.get("/deployments/web", headers=admin).json
+    assert progress["counts"]["failed"] == 1 and progress["counts"]["provisioning"] == 1
+    assert "cannot_start_capacity: The server could not be started" in progress["failed"][0]["last_message"]
+
+
+def test_an_api_refusal_is_an_event_with_the_api_message(cloud, config, admin, profile, clean_db):
+    placement = {**PLACEMENT, "profile": "no-such-profile"}
+    deployment = create(config, admin, count=1, placement=placement)
+    assert deployment["provisioning"]["failed"] == ["web-0"]
+    assert "Profile not found: no-such-profile" in deployment["provisioning"]["errors"][0]
+    assert [n["stage"] for n in nodes(clean_db)] == ["failed"]
+    assert any("Profile not found: no-such-profile" in e["message"] for e in events(clean_db, "error"))
+    assert cloud.servers() == []
+
+
+@pytest.mark.parametrize("placement,words", [
+    ({"zone": "us-south-1", "vpc": "r006-vpc-1", "profile": "bx2d-metal-96x384"}, "needs subnet"),
+    ({**PLACEMENT, "kind": "mainframe"}, "placement.kind"),
+    ({**PLACEMENT, "flavour": "x"}, "unknown key(s) flavour"),
+    ({**PLACEMENT, "subnet": "bad id\n"}, "placement.subnet"),
+    ({**PLACEMENT, "region": "eu-de"}, "not in region eu-de"),
+])
+def test_a_bad_placement_is_refused_and_nothing_changes(cloud, config, admin, profile, clean_db, placement, words):
+    before = snapshot(clean_db)
+    resp = config.post("/api/v1/deployments", json={"name": "web", "profile": "worker", "provider": "ibm",
+                                                    "placement": placement, "count": 2}, headers=admin)
+    assert resp.status_code == 400
+    assert words in resp.json["error"]
+    assert snapshot(clean_db) == before
+    assert cloud.log == []
+
+
+def test_a_bad_placement_update_is_refused_and_nothing_changes(cloud, config, admin, profile, clean_db):
+    create(config, admin, count=1)
+    before = snapshot(clean_db)
+    resp = config.patch("/api/v1/deployments/web", json={"placement": {"zone": "us-south-1"}}, headers=admin)
+    assert resp.status_code == 400 and "needs vpc, subnet, profile" in resp.json["error"]
+    assert snapshot(clean_db) == before
+
+
+def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, monkeypatch):
+    from common.settings import reset_settings
+
+    monkeypatch.delenv("BOOTFLEET_IBMCLOUD_API_KEY")
+    reset_settings()
+    deployment = create(config, admin, count=1)
+    assert "BOOTFLEET_IBMCLOUD_API_KEY" in deployment["provisioning"]["errors"][0]
+    assert any("BOOTFLEET_IBMCLOUD_API_KEY" in e["message"] for e in events(clean_db, "error"))
+
+
+def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, monkeypatch):
+    from common.settings import reset_settings
+
+    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", "wrong-key")
+    reset_settings()
+    deployment = create(config, admin, count=1)
+    assert "Provided API key could not be found" in deployment["provisioning"]["errors"][0]
+    assert cloud.servers() == []
+
+
+# --- faults: nothing duplicated, nothing lost ---------------------------------------------------------
+
+
+def test_throttling_and_server_errors_are_retried(cloud, config, admin, profile, clean_db):
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", status=429, retry_after=1, times=1)
+    cloud.inject("GET", r"^/v1/bare_metal_servers$", status=503, times=2)
+    cloud.inject("POST", r"^/v3/tags/attach$", status=500, times=1)
+    started = time.monotonic()
+    deployment = create(config, admin, count=2)
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+    assert deployment["provisioning"]["errors"] == []
+    assert sorted(s["name"] for s in cloud.servers()) == ["web-0", "web-1"]
+    assert all(f.hits == f.times for f in cloud.faults)
+    assert_consistent(cloud, clean_db)
+
+
+def test_a_create_whose_answer_is_lost_is_not_repeated(cloud, config, admin, profile, clean_db):
+    # The first create takes effect but answers too late (client timeout 1 s), the
+    # second takes effect and answers 500: both servers exist once, found by name.
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", timeout=1.5, apply=True, times=1)
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", status=500, apply=True, times=1)
+    deployment = create(config, admin, count=2)
+    assert deployment["provisioning"]["errors"] == []
+    assert sorted(s["name"] for s in cloud.servers()) == ["web-0", "web-1"]
+    assert len(cloud.requests("POST", r"^/v1/bare_metal_servers$")) == 2
+    assert_consistent(cloud, clean_db)
+    assert all(cloud.tags[s["crn"]] >= {"bootfleet-deployment:web"} for s in cloud.servers())
+
+
+def test_a_failure_that_outlasts_the_retries_loses_nothing(cloud, config, admin, profile, clean_db):
+    # web-0 is created; then the API fails every call for a while: web-1 is an event
+    # and stays provisioning; the next pass finishes it without touching web-0.
+    cloud.inject("POST", r"^/v3/tags/attach$", status=500, times=10, apply=True)
+    deployment = create(config, admin, count=2)
+    errors = deployment["provisioning"]["errors"]
+    assert errors and "An internal error occurred" in errors[0]
+    rows = nodes(clean_db)
+    assert all(n["instance_id"] for n in rows)  # recorded before tagging
+    assert {n["stage"] for n in rows} == {"provisioning"}
+
+    report = converge(config, admin)
+    assert report["errors"] == []
+    assert_consistent(cloud, clean_db)
+    assert len(cloud.requests("POST", r"^/v1/bare_metal_servers$")) == 2
+
+
+def test_an_untagged_server_from_a_lost_create_is_adopted(cloud, config, admin, profile, clean_db):
+    # The create and every retry time out (each one landing); the pass ends with an
+    # event. The next pass finds web-0 by name, made after its node: adopted, tagged.
+    cloud.inject("GET", r"^/v1/bare_metal_servers$", status=500, times=100, skip=1)  # the first lookup works
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", timeout=1.2, apply=True, times=1)
+    deployment = create(config, admin, count=1)
+    assert deployment["provisioning"]["errors"]
+    assert nodes(clean_db)[0]["instance_id"] is None
+    cloud.faults.clear()
+    report = reconcile(config, admin)
+    assert report["adopted"] == ["web-0"] and report["errors"] == [], report
+    assert_consistent(cloud, clean_db)
+    assert "bootfleet-deployment:web" in cloud.tags[cloud.servers()[0]["crn"]]
+
+
+def test_concurrent_passes_make_no_duplicates(cloud, config, admin, profile, clean_db):
+    from common import provision
+
+    create(config, admin, count=0)
+    config.patch("/api/v1/deployments/web", json={"count": 0}, headers=admin)
+    with clean_db.transaction() as tx:
+        tx.run("UPDATE deployment SET desired_count = 4 WHERE name = 'web'")
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(provision.reconcile("web", BASE))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(r["created"]) for r in reports) == 4
+    assert sorted(s["name"] for s in cloud.servers()) == ["web-0", "web-1", "web-2", "web-3"]
+    assert_consistent(cloud, clean_db)
+
+
+# --- ownership ---------------------------------------------------------------------------------------
+
+
+def test_foreign_servers_are_never_touched(cloud, config, admin, profile, clean_db):
+    squatter = cloud.add_foreign_server("web-1")  # same name as a node, made long before it
+    lookalike = cloud.add_foreign_server("web-7", tags=("team:other",))  # deployment-like name, not ours
+    stranger = cloud.add_foreign_server("db-0", kind="instance")
+    deployment = create(config, admin, count=2)
+    assert deployment["provisioning"]["created"] == ["web-0"]
+    assert any("bootfleet does not own it" in e for e in deployment["provisioning"]["errors"])
+    assert {n["hostname"]: n["instance_id"] for n in nodes(clean_db)}["web-1"] is None
+
+    config.delete("/api/v1/deployments/web", headers=admin)
+    report = converge(config, admin, until=lambda r: r["state"] == "deleted")
+    assert report["state"] == "deleted"
+    left = {s["id"] for s in cloud.servers()}
+    assert left == {squatter, lookalike, stranger}
+    touched = [r for r in cloud.log if r.method != "GET" and any(i in r.path for i in left)]
+    assert touched == []
+    assert cloud.tags.get(next(s["crn"] for s in cloud.servers() if s["id"] == squatter), set()) == set()
+
+
+def test_an_owned_server_no_node_records_is_removed(cloud, config, admin, profile, clean_db):
+    create(config, admin, count=2)
+    # Lose the record of web-1 (as if its create answer was lost and the node went away).
+    with clean_db.transaction() as tx:
+        tx.run("UPDATE node SET instance_id = NULL, stage = 'deleted' WHERE hostname = 'web-1'")
+        tx.run("UPDATE deployment SET desired_count = 1 WHERE name = 'web'")
+    report = reconcile(config, admin)
+    assert report["orphans_deleted"] == ["web-1"]
+    time.sleep(0.3)  # deleting -> gone
+    assert [s["name"] for s in cloud.servers()] == ["web-0"]
+    assert reconcile(config, admin)["orphans_deleted"] == []
+
+
+def test_provider_none_provisions_nothing(cloud, config, admin, profile, clean_db):
+    resp = config.post("/api/v1/deployments", json={"name": "manual", "profile": "worker", "count": 3},
+                       headers=admin)
+    assert resp.status_code == 201 and "provisioning" not in resp.json
+    assert nodes(clean_db, "manual") == []
+    assert cloud.log == []
