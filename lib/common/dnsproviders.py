@@ -373,34 +373,28 @@ class Rfc2136Provider(DnsProvider):
         return self._collect(zone, rrsets)
 
     def _transfer(self, zone: str):
+        """The whole zone by AXFR (TSIG-signed), as (name, type, [values], ttl)."""
         import dns.query
-        import dns.xfr
-        import dns.zone
 
         self.counters.reads += 1
+        out = []
         try:
-            z = dns.zone.Zone(zone)
-            dns.query.inbound_xfr(
-                self.server, z, port=self.port, timeout=self.timeout, lifetime=60,
-                query=self._xfr_query(zone),
-            )
+            for message in dns.query.xfr(self.server, zone, port=self.port, timeout=self.timeout, lifetime=120, relativize=False,
+                                         keyring=self.keyring, keyname=self.keyname, keyalgorithm=self.algorithm):
+                for rrset in message.answer:
+                    rtype = dns.rdatatype.to_text(rrset.rdtype)
+                    out.append((fqdn(rrset.name.to_text()), rtype, [self._value(r) for r in rrset], rrset.ttl))
         except Exception as e:  # noqa: BLE001 - TransferError, timeouts, refused connections
             raise DnsProviderError(f"zone transfer of {zone} from {self.server}:{self.port} failed: {e}") from None
-        out = []
-        for name, node in z.nodes.items():
-            absolute = fqdn(name.derelativize(z.origin).to_text())
-            for rdataset in node.rdatasets:
-                rtype = dns.rdatatype.to_text(rdataset.rdtype)
-                out.append((absolute, rtype, [self._value(r) for r in rdataset], rdataset.ttl))
-        return out
-
-    def _xfr_query(self, zone: str):
-        import dns.message
-
-        query = dns.message.make_query(zone, "AXFR")
-        if self.keyring:
-            query.use_tsig(self.keyring, keyname=self.keyname, algorithm=self.algorithm)
-        return query
+        # an AXFR starts and ends with the SOA; a name can come in several messages
+        merged: dict[tuple[str, str], tuple[str, str, list[str], int]] = {}
+        for name, rtype, values, ttl in out:
+            key = (name, rtype)
+            if key in merged:
+                merged[key][2].extend(v for v in values if v not in merged[key][2])
+            else:
+                merged[key] = (name, rtype, list(values), ttl)
+        return list(merged.values())
 
     def _query(self, name: str, rtype: str):
         import dns.message

@@ -68,6 +68,7 @@ class FakeDnsServices:
         self.instance_id = instance_id
         self.zones = dict(zones)
         self.records: dict[str, dict[str, dict]] = {zone_id: {} for zone_id in zones}
+        self.by_name: dict[str, dict[str, list[dict]]] = {zone_id: {} for zone_id in zones}  # an index
         self.require_auth = require_auth
         self.tokens: set[str] = set()
         self.calls: Counter = Counter()
@@ -207,7 +208,7 @@ class FakeDnsServices:
             items = [r for r in items if r["type"] == args["type"].upper()]
         if args.get("name"):
             wanted = {args["name"].lower().rstrip("."), self._full_name(zone_id, args["name"], "A")}
-            items = [r for r in items if r["name"] in wanted]
+            items = [r for r in items if r["name"] in wanted]  # (the order of creation, as unfiltered)
         total = len(items)
         page = items[offset:offset + limit]
         base = f"https://api.dns-svcs.cloud.ibm.com/v1/instances/{self.instance_id}/dnszones/{zone_id}/resource_records"
@@ -259,8 +260,8 @@ class FakeDnsServices:
         if record["type"] not in ("A", "AAAA"):
             return None
         reverse = ipaddress.ip_address(record["rdata"]["ip"]).reverse_pointer
-        for other in self.records[zone_id].values():
-            if other["type"] == "PTR" and other["name"] == reverse and other["rdata"]["ptrdname"] == record["name"]:
+        for other in self.by_name[zone_id].get(reverse, []):
+            if other["type"] == "PTR" and other["rdata"]["ptrdname"] == record["name"]:
                 return other
         return None
 
@@ -274,24 +275,25 @@ class FakeDnsServices:
                 raise ApiError(400, "invalid_request", "a PTR record's name is the IP address it maps") from None
             name = ip.reverse_pointer
             target = str(rdata["ptrdname"]).lower().rstrip(".")
-            owner = [r for r in self.records[zone_id].values()
-                     if r["type"] in ("A", "AAAA") and r["name"] == target and r["rdata"]["ip"] == str(ip)]
+            owner = [r for r in self.by_name[zone_id].get(target, [])
+                     if r["type"] in ("A", "AAAA") and r["rdata"]["ip"] == str(ip)]
             if not owner:
                 raise ApiError(400, "invalid_request",
                                f"a PTR record needs an existing A or AAAA record {target} with IP {ip}")
             if self._linked_ptr(zone_id, owner[0]) or any(
-                    r["type"] == "PTR" and r["name"] == name for r in self.records[zone_id].values()):
+                    r["type"] == "PTR" for r in self.by_name[zone_id].get(name, [])):
                 raise ApiError(409, "conflict", f"{ip} is already associated with a PTR record")
             rdata = {"ptrdname": target}
-        for other in self.records[zone_id].values():
-            if other["name"] == name and other["type"] == rtype and other["rdata"] == rdata:
+        for other in self.by_name[zone_id].get(name, []):
+            if other["type"] == rtype and other["rdata"] == rdata:
                 raise ApiError(409, "conflict", "the same resource record already exists")
-            if other["name"] == name and "CNAME" in (rtype, other["type"]):
+            if "CNAME" in (rtype, other["type"]):
                 raise ApiError(409, "conflict", f"{name} already has records; a CNAME cannot share its name")
         stamp = _now()
         record = {"id": f"{rtype}:{uuid.uuid4()}", "created_on": stamp, "modified_on": stamp, "name": name,
                   "type": rtype, "ttl": ttl, "rdata": rdata}
         self.records[zone_id][record["id"]] = record
+        self.by_name[zone_id].setdefault(name, []).append(record)
         return record
 
     def _update(self, zone_id: str, record: dict, body: dict) -> dict:
@@ -301,13 +303,16 @@ class FakeDnsServices:
                                        body.get("rdata", record["rdata"]), body.get("ttl", record["ttl"]))
         if (name != record["name"] or rdata != record["rdata"]) and self._linked_ptr(zone_id, record):
             raise ApiError(400, "invalid_request", "the record is associated with a PTR record; delete the PTR first")
+        self.by_name[zone_id][record["name"]].remove(record)
         record.update(name=name, rdata=rdata, ttl=ttl, modified_on=_now())
+        self.by_name[zone_id].setdefault(name, []).append(record)
         return record
 
     def _delete(self, zone_id: str, record: dict) -> None:
         if self._linked_ptr(zone_id, record):
             raise ApiError(400, "invalid_request", "the record is associated with a PTR record; delete the PTR first")
         del self.records[zone_id][record["id"]]
+        self.by_name[zone_id][record["name"]].remove(record)
 
 
 def parse_query(url: str) -> dict:
