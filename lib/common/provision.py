@@ -295,7 +295,7 @@ class Provisioner:
             name=node["hostname"], deployment=self.name, zone=placement.get("zone", ""),
             vpc=placement.get("vpc", ""), subnet=placement.get("subnet", ""), profile=placement.get("profile", ""),
             image=self.image(), user_data=ipxe.chainloader(base, 10), keys=keys,
-            resource_group=placement.get("resource_group"),
+            resource_group=placement.get("resource_group"), base_url=base,
         )
 
     def image(self) -> str:

@@ -61,6 +61,7 @@ class ServerSpec:
     user_data: str
     keys: tuple[str, ...] = ()
     resource_group: str | None = None
+    base_url: str = ""  # bootfleet's base URL (the local provider forwards its VMs to it)
 
 
 @dataclass
