@@ -56,7 +56,7 @@ def _as_dict(image: Image) -> dict:
 
 
 def cmd_images(args) -> None:
-    from .cli import CliError, print_table
+    from .cli import print_table
 
     try:
         storage = open_storage()
@@ -68,7 +68,8 @@ def cmd_images(args) -> None:
             remove(storage, args.keys)
             images = []
     except (StorageError, SettingsError) as e:
-        raise CliError(str(e)) from None
+        # What `bootfleet` prints for any operator error (exit status 1), without a traceback.
+        raise SystemExit(f"bootfleet: {e}") from None
     if args.json:
         print(json.dumps([_as_dict(i) for i in images], indent=2))
         return

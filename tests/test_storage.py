@@ -1,0 +1,251 @@
+"""Image storage: the local folder and an S3 endpoint (moto's real S3 HTTP API on
+127.0.0.1, through boto3 exactly as IBM COS is used), the URLs boot renders for
+each, and `bootfleet images`."""
+
+import json
+import re
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from common.settings import Settings, SettingsError, reset_settings
+from common.storage import (ImageNotFoundError, LocalStorage, S3Storage, StorageError, get_storage, image_url,
+                            storage_from_settings)
+from conftest import ROOT
+from e2e.objectstore import ACCESS_KEY, REGION, S3Server
+from helpers import make_node, make_profile
+
+BAD_KEYS = ["../etc/passwd", "/vmlinuz", "a//b", "a/./b", "a/../b", "", "with space", "x" * 1025, "k\nernel",
+            "${x}"]
+
+
+@pytest.fixture
+def settings_env(monkeypatch):
+    """Set BOOTFLEET_ variables for this test; the settings are read again each time."""
+
+    def apply(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_settings()
+
+    yield apply
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3, request):
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    return s3.create_bucket(name)
+
+
+def cli(env_overrides: dict, *args, cwd=ROOT):
+    import os
+
+    env = {**os.environ, **env_overrides}
+    return subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+# --- the local folder ---------------------------------------------------------------------
+
+
+def test_local_urls_are_under_images_or_the_cdn(tmp_path):
+    assert LocalStorage(tmp_path).image_url("debian/vmlinuz", "http://10.0.2.100") == \
+        "http://10.0.2.100/images/debian/vmlinuz"
+    assert LocalStorage(tmp_path, "https://cdn.example.com/boot").image_url("debian/vmlinuz", "http://x") == \
+        "https://cdn.example.com/boot/debian/vmlinuz"
+
+
+def test_local_put_list_delete(tmp_path):
+    source = tmp_path / "kernel.bin"
+    source.write_bytes(b"\x7fkernel" * 1000)
+    storage = LocalStorage(tmp_path / "images")
+    image = storage.image_put("debian/12/vmlinuz", source)
+    assert image.key == "debian/12/vmlinuz" and image.size == 7000
+    assert (tmp_path / "images" / "debian" / "12" / "vmlinuz").read_bytes() == source.read_bytes()
+    storage.image_put("other", source)
+    assert [i.key for i in storage.image_list()] == ["debian/12/vmlinuz", "other"]
+    assert [i.key for i in storage.image_list("debian/")] == ["debian/12/vmlinuz"]
+    storage.image_delete("debian/12/vmlinuz")
+    assert [i.key for i in storage.image_list()] == ["other"]
+    with pytest.raises(ImageNotFoundError, match=r"no image 'debian/12/vmlinuz' in folder "):
+        storage.image_delete("debian/12/vmlinuz")
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_keys_that_could_escape_or_break_a_script_are_refused(tmp_path, key):
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    storage = LocalStorage(tmp_path / "images")
+    with pytest.raises(StorageError, match="image key"):
+        storage.image_put(key, source)
+    assert not (tmp_path / "images").exists() or not any((tmp_path / "images").rglob("*"))
+
+
+# --- S3 --------------------------------------------------------------------------------------
+
+
+def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
+    settings_env(**s3.env(bucket))
+    storage = get_storage()
+    assert isinstance(storage, S3Storage)
+    source = tmp_path / "initrd.img"
+    source.write_bytes(b"initramfs" * 500)
+    image = storage.image_put("debian/initrd.img", source)
+    assert image.key == "debian/initrd.img" and image.size == 4500
+    assert [(i.key, i.size) for i in storage.image_list("debian/")] == [("debian/initrd.img", 4500)]
+    # What the bucket holds is what boto3 reads back, not just what we remember.
+    assert s3.client().get_object(Bucket=bucket, Key="debian/initrd.img")["Body"].read() == source.read_bytes()
+    storage.image_delete("debian/initrd.img")
+    assert storage.image_list() == []
+    with pytest.raises(ImageNotFoundError, match=rf"no image 'debian/initrd.img' in bucket {bucket} at "):
+        storage.image_delete("debian/initrd.img")
+
+
+def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, tmp_path):
+    settings_env(**s3.env(bucket), BOOTFLEET_S3_URL_TTL="600")
+    source = tmp_path / "vmlinuz"
+    source.write_bytes(b"bzImage" * 3000)
+    get_storage().image_put("k/vmlinuz", source)
+    before = len(s3.requests)
+    url = image_url("k/vmlinuz", "http://unused")
+    assert len(s3.requests) == before, "presigning must not call the endpoint"
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{s3.url}/{bucket}/k/vmlinuz"
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert query["X-Amz-Credential"][0].startswith(f"{ACCESS_KEY}/") and f"/{REGION}/s3/aws4_request" in \
+        query["X-Amz-Credential"][0]
+    assert query["X-Amz-Expires"] == ["600"] and query["X-Amz-SignedHeaders"] == ["host"]
+    assert re.fullmatch(r"[0-9a-f]{64}", query["X-Amz-Signature"][0])
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200 and resp.content == source.read_bytes()
+
+
+def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings_env):
+    settings_env(**s3.env(bucket, public_endpoint="http://10.0.2.101"))
+    url = image_url("k/vmlinuz", "http://unused")
+    assert url.startswith(f"http://10.0.2.101/{bucket}/k/vmlinuz?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
+    # Uploads still go to the endpoint bootfleet itself reaches.
+    assert get_storage().client.meta.endpoint_url == s3.url
+
+
+def test_cdn_base_url_wins_over_presigning(s3, bucket, settings_env):
+    settings_env(**s3.env(bucket), BOOTFLEET_IMAGES_BASE_URL="https://cdn.example.com/images/")
+    assert image_url("k/vmlinuz", "http://unused") == "https://cdn.example.com/images/k/vmlinuz"
+
+
+def test_a_full_url_is_left_as_it_is(s3, bucket, settings_env):
+    settings_env(**s3.env(bucket))
+    assert image_url("https://mirror.example.com/vmlinuz", "http://x") == "https://mirror.example.com/vmlinuz"
+
+
+def test_missing_bucket_is_named(s3, settings_env, tmp_path):
+    settings_env(**s3.env("no-such-bucket"))
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    with pytest.raises(StorageError, match="bucket no-such-bucket at .*: the bucket does not exist"):
+        get_storage().image_list()
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"BOOTFLEET_STORAGE": "ftp"}, "BOOTFLEET_STORAGE must be one of local, s3, got 'ftp'"),
+    ({"BOOTFLEET_S3_URL_TTL": "soon"}, "BOOTFLEET_S3_URL_TTL must be a whole number"),
+])
+def test_bad_storage_settings_say_what_is_wrong(monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        Settings.from_env()
+
+
+def test_s3_without_a_bucket_says_so():
+    with pytest.raises(SettingsError, match="BOOTFLEET_S3_BUCKET is not set"):
+        storage_from_settings(Settings(storage="s3", s3_endpoint="http://127.0.0.1:1"))
+
+
+# --- boot renders the backend's URLs ----------------------------------------------------------
+
+
+def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings_env, boot, config, admin, tmp_path):
+    kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
+    kernel.write_bytes(b"kernel bytes")
+    initrd.write_bytes(b"initrd bytes")
+    settings_env(**s3.env(bucket))
+    get_storage().image_put("fleet/vmlinuz", kernel)
+    get_storage().image_put("fleet/initrd.img", initrd)
+    make_profile(config, admin, kernel="fleet/vmlinuz", initrds=["fleet/initrd.img"])
+    make_node(config, admin, profile="worker")
+    script = boot.get("/ipxe?mac=52:54:00:00:00:01", base_url="http://10.0.2.100").get_data(as_text=True)
+    kernel_url = re.search(r"^kernel (\S+) ", script, re.M).group(1)
+    initrd_url = re.search(r"^initrd (\S+) \|\| goto failed$", script, re.M).group(1)
+    for url, source in ((kernel_url, kernel), (initrd_url, initrd)):
+        assert url.startswith(f"{s3.url}/{bucket}/fleet/") and "X-Amz-Signature=" in url
+        assert "/images/" not in url
+        assert requests.get(url, timeout=10).content == source.read_bytes()
+
+
+def test_boot_points_ipxe_at_the_local_folder_by_default(boot, config, admin):
+    make_profile(config, admin, kernel="fleet/vmlinuz", initrds=["fleet/initrd.img"])
+    make_node(config, admin, profile="worker")
+    script = boot.get("/ipxe?mac=52:54:00:00:00:01", base_url="http://10.0.2.100").get_data(as_text=True)
+    assert "kernel http://10.0.2.100/images/fleet/vmlinuz " in script
+    assert "initrd http://10.0.2.100/images/fleet/initrd.img || goto failed" in script
+
+
+# --- bootfleet images ------------------------------------------------------------------------
+
+
+def test_images_cli_on_the_local_folder(tmp_path):
+    env = {"BOOTFLEET_IMAGES_DIR": str(tmp_path / "images"), "BOOTFLEET_STORAGE": "local"}
+    (tmp_path / "vmlinuz").write_bytes(b"k" * 2048)
+    (tmp_path / "initrd.img").write_bytes(b"i" * 10)
+    result = cli(env, "images", "upload", "--prefix", "debian/12", str(tmp_path / "vmlinuz"), str(tmp_path / "initrd.img"))
+    assert result.returncode == 0, result.stderr
+    assert "debian/12/vmlinuz" in result.stdout and "2.0 KiB" in result.stdout
+    listed = json.loads(cli(env, "--json", "images", "list").stdout)
+    assert [(i["key"], i["size"]) for i in listed] == [("debian/12/initrd.img", 10), ("debian/12/vmlinuz", 2048)]
+    result = cli(env, "images", "rm", "debian/12/vmlinuz")
+    assert result.returncode == 0 and "removed debian/12/vmlinuz" in result.stdout
+    assert not (tmp_path / "images" / "debian" / "12" / "vmlinuz").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["images", "upload", "--key", "../escape", "FILE"], "image key '../escape'"),
+    (["images", "upload", "/no/such/file"], "/no/such/file: no such file"),
+    (["images", "upload", "--key", "one", "FILE", "FILE"], "--key names one image"),
+    (["images", "rm", "never-uploaded"], "no image 'never-uploaded' in folder"),
+])
+def test_images_cli_errors_are_clear_and_change_nothing(tmp_path, args, message):
+    source = tmp_path / "vmlinuz"
+    source.write_bytes(b"k")
+    env = {"BOOTFLEET_IMAGES_DIR": str(tmp_path / "images"), "BOOTFLEET_STORAGE": "local"}
+    result = cli(env, *[str(source) if a == "FILE" else a for a in args])
+    assert result.returncode == 1
+    assert result.stderr.startswith("bootfleet: ") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "images").exists() or not any((tmp_path / "images").rglob("*"))
+    assert not (tmp_path / "escape").exists()
+
+
+def test_images_cli_on_s3(s3, bucket, tmp_path):
+    (tmp_path / "vmlinuz").write_bytes(b"k" * 100)
+    env = s3.env(bucket)
+    assert cli(env, "images", "upload", "--key", "fleet/kernel", str(tmp_path / "vmlinuz")).returncode == 0
+    listed = json.loads(cli(env, "--json", "images", "list").stdout)
+    assert [(i["key"], i["size"]) for i in listed] == [("fleet/kernel", 100)]
+    result = cli(env, "images", "rm", "fleet/kernel")
+    assert result.returncode == 0 and f"from bucket {bucket}" in result.stdout
+    result = cli(env, "images", "rm", "fleet/kernel")
+    assert result.returncode == 1 and "no image 'fleet/kernel' in bucket" in result.stderr
