@@ -386,3 +386,19 @@ def test_provider_none_provisions_nothing(cloud, config, admin, profile, clean_d
     assert resp.status_code == 201 and "provisioning" not in resp.json
     assert nodes(clean_db, "manual") == []
     assert cloud.log == []
+
+
+def test_the_fleet_view_for_cleanup_lists_and_deletes_owned_servers_only(cloud, config, admin, profile, clean_db):
+    from common import provision
+
+    create(config, admin, count=2)
+    create(config, admin, name="api", count=1)
+    foreign = cloud.add_foreign_server("web-5")
+    fleet = provision.Fleet()
+    owned = {s.name: s.id for s in fleet.list_owned()}
+    assert sorted(owned) == ["api-0", "web-0", "web-1"]
+    fleet.delete(owned["api-0"])
+    provision.Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
+    deleting = sorted(s["name"] for s in cloud.servers() if s["status"] == "deleting")
+    assert deleting == ["api-0", "web-1"]
+    assert foreign in {s["id"] for s in cloud.servers()}

@@ -422,6 +422,44 @@ class Provisioner:
         self.report.state = "deleted"
 
 
+class Fleet:
+    """Every server bootfleet owns, across deployments: what cleanup's orphan sweep and
+    teardown need (cleanup.ServerProvider: `list_owned()`, `delete(instance_id)`)."""
+
+    def __init__(self):
+        self._where: dict[str, Provider] = {}
+
+    def _providers(self) -> list[tuple[dict, Provider]]:
+        with get_database().transaction() as tx:
+            deployments = tx.all("SELECT * FROM deployment WHERE provider <> 'none' ORDER BY name")
+        found = []
+        for deployment in deployments:
+            try:
+                found.append((deployment, provider_for(deployment)))
+            except SettingsError as e:
+                log.warning("no provider for %s: %s", deployment["name"], e)
+        return found
+
+    def list_owned(self) -> list[Server]:
+        owned = []
+        for deployment, provider in self._providers():
+            for server in provider.list_owned(deployment["name"]):
+                self._where[server.id] = provider
+                owned.append(server)
+        return owned
+
+    def delete(self, instance_id: str) -> None:
+        provider = self._where.get(instance_id)
+        if provider is None:
+            with get_database().transaction() as tx:
+                row = tx.one("SELECT d.* FROM deployment d JOIN node n ON n.deployment_id = d.id"
+                             " WHERE n.instance_id = :id LIMIT 1", id=instance_id)
+            if row is None or row["provider"] == "none":
+                raise SettingsError(f"server {instance_id} belongs to no deployment with a provider")
+            provider = provider_for(row)
+        provider.delete(instance_id)
+
+
 def reconcile_all(base_url: str | None = None) -> list[dict]:
     """A pass over every deployment that has a provider and is not deleted (for a cron)."""
     with get_database().transaction() as tx:
@@ -430,4 +468,4 @@ def reconcile_all(base_url: str | None = None) -> list[dict]:
     return [reconcile(i, base_url) for i in ids]
 
 
-__all__ = ["check_placement", "reconcile", "reconcile_all", "provider_for", "node_name"]
+__all__ = ["Fleet", "check_placement", "reconcile", "reconcile_all", "provider_for", "node_name"]
