@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench demo clean
 
 # checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
 CHECKOV = .venv-checkov/bin/checkov
@@ -30,6 +30,10 @@ test: $(STAMP) $(CHECKOV)
 ## bench: the boot storm against a server it starts (see docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python bench/boot_storm.py --start-server
+
+## demo: 3 QEMU VMs network-boot the local system with iPXE; watch them reach ready (docs/e2e.md)
+demo: $(STAMP)
+	$(BIN)/python tests/e2e/demo.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov .data .pytest_cache
