@@ -12,6 +12,7 @@ under CI=true they fail instead, so CI never skips this silently.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -105,19 +106,18 @@ def stage_events(server: RunningServer, node_id: str) -> list[dict]:
 
 
 def install(server: RunningServer, node: dict, log_dir: Path, forwards: dict[str, int]) -> tuple[qemu.VM, float]:
-    """Boot the node's VM and wait for it to report ready and power off; returns it and the seconds taken."""
-    started = time.monotonic()
+    """Boot the node's VM and wait for it to report ready and power off; returns it and when it started."""
+    started = time.time()
     vm = qemu.start(node["hostname"], node["macs"][0], qemu.GUEST_BASE_URL, forwards, log_dir=log_dir,
                     timeout=BOOT_TIMEOUT)
     code = vm.wait(BOOT_TIMEOUT + 10)
-    seconds = time.monotonic() - started
     vm.stop()
     details = f"\n--- serial console ---\n{vm.log()[-4000:]}\n--- qemu ---\n{vm.errors()}\n" \
               f"--- server ---\n{server.output()[-4000:]}"
     assert not vm.timed_out, f"the VM did not power off within {BOOT_TIMEOUT} s{details}"
     assert code == 0, f"qemu exited with {code}{details}"
     assert "bootfleet-node: reported ready" in vm.log(), details
-    return vm, seconds
+    return vm, started
 
 
 def assert_installed(server: RunningServer, node: dict, deployment: str) -> None:
@@ -130,8 +130,13 @@ def assert_installed(server: RunningServer, node: dict, deployment: str) -> None
     assert progress["percent"] == 100.0 and progress["done"] is True, progress
 
 
-def report_time(what: str, seconds: float) -> None:
-    print(f"\n[e2e] {what}: {seconds:.1f} s from QEMU start to ready and poweroff")
+def report_times(what: str, server: RunningServer, node: dict, started: float) -> None:
+    """Seconds from QEMU start to each stage (docs/benchmarks.md, "A real node"); shown with -s."""
+    times = []
+    for event in stage_events(server, node["id"])[1:]:
+        at = datetime.datetime.fromisoformat(event["created_at"]).timestamp()
+        times.append(f"{event['stage']} {at - started:.1f}")
+    print(f"\n[e2e] {what}: seconds from QEMU start: {', '.join(times)}")
 
 
 def test_qemu_node_installs_from_local_folder_then_boots_local_disk(tools, node_image, clean_db, tmp_path):
@@ -144,9 +149,9 @@ def test_qemu_node_installs_from_local_folder_then_boots_local_disk(tools, node_
         assert "e2e/vmlinuz" in bootfleet_cli(env, "images", "list")
         (node,) = create_deployment(server, "e2e-local", ["52:54:00:e2:00:01"])
 
-        vm, seconds = install(server, node, tmp_path / "vms", {qemu.GUEST_ADDRESS: server.port})
-        report_time("local folder", seconds)
+        vm, started = install(server, node, tmp_path / "vms", {qemu.GUEST_ADDRESS: server.port})
         assert_installed(server, node, "e2e-local")
+        report_times("local folder", server, node, started)
         log = server.output()
         # iPXE itself fetched kernel and initrd from /images/ (its user agent, not ours).
         for key in ("e2e/vmlinuz", "e2e/initrd.img"):
@@ -190,10 +195,10 @@ def test_qemu_node_installs_from_s3_presigned_urls(tools, node_image, clean_db, 
         assert sorted(i["key"] for i in json.loads(listed)) == ["e2e/initrd.img", "e2e/vmlinuz"]
         (node,) = create_deployment(server, "e2e-s3", ["52:54:00:e2:00:02"])
 
-        vm, seconds = install(server, node, tmp_path / "vms",
+        vm, started = install(server, node, tmp_path / "vms",
                               {qemu.GUEST_ADDRESS: server.port, S3_GUEST: s3.port})
-        report_time("S3 (moto) presigned URLs", seconds)
         assert_installed(server, node, "e2e-s3")
+        report_times("S3 (moto) presigned URLs", server, node, started)
 
         # iPXE fetched kernel and initrd straight from the S3 endpoint, by presigned SigV4 URL.
         gets = [r for r in s3.requests if r.method == "GET" and r.status == 200]
