@@ -123,7 +123,7 @@ def install(server: RunningServer, node: dict, log_dir: Path, forwards: dict[str
 def assert_installed(server: RunningServer, node: dict, deployment: str) -> None:
     events = stage_events(server, node["id"])
     assert [e["stage"] for e in events] == STAGES, events
-    assert [e["source"] for e in events][1:] == ["boot", "config", "node", "node", "node"], events
+    assert [e["source"] for e in events] == ["operator", "boot", "config", "node", "node", "node"], events
     # The node applied the config it fetched with its token: its hostname came from the rendered user-data.
     assert events[-1]["message"].startswith(f"{node['hostname']} ready on kernel "), events[-1]
     progress = api(server, "GET", f"/status/deployments/{deployment}")
