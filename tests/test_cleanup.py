@@ -138,3 +138,125 @@ def test_overlapping_runs_never_both_act(cleanup_client, admin, clean_db):
 def test_bad_dry_run_value(cleanup_client, admin):
     resp = cleanup_client.post("/run?dry_run=maybe", headers=admin)
     assert resp.status_code == 400 and "dry_run" in resp.json["error"]
+
+
+# --- with servers (the fake VPC API through the real SDK) and DNS (a real BIND) -----------------
+
+from test_provision import cloud, converge, create, nodes  # noqa: E402,F401  (the fake cloud fixture)
+
+
+def _mark_deleted(database, name):
+    """What DELETE /deployments does, without its immediate provisioning pass."""
+    from common import store
+
+    with database.transaction() as tx:
+        store.deployment_mark_deleted(tx, name, "operator")
+
+
+def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+    make_profile(config, admin)
+    create(config, admin, name="web", count=3)
+    converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
+    _mark_deleted(clean_db, "web")
+    deletes_before = len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/"))
+
+    from common.settings import reset_settings
+    monkeypatch.setenv("BOOTFLEET_CLEANUP_CAP", "2")
+    reset_settings()
+    capped = cleanup_client.post("/run", headers=admin).json
+    assert capped["capped"] is True and "cap" in capped["message"]
+    assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == deletes_before  # nothing deleted
+    assert {n["stage"] for n in nodes(clean_db, "web")} == {"deprovisioning"}
+
+    plan = cleanup_client.post("/run?dry_run=true", headers={**admin}).json
+    assert plan["capped"] is True
+    monkeypatch.setenv("BOOTFLEET_CLEANUP_CAP", "50")
+    reset_settings()
+    plan = cleanup_client.post("/run?dry_run=true", headers=admin).json
+    assert plan["counts"]["server_deleted"] == 3
+    assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == deletes_before
+
+    done = cleanup_client.post("/run", headers=admin).json
+    assert done["counts"]["server_deleted"] == 3 and done["errors"] == []
+    assert {s["status"] for s in cloud.servers()} == {"deleting"}
+    for _ in range(50):  # the servers finish deleting; a later run finishes the deployment
+        summary = cleanup_client.post("/run", headers=admin).json
+        if summary["counts"].get("deployment_deleted"):
+            break
+        import time
+        time.sleep(0.1)
+    assert config.get("/api/v1/deployments/web", headers=admin).json["state"] == "deleted"
+    assert cloud.servers() == []
+
+
+def test_owned_orphans_go_after_the_grace_period_and_foreign_servers_never(
+        cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+    make_profile(config, admin)
+    create(config, admin, name="web", count=1)
+    converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
+    foreign = cloud.add_foreign_server("web-9")
+    with clean_db.transaction() as tx:  # the node lost its server's record; the deployment is gone
+        tx.run("UPDATE node SET instance_id = NULL, stage = 'deleted'")
+        tx.run("UPDATE deployment SET state = 'deleted'")
+    orphan = next(s["id"] for s in cloud.servers() if s["name"] == "web-0")
+
+    young = cleanup_client.post("/run", headers=admin).json
+    assert "orphan_server_deleted" not in young["counts"]  # within the grace period
+
+    from common.settings import reset_settings
+    monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
+    reset_settings()
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["counts"]["orphan_server_deleted"] == 1
+    assert [a["instance_id"] for a in summary["actions"] if a["action"] == "orphan_server_deleted"] == [orphan]
+    touched = [r for r in cloud.log if r.method != "GET" and foreign in r.path]
+    assert touched == [] and foreign in {s["id"] for s in cloud.servers()}
+    with clean_db.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM event WHERE source = 'cleanup' AND message LIKE 'orphaned server%'") == 1
+
+
+def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
+        cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+    make_profile(config, admin)
+    create(config, admin, name="web", count=1)
+    converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
+    stuck = make_node(config, admin, mac="52:54:00:00:0f:01")
+    with clean_db.transaction() as tx:
+        tx.run("UPDATE node SET instance_id = NULL, stage = 'deleted' WHERE hostname = 'web-0'")
+        tx.run("UPDATE deployment SET state = 'deleted'")
+        tx.run("UPDATE node SET stage = 'booting', stage_changed_at = now() - interval '1 hour' WHERE id = :id",
+               id=stuck["id"])
+    cloud.inject("DELETE", r"^/v1/bare_metal_servers/", status=500, times=100)  # the API keeps failing deletes
+    from common.settings import reset_settings
+    monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
+    reset_settings()
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["errors"] and summary["errors"][0]["action"] == "orphan_server_deleted"
+    assert "internal error" in summary["errors"][0]["error"].lower()
+    assert summary["counts"]["node_timed_out"] == 1
+    assert stage_of(clean_db, stuck["id"]) == "failed"
+
+
+from test_dns_rfc2136 import bind, bind_server, fleet, ready_node, rfc2136  # noqa: E402,F401  (a real BIND)
+from dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
+
+
+@pytest.mark.skipif(named_binary() is None, reason="apt-get install bind9 dnsutils")
+def test_records_of_a_deleted_deployment_are_removed(rfc2136, fleet, config, boot, status, admin, cleanup_client,
+                                                     clean_db):
+    from common.settings import reset_settings
+    reset_settings()
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert rfc2136.lookup(f"web1.{ZONE}", "A") == ["10.0.0.5"]
+    assert config.delete("/api/v1/deployments/rack1", headers=admin).status_code == 202
+
+    plan = cleanup_client.post("/run?dry_run=true", headers=admin).json
+    assert plan["counts"]["record_deleted"] == 3  # A, PTR and the deployment name
+    assert rfc2136.lookup(f"web1.{ZONE}", "A") == ["10.0.0.5"]
+
+    summary = cleanup_client.post("/run", headers=admin).json
+    assert summary["errors"] == [] and summary["counts"]["record_deleted"] == 3
+    assert summary["counts"]["deployment_deleted"] == 1
+    for name, rtype in ((f"web1.{ZONE}", "A"), (f"5.0.0.{REVERSE_ZONE}", "PTR"), (f"api.rack1.{ZONE}", "A")):
+        assert rfc2136.lookup(name, rtype) == [], name
+    assert cleanup_client.post("/run", headers=admin).json["counts"] == {}

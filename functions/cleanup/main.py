@@ -12,7 +12,7 @@ from common.cleanup import Cleanup, CleanupBusyError, Options
 from common.db import get_database
 from common.http import Api, BadRequestError, ConflictError, UnauthorizedError, json_response, require_admin
 from common.log import setup_logging
-from common.providers import record_provider, server_provider
+from common.providers import dns_provider, server_provider
 from common.settings import get_settings
 from common.tokens import TokenError
 
@@ -54,7 +54,7 @@ def run(request):
     options = Options(dry_run=_dry_run(request), cap=settings.cleanup_cap, grace_seconds=settings.cleanup_grace,
                       retention_days=settings.retention_days, stage_timeouts=settings.stage_timeouts)
     try:
-        summary = Cleanup(get_database(), options, server_provider(), record_provider()).run()
+        summary = Cleanup(get_database(), options, server_provider(), dns_provider()).run()
     except CleanupBusyError as e:
         raise ConflictError(str(e)) from None
     return json_response(summary)

@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import store
-from .db import Database, utcnow
+from . import dnsreconcile, provision, store
+from .db import Database, DatabaseUnavailableError, utcnow
+from .dnsproviders import DnsProvider, DnsProviderError
+from .settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,6 @@ class ServerProvider(Protocol):
     def list_owned(self) -> list[Any]: ...
 
     def delete(self, instance_id: str) -> None: ...
-
-
-class RecordProvider(Protocol):
-    """What cleanup needs from the DNS side: records bootfleet owns, and removal."""
-
-    def owned_records(self) -> list[dict]: ...
-
-    def delete_record(self, record: dict) -> None: ...
 
 
 class CleanupBusyError(Exception):
@@ -92,11 +86,11 @@ class Report:
 
 class Cleanup:
     def __init__(self, database: Database, options: Options, servers: ServerProvider | None = None,
-                 records: RecordProvider | None = None):
+                 dns: DnsProvider | None = None):
         self.db = database
         self.options = options
         self.servers = servers
-        self.records = records
+        self.dns = dns
         self.report = Report(options.dry_run)
 
     # --- the run -------------------------------------------------------------------
@@ -107,10 +101,17 @@ class Cleanup:
             if not lock.run("SELECT pg_try_advisory_lock(:k)", k=LOCK_KEY)[0][0]:
                 raise CleanupBusyError("another cleanup run is in progress; try again when it has finished")
             try:
-                for step in (self.time_out_nodes, self.tear_down_deleted, self.remove_orphans, self.prune):
+                for step in (self.time_out_nodes, self.provisioning_passes, self.tear_down_deleted,
+                             self.remove_orphans, self.remove_records, self.prune):
                     if self.report.capped and step is not self.prune:
                         continue
-                    step()
+                    try:
+                        step()
+                    except DatabaseUnavailableError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - one step failing must not stop the others
+                        log.exception("cleanup step %s failed", step.__name__)
+                        self.report.error(step.__name__, f"{type(e).__name__}: {e}")
             finally:
                 lock.run("SELECT pg_advisory_unlock(:k)", k=LOCK_KEY)
         finally:
@@ -144,63 +145,98 @@ class Cleanup:
                     if not self.options.dry_run:
                         store.node_set_stage(tx, node["id"], "failed", SOURCE, message, node["deployment_id"])
 
-    # --- 2. deployments and nodes marked for deletion -------------------------------------
+    # --- 2. provisioning passes, and what was marked for deletion --------------------------
+
+    def provisioning_passes(self) -> None:
+        """A provisioning pass over each deployment with a provider: finishes servers still
+        being created, and deletes the servers of deleted nodes and deployments. A pass
+        whose deletions would go past the cap is left for the next run."""
+        with self.db.transaction() as tx:
+            deployments = tx.all(
+                "SELECT d.id, d.name, (SELECT count(*) FROM node n WHERE n.deployment_id = d.id"
+                " AND n.stage = 'deprovisioning' AND n.instance_id IS NOT NULL) AS pending"
+                " FROM deployment d WHERE d.provider <> 'none' AND d.state <> 'deleted' ORDER BY d.name"
+            )
+        for deployment in deployments:
+            if deployment["pending"] > self.options.cap - self.report.deletions:
+                self.report.capped = True
+                return
+            if self.options.dry_run:
+                with self.db.transaction() as tx:
+                    for node in tx.all("SELECT id, instance_id FROM node WHERE deployment_id = :id"
+                                       " AND stage = 'deprovisioning' AND instance_id IS NOT NULL",
+                                       id=deployment["id"]):
+                        self.report.add("server_deleted", instance_id=node["instance_id"], node_id=node["id"],
+                                        deployment=deployment["name"])
+                self.report.deletions += deployment["pending"]
+                continue
+            try:
+                result = provision.reconcile(deployment["id"], get_settings().base_url)
+            except Exception as e:  # noqa: BLE001 - reported, the run goes on
+                self.report.error("provisioning_pass", str(e), deployment=deployment["name"])
+                continue
+            for name in result["deleting"] + result["orphans_deleted"]:
+                self.report.add("server_deleted", server=name, deployment=deployment["name"])
+            self.report.deletions += len(result["deleting"]) + len(result["orphans_deleted"])
+            for name in result["created"]:
+                self.report.add("server_created", server=name, deployment=deployment["name"])
+            for name in result["deleted"]:
+                self.report.add("node_deleted", node=name, deployment=deployment["name"])
+            if result["state"] == "deleted":
+                self.report.add("deployment_deleted", name=deployment["name"])
+            for message in result["errors"]:
+                self.report.error("provisioning_pass", message, deployment=deployment["name"])
 
     def tear_down_deleted(self) -> None:
+        """Nodes being deleted that no provider manages, and deployments without a provider."""
         with self.db.transaction() as tx:
             nodes = tx.all(
-                "SELECT n.id, n.instance_id, n.deployment_id FROM node n WHERE n.stage = 'deprovisioning'"
+                "SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
+                " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')"
                 " ORDER BY n.stage_changed_at"
             )
         for node in nodes:
-            if node["instance_id"]:
-                if not self._delete_server(node["instance_id"], node_id=node["id"],
-                                           deployment_id=node["deployment_id"]):
-                    continue
+            note = (f"; server {node['instance_id']} was not created by bootfleet and is left alone"
+                    if node["instance_id"] else "")
             self.report.add("node_deleted", node_id=node["id"])
             if not self.options.dry_run:
                 with self.db.transaction() as tx:
-                    store.node_set_stage(tx, node["id"], "deleted", SOURCE,
-                                         "deprovisioned" + (f": server {node['instance_id']} deleted"
-                                                            if node["instance_id"] else ""))
+                    store.node_set_stage(tx, node["id"], "deleted", SOURCE, "deleted" + note)
                     tx.run("DELETE FROM node_mac WHERE node_id = :id", id=node["id"])
         with self.db.transaction() as tx:
             deployments = tx.all(
-                "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND NOT EXISTS"
-                " (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage NOT IN ('deleted'))"
+                "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND d.provider = 'none'"
+                " AND NOT EXISTS (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage <> 'deleted'"
+                + (" AND n.stage <> 'deprovisioning'" if self.options.dry_run else "") + ")"
             )
         for deployment in deployments:
-            if self.options.dry_run:
-                continue  # its nodes are still there in a dry run; the real run finishes it
             self.report.add("deployment_deleted", deployment_id=deployment["id"], name=deployment["name"])
+            if self.options.dry_run:
+                continue
             with self.db.transaction() as tx:
                 tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id",
                        id=deployment["id"])
                 store.event_add(tx, "deployment", f"deployment {deployment['name']} deleted", SOURCE,
                                 deployment_id=deployment["id"])
 
-    def _delete_server(self, instance_id: str, **where: Any) -> bool:
-        """Delete one server (counted against the cap). False if it was not deleted."""
-        if self.servers is None:
-            self.report.error("server_deleted", "no VPC provider configured; cannot delete the server",
-                              instance_id=instance_id, **where)
-            return False
+    def _delete_orphan(self, instance_id: str, **where: Any) -> bool:
+        """Delete one orphaned server (counted against the cap). False if it was not deleted."""
         if not self._may_delete():
             return False
         self.report.deletions += 1
-        self.report.add("server_deleted", instance_id=instance_id, **where)
+        self.report.add("orphan_server_deleted", instance_id=instance_id, **where)
         if self.options.dry_run:
             return True
         try:
             self.servers.delete(instance_id)
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
-            self.report.error("server_deleted", str(e), instance_id=instance_id, **where)
+            self.report.error("orphan_server_deleted", str(e), instance_id=instance_id, **where)
             with self.db.transaction() as tx:
                 store.event_add(tx, "error", f"deleting server {instance_id} failed: {e}", SOURCE,
                                 node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
             return False
         with self.db.transaction() as tx:
-            store.event_add(tx, "cleanup", f"server {instance_id} deleted", SOURCE,
+            store.event_add(tx, "cleanup", f"orphaned server {instance_id} deleted: bootfleet owns it and no node refers to it", SOURCE,
                             node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
         return True
 
@@ -219,36 +255,41 @@ class Cleanup:
                     "SELECT instance_id FROM node WHERE instance_id IS NOT NULL AND stage <> 'deleted'")}
             for server in owned:
                 server_id, created = _field(server, "id"), _created(server)
-                if server_id in known or (created and created > cutoff):
+                if server_id in known or _field(server, "status") == "deleting" or (created and created > cutoff):
                     continue
-                if not self._delete_server(server_id, name=_field(server, "name"), orphan=True):
-                    if self.report.capped:
-                        return
-        if self.records is not None:
-            try:
-                records = self.records.owned_records()
-            except Exception as e:  # noqa: BLE001
-                self.report.error("orphan_record_deleted", f"listing owned DNS records failed: {e}")
-                return
-            for record in records:
-                if not record.get("orphan") or (record.get("created_at") and record["created_at"] > cutoff):
-                    continue
-                if not self._may_delete():
+                if not self._delete_orphan(server_id, name=_field(server, "name")) and self.report.capped:
                     return
-                self.report.deletions += 1
-                self.report.add("orphan_record_deleted", name=record.get("name"), type=record.get("type"))
-                if self.options.dry_run:
-                    continue
-                try:
-                    self.records.delete_record(record)
-                except Exception as e:  # noqa: BLE001
-                    self.report.error("orphan_record_deleted", str(e), name=record.get("name"))
-                    continue
-                with self.db.transaction() as tx:
-                    store.event_add(tx, "cleanup", f"orphaned DNS record {record.get('type')} {record.get('name')}"
-                                    " deleted", SOURCE)
 
-    # --- 4. history past its retention ---------------------------------------------------
+    # --- 4. DNS records of nodes and deployments that are gone ---------------------------
+
+    def remove_records(self) -> None:
+        """A DNS reconcile over everything: records bootfleet owns that no ready node or live
+        deployment wants any more are deleted (each counted against the cap)."""
+        if self.dns is None:
+            return
+        try:
+            plan = dnsreconcile.reconcile(dry_run=True, provider=self.dns, source=SOURCE)
+        except DnsProviderError as e:
+            self.report.error("record_deleted", f"DNS reconcile failed: {e}")
+            return
+        deletes = [op for op in plan.plan if op.action == "delete"]
+        room = self.options.cap - self.report.deletions
+        if len(deletes) > room:
+            self.report.capped = True
+            self.report.error("record_deleted", f"{len(deletes)} DNS records to delete, more than the {room}"
+                              " deletions left under the cap; left for the next run")
+            return
+        for op in deletes:
+            self.report.add("record_deleted", **{k: v for k, v in op.view().items() if k != "action"})
+        self.report.deletions += len(deletes)
+        if self.options.dry_run or not plan.plan:
+            return
+        result = dnsreconcile.reconcile(provider=self.dns, source=SOURCE)
+        for failure in result.failed:
+            self.report.error("record_deleted", failure.get("error", "failed"), **{
+                k: v for k, v in failure.items() if k != "error"})
+
+    # --- 5. history past its retention ---------------------------------------------------
 
     def prune(self) -> None:
         days = self.options.retention_days

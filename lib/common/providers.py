@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 def server_provider():
-    """The VPC provider for cleanup, or None when none is configured."""
-    return None
+    """Every server bootfleet owns, across deployments and their providers (cleanup)."""
+    from .provision import Fleet
+
+    return Fleet()
 
 
-def record_provider():
-    """The DNS records bootfleet owns, for cleanup's orphan sweep, or None."""
-    return None
+def dns_provider():
+    """The configured DNS provider (BOOTFLEET_DNS_PROVIDER), or None."""
+    from .dnsproviders import make_provider
+    from .settings import get_settings
+
+    return make_provider(get_settings())
