@@ -7,27 +7,28 @@
 #                                            URL (BOOTFLEET_UPSTREAM_<FUNCTION>), dashboard from disk
 #   router                                   all five behind one gunicorn on $PORT (one VM, no nginx)
 #
-# Code Engine sets PORT=8080. Settings come from the environment (BOOTFLEET_*).
+# Code Engine sets PORT=8080; HOST (default 0.0.0.0) is the address to listen on. Settings come from the environment (BOOTFLEET_*).
 set -eu
 
 root="${BOOTFLEET_ROOT:-/app}"
 port="${PORT:-8080}"
+host="${HOST:-0.0.0.0}"   # all interfaces in a container; tests set 127.0.0.1
 target="${FUNCTION_TARGET:-}"
 
 case "$target" in
   boot | config | status | dns | cleanup)
     export FUNCTION_SOURCE="${FUNCTION_SOURCE:-$root/functions/$target/main.py}"
-    exec functions-framework --target "$target" --source "$FUNCTION_SOURCE" --host 0.0.0.0 --port "$port"
+    exec functions-framework --target "$target" --source "$FUNCTION_SOURCE" --host "$host" --port "$port"
     ;;
   gateway)
     runtime="${NGINX_RUNTIME_DIR:-/tmp/nginx}"
     mkdir -p "$runtime"
     python "$root/infra/nginx/render.py" --standalone --mode functions --http-port "$port" \
-      --runtime-dir "$runtime" --static-root "$root/static" --output "$runtime/nginx.conf"
+      --listen "$host" --runtime-dir "$runtime" --static-root "$root/static" --output "$runtime/nginx.conf"
     exec nginx -e stderr -p "$runtime" -c "$runtime/nginx.conf" -g 'daemon off;'
     ;;
   router)
-    exec gunicorn --bind "0.0.0.0:$port" --worker-class gthread --workers "${WORKERS:-2}" \
+    exec gunicorn --bind "$host:$port" --worker-class gthread --workers "${WORKERS:-2}" \
       --threads "${THREADS:-8}" --timeout 60 --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
       'common.router:create_router()'
     ;;

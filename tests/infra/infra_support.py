@@ -122,7 +122,8 @@ def entrypoint(target: str, port: int, env: dict | None = None, wait: bool = Tru
     return Process(
         ["/bin/sh", str(ENTRYPOINT)], port, wait=wait,
         env={"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin",
-             "BOOTFLEET_ROOT": str(ROOT), "FUNCTION_TARGET": target, "PORT": str(port), **(env or {})},
+             "BOOTFLEET_ROOT": str(ROOT), "FUNCTION_TARGET": target, "PORT": str(port), "HOST": "127.0.0.1",
+             **(env or {})},
     )
 
 
