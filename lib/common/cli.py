@@ -220,6 +220,7 @@ def cmd_watch(args) -> None:
     """Progress and new events, live, until every node is ready (or --timeout)."""
     client = Client(args.url, _token(args))
     cursor = 0
+    last_line, last_print = "", 0.0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     while True:
         status = client.call("GET", f"/status/deployments/{args.deployment}")
@@ -228,7 +229,10 @@ def cmd_watch(args) -> None:
             node = (event["node_id"] or "")[:8]
             print(f"  {event['created_at'][11:19]} {node:8} {event['stage'] or event['kind']:14} {event['message']}")
         cursor = events["next"]
-        print(progress_line(status), flush=True)
+        line = progress_line(status)
+        if line != last_line or events["events"] or time.monotonic() - last_print > 15:
+            print(line, flush=True)  # on a change, or now and then to show it is alive
+            last_line, last_print = line, time.monotonic()
         if status["done"]:
             print("all nodes ready")
             return

@@ -2,9 +2,10 @@
 
 Starts `bootfleet serve` (or uses the one already answering on the port, e.g. from
 `make run`), uploads the e2e node's kernel and initramfs with `bootfleet images upload`,
-creates a profile, a deployment of 3 and its 3 nodes (with MACs), boots one VM per
-node (Debian's iPXE in QEMU, see lib/common/qemu.py) and runs `bootfleet watch` until
-all three are ready. A later `local` VPC provider will make the nodes itself.
+creates a profile and a deployment of 3 with the `local` provider: the provisioner
+(lib/common/provision.py, the same path as IBM Cloud) creates its nodes and one QEMU VM
+each (lib/common/localvm.py: Debian's iPXE in QEMU). Then `bootfleet watch` until all
+three are ready, and the deployment is deleted again, which stops the VMs.
 
     python tests/e2e/demo.py [--port 8080] [--count 3]
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=600, help="give up after this many seconds")
     args = parser.parse_args()
     try:
-        tools = qemu.find_tools()
+        qemu.find_tools()
         image = build()
     except (qemu.QemuUnavailableError, NodeImageUnavailableError) as e:
         print(f"demo: {e}", file=sys.stderr)
@@ -87,7 +87,7 @@ def main() -> int:
     else:
         print(f"demo: starting bootfleet on {url} (log: {data / 'demo-serve.log'})")
         server = start_server(args.port, data, env)
-    vms: list[qemu.VM] = []
+    deployed = None
     try:
         token = json.loads((data / "secrets.json").read_text())["admin_token"]
         admin = {"Authorization": f"Bearer {token}"}
@@ -102,39 +102,48 @@ def main() -> int:
         if requests.get(f"{url}/config/api/v1/profiles/qemu-demo", headers=admin, timeout=10).status_code == 404:
             call("POST", "/config/api/v1/profiles", PROFILE)
         name = time.strftime("demo-%H%M%S")
-        call("POST", "/config/api/v1/deployments", {"name": name, "profile": "qemu-demo", "count": args.count})
-        rng = random.Random()
-        nodes = []
-        for i in range(1, args.count + 1):
-            mac = "52:54:00:%02x:%02x:%02x" % (rng.randrange(256), rng.randrange(256), i)
-            nodes.append(call("POST", "/config/api/v1/nodes",
-                              {"macs": [mac], "hostname": f"{name}-{i}", "deployment": name}))
-        print(f"demo: deployment {name}: {', '.join(n['hostname'] + ' ' + n['macs'][0] for n in nodes)}")
-
         started = time.monotonic()
-        for node in nodes:
-            vms.append(qemu.start(node["hostname"], node["macs"][0], qemu.GUEST_BASE_URL,
-                                  {qemu.GUEST_ADDRESS: args.port}, log_dir=data / "demo-vms",
-                                  timeout=args.timeout, tools=tools))
-        print(f"demo: booted {len(vms)} QEMU VMs (serial consoles in {data / 'demo-vms'}); watching:\n", flush=True)
+        created = call("POST", "/config/api/v1/deployments", {
+            "name": name, "profile": "qemu-demo", "provider": "local", "count": args.count,
+            "placement": {"memory": "384"}})
+        deployed = name
+        report = created.get("provisioning", {})
+        if report.get("errors"):
+            sys.exit(f"demo: provisioning failed: {'; '.join(report['errors'])}")
+        print(f"demo: deployment {name}: the local provider started VMs {', '.join(report.get('created', []))}"
+              f" (serial consoles in {data / 'vms'}); watching:\n", flush=True)
         watch = subprocess.run([sys.executable, "-m", "common.cli", "watch", name, "--interval", "1",
                                 "--timeout", str(args.timeout)], cwd=ROOT, env=env)
         elapsed = time.monotonic() - started
         if watch.returncode != 0:
-            print(f"demo: not every node reached ready; see {data / 'demo-vms'}", file=sys.stderr)
+            print(f"demo: not every node reached ready; see {data / 'vms'}", file=sys.stderr)
             return 1
-        print(f"demo: {len(vms)} nodes ready {elapsed:.0f} s after their VMs started")
+        print(f"demo: {args.count} nodes ready {elapsed:.0f} s after the deployment was created")
         return 0
     finally:
-        for vm in vms:
-            vm.wait(15)
-            vm.stop()
+        if deployed:
+            _tear_down(url, deployed, env)
         if server is not None:
             server.terminate()
             try:
                 server.wait(20)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _tear_down(url: str, name: str, env: dict) -> None:
+    """Delete the demo deployment; provisioning passes stop its VMs until it is deleted."""
+    print(f"demo: deleting deployment {name} (stops its VMs)")
+    subprocess.run([sys.executable, "-m", "common.cli", "deployment", "delete", name], cwd=ROOT, env=env,
+                   stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        result = subprocess.run([sys.executable, "-m", "common.cli", "--json", "deployment", "reconcile", name],
+                                cwd=ROOT, env=env, capture_output=True, text=True)
+        if result.returncode == 0 and json.loads(result.stdout).get("state") == "deleted":
+            return
+        time.sleep(1)
+    print(f"demo: deployment {name} not deleted yet; run `bootfleet deployment reconcile {name}`", file=sys.stderr)
 
 
 if __name__ == "__main__":
