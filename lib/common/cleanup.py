@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 0x626F6F74636C6E  # "bootcln"
 SOURCE = "cleanup"
 PRUNE_BATCH = 5000
+MAX_LISTED = 1000  # actions listed in a run's answer; `counts` has them all
 
 
 class ServerProvider(Protocol):
@@ -58,11 +59,14 @@ class Report:
     errors: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     deletions: int = 0
+    total_actions: int = 0
     capped: bool = False
     started: float = field(default_factory=time.monotonic)
 
     def add(self, action: str, **details: Any) -> None:
-        self.actions.append({"action": action, **details})
+        self.total_actions += 1
+        if len(self.actions) < MAX_LISTED:
+            self.actions.append({"action": action, **details})
         self.counts[action] = self.counts.get(action, 0) + 1
 
     def error(self, action: str, message: str, **details: Any) -> None:
@@ -80,6 +84,7 @@ class Report:
             "message": message,
             "errors": self.errors,
             "actions": self.actions,
+            "actions_listed": f"{len(self.actions)} of {self.total_actions}",
             "duration_s": round(time.monotonic() - self.started, 3),
         }
 
@@ -130,20 +135,29 @@ class Cleanup:
     # --- 1. nodes past their stage's timeout --------------------------------------------
 
     def time_out_nodes(self) -> None:
+        """Nodes past their stage's timeout become failed: one statement per stage moves
+        them all and writes one event each."""
         for stage, seconds in self.options.stage_timeouts.items():
+            params = {"stage": stage, "s": seconds, "limit": _duration(seconds)}
+            stuck = (f"SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
+                     f" FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)")
+            message = (f"'timed out in ' || :stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'")
             with self.db.transaction() as tx:
-                stuck = tx.all(
-                    "SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
-                    " FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)"
-                    " ORDER BY stage_changed_at FOR UPDATE SKIP LOCKED",
-                    stage=stage, s=seconds,
-                )
-                for node in stuck:
-                    message = (f"timed out in {stage} after {_duration(node['took'])}"
-                               f" (limit {_duration(seconds)})")
-                    self.report.add("node_timed_out", node_id=node["id"], stage=stage, message=message)
-                    if not self.options.dry_run:
-                        store.node_set_stage(tx, node["id"], "failed", SOURCE, message, node["deployment_id"])
+                if self.options.dry_run:
+                    rows = tx.all(f"SELECT id AS node_id, {message} AS message FROM ({stuck}) s", **params)
+                else:
+                    rows = tx.all(
+                        f"WITH stuck AS ({stuck} FOR UPDATE SKIP LOCKED),"
+                        " moved AS (UPDATE node n SET stage = 'failed', stage_changed_at = now(), updated_at = now(),"
+                        "  stage_times = n.stage_times || jsonb_build_object('failed', now())"
+                        "  FROM stuck WHERE n.id = stuck.id RETURNING n.id, n.deployment_id, stuck.took)"
+                        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+                        f" SELECT id, deployment_id, 'failed', 'stage', {message}, :source FROM moved"
+                        " RETURNING node_id, message",
+                        source=SOURCE, **params,
+                    )
+            for row in rows:
+                self.report.add("node_timed_out", node_id=row["node_id"], stage=stage, message=row["message"])
 
     # --- 2. provisioning passes, and what was marked for deletion --------------------------
 
@@ -189,20 +203,26 @@ class Cleanup:
 
     def tear_down_deleted(self) -> None:
         """Nodes being deleted that no provider manages, and deployments without a provider."""
+        gone = ("SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
+                " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')")
+        message = ("'deleted' || CASE WHEN instance_id IS NULL THEN '' ELSE '; server ' || instance_id"
+                   " || ' was not created by bootfleet and is left alone' END")
         with self.db.transaction() as tx:
-            nodes = tx.all(
-                "SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
-                " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')"
-                " ORDER BY n.stage_changed_at"
-            )
-        for node in nodes:
-            note = (f"; server {node['instance_id']} was not created by bootfleet and is left alone"
-                    if node["instance_id"] else "")
-            self.report.add("node_deleted", node_id=node["id"])
-            if not self.options.dry_run:
-                with self.db.transaction() as tx:
-                    store.node_set_stage(tx, node["id"], "deleted", SOURCE, "deleted" + note)
-                    tx.run("DELETE FROM node_mac WHERE node_id = :id", id=node["id"])
+            if self.options.dry_run:
+                rows = tx.all(f"SELECT id AS node_id FROM ({gone}) g")
+            else:
+                rows = tx.all(
+                    f"WITH gone AS ({gone} FOR UPDATE OF n SKIP LOCKED),"
+                    " moved AS (UPDATE node n SET stage = 'deleted', stage_changed_at = now(), updated_at = now(),"
+                    "  stage_times = n.stage_times || jsonb_build_object('deleted', now())"
+                    "  FROM gone WHERE n.id = gone.id RETURNING n.id, n.deployment_id, gone.instance_id),"
+                    " freed AS (DELETE FROM node_mac WHERE node_id IN (SELECT id FROM moved))"
+                    " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+                    f" SELECT id, deployment_id, 'deleted', 'stage', {message}, :source FROM moved RETURNING node_id",
+                    source=SOURCE,
+                )
+        for row in rows:
+            self.report.add("node_deleted", node_id=row["node_id"])
         with self.db.transaction() as tx:
             deployments = tx.all(
                 "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND d.provider = 'none'"
@@ -330,6 +350,11 @@ def _created(item: Any) -> datetime.datetime | None:
     if isinstance(value, str):
         value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value
+
+
+# _duration() in SQL, for the `took` column.
+_SQL_DURATION = ("CASE WHEN took >= 3600 THEN (took / 3600) || 'h ' || (took % 3600 / 60) || 'm ' || (took % 60) || 's'"
+                 " ELSE (took / 60) || 'm ' || (took % 60) || 's' END")
 
 
 def _duration(seconds: int) -> str:
