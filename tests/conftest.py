@@ -109,6 +109,11 @@ def status(function_apps, clean_db):
     return function_apps["status"].test_client()
 
 
+@pytest.fixture
+def dns(function_apps, clean_db):
+    return function_apps["dns"].test_client()
+
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 

@@ -31,3 +31,12 @@ def token_from_script(script: str) -> str:
     match = re.search(r"token=([A-Za-z0-9._-]+)", script)
     assert match, script
     return match.group(1)
+
+
+def ready_node(config, boot, status, admin, mac, hostname, ip, deployment="rack1"):
+    """Register a node, boot it and have it report `ready` (as a real node would)."""
+    node = make_node(config, admin, mac=mac, hostname=hostname, ip=ip, deployment=deployment)
+    token = token_from_script(boot.get(f"/ipxe?mac={mac}").get_data(as_text=True))
+    resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "ready"})
+    assert resp.status_code == 200 and resp.json["stage"] == "ready", resp.json
+    return node

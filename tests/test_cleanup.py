@@ -6,7 +6,7 @@ import pytest
 
 from common.cleanup import LOCK_KEY
 from conftest import snapshot
-from helpers import make_node, make_profile
+from helpers import make_node, make_profile, ready_node
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
     assert stage_of(clean_db, stuck["id"]) == "failed"
 
 
-from test_dns_rfc2136 import bind, bind_server, fleet, ready_node, rfc2136  # noqa: E402,F401  (a real BIND)
+from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
 from dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import snapshot
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
-from helpers import make_node, make_profile, token_from_script
+from helpers import make_profile, ready_node
 
 ZONE = "fleet.example.com"
 INSTANCE = "434f6c3e-6014-4124-a61d-2e910bca19b1"
@@ -36,25 +36,12 @@ def fake(monkeypatch):
 
 
 @pytest.fixture
-def dns(function_apps, clean_db):
-    return function_apps["dns"].test_client()
-
-
-@pytest.fixture
 def fleet(config, admin, boot):
     make_profile(config, admin)
     resp = config.post("/api/v1/deployments", headers=admin, json={
         "name": "rack1", "profile": "worker", "dns_zone": ZONE, "spec": {"dns": {"names": ["api"]}}})
     assert resp.status_code == 201, resp.json
     return resp.json
-
-
-def ready_node(config, boot, status, admin, mac, hostname, ip, deployment="rack1"):
-    node = make_node(config, admin, mac=mac, hostname=hostname, ip=ip, deployment=deployment)
-    token = token_from_script(boot.get(f"/ipxe?mac={mac}").get_data(as_text=True))
-    resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "ready"})
-    assert resp.status_code == 200 and resp.json["stage"] == "ready", resp.json
-    return node
 
 
 def held(fake):

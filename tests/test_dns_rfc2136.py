@@ -4,7 +4,7 @@ import pytest
 
 from conftest import snapshot
 from dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
-from helpers import make_node, make_profile, token_from_script
+from helpers import make_profile, ready_node
 
 pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
 
@@ -36,11 +36,6 @@ def rfc2136(bind, monkeypatch):
 
 
 @pytest.fixture
-def dns(function_apps, clean_db):
-    return function_apps["dns"].test_client()
-
-
-@pytest.fixture
 def fleet(config, admin, boot):
     """A deployment in example.test whose `api` name spans its ready nodes."""
     make_profile(config, admin)
@@ -48,14 +43,6 @@ def fleet(config, admin, boot):
         "name": "rack1", "profile": "worker", "dns_zone": ZONE, "spec": {"dns": {"names": ["api"]}}})
     assert resp.status_code == 201, resp.json
     return resp.json
-
-
-def ready_node(config, boot, status, admin, mac, hostname, ip, deployment="rack1"):
-    node = make_node(config, admin, mac=mac, hostname=hostname, ip=ip, deployment=deployment)
-    token = token_from_script(boot.get(f"/ipxe?mac={mac}").get_data(as_text=True))
-    resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "ready"})
-    assert resp.status_code == 200 and resp.json["stage"] == "ready", resp.json
-    return node
 
 
 def events(db, kind="dns"):
