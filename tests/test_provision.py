@@ -402,3 +402,15 @@ def test_the_fleet_view_for_cleanup_lists_and_deletes_owned_servers_only(cloud, 
     deleting = sorted(s["name"] for s in cloud.servers() if s["status"] == "deleting")
     assert deleting == ["api-0", "web-1"]
     assert foreign in {s["id"] for s in cloud.servers()}
+
+
+def test_an_iam_outage_is_retried_at_once_not_after_the_sdks_60_s_pause(cloud, config, admin, profile, clean_db):
+    # After a failed token request ibm-cloud-sdk-core makes every caller wait 60 s before it
+    # asks IAM again; our retries reset that, so three IAM failures cost three retries, not
+    # three minutes (a hang guard, not a speed claim: the bound is far from both).
+    cloud.inject("POST", r"^/identity/token$", status=503, times=3)
+    started = time.monotonic()
+    deployment = create(config, admin, count=1)
+    assert time.monotonic() - started < 45
+    assert deployment["provisioning"]["created"] == ["web-0"], deployment["provisioning"]
+    assert len(cloud.requests("POST", r"^/identity/token$")) == 4

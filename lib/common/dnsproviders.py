@@ -137,6 +137,7 @@ def _ibm_service(api_key: str | None, iam_url: str | None, dns_url: str | None):
 
     if api_key:
         authenticator = IAMAuthenticator(api_key, url=iam_url or None)
+        authenticator.token_manager.http_config = {"timeout": 15}  # the SDK waits 60 s for IAM
     elif dns_url:
         authenticator = NoAuthAuthenticator()  # a local or test endpoint without IAM
     else:

@@ -150,10 +150,14 @@ class Retrier:
     """Calls with retries on 429, 5xx, timeouts and dropped connections: exponential
     backoff with full jitter, or the server's Retry-After (plus a little jitter)."""
 
-    def __init__(self, retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 token_manager: Any = None):
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
+        # After a failed token request the SDK makes every caller wait out 60 s before it
+        # asks IAM again; a retry of ours should ask at once.
+        self.token_manager = token_manager
 
     def wait(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -179,6 +183,8 @@ class Retrier:
             delay = self.wait(attempt, retry_after)
             log.warning("vpc call failed; retrying", extra={"what": what, "error": str(error), "wait": round(delay, 2)})
             self.sleep(delay)
+            if self.token_manager is not None and not getattr(self.token_manager, "access_token", None):
+                self.token_manager.request_time = 0
             if before_retry is not None:
                 found = before_retry()
                 if found is not None:
@@ -251,7 +257,11 @@ class IbmProvider(Provider):
             tagging.set_service_url(settings.tagging_url.rstrip("/"))
         for client in (vpc, tagging):
             client.set_http_config({"timeout": settings.vpc_timeout})
-        retrier = Retrier(settings.vpc_retries, settings.vpc_backoff_ms / 1000.0)
+        # The IAM token request has its own timeout (60 s in the SDK); an IAM that does not
+        # answer must not hold a pass (or cleanup) for minutes.
+        authenticator.token_manager.http_config = {"timeout": settings.vpc_timeout}
+        retrier = Retrier(settings.vpc_retries, settings.vpc_backoff_ms / 1000.0,
+                          token_manager=authenticator.token_manager)
         return cls(kind, region, vpc, tagging, retrier, vpc_id)
 
     # --- shapes ----------------------------------------------------------------------------
