@@ -169,3 +169,16 @@ def test_bad_paging(config, admin, query):
 def test_wrong_method_is_405(config, admin):
     resp = config.put("/api/v1/nodes", json={}, headers=admin)
     assert resp.status_code == 405 and "allowed" in resp.json["error"]
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [("GET", "/api/v1/profiles/a%00b", None), ("GET", "/api/v1/nodes?hostname=a%00", None),
+     ("POST", "/api/v1/profiles", {**PROFILE, "name": "a\u0000b"}),
+     ("POST", "/api/v1/nodes", {"macs": ["52:54:00:00:00:09"], "labels": {"rack": "\u0000"}})],
+)
+def test_nul_characters_are_a_400_not_a_database_error(config, admin, clean_db, method, path, body):
+    before = snapshot(clean_db)
+    resp = config.open(path, method=method, json=body, headers=admin)
+    assert resp.status_code == 400 and "NUL" in resp.json["error"]
+    assert snapshot(clean_db) == before

@@ -103,6 +103,15 @@ class PayloadTooLargeError(HttpError):
     status = 413
 
 
+def check_no_nul(request: flask.Request) -> None:
+    """PostgreSQL text cannot hold NUL; say so instead of failing deep in a query."""
+    values = [request.path, *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += request.form.values()
+    if any("\x00" in v for v in values):
+        raise BadRequestError("NUL characters are not allowed in paths, parameters or forms")
+
+
 def check_body_size(request: flask.Request) -> None:
     limit = get_settings().max_body_bytes
     if (request.content_length or 0) > limit:
@@ -114,6 +123,8 @@ def json_body(request: flask.Request) -> dict:
     data = request.get_data(cache=True)
     if len(data) > get_settings().max_body_bytes:
         raise PayloadTooLargeError(f"the request body is larger than {get_settings().max_body_bytes} bytes")
+    if b"\x00" in data or b"\\u0000" in data:
+        raise BadRequestError("the request body must not contain NUL characters")
     if not data:
         raise BadRequestError("the request body must be a JSON object")
     try:
@@ -180,6 +191,7 @@ class Api:
         adapter = self.url_map.bind("localhost", path_info=request.path or "/")
         try:
             check_body_size(request)
+            check_no_nul(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
             handler, admin = self.handlers[endpoint]
             if admin:
