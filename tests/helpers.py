@@ -40,3 +40,12 @@ def ready_node(config, boot, status, admin, mac, hostname, ip, deployment="rack1
     resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "ready"})
     assert resp.status_code == 200 and resp.json["stage"] == "ready", resp.json
     return node
+
+
+def make_dns_fleet(config, admin, zone):
+    """A deployment `rack1` in `zone` whose `api` name spans its ready nodes."""
+    make_profile(config, admin)
+    resp = config.post("/api/v1/deployments", headers=admin, json={
+        "name": "rack1", "profile": "worker", "dns_zone": zone, "spec": {"dns": {"names": ["api"]}}})
+    assert resp.status_code == 201, resp.json
+    return resp.json

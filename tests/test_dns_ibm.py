@@ -5,7 +5,7 @@ import pytest
 
 from conftest import snapshot
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
-from helpers import make_profile, ready_node
+from helpers import make_dns_fleet, make_profile, ready_node
 
 ZONE = "fleet.example.com"
 INSTANCE = "434f6c3e-6014-4124-a61d-2e910bca19b1"
@@ -37,11 +37,8 @@ def fake(monkeypatch):
 
 @pytest.fixture
 def fleet(config, admin, boot):
-    make_profile(config, admin)
-    resp = config.post("/api/v1/deployments", headers=admin, json={
-        "name": "rack1", "profile": "worker", "dns_zone": ZONE, "spec": {"dns": {"names": ["api"]}}})
-    assert resp.status_code == 201, resp.json
-    return resp.json
+    """A deployment `rack1` in ZONE whose `api` name spans its ready nodes."""
+    return make_dns_fleet(config, admin, ZONE)
 
 
 def held(fake):

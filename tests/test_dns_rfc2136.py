@@ -4,7 +4,7 @@ import pytest
 
 from conftest import snapshot
 from dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
-from helpers import make_profile, ready_node
+from helpers import make_dns_fleet, ready_node
 
 pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
 
@@ -37,12 +37,8 @@ def rfc2136(bind, monkeypatch):
 
 @pytest.fixture
 def fleet(config, admin, boot):
-    """A deployment in example.test whose `api` name spans its ready nodes."""
-    make_profile(config, admin)
-    resp = config.post("/api/v1/deployments", headers=admin, json={
-        "name": "rack1", "profile": "worker", "dns_zone": ZONE, "spec": {"dns": {"names": ["api"]}}})
-    assert resp.status_code == 201, resp.json
-    return resp.json
+    """A deployment `rack1` in ZONE whose `api` name spans its ready nodes."""
+    return make_dns_fleet(config, admin, ZONE)
 
 
 def events(db, kind="dns"):
