@@ -414,3 +414,25 @@ def test_an_iam_outage_is_retried_at_once_not_after_the_sdks_60_s_pause(cloud, c
     assert time.monotonic() - started < 45
     assert deployment["provisioning"]["created"] == ["web-0"], deployment["provisioning"]
     assert len(cloud.requests("POST", r"^/identity/token$")) == 4
+
+
+def test_reinstall_restarts_the_server_so_it_boots_the_installer(cloud, config, admin, profile, clean_db):
+    create(config, admin, count=1)
+    converge(config, admin, until=lambda r: all(n["instance_id"] and n["ip"] for n in nodes(clean_db)))
+    deadline = time.monotonic() + 10  # only a running server can be restarted
+    while {s["status"] for s in cloud.servers()} != {"running"} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    node = nodes(clean_db)[0]
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.status_code == 200
+    assert resp.json["stage"] == "registered" and resp.json["reboot"] == {"rebooted": node["instance_id"]}
+    assert len(cloud.requests("POST", rf"^/v1/bare_metal_servers/{node['instance_id']}/restart$")) == 1
+    assert any("restarted to reinstall" in e["message"] for e in events(clean_db, "provision"))
+
+
+def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):
+    from helpers import make_node
+
+    node = make_node(config, admin, instance_id="0717-someone-elses")
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.status_code == 200 and "power-cycle it yourself" in resp.json["reboot"]["error"]

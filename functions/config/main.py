@@ -18,7 +18,7 @@ from common.db import get_database
 from common.http import Api, BadRequestError, NotFoundError, json_body, json_response, page, parse, text_response
 from common.log import setup_logging
 from common.nodeauth import authenticate_node, presented_token
-from common.provision import check_placement, reconcile
+from common.provision import check_placement, reboot_server, reconcile
 from common.render import RenderError, node_context, render_config
 from common.urls import base_url
 from common.views import deployment_view, node_view, profile_view
@@ -250,7 +250,10 @@ def node_delete(request, node_id):
 def node_reinstall(request, node_id):
     with get_database().transaction() as tx:
         node = store.node_reinstall(tx, node_id, "operator")
-    return json_response(node_view(node))
+    view = node_view(node)
+    if node["instance_id"]:  # restart its server so it boots the installer now
+        view["reboot"] = reboot_server(node)
+    return json_response(view)
 
 
 # --- what nodes fetch --------------------------------------------------------------

@@ -460,6 +460,26 @@ class Fleet:
         provider.delete(instance_id)
 
 
+def reboot_server(node: dict) -> dict:
+    """Restart a node's server so it network-boots again (after a reinstall request).
+    Answers {"rebooted": server id} or {"error": why}; either way an event says so."""
+    db = get_database()
+    with db.transaction() as tx:
+        deployment = tx.one("SELECT * FROM deployment WHERE id = :id", id=node["deployment_id"]) \
+            if node["deployment_id"] else None
+    if deployment is None or deployment["provider"] == "none":
+        return {"error": f"server {node['instance_id']} was not created by bootfleet; power-cycle it yourself"}
+    try:
+        provider_for(deployment).reboot(node["instance_id"])
+        answer, message = {"rebooted": node["instance_id"]}, f"server {node['instance_id']} restarted to reinstall"
+    except (VpcError, SettingsError) as e:
+        answer, message = {"error": str(e)}, f"restarting server {node['instance_id']} failed: {e}"
+    with db.transaction() as tx:
+        store.event_add(tx, "provision" if "rebooted" in answer else "error", message, SOURCE, node_id=node["id"],
+                        deployment_id=node["deployment_id"])
+    return answer
+
+
 def reconcile_all(base_url: str | None = None) -> list[dict]:
     """A pass over every deployment that has a provider and is not deleted (for a cron)."""
     with get_database().transaction() as tx:
@@ -468,4 +488,4 @@ def reconcile_all(base_url: str | None = None) -> list[dict]:
     return [reconcile(i, base_url) for i in ids]
 
 
-__all__ = ["Fleet", "check_placement", "reconcile", "reconcile_all", "provider_for", "node_name"]
+__all__ = ["Fleet", "check_placement", "reboot_server", "reconcile", "reconcile_all", "provider_for", "node_name"]
