@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench demo clean
+.PHONY: run test bench bench-dns bench-cleanup demo clean
 
 # checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
 CHECKOV = .venv-checkov/bin/checkov
@@ -30,6 +30,13 @@ test: $(STAMP) $(CHECKOV)
 ## bench: the boot storm against a server it starts (see docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python bench/boot_storm.py --start-server
+
+## bench-dns, bench-cleanup: 10,000 DNS records reconciled; one cleanup run over 100,000 nodes
+bench-dns: $(STAMP)
+	$(BIN)/python bench/dns_reconcile.py --records 10000 --changes 100
+
+bench-cleanup: $(STAMP)
+	$(BIN)/python bench/cleanup_sweep.py --nodes 100000
 
 ## demo: 3 QEMU VMs network-boot the local system with iPXE; watch them reach ready (docs/e2e.md)
 demo: $(STAMP)
