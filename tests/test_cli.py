@@ -58,3 +58,43 @@ def test_unreachable_server_says_so():
     result = subprocess.run([sys.executable, "-m", "common.cli", "--url", "http://127.0.0.1:1", "node", "list"],
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot reach bootfleet" in result.stderr
+
+
+def test_dns_commands(tmp_path):
+    from dns_bind import ZONE, BindServer, named_binary
+
+    if named_binary() is None:
+        import pytest
+        pytest.skip("apt-get install bind9 dnsutils")
+    from conftest import ADMIN, RunningServer
+
+    bind = BindServer()
+    srv = RunningServer(env=bind.env())
+    try:
+        none = subprocess.run([sys.executable, "-m", "common.cli", "--url", srv.url, "--token", ADMIN_TOKEN, "dns",
+                               "records"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert none.returncode == 0 and none.stdout.split() == ["ZONE", "NAME", "TYPE", "VALUE"]
+        api = srv.url + "/config/api/v1"
+        requests.post(api + "/profiles", headers=ADMIN, json={"name": "p", "kernel": "k", "args": "st={{ status_url }}"}
+                      ).raise_for_status()
+        requests.post(api + "/deployments", headers=ADMIN, json={"name": "rack9", "profile": "p", "dns_zone": ZONE}
+                      ).raise_for_status()
+        node = requests.post(api + "/nodes", headers=ADMIN, json={
+            "macs": ["52:54:00:dd:00:01"], "hostname": "cli9", "ip": "10.0.9.9", "deployment": "rack9"}).json()
+        token = token_from_script(requests.get(srv.url + "/boot/ipxe", params={"mac": "52:54:00:dd:00:01"}).text)
+        requests.post(f"{srv.url}/status/nodes/{node['id']}/progress", params={"token": token},
+                      json={"stage": "ready"}).raise_for_status()
+
+        records = bootfleet(srv, "dns", "records", "--deployment", "rack9").stdout
+        assert f"cli9.{ZONE}" in records and "10.0.9.9" in records and "PTR" in records
+        plan = bootfleet(srv, "dns", "reconcile", "--dry-run").stdout
+        assert plan.startswith("plan (dry run): planned 0") and "provider writes 0" in plan
+        assert bind.lookup(f"cli9.{ZONE}", "A") == ["10.0.9.9"]
+    finally:
+        srv.stop()
+        bind.stop()
+
+
+def test_dns_reconcile_without_a_provider_says_what_to_set(server):
+    result = bootfleet(server, "dns", "reconcile", check=False)
+    assert result.returncode == 1 and "409" in result.stderr and "BOOTFLEET_DNS_PROVIDER" in result.stderr

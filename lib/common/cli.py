@@ -8,6 +8,7 @@
     bootfleet events                    the event stream
     bootfleet images upload|list|rm     boot images in the configured storage
     bootfleet cleanup [--dry-run]       run cleanup now
+    bootfleet dns reconcile|records     DNS records at the provider
 
 Operator commands talk to --url (BOOTFLEET_URL, default http://127.0.0.1:8080)
 with --token (BOOTFLEET_ADMIN_TOKEN, or the local .data/secrets.json).
@@ -253,6 +254,30 @@ def cmd_events(args) -> None:
     print_table(data["events"], ["id", "created_at", "node_id", "stage", "source", "message"])
 
 
+def cmd_dns(args) -> None:
+    client = Client(args.url, _token(args))
+    if args.action == "records":
+        params = {"limit": args.limit, **({"deployment": args.deployment} if args.deployment else {})}
+        data = client.call("GET", "/dns/records", params=params)
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print_table(data["items"], ["zone", "name", "type", "value"])
+        return
+    body = {"dry_run": args.dry_run, **({"deployment": args.deployment} if args.deployment else {})}
+    result = client.call("POST", "/dns/reconcile", body)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    counts = result["counts"]
+    print(("plan (dry run): " if result["dry_run"] else "") + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + f"; provider writes {result['provider_writes']}")
+    for op in result["plan"]:
+        print(f"  {op['action']:7} {op['type']:5} {op['name']} {op['value']}")
+    for item in result["conflicts"] + result["failed"]:
+        print(f"  problem: {item}")
+
+
 def cmd_cleanup(args) -> None:
     client = Client(args.url, _token(args))
     summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"})
@@ -340,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("dns", help="reconcile DNS records, or list the ones bootfleet owns")
+    p.add_argument("action", choices=["reconcile", "records"])
+    p.add_argument("--deployment", help="only this deployment's records")
+    p.add_argument("--dry-run", action="store_true", help="reconcile: show the plan, change nothing")
+    p.add_argument("--limit", type=int, default=500, help="records: how many")
+    p.set_defaults(func=cmd_dns)
 
     p = sub.add_parser("cleanup", help="run cleanup now (what the cron runs every 5 minutes)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
