@@ -22,6 +22,7 @@ from . import dnsreconcile, provision, store
 from .db import Database, DatabaseUnavailableError, utcnow
 from .dnsproviders import DnsProvider, DnsProviderError
 from .settings import get_settings
+from .vpc import Server
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ MAX_LISTED = 1000  # actions listed in a run's answer; `counts` has them all
 class ServerProvider(Protocol):
     """What cleanup needs from a VPC provider."""
 
-    def list_owned(self) -> list[Any]: ...
+    def list_owned(self) -> list[Server]: ...
 
     def delete(self, instance_id: str) -> None: ...
 
@@ -274,10 +275,10 @@ class Cleanup:
                 known = {r["instance_id"] for r in tx.all(
                     "SELECT instance_id FROM node WHERE instance_id IS NOT NULL AND stage <> 'deleted'")}
             for server in owned:
-                server_id, created = _field(server, "id"), _created(server)
-                if server_id in known or _field(server, "status") == "deleting" or (created and created > cutoff):
+                if server.id in known or server.status == "deleting" or (
+                        server.created_at and server.created_at > cutoff):
                     continue
-                if not self._delete_orphan(server_id, name=_field(server, "name")) and self.report.capped:
+                if not self._delete_orphan(server.id, name=server.name) and self.report.capped:
                     return
 
     # --- 4. DNS records of nodes and deployments that are gone ---------------------------
@@ -339,17 +340,6 @@ class Cleanup:
             if old_events or old_nodes:
                 store.event_add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
                                 f" {days} days", SOURCE)
-
-
-def _field(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-
-
-def _created(item: Any) -> datetime.datetime | None:
-    value = _field(item, "created_at")
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value
 
 
 # _duration() in SQL, for the `took` column.
