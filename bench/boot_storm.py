@@ -134,7 +134,7 @@ def start_server(port: int, workers: int, threads: int) -> tuple[subprocess.Pope
     env.pop("BOOTFLEET_DATABASE_URL", None)
     env.pop("BOOTFLEET_ADMIN_TOKEN", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "serve", "--port", str(port), "--workers", str(workers),
+        [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(port), "--workers", str(workers),
          "--threads", str(threads), "--no-demo"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "w"),
     )

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 
-from common.settings import DEFAULT_STAGE_TIMEOUTS
+from bootfleet.settings import DEFAULT_STAGE_TIMEOUTS
 
 
 def seed(db, nodes: int) -> None:
@@ -56,8 +56,8 @@ def main() -> int:
     server = pgserver.get_server(os.path.join(data, "pg"), cleanup_mode="delete")
     os.environ["BOOTFLEET_DATABASE_URL"] = server.get_uri("postgres")
     os.environ["BOOTFLEET_LOG_LEVEL"] = "WARNING"
-    from common.cleanup import Cleanup, Options
-    from common.db import get_database
+    from bootfleet.cleanup import Cleanup, Options
+    from bootfleet.db import get_database
 
     db = get_database()
     db.ensure_migrated()

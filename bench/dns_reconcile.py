@@ -68,8 +68,8 @@ def run(label: str, reconcile) -> dict:
 
 
 def bench(provider: str, db, records: int, changes: int) -> None:
-    from common import dnsreconcile
-    from common.settings import reset_settings
+    from bootfleet.dns import reconcile as dnsreconcile
+    from bootfleet.settings import reset_settings
 
     nodes = records // 2
     seed(db, nodes)
@@ -112,7 +112,7 @@ def main() -> int:
     url, pg = database_url()
     os.environ.update(BOOTFLEET_DATABASE_URL=url, BOOTFLEET_LOG_LEVEL="WARNING",
                       BOOTFLEET_DNS_REVERSE_ZONE="10.in-addr.arpa")
-    from common.db import get_database
+    from bootfleet.db import get_database
 
     db = get_database()
     db.ensure_migrated()

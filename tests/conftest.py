@@ -66,7 +66,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def database():
-    from common.db import get_database
+    from bootfleet.db import get_database
 
     db = get_database()
     db.ensure_migrated()
@@ -89,7 +89,7 @@ def snapshot(database) -> dict:
 
 @pytest.fixture(scope="session")
 def function_apps():
-    from common.router import FUNCTIONS, create_function_app
+    from bootfleet.web.router import FUNCTIONS, create_function_app
 
     return {name: create_function_app(name) for name in FUNCTIONS}
 
@@ -132,7 +132,7 @@ class RunningServer:
         self.env = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), **(env or {})}
         self.log = open(self.data / "server.log", "w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "common.cli", "serve", "--port", str(self.port), "--workers", str(workers),
+            [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(self.port), "--workers", str(workers),
              "--threads", str(threads), "--no-demo"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 def _zone_file(origin: str) -> str:
     return (f"$TTL 300\n@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 300\n"
-            f"@ IN NS ns1.{ZONE}.\n" + (f"ns1 IN A 127.0.0.1\n" if origin == ZONE else ""))
+            f"@ IN NS ns1.{ZONE}.\n" + ("ns1 IN A 127.0.0.1\n" if origin == ZONE else ""))
 
 
 class BindServer:

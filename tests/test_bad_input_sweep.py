@@ -5,8 +5,9 @@ import importlib.util
 import json
 import re
 
-from common.router import FUNCTIONS, function_source
 from conftest import ADMIN, snapshot
+
+from bootfleet.web.router import FUNCTIONS, function_source
 
 BODIES = [b"", b"{", b"[]", b"null", b'{"name": 5}', b'{"count": "x"}', b'{"stage": ["a"]}',
           json.dumps({"name": "x" * 5000}).encode(), b'{"macs": "52:54:00:00:00:01"}', b'{"placement": [1]}',

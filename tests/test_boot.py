@@ -3,11 +3,11 @@
 import os
 
 import pytest
-
-from common import db as dbmod
-from common.settings import reset_settings
 from conftest import snapshot
 from helpers import make_node, make_profile, token_from_script
+
+import bootfleet.db as dbmod
+from bootfleet.settings import reset_settings
 
 
 def events_of(database, node_id):
@@ -36,7 +36,7 @@ def test_node_script_for_each_mac_form(boot, config, admin, clean_db, mac_form):
     assert resp.content_type.startswith("text/plain")
     script = resp.get_data(as_text=True)
     token = token_from_script(script)
-    assert f"kernel http://10.0.2.100/images/vmlinuz console=ttyS0 " in script
+    assert "kernel http://10.0.2.100/images/vmlinuz console=ttyS0 " in script
     assert f"cfg=http://10.0.2.100/config/nodes/{node['id']}/user-data?token={token}" in script
     assert f"st=http://10.0.2.100/status/nodes/{node['id']}/progress?token={token}" in script
     assert "initrd http://10.0.2.100/images/initrd.img" in script

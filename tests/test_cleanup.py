@@ -3,10 +3,10 @@
 import threading
 
 import pytest
-
-from common.cleanup import LOCK_KEY
 from conftest import snapshot
 from helpers import make_node, make_profile, ready_node
+
+from bootfleet.cleanup import LOCK_NAME
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def test_needs_admin_token_or_cron_secret(cleanup_client, admin, monkeypatch):
     assert cleanup_client.post("/run", headers={"Authorization": "Bearer nope"}).status_code == 403
     assert cleanup_client.post("/run", headers=admin).status_code == 200
     monkeypatch.setenv("BOOTFLEET_CRON_SECRET", "cron-secret-1")
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
     reset_settings()
     try:
         assert cleanup_client.post("/run", json={"secret": "cron-secret-1"}).status_code == 200
@@ -118,10 +118,10 @@ def test_overlapping_runs_never_both_act(cleanup_client, admin, clean_db):
 
     def hold_lock():
         with clean_db.connection() as conn:
-            conn.run("SELECT pg_advisory_lock(:k)", k=LOCK_KEY)
+            conn.run("SELECT pg_advisory_lock(hashtext(:k))", k=LOCK_NAME)
             held.set()
             release.wait(10)
-            conn.run("SELECT pg_advisory_unlock(:k)", k=LOCK_KEY)
+            conn.run("SELECT pg_advisory_unlock(hashtext(:k))", k=LOCK_NAME)
 
     holder = threading.Thread(target=hold_lock)
     holder.start()
@@ -147,10 +147,10 @@ from test_provision import cloud, converge, create, nodes  # noqa: E402,F401  (t
 
 def _mark_deleted(database, name):
     """What DELETE /deployments does, without its immediate provisioning pass."""
-    from common import store
+    from bootfleet.db import deployments
 
     with database.transaction() as tx:
-        store.deployment_mark_deleted(tx, name, "operator")
+        deployments.mark_deleted(tx, name, "operator")
 
 
 def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, cleanup_client, clean_db, monkeypatch):
@@ -160,7 +160,7 @@ def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, clea
     _mark_deleted(clean_db, "web")
     deletes_before = len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/"))
 
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
     monkeypatch.setenv("BOOTFLEET_CLEANUP_CAP", "2")
     reset_settings()
     capped = cleanup_client.post("/run", headers=admin).json
@@ -203,7 +203,7 @@ def test_owned_orphans_go_after_the_grace_period_and_foreign_servers_never(
     young = cleanup_client.post("/run", headers=admin).json
     assert "orphan_server_deleted" not in young["counts"]  # within the grace period
 
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
     monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
     reset_settings()
     summary = cleanup_client.post("/run", headers=admin).json
@@ -227,7 +227,7 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
         tx.run("UPDATE node SET stage = 'booting', stage_changed_at = now() - interval '1 hour' WHERE id = :id",
                id=stuck["id"])
     cloud.inject("DELETE", r"^/v1/bare_metal_servers/", status=500, times=100)  # the API keeps failing deletes
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
     monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
     reset_settings()
     summary = cleanup_client.post("/run", headers=admin).json
@@ -237,14 +237,14 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
     assert stage_of(clean_db, stuck["id"]) == "failed"
 
 
-from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
 from dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
+from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
 
 
 @pytest.mark.skipif(named_binary() is None, reason="apt-get install bind9 dnsutils")
 def test_records_of_a_deleted_deployment_are_removed(rfc2136, fleet, config, boot, status, admin, cleanup_client,
                                                      clean_db):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
     reset_settings()
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
     assert rfc2136.lookup(f"web1.{ZONE}", "A") == ["10.0.0.5"]

@@ -5,14 +5,13 @@ import subprocess
 import sys
 
 import requests
-
 from conftest import ADMIN_TOKEN, ROOT
 from helpers import token_from_script
 
 
 def bootfleet(server, *args, check=True):
     result = subprocess.run(
-        [sys.executable, "-m", "common.cli", "--url", server.url, "--token", ADMIN_TOKEN, *args],
+        [sys.executable, "-m", "bootfleet.cli", "--url", server.url, "--token", ADMIN_TOKEN, *args],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     if check:
@@ -55,7 +54,7 @@ def test_errors_are_one_clear_line(server):
 
 
 def test_unreachable_server_says_so():
-    result = subprocess.run([sys.executable, "-m", "common.cli", "--url", "http://127.0.0.1:1", "node", "list"],
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--url", "http://127.0.0.1:1", "node", "list"],
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot reach bootfleet" in result.stderr
 
@@ -71,7 +70,7 @@ def test_dns_commands(tmp_path):
     bind = BindServer()
     srv = RunningServer(env=bind.env())
     try:
-        none = subprocess.run([sys.executable, "-m", "common.cli", "--url", srv.url, "--token", ADMIN_TOKEN, "dns",
+        none = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--url", srv.url, "--token", ADMIN_TOKEN, "dns",
                                "records"], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert none.returncode == 0 and none.stdout.split() == ["ZONE", "NAME", "TYPE", "VALUE"]
         api = srv.url + "/config/api/v1"

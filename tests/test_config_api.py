@@ -1,7 +1,6 @@
 """The operator API (config) on a real PostgreSQL: CRUD, paging, filters, errors."""
 
 import pytest
-
 from conftest import snapshot
 from helpers import PROFILE, make_node, make_profile
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ADMIN, ADMIN_TOKEN, ROOT, RunningServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -419,7 +418,7 @@ def test_no_cors_header_when_no_origin_is_configured(server):
     ("", ()),
 ])
 def test_cors_origin_setting(monkeypatch, value, expected):
-    from common.settings import Settings
+    from bootfleet.settings import Settings
 
     monkeypatch.setenv("BOOTFLEET_CORS_ORIGIN", value)
     assert Settings.from_env().cors_origins == expected
@@ -427,7 +426,8 @@ def test_cors_origin_setting(monkeypatch, value, expected):
 
 @pytest.mark.parametrize("value", ["*", "dash.example.com", "https://dash.example.com/path", "ftp://x.example"])
 def test_cors_origin_setting_refuses_what_is_not_an_origin(monkeypatch, value):
-    from common.settings import Settings, SettingsError
+    from bootfleet.errors import SettingsError
+    from bootfleet.settings import Settings
 
     monkeypatch.setenv("BOOTFLEET_CORS_ORIGIN", value)
     with pytest.raises(SettingsError, match="BOOTFLEET_CORS_ORIGIN: expected an origin like https://"):

@@ -7,8 +7,9 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from common.db import Database, DatabaseUnavailableError, connect_args
-from common.migrate import apply_migrations, migration_files
+from bootfleet.db.connection import Database, connect_args
+from bootfleet.db.migrate import apply_migrations, migration_files
+from bootfleet.errors import DatabaseUnavailableError
 
 
 def _url_for(dbname: str) -> str:

@@ -2,7 +2,6 @@
 local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
 
 import pytest
-
 from conftest import snapshot
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
 from helpers import make_dns_fleet, make_profile, ready_node
@@ -14,7 +13,7 @@ ZONE_ID = "d04d3a7a-7f6d-47d4-b811-08c5478fa1a4"
 
 @pytest.fixture
 def fake(monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, require_auth=True).start()
     env = {
@@ -126,7 +125,7 @@ def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, flee
 
 
 def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     monkeypatch.setenv("BOOTFLEET_DNS_PROVIDER", "none")
     reset_settings()

@@ -1,7 +1,6 @@
 """dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries."""
 
 import pytest
-
 from conftest import snapshot
 from dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
 from helpers import make_dns_fleet, ready_node
@@ -25,7 +24,7 @@ def bind(bind_server):
 
 @pytest.fixture
 def rfc2136(bind, monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     for key, value in bind.env().items():
         monkeypatch.setenv(key, value)
@@ -127,7 +126,7 @@ def test_a_foreign_record_is_a_conflict_and_never_touched(rfc2136, fleet, config
 
 def test_dry_run_plans_and_writes_nothing_then_the_run_applies(bind, monkeypatch, fleet, config, boot, status, admin,
                                                                 dns, clean_db):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     ready_node(config, boot, status, admin, "52:54:00:00:00:04", "web4", "10.0.0.8")  # no provider yet
     for key, value in bind.env().items():
@@ -153,7 +152,8 @@ def test_dry_run_plans_and_writes_nothing_then_the_run_applies(bind, monkeypatch
 def test_a_dns_server_that_is_down_fails_nothing_and_the_next_run_catches_up(bind, monkeypatch, fleet, config, boot,
                                                                               status, admin, dns, clean_db):
     from conftest import free_port
-    from common.settings import reset_settings
+
+    from bootfleet.settings import reset_settings
 
     for key, value in {**bind.env(), "BOOTFLEET_DNS_PORT": str(free_port())}.items():
         monkeypatch.setenv(key, value)

@@ -4,10 +4,10 @@ import importlib.util
 import re
 
 import pytest
-
-from common.router import FUNCTIONS, function_source
-from common.settings import PREFIX
 from conftest import ROOT
+
+from bootfleet.settings import PREFIX
+from bootfleet.web.router import FUNCTIONS, function_source
 
 DOCS = "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
 

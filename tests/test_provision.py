@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import snapshot
 from fakes.vpc_api import API_KEY, FakeCloud
 from helpers import make_profile
@@ -20,7 +19,7 @@ BASE = "https://boot.example.com"
 @pytest.fixture
 def cloud(monkeypatch):
     """The fake cloud, and bootfleet's settings pointing at it."""
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
     monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", API_KEY)
@@ -178,7 +177,7 @@ def test_delete_deprovisions_every_server(cloud, config, admin, profile, clean_d
 
 
 def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     monkeypatch.setenv("BOOTFLEET_VPC_VSI_IMAGE", "r006-custom-ipxe")
     reset_settings()
@@ -247,7 +246,7 @@ def test_a_bad_placement_update_is_refused_and_nothing_changes(cloud, config, ad
 
 
 def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     monkeypatch.delenv("BOOTFLEET_IBMCLOUD_API_KEY")
     reset_settings()
@@ -257,7 +256,7 @@ def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profil
 
 
 def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, monkeypatch):
-    from common.settings import reset_settings
+    from bootfleet.settings import reset_settings
 
     monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", "wrong-key")
     reset_settings()
@@ -328,14 +327,14 @@ def test_an_untagged_server_from_a_lost_create_is_adopted(cloud, config, admin, 
 
 
 def test_concurrent_passes_make_no_duplicates(cloud, config, admin, profile, clean_db):
-    from common import provision
+    from bootfleet.provision import provisioner
 
     create(config, admin, count=0)
     config.patch("/api/v1/deployments/web", json={"count": 0}, headers=admin)
     with clean_db.transaction() as tx:
         tx.run("UPDATE deployment SET desired_count = 4 WHERE name = 'web'")
     reports = []
-    threads = [threading.Thread(target=lambda: reports.append(provision.reconcile("web", BASE))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: reports.append(provisioner.reconcile("web", BASE))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -389,16 +388,16 @@ def test_provider_none_provisions_nothing(cloud, config, admin, profile, clean_d
 
 
 def test_the_fleet_view_for_cleanup_lists_and_deletes_owned_servers_only(cloud, config, admin, profile, clean_db):
-    from common import provision
+    from bootfleet.provision import provisioner
 
     create(config, admin, count=2)
     create(config, admin, name="api", count=1)
     foreign = cloud.add_foreign_server("web-5")
-    fleet = provision.Fleet()
+    fleet = provisioner.Fleet()
     owned = {s.name: s.id for s in fleet.list_owned()}
     assert sorted(owned) == ["api-0", "web-0", "web-1"]
     fleet.delete(owned["api-0"])
-    provision.Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
+    provisioner.Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
     deleting = sorted(s["name"] for s in cloud.servers() if s["status"] == "deleting")
     assert deleting == ["api-0", "web-1"]
     assert foreign in {s["id"] for s in cloud.servers()}

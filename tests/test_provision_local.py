@@ -17,9 +17,9 @@ import time
 
 import pytest
 import requests
-
-from common import qemu
 from conftest import ADMIN, ROOT, RunningServer
+
+from bootfleet.providers.vpc import qemu
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def local_server(database):
 
 def cli(server, *args: str) -> str:
     env = {**server.env, "BOOTFLEET_URL": server.url}
-    result = subprocess.run([sys.executable, "-m", "common.cli", "--json", *args], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--json", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout

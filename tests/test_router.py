@@ -1,7 +1,6 @@
 """The unified router over real HTTP: `bootfleet serve` as a real process."""
 
 import requests
-
 from conftest import ADMIN
 
 

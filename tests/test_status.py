@@ -1,7 +1,6 @@
 """status and node configs: tokens, forward-only stages, deployment progress."""
 
 import pytest
-
 from conftest import snapshot
 from helpers import make_node, make_profile, token_from_script
 

@@ -10,13 +10,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-
-from common.settings import Settings, SettingsError, reset_settings
-from common.storage import (ImageNotFoundError, LocalStorage, S3Storage, StorageError, get_storage, image_url,
-                            storage_from_settings)
 from conftest import ROOT
 from e2e.objectstore import ACCESS_KEY, REGION, S3Server
 from helpers import make_node, make_profile
+
+from bootfleet.errors import SettingsError
+from bootfleet.providers.storage.base import ImageNotFoundError, StorageError
+from bootfleet.providers.storage.choose import get_storage, image_url, storage_from_settings
+from bootfleet.providers.storage.folder import LocalStorage
+from bootfleet.providers.storage.s3 import S3Storage
+from bootfleet.settings import Settings, get_settings, reset_settings
 
 BAD_KEYS = ["../etc/passwd", "/vmlinuz", "a//b", "a/./b", "a/../b", "", "with space", "x" * 1025, "k\nernel",
             "${x}"]
@@ -53,7 +56,7 @@ def cli(env_overrides: dict, *args, cwd=ROOT):
     import os
 
     env = {**os.environ, **env_overrides}
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -98,7 +101,7 @@ def test_keys_that_could_escape_or_break_a_script_are_refused(tmp_path, key):
 
 def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
     settings_env(**s3.env(bucket))
-    storage = get_storage()
+    storage = get_storage(get_settings())
     assert isinstance(storage, S3Storage)
     source = tmp_path / "initrd.img"
     source.write_bytes(b"initramfs" * 500)
@@ -117,9 +120,9 @@ def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, 
     settings_env(**s3.env(bucket), BOOTFLEET_S3_URL_TTL="600")
     source = tmp_path / "vmlinuz"
     source.write_bytes(b"bzImage" * 3000)
-    get_storage().image_put("k/vmlinuz", source)
+    get_storage(get_settings()).image_put("k/vmlinuz", source)
     before = len(s3.requests)
-    url = image_url("k/vmlinuz", "http://unused")
+    url = image_url("k/vmlinuz", "http://unused", get_settings())
     assert len(s3.requests) == before, "presigning must not call the endpoint"
     parts = urlsplit(url)
     query = parse_qs(parts.query)
@@ -135,20 +138,20 @@ def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, 
 
 def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings_env):
     settings_env(**s3.env(bucket, public_endpoint="http://10.0.2.101"))
-    url = image_url("k/vmlinuz", "http://unused")
+    url = image_url("k/vmlinuz", "http://unused", get_settings())
     assert url.startswith(f"http://10.0.2.101/{bucket}/k/vmlinuz?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
     # Uploads still go to the endpoint bootfleet itself reaches.
-    assert get_storage().client.meta.endpoint_url == s3.url
+    assert get_storage(get_settings()).client.meta.endpoint_url == s3.url
 
 
 def test_cdn_base_url_wins_over_presigning(s3, bucket, settings_env):
     settings_env(**s3.env(bucket), BOOTFLEET_IMAGES_BASE_URL="https://cdn.example.com/images/")
-    assert image_url("k/vmlinuz", "http://unused") == "https://cdn.example.com/images/k/vmlinuz"
+    assert image_url("k/vmlinuz", "http://unused", get_settings()) == "https://cdn.example.com/images/k/vmlinuz"
 
 
 def test_a_full_url_is_left_as_it_is(s3, bucket, settings_env):
     settings_env(**s3.env(bucket))
-    assert image_url("https://mirror.example.com/vmlinuz", "http://x") == "https://mirror.example.com/vmlinuz"
+    assert image_url("https://mirror.example.com/vmlinuz", "http://x", get_settings()) == "https://mirror.example.com/vmlinuz"
 
 
 def test_missing_bucket_is_named(s3, settings_env, tmp_path):
@@ -156,7 +159,7 @@ def test_missing_bucket_is_named(s3, settings_env, tmp_path):
     source = tmp_path / "f"
     source.write_bytes(b"x")
     with pytest.raises(StorageError, match="bucket no-such-bucket at .*: the bucket does not exist"):
-        get_storage().image_list()
+        get_storage(get_settings()).image_list()
 
 
 @pytest.mark.parametrize("env,message", [
@@ -183,8 +186,8 @@ def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings_env, boot, conf
     kernel.write_bytes(b"kernel bytes")
     initrd.write_bytes(b"initrd bytes")
     settings_env(**s3.env(bucket))
-    get_storage().image_put("fleet/vmlinuz", kernel)
-    get_storage().image_put("fleet/initrd.img", initrd)
+    get_storage(get_settings()).image_put("fleet/vmlinuz", kernel)
+    get_storage(get_settings()).image_put("fleet/initrd.img", initrd)
     make_profile(config, admin, kernel="fleet/vmlinuz", initrds=["fleet/initrd.img"])
     make_node(config, admin, profile="worker")
     script = boot.get("/ipxe?mac=52:54:00:00:00:01", base_url="http://10.0.2.100").get_data(as_text=True)

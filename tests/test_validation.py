@@ -2,16 +2,10 @@
 
 import pytest
 
-from common import stages
-from common.tokens import TokenError, issue_node_token, verify_admin_token, verify_node_token
-from common.validation import (
-    ValidationError,
-    check_hostname,
-    check_labels,
-    check_safe_text,
-    normalize_mac,
-    normalize_uuid,
-)
+from bootfleet import stages
+from bootfleet.errors import TokenError, ValidationError
+from bootfleet.tokens import issue_node_token, verify_admin_token, verify_node_token
+from bootfleet.validation import check_hostname, check_labels, check_safe_text, normalize_mac, normalize_uuid
 
 
 @pytest.mark.parametrize(

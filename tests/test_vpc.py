@@ -9,13 +9,14 @@ import time
 
 import pytest
 import requests
+from fakes.vpc_api import API_KEY, FakeCloud
 from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import IAMAuthenticator
 from ibm_platform_services import GlobalTaggingV1
 from ibm_vpc import VpcV1, vpc_v1
 
-from common.vpc import IbmProvider, Retrier, ServerSpec, VpcError, _retry_after
-from fakes.vpc_api import API_KEY, FakeCloud
+from bootfleet.providers.vpc.base import ServerSpec, VpcError
+from bootfleet.providers.vpc.ibm import IbmProvider, Retrier, _retry_after
 
 SPEC = dict(deployment="web", zone="us-south-1", vpc="r006-vpc-1", subnet="0717-subnet-1",
             profile="bx2d-metal-96x384", image="r006-ipxe-netboot", user_data="#!ipxe\nchain http://x/boot/boot.ipxe\n")
@@ -238,7 +239,8 @@ def test_a_wrong_api_key_is_an_unauthorized_error(fresh):
 
 
 def test_from_settings_pins_version_generation_and_endpoints(fresh):
-    from common.settings import SettingsError, Settings
+    from bootfleet.errors import SettingsError
+    from bootfleet.settings import Settings
 
     settings = Settings(ibmcloud_api_key=API_KEY, ibm_iam_url=fresh.iam_url, vpc_url=fresh.vpc_url,
                         tagging_url=fresh.tagging_url)

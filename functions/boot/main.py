@@ -7,15 +7,15 @@ GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&a
 import logging
 import re
 
-from common import ipxe
-from common.boot import BootRequest, answer
-from common.db import DatabaseUnavailableError, get_database
-from common.http import Api, BadRequestError, text_response
-from common.log import setup_logging
-from common.render import RenderError
-from common.settings import get_settings
-from common.urls import base_url
-from common.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
+from bootfleet.boot import ipxe
+from bootfleet.boot.answer import BootRequest, answer
+from bootfleet.boot.urls import base_url
+from bootfleet.db import get_database
+from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RenderError
+from bootfleet.log import setup_logging
+from bootfleet.settings import get_settings
+from bootfleet.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
+from bootfleet.web.api import Api, text_response
 
 setup_logging("boot")
 log = logging.getLogger("bootfleet.boot")

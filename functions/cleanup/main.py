@@ -8,13 +8,14 @@ import hmac
 import json
 import logging
 
-from common.cleanup import Cleanup, CleanupBusyError, Options
-from common.db import get_database
-from common.http import Api, BadRequestError, ConflictError, UnauthorizedError, json_response, require_admin
-from common.log import setup_logging
-from common.providers import dns_provider, server_provider
-from common.settings import get_settings
-from common.tokens import TokenError
+from bootfleet.cleanup import Cleanup, Options
+from bootfleet.db import get_database
+from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
+from bootfleet.log import setup_logging
+from bootfleet.providers.dns.choose import make_provider
+from bootfleet.provision.provisioner import Fleet
+from bootfleet.settings import get_settings
+from bootfleet.web.api import Api, json_response, require_admin
 
 setup_logging("cleanup")
 log = logging.getLogger("bootfleet.cleanup")
@@ -53,11 +54,7 @@ def run(request):
     settings = get_settings()
     options = Options(dry_run=_dry_run(request), cap=settings.cleanup_cap, grace_seconds=settings.cleanup_grace,
                       retention_days=settings.retention_days, stage_timeouts=settings.stage_timeouts)
-    try:
-        summary = Cleanup(get_database(), options, server_provider(), dns_provider()).run()
-    except CleanupBusyError as e:
-        raise ConflictError(str(e)) from None
-    return json_response(summary)
+    return json_response(Cleanup(get_database(), options, Fleet(), make_provider(settings)).run())
 
 
 def cleanup(request):

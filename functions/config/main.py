@@ -13,15 +13,18 @@ Nodes (their token, ?token=... or Authorization: Bearer ...):
 
 import logging
 
-from common import dnsreconcile, schemas, store, validation
-from common.db import get_database
-from common.http import Api, BadRequestError, NotFoundError, json_body, json_response, page, parse, text_response
-from common.log import setup_logging
-from common.nodeauth import authenticate_node, presented_token
-from common.provision import check_placement, reboot_server, reconcile
-from common.render import RenderError, node_context, render_config
-from common.urls import base_url
-from common.views import deployment_view, node_view, profile_view
+from bootfleet import validation
+from bootfleet.boot.render import node_context, render_config
+from bootfleet.boot.urls import base_url
+from bootfleet.db import deployments, events, get_database, nodes, profiles
+from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.errors import BadRequestError, NotFoundError, RenderError
+from bootfleet.log import setup_logging
+from bootfleet.provision.provisioner import check_placement, reboot_server, reconcile
+from bootfleet.web import schemas
+from bootfleet.web.api import Api, json_body, json_response, page, parse, text_response
+from bootfleet.web.nodeauth import authenticate_node, presented_token
+from bootfleet.web.views import deployment_view, node_view, profile_view
 
 setup_logging("config")
 log = logging.getLogger("bootfleet.config")
@@ -49,7 +52,7 @@ def _listing(items, total, limit, offset, view):
 def profile_list(request):
     limit, offset = page(request)
     with get_database().transaction() as tx:
-        items, total = store.profile_list(tx, limit, offset)
+        items, total = profiles.listing(tx, limit, offset)
     return _listing(items, total, limit, offset, profile_view)
 
 
@@ -57,15 +60,15 @@ def profile_list(request):
 def profile_create(request):
     body = parse(schemas.ProfileIn, json_body(request))
     with get_database().transaction() as tx:
-        profile = store.profile_create(tx, body.model_dump())
-        store.event_add(tx, "profile", f"profile {profile['name']} created", "operator")
+        profile = profiles.create(tx, body.model_dump())
+        events.add(tx, "profile", f"profile {profile['name']} created", "operator")
     return json_response(profile_view(profile), 201)
 
 
 @api.route(f"{V1}/profiles/<key>", admin=True)
 def profile_get(request, key):
     with get_database().transaction() as tx:
-        return json_response(profile_view(store.profile_get(tx, key)))
+        return json_response(profile_view(profiles.get(tx, key)))
 
 
 @api.route(f"{V1}/profiles/<key>", methods=("PATCH", "PUT"), admin=True)
@@ -73,16 +76,16 @@ def profile_update(request, key):
     body = parse(schemas.ProfileUpdate, json_body(request))
     changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
     with get_database().transaction() as tx:
-        profile = store.profile_update(tx, key, changes)
-        store.event_add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
+        profile = profiles.update(tx, key, changes)
+        events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
     return json_response(profile_view(profile))
 
 
 @api.route(f"{V1}/profiles/<key>", methods=("DELETE",), admin=True)
 def profile_delete(request, key):
     with get_database().transaction() as tx:
-        profile = store.profile_delete(tx, key)
-        store.event_add(tx, "profile", f"profile {profile['name']} deleted", "operator")
+        profile = profiles.delete(tx, key)
+        events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
     return json_response(None, 204)
 
 
@@ -91,7 +94,7 @@ def profile_delete(request, key):
 
 def _deployment_fields(tx, changes: dict) -> dict:
     if "profile" in changes:
-        changes["profile_id"] = store.profile_get(tx, changes.pop("profile"))["id"]
+        changes["profile_id"] = profiles.get(tx, changes.pop("profile"))["id"]
     if "count" in changes:
         changes["desired_count"] = changes.pop("count")
     return changes
@@ -104,7 +107,7 @@ def deployment_list(request):
     if state and state not in ("active", "deleting", "deleted"):
         raise BadRequestError("state: one of active, deleting, deleted")
     with get_database().transaction() as tx:
-        items, total = store.deployment_list(tx, limit, offset, state)
+        items, total = deployments.listing(tx, limit, offset, state)
     return _listing(items, total, limit, offset, deployment_view)
 
 
@@ -113,8 +116,8 @@ def deployment_create(request):
     body = parse(schemas.DeploymentIn, json_body(request))
     check_placement(body.provider, body.name, body.placement)
     with get_database().transaction() as tx:
-        deployment = store.deployment_create(tx, _deployment_fields(tx, body.model_dump()))
-        store.event_add(
+        deployment = deployments.create(tx, _deployment_fields(tx, body.model_dump()))
+        events.add(
             tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
         )
     return _provisioned(request, deployment, 201)
@@ -132,7 +135,7 @@ def _provisioned(request, deployment: dict, status: int):
 @api.route(f"{V1}/deployments/<key>", admin=True)
 def deployment_get(request, key):
     with get_database().transaction() as tx:
-        return json_response(deployment_view(store.deployment_get(tx, key)))
+        return json_response(deployment_view(deployments.get(tx, key)))
 
 
 @api.route(f"{V1}/deployments/<key>", methods=("PATCH", "PUT"), admin=True)
@@ -141,10 +144,10 @@ def deployment_update(request, key):
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
         if "placement" in changes:
-            current = store.deployment_get(tx, key)
+            current = deployments.get(tx, key)
             check_placement(current["provider"], current["name"], changes["placement"])
-        deployment = store.deployment_update(tx, key, _deployment_fields(tx, changes))
-        store.event_add(
+        deployment = deployments.update(tx, key, _deployment_fields(tx, changes))
+        events.add(
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
             deployment_id=deployment["id"],
         )
@@ -154,7 +157,7 @@ def deployment_update(request, key):
 @api.route(f"{V1}/deployments/<key>", methods=("DELETE",), admin=True)
 def deployment_delete(request, key):
     with get_database().transaction() as tx:
-        deployment = store.deployment_mark_deleted(tx, key, "operator")
+        deployment = deployments.mark_deleted(tx, key, "operator")
     return _provisioned(request, deployment, 202)
 
 
@@ -162,7 +165,7 @@ def deployment_delete(request, key):
 def deployment_reconcile(request, key):
     """One provisioning pass now: create what is missing, delete what is extra."""
     with get_database().transaction() as tx:
-        deployment = store.deployment_get(tx, key)
+        deployment = deployments.get(tx, key)
     return json_response(reconcile(deployment["id"], base_url(request)))
 
 
@@ -174,13 +177,13 @@ def _node_fields(tx, changes: dict) -> dict:
         changes["smbios_uuid"] = changes.pop("uuid")
     if "deployment" in changes:
         ref = changes.pop("deployment")
-        deployment = store.deployment_get(tx, ref) if ref else None
+        deployment = deployments.get(tx, ref) if ref else None
         if deployment and deployment["state"] != "active":
             raise BadRequestError(f"deployment: {deployment['name']!r} is {deployment['state']}")
         changes["deployment_id"] = deployment["id"] if deployment else None
     if "profile" in changes:
         ref = changes.pop("profile")
-        changes["profile_id"] = store.profile_get(tx, ref)["id"] if ref else None
+        changes["profile_id"] = profiles.get(tx, ref)["id"] if ref else None
     return changes
 
 
@@ -200,8 +203,8 @@ def node_list(request):
     filters["labels"] = labels or None
     with get_database().transaction() as tx:
         if args.get("deployment"):
-            filters["deployment_id"] = store.deployment_get(tx, args["deployment"])["id"]
-        items, total = store.node_list(tx, limit, offset, **filters)
+            filters["deployment_id"] = deployments.get(tx, args["deployment"])["id"]
+        items, total = nodes.listing(tx, limit, offset, **filters)
     return _listing(items, total, limit, offset, node_view)
 
 
@@ -211,14 +214,14 @@ def node_create(request):
     if not body.macs and not body.uuid:
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
     with get_database().transaction() as tx:
-        node = store.node_create(tx, _node_fields(tx, body.model_dump()), "operator")
+        node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
     return json_response(node_view(node), 201)
 
 
 @api.route(f"{V1}/nodes/<node_id>", admin=True)
 def node_get(request, node_id):
     with get_database().transaction() as tx:
-        return json_response(node_view(store.node_get(tx, node_id)))
+        return json_response(node_view(nodes.get(tx, node_id)))
 
 
 @api.route(f"{V1}/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
@@ -226,8 +229,8 @@ def node_update(request, node_id):
     body = parse(schemas.NodeUpdate, json_body(request))
     changes = _changes(body, not_null=("macs", "labels"))
     with get_database().transaction() as tx:
-        node = store.node_update(tx, node_id, _node_fields(tx, changes))
-        store.event_add(
+        node = nodes.update(tx, node_id, _node_fields(tx, changes))
+        events.add(
             tx, "node", f"node updated: {', '.join(changes)}", "operator",
             node_id=node["id"], deployment_id=node["deployment_id"],
         )
@@ -239,7 +242,7 @@ def node_update(request, node_id):
 @api.route(f"{V1}/nodes/<node_id>", methods=("DELETE",), admin=True)
 def node_delete(request, node_id):
     with get_database().transaction() as tx:
-        node, gone = store.node_delete(tx, node_id, "operator")
+        node, gone = nodes.delete(tx, node_id, "operator")
         dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)
@@ -249,7 +252,7 @@ def node_delete(request, node_id):
 @api.route(f"{V1}/nodes/<node_id>/reinstall", methods=("POST",), admin=True)
 def node_reinstall(request, node_id):
     with get_database().transaction() as tx:
-        node = store.node_reinstall(tx, node_id, "operator")
+        node = nodes.reinstall(tx, node_id, "operator")
     view = node_view(node)
     if node["instance_id"]:  # restart its server so it boots the installer now
         view["reboot"] = reboot_server(node)
@@ -267,7 +270,7 @@ def node_config(request, node_id, kind, path_token=None):
         if kind == "meta-data":
             hostname = node["hostname"] or f"node-{node_id[:8]}"
             return text_response(f"instance-id: {node_id}\nlocal-hostname: {hostname}\n")
-        profile = store.node_profile(tx, node)
+        profile = nodes.profile(tx, node)
         if profile is None:
             raise NotFoundError(f"node {node_id} has no profile")
         wanted = "ignition" if kind == "ignition" else "cloud-init"
@@ -276,17 +279,17 @@ def node_config(request, node_id, kind, path_token=None):
             hint = f"; fetch /config/nodes/{node_id}/{other}" if other else ""
             raise NotFoundError(f"profile {profile['name']!r} renders {profile['config_format']}, not {wanted}{hint}")
         deployment = (
-            store.deployment_get(tx, node["deployment_id"]) if node["deployment_id"] else None
+            deployments.get(tx, node["deployment_id"]) if node["deployment_id"] else None
         )
         token = presented_token(request, path_token)
         try:
             body, content_type = render_config(profile, node_context(node, profile, deployment, base_url(request), token))
         except RenderError as e:
             log.error("render failed: %s", e, extra={"node_id": node_id})
-            store.event_add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
+            events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
             return json_response({"error": f"cannot render this node's config: {e}", "status": 500}, 500)
         if node["stage"] in ("registered", "provisioning", "booting"):
-            store.node_set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
+            nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
     resp = text_response(body)
     resp.content_type = content_type
     return resp

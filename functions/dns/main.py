@@ -13,12 +13,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from common import dnsreconcile, store
-from common.db import get_database
-from common.dnsproviders import DnsProviderError
-from common.http import Api, ConflictError, HttpError, json_body, json_response, page, parse
-from common.log import setup_logging
-from common.settings import get_settings
+from bootfleet.db import deployments, get_database
+from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.errors import BootfleetError, ConflictError
+from bootfleet.log import setup_logging
+from bootfleet.providers.dns.base import DnsProviderError
+from bootfleet.settings import get_settings
+from bootfleet.web.api import Api, json_body, json_response, page, parse
 
 setup_logging("dns")
 log = logging.getLogger("bootfleet.dns")
@@ -31,7 +32,7 @@ class ReconcileIn(BaseModel):
     dry_run: StrictBool = False
 
 
-class BadGatewayError(HttpError):
+class BadGatewayError(BootfleetError):
     status = 502
 
 
@@ -43,7 +44,7 @@ def reconcile(request):
     scope = dnsreconcile.Scope()
     if body.deployment:
         with get_database().transaction() as tx:
-            scope.deployment_id = store.deployment_get(tx, body.deployment)["id"]
+            scope.deployment_id = deployments.get(tx, body.deployment)["id"]
     try:
         result = dnsreconcile.reconcile(scope, dry_run=body.dry_run)
     except DnsProviderError as e:
@@ -57,7 +58,7 @@ def records(request):
     with get_database().transaction() as tx:
         deployment_id = None
         if request.args.get("deployment"):
-            deployment_id = store.deployment_get(tx, request.args["deployment"])["id"]
+            deployment_id = deployments.get(tx, request.args["deployment"])["id"]
         items, total = dnsreconcile.records_view(tx, deployment_id, limit, offset)
     return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 

@@ -12,13 +12,15 @@ Operators (admin token):
 import datetime
 import logging
 
-from common import progress, schemas, store
-from common.db import get_database
-from common.http import Api, BadRequestError, json_body, json_response, parse
-from common.log import setup_logging
-from common.nodeauth import authenticate_node
-from common.settings import get_settings
-from common.views import node_view
+from bootfleet.boot import progress
+from bootfleet.db import deployments, events, get_database, nodes
+from bootfleet.errors import BadRequestError
+from bootfleet.log import setup_logging
+from bootfleet.settings import get_settings
+from bootfleet.web import schemas
+from bootfleet.web.api import Api, json_body, json_response, parse
+from bootfleet.web.nodeauth import authenticate_node
+from bootfleet.web.views import node_view
 
 setup_logging("status")
 log = logging.getLogger("bootfleet.status")
@@ -48,7 +50,7 @@ def node_progress(request, node_id):
     with get_database().transaction() as tx:
         node = authenticate_node(tx, request, node_id)
         moved = progress.report(tx, node, body.stage, body.message)
-        node = store.node_get(tx, node_id)
+        node = nodes.get(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
     return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
 
@@ -56,22 +58,22 @@ def node_progress(request, node_id):
 @api.route("/deployments/<key>", admin=True)
 def deployment_status(request, key):
     with get_database().transaction() as tx:
-        deployment = store.deployment_get(tx, key)
+        deployment = deployments.get(tx, key)
         return json_response(progress.deployment_progress(tx, deployment, get_settings().stage_timeouts))
 
 
 @api.route("/nodes/<node_id>", admin=True)
 def node_status(request, node_id):
     with get_database().transaction() as tx:
-        return json_response(node_view(store.node_get(tx, node_id)))
+        return json_response(node_view(nodes.get(tx, node_id)))
 
 
 @api.route("/nodes/<node_id>/events", admin=True)
 def node_events(request, node_id):
     with get_database().transaction() as tx:
-        store.node_get(tx, node_id)
-        events = store.event_list(tx, node_id=node_id, limit=_limit(request))
-    return json_response({"events": events})
+        nodes.get(tx, node_id)
+        items = events.listing(tx, node_id=node_id, limit=_limit(request))
+    return json_response({"events": items})
 
 
 def _limit(request) -> int:
@@ -95,14 +97,14 @@ def _since(raw: str) -> tuple[int, datetime.datetime | None]:
 
 
 @api.route("/events", admin=True)
-def events(request):
+def event_feed(request):
     after_id, since = _since(request.args.get("since", ""))
     limit = _limit(request)
     with get_database().transaction() as tx:
         deployment_id = None
         if request.args.get("deployment"):
-            deployment_id = store.deployment_get(tx, request.args["deployment"])["id"]
-        items = store.event_list(tx, after_id=after_id, since=since, deployment_id=deployment_id, limit=limit)
+            deployment_id = deployments.get(tx, request.args["deployment"])["id"]
+        items = events.listing(tx, after_id=after_id, since=since, deployment_id=deployment_id, limit=limit)
     return json_response({"events": items, "next": items[-1]["id"] if items else after_id})
 
 

@@ -30,7 +30,7 @@ case "$target" in
   router)
     exec gunicorn --bind "$host:$port" --worker-class gthread --workers "${WORKERS:-2}" \
       --threads "${THREADS:-8}" --timeout 60 --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
-      'common.router:create_router()'
+      'bootfleet.web.router:create_router()'
     ;;
   *)
     echo "bootfleet: FUNCTION_TARGET must be one of boot, config, status, dns, cleanup, gateway, router (got '${target}')" >&2

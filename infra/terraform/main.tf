@@ -23,7 +23,7 @@ resource "random_password" "cron_secret" {
 }
 
 locals {
-  # The five functions (common.router.FUNCTIONS); each becomes one app.
+  # The five functions (bootfleet.web.router.FUNCTIONS); each becomes one app.
   functions = ["boot", "config", "status", "dns", "cleanup"]
   base_url  = "https://${var.domain}"
 

@@ -18,15 +18,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import dnsreconcile, provision, store
-from .db import Database, DatabaseUnavailableError, utcnow
-from .dnsproviders import DnsProvider, DnsProviderError
-from .settings import get_settings
-from .vpc import Server
+from bootfleet.db import events
+from bootfleet.db.connection import Database, utcnow
+from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.errors import ConflictError, DatabaseUnavailableError
+from bootfleet.providers.dns.base import DnsProvider, DnsProviderError
+from bootfleet.providers.vpc.base import Server
+from bootfleet.provision import provisioner
+from bootfleet.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = 0x626F6F74636C6E  # "bootcln"
+LOCK_NAME = "bootfleet-cleanup"
 SOURCE = "cleanup"
 PRUNE_BATCH = 5000
 MAX_LISTED = 1000  # actions listed in a run's answer; `counts` has them all
@@ -40,7 +43,7 @@ class ServerProvider(Protocol):
     def delete(self, instance_id: str) -> None: ...
 
 
-class CleanupBusyError(Exception):
+class CleanupBusyError(ConflictError):
     """Another cleanup run holds the lock."""
 
 
@@ -102,26 +105,20 @@ class Cleanup:
     # --- the run -------------------------------------------------------------------
 
     def run(self) -> dict:
-        lock = self.db._connect()  # a connection of its own: the lock lives as long as the run
-        try:
-            if not lock.run("SELECT pg_try_advisory_lock(:k)", k=LOCK_KEY)[0][0]:
+        with self.db.advisory_lock(LOCK_NAME) as got:  # held as long as the run
+            if not got:
                 raise CleanupBusyError("another cleanup run is in progress; try again when it has finished")
-            try:
-                for step in (self.time_out_nodes, self.provisioning_passes, self.tear_down_deleted,
-                             self.remove_orphans, self.remove_records, self.prune):
-                    if self.report.capped and step is not self.prune:
-                        continue
-                    try:
-                        step()
-                    except DatabaseUnavailableError:
-                        raise
-                    except Exception as e:  # noqa: BLE001 - one step failing must not stop the others
-                        log.exception("cleanup step %s failed", step.__name__)
-                        self.report.error(step.__name__, f"{type(e).__name__}: {e}")
-            finally:
-                lock.run("SELECT pg_advisory_unlock(:k)", k=LOCK_KEY)
-        finally:
-            self.db._discard(lock)
+            for step in (self.time_out_nodes, self.provisioning_passes, self.tear_down_deleted,
+                         self.remove_orphans, self.remove_records, self.prune):
+                if self.report.capped and step is not self.prune:
+                    continue
+                try:
+                    step()
+                except DatabaseUnavailableError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one step failing must not stop the others
+                    log.exception("cleanup step %s failed", step.__name__)
+                    self.report.error(step.__name__, f"{type(e).__name__}: {e}")
         summary = self.report.summary()
         log.info("cleanup run", extra={"counts": summary["counts"], "dry_run": summary["dry_run"],
                                        "errors": len(summary["errors"])})
@@ -140,8 +137,8 @@ class Cleanup:
         them all and writes one event each."""
         for stage, seconds in self.options.stage_timeouts.items():
             params = {"stage": stage, "s": seconds, "limit": _duration(seconds)}
-            stuck = (f"SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
-                     f" FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)")
+            stuck = ("SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
+                     " FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)")
             message = (f"'timed out in ' || :stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'")
             with self.db.transaction() as tx:
                 if self.options.dry_run:
@@ -186,7 +183,7 @@ class Cleanup:
                 self.report.deletions += deployment["pending"]
                 continue
             try:
-                result = provision.reconcile(deployment["id"], get_settings().base_url)
+                result = provisioner.reconcile(deployment["id"], get_settings().base_url)
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 self.report.error("provisioning_pass", str(e), deployment=deployment["name"])
                 continue
@@ -237,7 +234,7 @@ class Cleanup:
             with self.db.transaction() as tx:
                 tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id",
                        id=deployment["id"])
-                store.event_add(tx, "deployment", f"deployment {deployment['name']} deleted", SOURCE,
+                events.add(tx, "deployment", f"deployment {deployment['name']} deleted", SOURCE,
                                 deployment_id=deployment["id"])
 
     def _delete_orphan(self, instance_id: str, **where: Any) -> bool:
@@ -253,11 +250,11 @@ class Cleanup:
         except Exception as e:  # noqa: BLE001 - reported, the run goes on
             self.report.error("orphan_server_deleted", str(e), instance_id=instance_id, **where)
             with self.db.transaction() as tx:
-                store.event_add(tx, "error", f"deleting server {instance_id} failed: {e}", SOURCE,
+                events.add(tx, "error", f"deleting server {instance_id} failed: {e}", SOURCE,
                                 node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
             return False
         with self.db.transaction() as tx:
-            store.event_add(tx, "cleanup", f"orphaned server {instance_id} deleted: bootfleet owns it and no node refers to it", SOURCE,
+            events.add(tx, "cleanup", f"orphaned server {instance_id} deleted: bootfleet owns it and no node refers to it", SOURCE,
                             node_id=where.get("node_id"), deployment_id=where.get("deployment_id"))
         return True
 
@@ -338,7 +335,7 @@ class Cleanup:
             tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)",
                    d=days)
             if old_events or old_nodes:
-                store.event_add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
+                events.add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
                                 f" {days} days", SOURCE)
 
 

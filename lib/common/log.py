@@ -33,7 +33,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(service: str, level: str | None = None) -> None:
     """Send this process's logs to stderr as JSON (idempotent)."""
-    from .settings import get_settings
+    from bootfleet.settings import get_settings
 
     level = level or get_settings().log_level
     logging.getLogger("pgserver").setLevel(logging.WARNING)

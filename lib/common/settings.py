@@ -11,6 +11,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from bootfleet.errors import SettingsError
+
 PREFIX = "BOOTFLEET_"
 
 # Default time a node may spend in a stage before cleanup marks it failed (seconds).
@@ -21,10 +23,6 @@ DEFAULT_STAGE_TIMEOUTS = {
     "installing": 60 * 60,
     "rebooting": 40 * 60,
 }
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed."""
 
 
 def _get(name: str, default: str | None = None) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bootfleet.errors import StageError
+
 # The install path, in order. A node only moves forward along it.
 FORWARD = ("registered", "provisioning", "booting", "configuring", "installing", "rebooting", "ready")
 # Reachable from any stage.
@@ -15,14 +17,6 @@ REPORTABLE = ("booting", "configuring", "installing", "rebooting", "ready", "fai
 LOCAL_BOOT = ("rebooting", "ready")
 # Stages in which a node is done, one way or the other.
 DONE = ("ready", "failed", "deprovisioning", "deleted")
-
-
-class StageError(ValueError):
-    """A stage change that the rules refuse."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
 
 
 def rank(stage: str) -> int:

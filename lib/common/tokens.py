@@ -14,13 +14,7 @@ import hashlib
 import hmac
 import time
 
-
-class TokenError(Exception):
-    """A token was missing (status 401) or not valid (status 403)."""
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
+from bootfleet.errors import TokenError
 
 
 def _sign(secret: str, node_id: str, version: int, expiry: int) -> str:

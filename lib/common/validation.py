@@ -10,14 +10,7 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 
-
-class ValidationError(ValueError):
-    """Bad input: the message names the field and says what was wrong."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
+from bootfleet.errors import ValidationError
 
 _HEX = re.compile(r"^[0-9a-f]{12}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")

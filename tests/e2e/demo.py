@@ -25,9 +25,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from common import qemu  # noqa: E402
-
 from node_image import NodeImageUnavailableError, build  # noqa: E402
+
+from bootfleet.providers.vpc import qemu  # noqa: E402
 
 PROFILE = {
     "name": "qemu-demo",
@@ -41,7 +41,7 @@ PROFILE = {
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=ROOT, env=env, check=True)
+    return subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=ROOT, env=env, check=True)
 
 
 def healthy(url: str) -> bool:
@@ -53,7 +53,7 @@ def healthy(url: str) -> bool:
 
 def start_server(port: int, data: Path, env: dict) -> subprocess.Popen:
     log = open(data / "demo-serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", "serve", "--port", str(port), "--no-demo"],
+    proc = subprocess.Popen([sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(port), "--no-demo"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while not healthy(f"http://127.0.0.1:{port}"):
@@ -112,7 +112,7 @@ def main() -> int:
             sys.exit(f"demo: provisioning failed: {'; '.join(report['errors'])}")
         print(f"demo: deployment {name}: the local provider started VMs {', '.join(report.get('created', []))}"
               f" (serial consoles in {data / 'vms'}); watching:\n", flush=True)
-        watch = subprocess.run([sys.executable, "-m", "common.cli", "watch", name, "--interval", "1",
+        watch = subprocess.run([sys.executable, "-m", "bootfleet.cli", "watch", name, "--interval", "1",
                                 "--timeout", str(args.timeout)], cwd=ROOT, env=env)
         elapsed = time.monotonic() - started
         if watch.returncode != 0:
@@ -134,11 +134,11 @@ def main() -> int:
 def _tear_down(url: str, name: str, env: dict) -> None:
     """Delete the demo deployment; provisioning passes stop its VMs until it is deleted."""
     print(f"demo: deleting deployment {name} (stops its VMs)")
-    subprocess.run([sys.executable, "-m", "common.cli", "deployment", "delete", name], cwd=ROOT, env=env,
+    subprocess.run([sys.executable, "-m", "bootfleet.cli", "deployment", "delete", name], cwd=ROOT, env=env,
                    stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        result = subprocess.run([sys.executable, "-m", "common.cli", "--json", "deployment", "reconcile", name],
+        result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--json", "deployment", "reconcile", name],
                                 cwd=ROOT, env=env, capture_output=True, text=True)
         if result.returncode == 0 and json.loads(result.stdout).get("state") == "deleted":
             return

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from common import qemu
 from conftest import ADMIN, ROOT, RunningServer
+
+from bootfleet.providers.vpc import qemu
 
 from .node_image import INSTALL, NodeImageUnavailableError, build
 from .objectstore import S3Server
@@ -69,7 +69,7 @@ def node_image(tools):
 
 
 def bootfleet_cli(env: dict, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "common.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -15,9 +15,7 @@ import time
 
 import pytest
 import requests
-
-from conftest import ADMIN
-from conftest import snapshot
+from conftest import ADMIN, snapshot
 from infra_support import (
     ROOT,
     SilentUpstream,
@@ -273,9 +271,9 @@ def test_a_function_that_is_down_answers_a_clear_502(cloud_gateway):
 # --- the template and its renderer -------------------------------------------------
 
 def test_the_renderer_knows_the_same_functions_as_the_router():
-    from common.router import FUNCTIONS
-
     import importlib.util
+
+    from bootfleet.web.router import FUNCTIONS
 
     spec = importlib.util.spec_from_file_location("render", ROOT / "infra" / "nginx" / "render.py")
     module = importlib.util.module_from_spec(spec)

@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 import requests
-
 from infra_support import ROOT, VENV_BIN, Process, free_port, need, wait_http
 
 UNITS = ROOT / "infra" / "systemd"

@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-
 from infra_support import ROOT
 
 TERRAFORM = ROOT / "infra" / "terraform"
@@ -122,7 +121,7 @@ def test_the_fmt_check_itself_catches_an_unformatted_file(tmp_path):
 # --- every function has an app; the gateway routes to them ------------------------------
 
 def test_every_function_has_an_app_from_the_one_image():
-    from common.router import FUNCTIONS
+    from bootfleet.web.router import FUNCTIONS
 
     cfg = config()
     assert [unquote(f) for f in cfg["locals"]["functions"]] == list(FUNCTIONS)
@@ -256,7 +255,7 @@ def test_the_tfvars_example_sets_every_required_variable_and_nothing_unknown():
 
 
 def test_the_servers_user_data_is_the_chainloader_boot_serves():
-    from common.ipxe import chainloader
+    from bootfleet.boot.ipxe import chainloader
 
     template = (TERRAFORM / "chainloader.ipxe.tftpl").read_text()
     rendered = (template.replace("${base_url}", "https://boot.example.com").replace("${retry_seconds}", "10")

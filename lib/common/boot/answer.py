@@ -1,0 +1,135 @@
+"""What boot answers a machine that asks for its script.
+
+Find the node (MAC, then SMBIOS UUID); register it with the discovery profile
+if it is unknown and one is configured; installed nodes boot their local disk;
+everyone else gets kernel, initrd(s) and arguments carrying a fresh token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from bootfleet.boot import ipxe
+from bootfleet.boot.render import node_context, render
+from bootfleet.db import nodes
+from bootfleet.db.connection import Transaction
+from bootfleet.errors import RenderError, ValidationError
+from bootfleet.providers.storage.choose import image_url
+from bootfleet.settings import Settings
+from bootfleet.stages import LOCAL_BOOT, TERMINAL
+from bootfleet.tokens import issue_node_token
+from bootfleet.validation import check_safe_text
+
+log = logging.getLogger(__name__)
+
+# Stages at which a boot request (re)starts the install: the node is moved to `booting`.
+RESTART_FROM = ("registered", "provisioning", "configuring", "installing")
+
+
+@dataclass
+class BootRequest:
+    """What iPXE told us about itself, already validated."""
+
+    macs: list[str] = field(default_factory=list)
+    uuid: str | None = None
+    serial: str | None = None
+    hostname: str | None = None
+    arch: str | None = None
+    platform: str | None = None
+
+    def query(self) -> dict[str, str]:
+        return {
+            "mac": self.macs[0] if self.macs else "",
+            "uuid": self.uuid or "",
+            "serial": self.serial or "",
+            "hostname": self.hostname or "",
+            "arch": self.arch or "",
+            "platform": self.platform or "",
+        }
+
+
+@dataclass
+class BootAnswer:
+    script: str
+    node_id: str | None = None
+    outcome: str = ""
+
+
+def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> BootAnswer:
+    retry_url = ipxe.script_url(base, req.query())
+    wait = settings.retry_seconds
+    node = nodes.find(tx, req.macs, req.uuid)
+    if node is None:
+        node = _discover(tx, settings, req)
+        if node is None:
+            who = f"MAC {req.macs[0]}" if req.macs else f"UUID {req.uuid}" if req.uuid else "no MAC or UUID"
+            message = f"no node is registered with {who}; register it (bootfleet node create --mac ...)"
+            return BootAnswer(ipxe.retry(message, retry_url, wait), None, "unknown")
+
+    node_id, stage = node["id"], node["stage"]
+    if stage in LOCAL_BOOT:
+        nodes.touch(tx, node_id)
+        return BootAnswer(ipxe.local_boot(node_id, stage), node_id, "local-disk")
+    if stage in TERMINAL:
+        nodes.touch(tx, node_id)
+        message = f"node {node_id} is {stage}; an operator must reinstall it (bootfleet node reinstall {node_id})"
+        return BootAnswer(ipxe.retry(message, retry_url, max(wait, 60)), node_id, stage)
+
+    profile, deployment = nodes.boot_plan(tx, node)
+    if profile is None:
+        nodes.touch(tx, node_id)
+        message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
+        return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
+
+    _remember_identity(tx, node, req)
+    if stage in RESTART_FROM:
+        note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
+        nodes.set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}",
+                             node["deployment_id"], seen=True)
+    else:
+        nodes.touch(tx, node_id)
+
+    token = issue_node_token(settings.require("token_secret"), node_id, node["token_version"], settings.token_ttl)
+    context = node_context(node, profile, deployment, base, token)
+    args = render(profile["args"], context, f"profile {profile['name']!r} args")
+    try:
+        check_safe_text(args, "rendered kernel args", 8192)
+    except ValidationError as e:
+        raise RenderError(f"profile {profile['name']!r}: {e}") from None
+    script = ipxe.node_script(
+        node_id,
+        profile["name"],
+        image_url(profile["kernel"], base, settings),
+        [image_url(key, base, settings) for key in profile["initrds"]],
+        args,
+        retry_url,
+        wait,
+    )
+    return BootAnswer(script, node_id, "install")
+
+
+def _discover(tx: Transaction, settings: Settings, req: BootRequest) -> dict | None:
+    """Register an unknown machine under the discovery profile, if one is set."""
+    if not settings.discovery_profile or not (req.macs or req.uuid):
+        return None
+    profile = tx.one("SELECT id FROM profile WHERE name = :name", name=settings.discovery_profile)
+    if profile is None:
+        log.error("BOOTFLEET_DISCOVERY_PROFILE names profile %r, which does not exist", settings.discovery_profile)
+        return None
+    fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial}
+    return nodes.create(tx, fields, "boot", "discovered: registered by boot with the discovery profile")
+
+
+def _remember_identity(tx: Transaction, node: dict, req: BootRequest) -> None:
+    """Record the SMBIOS UUID and serial iPXE reported, where the node has none yet."""
+    updates = {}
+    if req.uuid and not node.get("smbios_uuid"):
+        owner = tx.one("SELECT id FROM node WHERE smbios_uuid = :u", u=req.uuid)
+        if owner is None:
+            updates["smbios_uuid"] = req.uuid
+    if req.serial and not node.get("serial"):
+        updates["serial"] = req.serial
+    if updates:
+        sets = ", ".join(f"{k} = :{k}" for k in updates)
+        tx.run(f"UPDATE node SET {sets} WHERE id = :id", id=node["id"], **updates)

@@ -1,0 +1,58 @@
+"""Progress: node reports moving stages, and a deployment's picture."""
+
+from __future__ import annotations
+
+from bootfleet import stages
+from bootfleet.db import nodes
+from bootfleet.db.connection import Transaction
+
+
+def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
+    """Apply a node's report. True if it moved; raises StageError when refused."""
+    moved = stages.check_report(node["stage"], stage)
+    if moved:
+        nodes.set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}")
+        if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
+            from bootfleet.dns.reconcile import node_changed
+
+            node_changed(tx, node["id"], "status")
+    return moved
+
+
+def deployment_progress(tx: Transaction, deployment: dict, timeouts: dict[str, int]) -> dict:
+    counts = {s: 0 for s in stages.ALL}
+    for row in tx.all(
+        "SELECT stage, count(*) AS n FROM node WHERE deployment_id = :id GROUP BY stage", id=deployment["id"]
+    ):
+        counts[row["stage"]] = row["n"]
+    total = sum(n for s, n in counts.items() if s != "deleted")
+    ready = counts["ready"]
+    failed = tx.all(
+        "SELECT id, hostname, stage_changed_at,"
+        " (SELECT message FROM event e WHERE e.node_id = n.id ORDER BY e.id DESC LIMIT 1) AS last_message"
+        " FROM node n WHERE deployment_id = :id AND stage = 'failed' ORDER BY stage_changed_at LIMIT 100",
+        id=deployment["id"],
+    )
+    stuck = []
+    for stage, seconds in timeouts.items():
+        stuck += tx.all(
+            "SELECT id, hostname, stage, stage_changed_at,"
+            " extract(epoch FROM now() - stage_changed_at)::int AS seconds_in_stage"
+            " FROM node WHERE deployment_id = :id AND stage = :stage"
+            " AND stage_changed_at < now() - make_interval(secs => :seconds)"
+            " ORDER BY stage_changed_at LIMIT 100",
+            id=deployment["id"],
+            stage=stage,
+            seconds=seconds,
+        )
+    return {
+        "deployment": {"id": deployment["id"], "name": deployment["name"], "state": deployment["state"],
+                       "count": deployment["desired_count"]},
+        "nodes": total,
+        "counts": counts,
+        "ready": ready,
+        "percent": round(100.0 * ready / total, 1) if total else 0.0,
+        "done": total > 0 and ready == total,
+        "failed": failed,
+        "stuck": stuck,
+    }

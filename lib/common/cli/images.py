@@ -1,0 +1,100 @@
+"""`bootfleet images upload | list | rm`: put kernels and initrds where boot points iPXE.
+
+Images go straight to the storage the settings name (BOOTFLEET_STORAGE: the local
+folder, or an S3 bucket); no bootfleet function ever carries their bytes.
+Profiles then name them by key (`--kernel debian/vmlinuz`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from bootfleet.errors import SettingsError
+from bootfleet.providers.storage.base import Image, Storage, StorageError, check_image_key
+from bootfleet.providers.storage.choose import storage_from_settings
+from bootfleet.settings import get_settings
+
+
+def open_storage() -> Storage:
+    """The configured storage; locally the same folder `bootfleet serve` serves."""
+    settings = get_settings()
+    if settings.storage == "local" and not os.environ.get("BOOTFLEET_IMAGES_DIR"):
+        data = Path(os.environ.get("BOOTFLEET_DATA_DIR", ".data"))
+        settings = replace(settings, images_dir=str(data / "images"))
+    return storage_from_settings(settings)
+
+
+def upload(storage: Storage, files: list[str], key: str | None = None, prefix: str = "") -> list[Image]:
+    if key and len(files) > 1:
+        raise StorageError("--key names one image; give one file, or use --prefix for several")
+    plan = []
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            raise StorageError(f"{name}: no such file")
+        image_key = key or f"{prefix.strip('/')}/{path.name}".lstrip("/")
+        plan.append((check_image_key(image_key), path))
+    return [storage.image_put(image_key, path) for image_key, path in plan]
+
+
+def remove(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        storage.image_delete(check_image_key(key))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _as_dict(image: Image) -> dict:
+    return {"key": image.key, "size": image.size, "modified": image.modified.isoformat()}
+
+
+def cmd_images(args) -> None:
+    from bootfleet.cli.main import print_table
+
+    try:
+        storage = open_storage()
+        if args.action == "upload":
+            images = upload(storage, args.files, args.key, args.prefix)
+        elif args.action == "list":
+            images = storage.image_list(args.prefix)
+        else:
+            remove(storage, args.keys)
+            images = []
+    except (StorageError, SettingsError) as e:
+        # What `bootfleet` prints for any operator error (exit status 1), without a traceback.
+        raise SystemExit(f"bootfleet: {e}") from None
+    if args.json:
+        print(json.dumps([_as_dict(i) for i in images], indent=2))
+        return
+    if args.action == "rm":
+        print(f"removed {', '.join(args.keys)} from {storage.where}")
+        return
+    rows = [{"key": i.key, "size": _size(i.size), "modified": i.modified.strftime("%Y-%m-%d %H:%M:%S")}
+            for i in images]
+    print_table(rows, ["key", "size", "modified"])
+    if args.action == "upload":
+        print(f"uploaded to {storage.where}")
+
+
+def add_images_parser(sub) -> None:
+    p = sub.add_parser("images", help="upload, list and remove boot images (kernels, initrds)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("upload", help="upload files; each is stored under its file name (or --key)")
+    a.add_argument("files", nargs="+", metavar="FILE")
+    a.add_argument("--key", help="the key to store one file under, e.g. debian/vmlinuz")
+    a.add_argument("--prefix", default="", help="a folder to put the files in, e.g. debian/12")
+    a = actions.add_parser("list", help="list images")
+    a.add_argument("--prefix", default="", help="only keys starting with this")
+    a = actions.add_parser("rm", help="remove images")
+    a.add_argument("keys", nargs="+", metavar="KEY")
+    p.set_defaults(func=cmd_images)
+

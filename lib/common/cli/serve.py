@@ -1,0 +1,143 @@
+"""`bootfleet serve`: the whole system in one process tree on this machine.
+
+Without BOOTFLEET_DATABASE_URL it starts an embedded PostgreSQL (pgserver)
+under .data/pg; it keeps the admin token and token secret in
+.data/secrets.json so they survive restarts; applies migrations; adds the demo
+profile; then serves the router with gunicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from bootfleet.settings import reset_settings
+
+log = logging.getLogger(__name__)
+
+DEMO_PROFILE = {
+    "name": "demo",
+    "kernel": "vmlinuz",
+    "initrds": ["initrd.img"],
+    "args": "console=ttyS0 bootfleet.node={{ node.id }} bootfleet.config={{ config_url }} "
+    "bootfleet.status={{ status_url }}",
+    "config_format": "cloud-init",
+    "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n"
+    "phone_home:\n  url: {{ status_url }}&stage=ready\n  post: [hostname, instance_id]\n",
+    "metadata": {"purpose": "demo"},
+}
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("BOOTFLEET_DATA_DIR", ".data")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_secrets(data: Path) -> dict[str, str]:
+    """The admin token and token secret for this machine, made once and kept."""
+    path = data / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"admin_token": secrets.token_urlsafe(24), "token_secret": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(values, indent=2) + "\n")
+    path.chmod(0o600)
+    return values
+
+
+def start_embedded_postgres(data: Path) -> str:
+    """Start (or reuse) PostgreSQL under .data/pg; returns its URL."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # pgserver keeps a lock file there
+        run = data / "run"
+        run.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(run)
+    try:
+        import pgserver
+    except ImportError:
+        sys.exit("bootfleet: no BOOTFLEET_DATABASE_URL and no embedded PostgreSQL: pip install 'bootfleet[local]'")
+    print(f"bootfleet: starting the embedded PostgreSQL in {data / 'pg'}", flush=True)
+    server = pgserver.get_server(data / "pg", cleanup_mode="stop")
+    return server.get_uri("postgres")
+
+
+def prepare_environment() -> dict[str, str]:
+    """Fill in what a local run needs and is not set; returns what was filled in."""
+    data = data_dir()
+    filled = {}
+    kept = local_secrets(data)
+    defaults = {
+        "BOOTFLEET_ADMIN_TOKEN": kept["admin_token"],
+        "BOOTFLEET_TOKEN_SECRET": kept["token_secret"],
+        "BOOTFLEET_IMAGES_DIR": str(data / "images"),
+    }
+    for name, value in defaults.items():
+        if not os.environ.get(name):
+            os.environ[name] = filled[name] = value
+    if not os.environ.get("BOOTFLEET_DATABASE_URL"):
+        os.environ["BOOTFLEET_DATABASE_URL"] = filled["BOOTFLEET_DATABASE_URL"] = start_embedded_postgres(data)
+    Path(os.environ["BOOTFLEET_IMAGES_DIR"]).mkdir(parents=True, exist_ok=True)
+    reset_settings()
+    return filled
+
+
+def add_demo_profile() -> bool:
+    """Create the demo profile if there is none; True if it was created."""
+    from bootfleet.db import events, get_database, profiles
+
+    with get_database().transaction() as tx:
+        if tx.one("SELECT id FROM profile WHERE name = 'demo'"):
+            return False
+        profiles.create(tx, dict(DEMO_PROFILE))
+        events.add(tx, "profile", "demo profile created by bootfleet serve", "serve")
+    return True
+
+
+def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from bootfleet.db import get_database, reset_database
+    from bootfleet.db.migrate import apply_migrations
+    from bootfleet.web.router import create_router
+
+    prepare_environment()
+    applied = apply_migrations(get_database())
+    if applied:
+        print(f"bootfleet: applied migrations {', '.join(applied)}", flush=True)
+    if demo and add_demo_profile():
+        print("bootfleet: created the demo profile", flush=True)
+    reset_database()  # each worker opens its own connections after the fork
+
+    base = f"http://{host}:{port}"
+    print(
+        f"""
+bootfleet is running
+  dashboard     {base}/
+  chainloader   {base}/boot/boot.ipxe
+  node script   {base}/boot/ipxe?mac=52:54:00:12:34:56
+  operator API  {base}/config/api/v1/   (Authorization: Bearer <admin token>)
+  status        {base}/status/
+  admin token   {os.environ['BOOTFLEET_ADMIN_TOKEN']}
+  database      {os.environ['BOOTFLEET_DATABASE_URL']}
+Try: bootfleet node create --mac 52:54:00:12:34:56 --profile demo
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("timeout", 60)
+            self.cfg.set("accesslog", os.environ.get("BOOTFLEET_ACCESS_LOG") or None)
+
+        def load(self):
+            return create_router()
+
+    Server().run()

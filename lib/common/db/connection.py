@@ -1,0 +1,255 @@
+"""PostgreSQL through pg8000, shaped for serverless functions.
+
+One `Database` per process (see `get_database`). It keeps a small pool of
+connections that are reused across requests, checks a reused connection with
+the transaction's own BEGIN (a dead one is replaced once, before anything ran),
+and turns every connection failure into `DatabaseUnavailableError` so callers
+can answer sensibly (boot answers a retry script, the APIs a 503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import queue
+import ssl
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pg8000.exceptions
+import pg8000.native
+
+from bootfleet.errors import DatabaseUnavailableError, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the connection is gone", as opposed to an SQL error.
+CONNECTION_ERRORS = (pg8000.exceptions.InterfaceError, OSError, ConnectionError)
+
+
+def connect_args(url: str, timeout: int = 5) -> dict[str, Any]:
+    """pg8000 connection arguments from a libpq-style URL.
+
+    postgresql://user:password@host:5432/dbname?sslmode=require
+    postgresql://user@/dbname?host=/run/postgresql     (unix socket directory)
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        raise SettingsError(f"BOOTFLEET_DATABASE_URL must start with postgresql://, got {parsed.scheme!r}")
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    args: dict[str, Any] = {
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password) if parsed.password else None,
+        "database": unquote(parsed.path.lstrip("/")) or "postgres",
+        "timeout": timeout,
+        "application_name": "bootfleet",
+    }
+    port = parsed.port or int(query.get("port", 5432))
+    host = parsed.hostname or query.get("host")
+    if host and host.startswith("/"):
+        args["unix_sock"] = f"{host}/.s.PGSQL.{port}"
+    else:
+        args["host"] = host or "127.0.0.1"
+        args["port"] = port
+    sslmode = query.get("sslmode", "prefer" if args.get("host") not in ("127.0.0.1", "localhost") else "disable")
+    if "unix_sock" not in args and sslmode in ("require", "verify-ca", "verify-full"):
+        context = ssl.create_default_context(cafile=query.get("sslrootcert"))
+        if sslmode == "require":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif sslmode == "verify-ca":
+            context.check_hostname = False
+        args["ssl_context"] = context
+    return args
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class Transaction:
+    """Queries inside one transaction. Parameters are named: `:name`."""
+
+    def __init__(self, conn: pg8000.native.Connection):
+        self.conn = conn
+
+    def run(self, sql: str, **params: Any) -> None:
+        self.conn.run(sql, **params)
+
+    def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        rows = self.conn.run(sql, **params) or []
+        names = [c["name"] for c in (self.conn.columns or [])]
+        return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
+
+    def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        rows = self.all(sql, **params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        rows = self.conn.run(sql, **params)
+        return _plain(rows[0][0]) if rows else None
+
+
+class Database:
+    """A small pool of pg8000 connections to one database."""
+
+    def __init__(self, url: str, pool_size: int = 4, timeout: int = 5,
+                 on_first_use: Callable[[Database], Any] | None = None):
+        """`on_first_use(database)` runs once before the first transaction (migrations)."""
+        self.url = url
+        self.args = connect_args(url, timeout)
+        self.pool_size = max(1, pool_size)
+        self._idle: queue.LifoQueue[pg8000.native.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self.pool_size)
+        self._on_first_use = on_first_use
+        self._migrated = on_first_use is None
+        self._migrate_lock = threading.Lock()
+
+    def _connect(self) -> pg8000.native.Connection:
+        try:
+            return pg8000.native.Connection(**self.args)
+        except CONNECTION_ERRORS as e:
+            raise DatabaseUnavailableError(f"cannot connect to the database: {e}") from e
+        except pg8000.exceptions.DatabaseError as e:
+            # Wrong password, unknown database, server starting up: all mean "not usable now".
+            raise DatabaseUnavailableError(f"the database refused the connection: {_message(e)}") from e
+
+    @staticmethod
+    def _discard(conn: pg8000.native.Connection) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[pg8000.native.Connection]:
+        """A connection from the pool, returned after use (or dropped if broken)."""
+        if not self._slots.acquire(timeout=30):
+            raise DatabaseUnavailableError("no database connection free after 30 s")
+        conn = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        except CONNECTION_ERRORS:
+            if conn is not None:
+                self._discard(conn)
+            conn = None
+            raise
+        finally:
+            if conn is not None:
+                self._idle.put(conn)
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """BEGIN ... COMMIT, or ROLLBACK on any error.
+
+        A pooled connection that died while idle is noticed at BEGIN and
+        replaced once; nothing has run yet, so the retry is safe.
+        """
+        self.ensure_migrated()
+        for attempt in (1, 2):
+            if not self._slots.acquire(timeout=30):
+                raise DatabaseUnavailableError("no database connection free after 30 s")
+            conn = None
+            try:
+                reused = not self._idle.empty()
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    conn = self._connect()
+                try:
+                    conn.run("BEGIN")
+                except CONNECTION_ERRORS as e:
+                    self._discard(conn)
+                    conn = None
+                    if reused and attempt == 1:
+                        log.info("pooled database connection was dead; reconnecting")
+                        continue
+                    raise DatabaseUnavailableError(f"database connection failed: {e}") from e
+                try:
+                    yield Transaction(conn)
+                except CONNECTION_ERRORS as e:
+                    self._discard(conn)
+                    conn = None
+                    raise DatabaseUnavailableError(f"database connection lost: {e}") from e
+                except BaseException:
+                    try:
+                        conn.run("ROLLBACK")
+                    except CONNECTION_ERRORS:
+                        self._discard(conn)
+                        conn = None
+                    raise
+                try:
+                    conn.run("COMMIT")
+                except CONNECTION_ERRORS as e:
+                    self._discard(conn)
+                    conn = None
+                    raise DatabaseUnavailableError(f"database connection lost at commit: {e}") from e
+                return
+            finally:
+                if conn is not None:
+                    self._idle.put(conn)
+                self._slots.release()
+
+    def ensure_migrated(self) -> None:
+        """Run the first-use hook (migrations) once per process."""
+        if self._migrated:
+            return
+        with self._migrate_lock:
+            if not self._migrated:
+                self._on_first_use(self)
+                self._migrated = True
+
+    @contextlib.contextmanager
+    def advisory_lock(self, name: str, wait: bool = False) -> Iterator[bool]:
+        """A PostgreSQL advisory lock named `name`, held for the block on a connection of its own
+        (outside the pool, so a pool of one still has a connection for the work under it).
+
+        Yields True when held; with wait=False, False at once if another process holds it.
+        """
+        conn = self._connect()
+        try:
+            try:
+                if wait:
+                    conn.run("SELECT pg_advisory_lock(hashtext(:k))", k=name)
+                    got = True
+                else:
+                    got = conn.run("SELECT pg_try_advisory_lock(hashtext(:k))", k=name)[0][0]
+            except CONNECTION_ERRORS as e:
+                raise DatabaseUnavailableError(f"database connection lost taking lock {name!r}: {e}") from e
+            yield got
+        finally:
+            # Closing the session releases a session-level advisory lock.
+            self._discard(conn)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+
+def _message(e: Exception) -> str:
+    if e.args and isinstance(e.args[0], dict):
+        return e.args[0].get("M", str(e))
+    return str(e)
+
+
+def error_code(e: Exception) -> str | None:
+    """The SQLSTATE of a pg8000 DatabaseError (23505 = unique violation, ...)."""
+    if e.args and isinstance(e.args[0], dict):
+        return e.args[0].get("C")
+    return None
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)

@@ -1,0 +1,49 @@
+"""Events: the append-only history of nodes and deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bootfleet.db.connection import Transaction
+
+
+def add(
+    tx: Transaction,
+    kind: str,
+    message: str,
+    source: str,
+    node_id: str | None = None,
+    deployment_id: str | None = None,
+    stage: str | None = None,
+) -> None:
+    tx.run(
+        "INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+        " VALUES (:node_id, :deployment_id, :stage, :kind, :message, :source)",
+        node_id=node_id,
+        deployment_id=deployment_id,
+        stage=stage,
+        kind=kind,
+        message=message[:2000],
+        source=source,
+    )
+
+
+def listing(
+    tx: Transaction,
+    after_id: int = 0,
+    since: Any = None,
+    node_id: str | None = None,
+    deployment_id: str | None = None,
+    limit: int = 500,
+) -> list[dict]:
+    where, params = ["id > :after_id"], {"after_id": after_id, "limit": limit}
+    if since is not None:
+        where.append("created_at > :since")
+        params["since"] = since
+    if node_id:
+        where.append("node_id = :node_id")
+        params["node_id"] = node_id
+    if deployment_id:
+        where.append("deployment_id = :deployment_id")
+        params["deployment_id"] = deployment_id
+    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit", **params)

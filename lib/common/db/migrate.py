@@ -1,0 +1,54 @@
+"""Plain SQL migrations, applied once, under a PostgreSQL advisory lock.
+
+Files in migrations/ named NNNN_what.sql run in order, each in the same
+transaction as its row in schema_migration. Many cold starts at once queue on
+the advisory lock; the first applies what is missing, the rest find it done.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+from bootfleet.db.connection import CONNECTION_ERRORS, Database
+from bootfleet.errors import DatabaseUnavailableError
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "bootfleet-migrations"
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration, in order."""
+    folder = resources.files("bootfleet.db") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
+
+
+def apply_migrations(database: Database) -> list[str]:
+    """Apply the missing migrations; returns the versions applied now."""
+    applied_now = []
+    with database.advisory_lock(LOCK_NAME, wait=True):
+        try:
+            with database.connection() as conn:
+                conn.run("BEGIN")
+                try:
+                    conn.run(
+                        "CREATE TABLE IF NOT EXISTS schema_migration ("
+                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                    done = {row[0] for row in conn.run("SELECT version FROM schema_migration")}
+                    for version, sql in migration_files():
+                        if version in done:
+                            continue
+                        log.info("applying migration %s", version)
+                        conn.execute_simple(sql)
+                        conn.run("INSERT INTO schema_migration (version) VALUES (:v)", v=version)
+                        applied_now.append(version)
+                    conn.run("COMMIT")
+                except BaseException:
+                    conn.run("ROLLBACK")
+                    raise
+        except CONNECTION_ERRORS as e:
+            raise DatabaseUnavailableError(f"cannot apply migrations: {e}") from e
+    return applied_now

@@ -1,0 +1,177 @@
+"""The `ibm` DNS provider: IBM Cloud DNS Services through `ibm-cloud-networking-services`."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+
+from bootfleet.errors import SettingsError
+from bootfleet.providers.dns.base import (
+    DnsProvider,
+    DnsProviderError,
+    Found,
+    Record,
+    fqdn,
+    ip_from_reverse,
+)
+from bootfleet.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _ibm_service(api_key: str | None, iam_url: str | None, dns_url: str | None):
+    from ibm_cloud_networking_services import DnsSvcsV1
+    from ibm_cloud_sdk_core.authenticators import IAMAuthenticator, NoAuthAuthenticator
+
+    if api_key:
+        authenticator = IAMAuthenticator(api_key, url=iam_url or None)
+        authenticator.token_manager.http_config = {"timeout": 15}  # the SDK waits 60 s for IAM
+    elif dns_url:
+        authenticator = NoAuthAuthenticator()  # a local or test endpoint without IAM
+    else:
+        raise SettingsError("BOOTFLEET_IBMCLOUD_API_KEY is not set (an IAM API key allowed to edit DNS Services)")
+    service = DnsSvcsV1(authenticator=authenticator)
+    if dns_url:
+        service.set_service_url(dns_url)
+    service.set_http_config({"timeout": 15})
+    return service
+
+
+class IbmDnsProvider(DnsProvider):
+    """IBM Cloud DNS Services (private DNS for VPC) through the real SDK."""
+
+    kind = "ibm"
+    PAGE_SIZE = 200  # the API's default page; paging follows offset/limit until total_count
+
+    def __init__(self, settings: Settings, owned_ids: set[str] | None = None, service=None):
+        super().__init__(settings)
+        self.instance_id = settings.ibm_dns_instance_id
+        if not self.instance_id:
+            raise SettingsError("BOOTFLEET_IBM_DNS_INSTANCE_ID is not set (the DNS Services instance GUID)")
+        self.zone_ids = parse_zone_ids(settings.ibm_dns_zone_id, settings.dns_zone)
+        self.owned_ids = owned_ids if owned_ids is not None else set()
+        self.service = service or self._service(settings)
+
+    @staticmethod
+    def _service(settings: Settings):
+        # one client (and so one IAM token, refreshed by the SDK) per process and settings
+        return _ibm_service(settings.ibmcloud_api_key, settings.ibm_iam_url, settings.ibm_dns_url)
+
+    def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
+        return forward_zone  # DNS Services keeps a PTR in the zone of its A record
+
+    def zone_problem(self, zone: str) -> str | None:
+        if zone not in self.zone_ids:
+            return f"no DNS Services zone id for {zone} (set BOOTFLEET_IBM_DNS_ZONE_ID={zone}=<zone id>)"
+        return None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        from ibm_cloud_sdk_core import ApiException
+
+        try:
+            return fn(*args, **kwargs).get_result()
+        except ApiException as e:
+            raise DnsProviderError(f"DNS Services {what}: {e.status_code} {e.message}") from None
+        except Exception as e:  # noqa: BLE001 - connection errors, timeouts
+            raise DnsProviderError(f"DNS Services {what}: {type(e).__name__}: {e}") from None
+
+    def _to_found(self, zone: str, item: dict) -> Found | None:
+        rtype = (item.get("type") or item.get("rtype") or "").upper()
+        rdata = item.get("rdata") or {}
+        name = fqdn(item.get("name") or "")
+        if name and not name.endswith(zone) and not name.endswith(".arpa"):
+            name = f"{name}.{zone}"
+        value = {
+            "A": rdata.get("ip"), "AAAA": rdata.get("ip"), "CNAME": rdata.get("cname"),
+            "PTR": rdata.get("ptrdname"), "TXT": rdata.get("txtdata"),
+        }.get(rtype)
+        if value is None:
+            value = ",".join(f"{k}={v}" for k, v in sorted(rdata.items()))
+        elif rtype in ("A", "AAAA"):
+            value = str(ipaddress.ip_address(value))
+        elif rtype in ("CNAME", "PTR"):
+            value = fqdn(value)
+        record = Record(zone, name, rtype, value)
+        return Found(record, owned=item.get("id") in self.owned_ids, provider_id=item.get("id"), ttl=item.get("ttl"))
+
+    def records(self, zone: str, names: set[str] | None = None) -> list[Found]:
+        zone_id = self.zone_ids[zone]
+        queries = [None] if names is None else sorted(names)
+        found = []
+        for name in queries:
+            offset = 0
+            while True:
+                self.counters.reads += 1
+                page = self._call(
+                    f"list records in {zone}", self.service.list_resource_records,
+                    self.instance_id, zone_id, offset=offset, limit=self.PAGE_SIZE, name=name,
+                )
+                items = page.get("resource_records") or []
+                found += [f for f in (self._to_found(zone, i) for i in items) if f]
+                offset += len(items)
+                if not items or offset >= int(page.get("total_count", 0)):
+                    break
+        if names is not None:
+            found = [f for f in found if f.record.name in names]
+        return found
+
+    def _rdata(self, record: Record) -> dict:
+        return {"A": {"ip": record.value}, "AAAA": {"ip": record.value}, "CNAME": {"cname": record.value},
+                "PTR": {"ptrdname": record.value}}[record.type]
+
+    def create(self, record: Record) -> str:
+        name = ip_from_reverse(record.name) if record.type == "PTR" else record.name
+        self.counters.writes += 1
+        result = self._call(
+            f"create {record.type} {record.name}", self.service.create_resource_record,
+            self.instance_id, self.zone_ids[record.zone], type=record.type, name=name,
+            rdata=self._rdata(record), ttl=self.ttl,
+        )
+        self.owned_ids.add(result["id"])
+        return result["id"]
+
+    def update(self, found: Found, record: Record) -> str:
+        if record.type == "PTR" or found.record.type != record.type:
+            return super().update(found, record)
+        self.counters.writes += 1
+        result = self._call(
+            f"update {record.type} {record.name}", self.service.update_resource_record,
+            self.instance_id, self.zone_ids[record.zone], found.provider_id,
+            name=record.name, rdata=self._rdata(record), ttl=self.ttl,
+        )
+        return result.get("id", found.provider_id)
+
+    def delete(self, found: Found) -> None:
+        from ibm_cloud_sdk_core import ApiException
+
+        self.counters.writes += 1
+        try:
+            self.service.delete_resource_record(self.instance_id, self.zone_ids[found.record.zone], found.provider_id)
+        except ApiException as e:
+            if e.status_code != 404:  # already gone is what we wanted
+                raise DnsProviderError(f"DNS Services delete {found.record.type} {found.record.name}: {e.status_code} {e.message}") from None
+        except Exception as e:  # noqa: BLE001
+            raise DnsProviderError(f"DNS Services delete {found.record.name}: {type(e).__name__}: {e}") from None
+        self.owned_ids.discard(found.provider_id)
+
+
+def parse_zone_ids(raw: str | None, default_zone: str | None) -> dict[str, str]:
+    """`example.com=<id>,other.org=<id>`, or one bare id for BOOTFLEET_DNS_ZONE."""
+    ids: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        zone, sep, zone_id = item.partition("=")
+        if sep:
+            ids[fqdn(zone)] = zone_id.strip()
+        elif default_zone:
+            ids[fqdn(default_zone)] = item
+        else:
+            raise SettingsError("BOOTFLEET_IBM_DNS_ZONE_ID: a bare zone id needs BOOTFLEET_DNS_ZONE; or write zone=<id>")
+    return ids
+
+
+# --- RFC 2136 ------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""The VPC provider interface: where a deployment's servers come from.
+
+`Provider` is what the provisioner (bootfleet.provision) uses: create, get, find by
+name, list owned, delete, reboot. Backends: `ibm` (IBM Cloud VPC, bare metal servers
+and virtual server instances) and `local` (QEMU machines on this host).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from dataclasses import dataclass, field
+
+KINDS = ("bare_metal", "instance")
+OWNER_TAG = "bootfleet"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+def deployment_tag(deployment: str) -> str:
+    """The user tag that says "bootfleet owns this for that deployment"."""
+    return f"bootfleet-deployment:{deployment}"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What to create: one server for one node."""
+
+    name: str
+    deployment: str
+    zone: str
+    vpc: str
+    subnet: str
+    profile: str
+    image: str
+    user_data: str
+    keys: tuple[str, ...] = ()
+    resource_group: str | None = None
+    base_url: str = ""  # bootfleet's base URL (the local provider forwards its VMs to it)
+
+
+@dataclass
+class Server:
+    """A server as bootfleet needs to see it, whichever kind it is."""
+
+    id: str
+    name: str
+    status: str  # pending, running, failed, deleting, stopped, ...
+    crn: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    mac: str | None = None
+    ip: str | None = None
+    created_at: datetime.datetime | None = None
+    vni_id: str | None = None
+
+class VpcError(Exception):
+    """A VPC (or tagging, or IAM) call failed; `message` is the API's own words."""
+
+    def __init__(self, what: str, status: int, code: str, message: str, retryable: bool = False):
+        super().__init__(f"{what}: {message} ({code}, HTTP {status})" if status else f"{what}: {message}")
+        self.what, self.status, self.code, self.message, self.retryable = what, status, code, message, retryable
+
+    @property
+    def unauthorized(self) -> bool:
+        """IAM refused the API key, or the API refused the token: no later call can work."""
+        return self.status in (401, 403) or self.code.startswith("BXNIM")
+
+class Provider(abc.ABC):
+    """Servers for one deployment's placement."""
+
+    name = "provider"
+
+    @abc.abstractmethod
+    def create(self, spec: ServerSpec) -> Server:
+        """Create the server (or return the one a lost earlier attempt made)."""
+
+    @abc.abstractmethod
+    def get(self, server_id: str) -> Server | None:
+        """The server, or None if it no longer exists."""
+
+    @abc.abstractmethod
+    def find(self, name: str) -> Server | None:
+        """The server with this exact name, or None."""
+
+    @abc.abstractmethod
+    def list_owned(self, deployment: str, known: frozenset[str] = frozenset()) -> list[Server]:
+        """Every server this deployment owns; `known` ids (recorded in the database)
+        count as owned without asking again."""
+
+    @abc.abstractmethod
+    def is_owned(self, server: Server, deployment: str) -> bool:
+        """Whether this server carries the deployment's ownership tag."""
+
+    @abc.abstractmethod
+    def claim(self, server: Server, deployment: str) -> None:
+        """Mark the server as owned (tag it)."""
+
+    @abc.abstractmethod
+    def delete(self, server_id: str) -> bool:
+        """Start deleting; False if it was already gone."""
+
+    @abc.abstractmethod
+    def reboot(self, server_id: str) -> None:
+        """Restart the server (it network-boots again)."""
+
+
+def region_of(zone: str) -> str:
+    """us-south-1 -> us-south."""
+    return zone.rsplit("-", 1)[0]

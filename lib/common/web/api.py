@@ -1,0 +1,214 @@
+"""The small HTTP layer every function shares: routing, typed errors, JSON.
+
+A function module builds one `Api`, registers handlers with `@api.route`, and
+exposes `api` as its functions-framework entry point:
+
+    api = Api("boot", errors="text")
+
+    @api.route("/ipxe")
+    def node_script(request): ...
+
+    def boot(request):          # FUNCTION_TARGET=boot
+        return api(request)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import pydantic
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+
+from bootfleet.errors import BadRequestError, BootfleetError, PayloadTooLargeError, SettingsError
+from bootfleet.settings import get_settings
+from bootfleet.tokens import verify_admin_token
+
+log = logging.getLogger(__name__)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> flask.Response:
+    body = json.dumps(data, default=_json_default, separators=(",", ":"))
+    return flask.Response(body + "\n", status=status, mimetype="application/json", headers=headers)
+
+
+def text_response(text: str, status: int = 200, headers: dict | None = None) -> flask.Response:
+    return flask.Response(text, status=status, content_type="text/plain; charset=utf-8", headers=headers)
+
+
+def pydantic_message(error: pydantic.ValidationError) -> str:
+    """`field.sub: what was wrong` for each problem, joined."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(x) for x in item["loc"]) or "body"
+        message = item["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def check_no_nul(request: flask.Request) -> None:
+    """PostgreSQL text cannot hold NUL; say so instead of failing deep in a query."""
+    values = [request.path, *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += request.form.values()
+    if any("\x00" in v for v in values):
+        raise BadRequestError("NUL characters are not allowed in paths, parameters or forms")
+
+
+def check_body_size(request: flask.Request) -> None:
+    limit = get_settings().max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+
+
+def json_body(request: flask.Request) -> dict:
+    """The request's JSON object, or a 400 that says why not."""
+    data = request.get_data(cache=True)
+    if len(data) > get_settings().max_body_bytes:
+        raise PayloadTooLargeError(f"the request body is larger than {get_settings().max_body_bytes} bytes")
+    if b"\x00" in data or b"\\u0000" in data:
+        raise BadRequestError("the request body must not contain NUL characters")
+    if not data:
+        raise BadRequestError("the request body must be a JSON object")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequestError(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return body
+
+
+def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise BadRequestError(pydantic_message(e)) from None
+
+
+def require_admin(request: flask.Request) -> None:
+    verify_admin_token(get_settings().admin_token, request.headers.get("Authorization"))
+
+
+class Api:
+    """Routes for one function; turns every error into a clear answer."""
+
+    def __init__(self, service: str, errors: str = "json", cors: bool = False):
+        self.service = service
+        self.errors = errors
+        self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
+        self.url_map = Map(strict_slashes=False, merge_slashes=False)
+        self.handlers: dict[str, tuple[Callable, bool]] = {}
+        self.error_hook: Callable[[flask.Request, Exception], flask.Response | None] | None = None
+
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
+        """Register a handler; `admin=True` requires the operator's bearer token."""
+
+        def register(handler: Callable) -> Callable:
+            endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
+            self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
+            self.handlers[endpoint] = (handler, admin)
+            return handler
+
+        return register
+
+    def error(self, status: int, message: str) -> flask.Response:
+        if self.errors == "text":
+            return text_response(f"{self.service}: {message}\n", status)
+        return json_response({"error": message, "status": status}, status)
+
+    def __call__(self, request: flask.Request) -> flask.Response:
+        if not self.cors:
+            return self.dispatch(request)
+        answer = self.preflight(request) if request.method == "OPTIONS" else self.dispatch(request)
+        return add_cors_headers(request, answer)
+
+    def preflight(self, request: flask.Request) -> flask.Response:
+        """OPTIONS: the methods this path takes (what a browser asks before a cross-origin call)."""
+        methods = self.url_map.bind("localhost").allowed_methods(request.path or "/")
+        if not methods:
+            return self.error(404, f"no such endpoint: OPTIONS {request.path}")
+        return flask.Response(status=204, headers={"Allow": ", ".join(sorted({*methods, "OPTIONS"}))})
+
+    def dispatch(self, request: flask.Request) -> flask.Response:
+        adapter = self.url_map.bind("localhost", path_info=request.path or "/")
+        try:
+            check_body_size(request)
+            check_no_nul(request)
+            endpoint, args = adapter.match(request.path or "/", method=request.method)
+            handler, admin = self.handlers[endpoint]
+            if admin:
+                require_admin(request)
+            return handler(request, **args)
+        except Exception as e:  # noqa: BLE001 - every error becomes an answer
+            if self.error_hook is not None:
+                answer = self.error_hook(request, e)
+                if answer is not None:
+                    return answer
+            return self.answer_error(request, e)
+
+    def answer_error(self, request: flask.Request, e: Exception) -> flask.Response:
+        """The one place errors become answers: bootfleet's own errors carry their status."""
+        if isinstance(e, BootfleetError):
+            if e.status >= 500:  # the server's side: the log gets the whole story
+                level = logging.WARNING if e.status == 503 else logging.ERROR
+                log.log(level, "%s: %s", type(e).__name__, e.message, extra={"path": request.path})
+            return self.error(e.status, e.public)
+        if isinstance(e, HTTPException):
+            if e.code == 405:
+                allowed = ", ".join(sorted(e.valid_methods or []))
+                return self.error(405, f"method {request.method} not allowed here; allowed: {allowed}")
+            if e.code == 404:
+                return self.error(404, f"no such endpoint: {request.method} {request.path}")
+            if e.code == 413:
+                return self.error(413, f"the request body is larger than {get_settings().max_body_bytes} bytes")
+            return self.error(e.code or 500, e.description or e.name)
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return self.error(500, "internal error; see the server log")
+
+
+def add_cors_headers(request: flask.Request, response: flask.Response) -> flask.Response:
+    """Let the browser read this answer if the page's origin is BOOTFLEET_CORS_ORIGIN; others get no CORS header."""
+    response.vary.add("Origin")
+    origin = (request.headers.get("Origin") or "").rstrip("/").lower()
+    try:
+        allowed = get_settings().cors_origins
+    except SettingsError:  # the answer already says the server is misconfigured
+        return response
+    if not origin or origin not in allowed:
+        return response
+    response.headers["Access-Control-Allow-Origin"] = request.headers["Origin"]
+    if request.method == "OPTIONS" and "Allow" in response.headers:
+        response.headers["Access-Control-Allow-Methods"] = response.headers["Allow"]
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:
+    """`?limit=&offset=` as numbers, or a 400 that says what is allowed."""
+    try:
+        limit = int(request.args.get("limit", default))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise BadRequestError("limit and offset must be whole numbers") from None
+    if not 1 <= limit <= maximum:
+        raise BadRequestError(f"limit: between 1 and {maximum}")
+    if offset < 0:
+        raise BadRequestError("offset: 0 or more")
+    return limit, offset

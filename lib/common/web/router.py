@@ -1,0 +1,86 @@
+"""One WSGI app for the whole system: each function's functions-framework app
+mounted under its prefix, the dashboard at /, and local images at /images/.
+
+Used by `bootfleet serve` (gunicorn) and the self-hosted setup; in the cloud
+each function is its own Code Engine app and nginx does this routing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import flask
+import functions_framework
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from bootfleet.db import get_database
+from bootfleet.errors import DatabaseUnavailableError
+from bootfleet.log import setup_logging
+from bootfleet.settings import get_settings
+
+FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
+ROOT = Path(os.environ.get("BOOTFLEET_ROOT", Path(__file__).resolve().parents[3]))
+
+
+def function_source(name: str, root: Path = ROOT) -> str:
+    return str(root / "functions" / name / "main.py")
+
+
+def create_function_app(name: str, root: Path = ROOT) -> flask.Flask:
+    """The function exactly as Code Engine runs it (FUNCTION_TARGET=name)."""
+    return functions_framework.create_app(name, function_source(name, root))
+
+
+def _site(root: Path) -> flask.Flask:
+    """What is not a function: the dashboard, local images, a health check."""
+    site = flask.Flask("bootfleet-site", static_folder=None)
+    static = root / "static"
+
+    @site.get("/healthz")
+    def healthz():
+        try:
+            with get_database().transaction() as tx:
+                tx.scalar("SELECT 1")
+        except DatabaseUnavailableError as e:
+            return flask.jsonify(status="unavailable", error=str(e)), 503
+        return flask.jsonify(status="ok")
+
+    @site.get("/images/<path:key>")
+    def image(key):
+        return flask.send_from_directory(Path(get_settings().images_dir).resolve(), key, mimetype="application/octet-stream")
+
+    @site.get("/")
+    def index():
+        return flask.send_from_directory(static, "index.html")
+
+    @site.get("/<path:name>")
+    def static_file(name):
+        return flask.send_from_directory(static, name)
+
+    @site.errorhandler(404)
+    def not_found(e):
+        return flask.jsonify(error=f"not found: {flask.request.path}", status=404), 404
+
+    @site.errorhandler(405)
+    def not_allowed(e):
+        return flask.jsonify(error=f"method {flask.request.method} not allowed here", status=405), 405
+
+    return site
+
+
+def _slash_root(app):
+    """`/boot` and `/boot/` are the same place: no redirect for clients (iPXE) to trip on."""
+
+    def wsgi(environ, start_response):
+        if not environ.get("PATH_INFO"):
+            environ["PATH_INFO"] = "/"
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def create_router(root: Path = ROOT) -> DispatcherMiddleware:
+    setup_logging("bootfleet", get_settings().log_level)
+    mounts = {f"/{name}": _slash_root(create_function_app(name, root)) for name in FUNCTIONS}
+    return DispatcherMiddleware(_site(root), mounts)

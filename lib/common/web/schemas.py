@@ -1,0 +1,126 @@
+"""The operator API's request bodies. Unknown fields are refused, every field
+is checked with the rules in validation.py, and errors name the field."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from bootfleet import validation
+from bootfleet.boot.render import check_template
+
+
+def _wrap(check):
+    def run(value):
+        try:
+            return check(value)
+        except validation.ValidationError as e:
+            # pydantic adds the field name itself; keep only what was wrong.
+            raise ValueError(str(e).split(": ", 1)[-1]) from None
+
+    return run
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not an IP address") from None
+
+
+Name = Annotated[str, AfterValidator(_wrap(validation.check_name))]
+Hostname = Annotated[str, AfterValidator(_wrap(validation.check_hostname))]
+Mac = Annotated[str, AfterValidator(_wrap(validation.normalize_mac))]
+Uuid = Annotated[str, AfterValidator(_wrap(validation.normalize_uuid))]
+Labels = Annotated[dict[str, str], AfterValidator(_wrap(validation.check_labels))]
+Serial = Annotated[str, AfterValidator(_wrap(validation.check_serial))]
+Ip = Annotated[str, AfterValidator(_ip)]
+_safe_text = _wrap(lambda v: validation.check_safe_text(v, "value"))
+ImageRef = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_safe_text)]
+KernelArgs = Annotated[str, AfterValidator(_safe_text)]
+Ref = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+def _template(value: str) -> str:
+    return _wrap(lambda v: check_template(v, "template"))(value)
+
+
+Template = Annotated[str, Field(max_length=256 * 1024), AfterValidator(_template)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ProfileIn(_Strict):
+    name: Name
+    kernel: ImageRef
+    initrds: list[ImageRef] = Field(default_factory=list, max_length=8)
+    args: Annotated[KernelArgs, AfterValidator(_template)] = ""
+    config_format: Literal["none", "ignition", "cloud-init"] = "none"
+    config_template: Template = ""
+    selectors: Labels = Field(default_factory=dict)
+    metadata: dict = Field(default_factory=dict)
+
+
+class ProfileUpdate(_Strict):
+    name: Name | None = None
+    kernel: ImageRef | None = None
+    initrds: list[ImageRef] | None = Field(default=None, max_length=8)
+    args: Annotated[KernelArgs, AfterValidator(_template)] | None = None
+    config_format: Literal["none", "ignition", "cloud-init"] | None = None
+    config_template: Template | None = None
+    selectors: Labels | None = None
+    metadata: dict | None = None
+
+
+class DeploymentIn(_Strict):
+    name: Name
+    profile: Ref
+    provider: Literal["none", "local", "ibm"] = "none"
+    dns_zone: Hostname | None = None
+    placement: dict[str, str] = Field(default_factory=dict)
+    spec: dict = Field(default_factory=dict)
+    count: int = Field(default=0, ge=0, le=10000)
+
+
+class DeploymentUpdate(_Strict):
+    profile: Ref | None = None
+    dns_zone: Hostname | None = None
+    placement: dict[str, str] | None = None
+    spec: dict | None = None
+    count: int | None = Field(default=None, ge=0, le=10000)
+
+
+class NodeIn(_Strict):
+    macs: list[Mac] = Field(default_factory=list, max_length=16)
+    uuid: Uuid | None = None
+    serial: Serial | None = None
+    hostname: Hostname | None = None
+    ip: Ip | None = None
+    labels: Labels = Field(default_factory=dict)
+    deployment: Ref | None = None
+    profile: Ref | None = None
+    instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
+
+
+class NodeUpdate(_Strict):
+    macs: list[Mac] | None = Field(default=None, max_length=16)
+    uuid: Uuid | None = None
+    serial: Serial | None = None
+    hostname: Hostname | None = None
+    ip: Ip | None = None
+    labels: Labels | None = None
+    deployment: Ref | None = None
+    profile: Ref | None = None
+    instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
+
+
+class ProgressIn(BaseModel):
+    """A node's progress report (JSON, or cloud-init phone_home's form post)."""
+
+    model_config = ConfigDict(extra="ignore")
+    stage: Annotated[str, Field(min_length=1, max_length=32)]
+    message: Annotated[str, Field(max_length=2000)] = ""
