@@ -388,16 +388,16 @@ def test_provider_none_provisions_nothing(cloud, config, admin, profile, clean_d
 
 
 def test_the_fleet_view_for_cleanup_lists_and_deletes_owned_servers_only(cloud, config, admin, profile, clean_db):
-    from bootfleet.provision import provisioner
+    from bootfleet.provision.fleet import Fleet
 
     create(config, admin, count=2)
     create(config, admin, name="api", count=1)
     foreign = cloud.add_foreign_server("web-5")
-    fleet = provisioner.Fleet()
+    fleet = Fleet()
     owned = {s.name: s.id for s in fleet.list_owned()}
     assert sorted(owned) == ["api-0", "web-0", "web-1"]
     fleet.delete(owned["api-0"])
-    provisioner.Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
+    Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
     deleting = sorted(s["name"] for s in cloud.servers() if s["status"] == "deleting")
     assert deleting == ["api-0", "web-1"]
     assert foreign in {s["id"] for s in cloud.servers()}

@@ -13,7 +13,7 @@ from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
 from bootfleet.log import setup_logging
 from bootfleet.providers.dns.choose import make_provider
-from bootfleet.provision.provisioner import Fleet
+from bootfleet.provision.fleet import Fleet
 from bootfleet.settings import get_settings
 from bootfleet.web.api import Api, json_response, require_admin
 

@@ -20,7 +20,9 @@ from bootfleet.db import deployments, events, get_database, nodes, profiles
 from bootfleet.dns import reconcile as dnsreconcile
 from bootfleet.errors import BadRequestError, NotFoundError, RenderError
 from bootfleet.log import setup_logging
-from bootfleet.provision.provisioner import check_placement, reboot_server, reconcile
+from bootfleet.provision.fleet import reboot_server
+from bootfleet.provision.placement import check_placement
+from bootfleet.provision.provisioner import reconcile
 from bootfleet.web import schemas
 from bootfleet.web.api import Api, json_body, json_response, page, parse, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token

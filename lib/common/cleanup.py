@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bootfleet.db import events
+from bootfleet.db import deployments, events, nodes
 from bootfleet.db.connection import Database, utcnow
 from bootfleet.dns import reconcile as dnsreconcile
 from bootfleet.errors import ConflictError, DatabaseUnavailableError
@@ -136,25 +136,9 @@ class Cleanup:
         """Nodes past their stage's timeout become failed: one statement per stage moves
         them all and writes one event each."""
         for stage, seconds in self.options.stage_timeouts.items():
-            params = {"stage": stage, "s": seconds, "limit": _duration(seconds)}
-            stuck = ("SELECT id, deployment_id, extract(epoch FROM now() - stage_changed_at)::int AS took"
-                     " FROM node WHERE stage = :stage AND stage_changed_at < now() - make_interval(secs => :s)")
-            message = (f"'timed out in ' || :stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'")
             with self.db.transaction() as tx:
-                if self.options.dry_run:
-                    rows = tx.all(f"SELECT id AS node_id, {message} AS message FROM ({stuck}) s", **params)
-                else:
-                    rows = tx.all(
-                        f"WITH stuck AS ({stuck} FOR UPDATE SKIP LOCKED),"
-                        " moved AS (UPDATE node n SET stage = 'failed', stage_changed_at = now(), updated_at = now(),"
-                        "  stage_times = n.stage_times || jsonb_build_object('failed', now())"
-                        "  FROM stuck WHERE n.id = stuck.id RETURNING n.id, n.deployment_id, stuck.took)"
-                        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
-                        f" SELECT id, deployment_id, 'failed', 'stage', {message}, :source FROM moved"
-                        " RETURNING node_id, message",
-                        source=SOURCE, **params,
-                    )
-            for row in rows:
+                moved = nodes.time_out(tx, stage, seconds, _duration(seconds), SOURCE, self.options.dry_run)
+            for row in moved:
                 self.report.add("node_timed_out", node_id=row["node_id"], stage=stage, message=row["message"])
 
     # --- 2. provisioning passes, and what was marked for deletion --------------------------
@@ -164,20 +148,14 @@ class Cleanup:
         being created, and deletes the servers of deleted nodes and deployments. A pass
         whose deletions would go past the cap is left for the next run."""
         with self.db.transaction() as tx:
-            deployments = tx.all(
-                "SELECT d.id, d.name, (SELECT count(*) FROM node n WHERE n.deployment_id = d.id"
-                " AND n.stage = 'deprovisioning' AND n.instance_id IS NOT NULL) AS pending"
-                " FROM deployment d WHERE d.provider <> 'none' AND d.state <> 'deleted' ORDER BY d.name"
-            )
-        for deployment in deployments:
+            pending = deployments.pending_deletions(tx)
+        for deployment in pending:
             if deployment["pending"] > self.options.cap - self.report.deletions:
                 self.report.capped = True
                 return
             if self.options.dry_run:
                 with self.db.transaction() as tx:
-                    for node in tx.all("SELECT id, instance_id FROM node WHERE deployment_id = :id"
-                                       " AND stage = 'deprovisioning' AND instance_id IS NOT NULL",
-                                       id=deployment["id"]):
+                    for node in nodes.servers_to_delete(tx, deployment["id"]):
                         self.report.add("server_deleted", instance_id=node["instance_id"], node_id=node["id"],
                                         deployment=deployment["name"])
                 self.report.deletions += deployment["pending"]
@@ -201,41 +179,18 @@ class Cleanup:
 
     def tear_down_deleted(self) -> None:
         """Nodes being deleted that no provider manages, and deployments without a provider."""
-        gone = ("SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
-                " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')")
-        message = ("'deleted' || CASE WHEN instance_id IS NULL THEN '' ELSE '; server ' || instance_id"
-                   " || ' was not created by bootfleet and is left alone' END")
         with self.db.transaction() as tx:
-            if self.options.dry_run:
-                rows = tx.all(f"SELECT id AS node_id FROM ({gone}) g")
-            else:
-                rows = tx.all(
-                    f"WITH gone AS ({gone} FOR UPDATE OF n SKIP LOCKED),"
-                    " moved AS (UPDATE node n SET stage = 'deleted', stage_changed_at = now(), updated_at = now(),"
-                    "  stage_times = n.stage_times || jsonb_build_object('deleted', now())"
-                    "  FROM gone WHERE n.id = gone.id RETURNING n.id, n.deployment_id, gone.instance_id),"
-                    " freed AS (DELETE FROM node_mac WHERE node_id IN (SELECT id FROM moved))"
-                    " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
-                    f" SELECT id, deployment_id, 'deleted', 'stage', {message}, :source FROM moved RETURNING node_id",
-                    source=SOURCE,
-                )
-        for row in rows:
+            deleted = nodes.delete_unmanaged(tx, SOURCE, self.options.dry_run)
+        for row in deleted:
             self.report.add("node_deleted", node_id=row["node_id"])
         with self.db.transaction() as tx:
-            deployments = tx.all(
-                "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND d.provider = 'none'"
-                " AND NOT EXISTS (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage <> 'deleted'"
-                + (" AND n.stage <> 'deprovisioning'" if self.options.dry_run else "") + ")"
-            )
-        for deployment in deployments:
+            finished = deployments.finished_without_provider(tx, counting_deprovisioning=self.options.dry_run)
+        for deployment in finished:
             self.report.add("deployment_deleted", deployment_id=deployment["id"], name=deployment["name"])
             if self.options.dry_run:
                 continue
             with self.db.transaction() as tx:
-                tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id",
-                       id=deployment["id"])
-                events.add(tx, "deployment", f"deployment {deployment['name']} deleted", SOURCE,
-                                deployment_id=deployment["id"])
+                deployments.set_deleted(tx, deployment["id"], f"deployment {deployment['name']} deleted", SOURCE)
 
     def _delete_orphan(self, instance_id: str, **where: Any) -> bool:
         """Delete one orphaned server (counted against the cap). False if it was not deleted."""
@@ -269,8 +224,7 @@ class Cleanup:
                 self.report.error("orphan_server_deleted", f"listing owned servers failed: {e}")
                 owned = []
             with self.db.transaction() as tx:
-                known = {r["instance_id"] for r in tx.all(
-                    "SELECT instance_id FROM node WHERE instance_id IS NOT NULL AND stage <> 'deleted'")}
+                known = nodes.server_ids(tx, live_only=True)
             for server in owned:
                 if server.id in known or server.status == "deleting" or (
                         server.created_at and server.created_at > cutoff):
@@ -312,10 +266,8 @@ class Cleanup:
     def prune(self) -> None:
         days = self.options.retention_days
         with self.db.transaction() as tx:
-            old_events = tx.scalar("SELECT count(*) FROM event WHERE created_at < now() - make_interval(days => :d)",
-                                   d=days)
-            old_nodes = tx.scalar("SELECT count(*) FROM node WHERE stage = 'deleted'"
-                                  " AND stage_changed_at < now() - make_interval(days => :d)", d=days)
+            old_events = events.count_before(tx, days)
+            old_nodes = nodes.count_deleted_before(tx, days)
         if old_events:
             self.report.counts["events_pruned"] = old_events
         if old_nodes:
@@ -324,24 +276,16 @@ class Cleanup:
             return
         while True:  # in batches, so no transaction holds many locks for long
             with self.db.transaction() as tx:
-                deleted = tx.all(
-                    "DELETE FROM event WHERE id IN (SELECT id FROM event"
-                    " WHERE created_at < now() - make_interval(days => :d) ORDER BY id LIMIT :n) RETURNING id",
-                    d=days, n=PRUNE_BATCH,
-                )
-            if len(deleted) < PRUNE_BATCH:
+                pruned = events.prune_before(tx, days, PRUNE_BATCH)
+            if pruned < PRUNE_BATCH:
                 break
         with self.db.transaction() as tx:
-            tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)",
-                   d=days)
+            nodes.remove_deleted_before(tx, days)
             if old_events or old_nodes:
                 events.add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
                                 f" {days} days", SOURCE)
 
 
-# _duration() in SQL, for the `took` column.
-_SQL_DURATION = ("CASE WHEN took >= 3600 THEN (took / 3600) || 'h ' || (took % 3600 / 60) || 'm ' || (took % 60) || 's'"
-                 " ELSE (took / 60) || 'm ' || (took % 60) || 's' END")
 
 
 def _duration(seconds: int) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
-from bootfleet.db import nodes
+from bootfleet.db import nodes, profiles
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import RenderError, ValidationError
 from bootfleet.providers.storage.choose import image_url
@@ -82,7 +82,7 @@ def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> 
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
 
-    _remember_identity(tx, node, req)
+    nodes.remember_identity(tx, node, req.uuid, req.serial)
     if stage in RESTART_FROM:
         note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
         nodes.set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}",
@@ -113,23 +113,9 @@ def _discover(tx: Transaction, settings: Settings, req: BootRequest) -> dict | N
     """Register an unknown machine under the discovery profile, if one is set."""
     if not settings.discovery_profile or not (req.macs or req.uuid):
         return None
-    profile = tx.one("SELECT id FROM profile WHERE name = :name", name=settings.discovery_profile)
+    profile = profiles.find(tx, settings.discovery_profile)
     if profile is None:
         log.error("BOOTFLEET_DISCOVERY_PROFILE names profile %r, which does not exist", settings.discovery_profile)
         return None
     fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial}
     return nodes.create(tx, fields, "boot", "discovered: registered by boot with the discovery profile")
-
-
-def _remember_identity(tx: Transaction, node: dict, req: BootRequest) -> None:
-    """Record the SMBIOS UUID and serial iPXE reported, where the node has none yet."""
-    updates = {}
-    if req.uuid and not node.get("smbios_uuid"):
-        owner = tx.one("SELECT id FROM node WHERE smbios_uuid = :u", u=req.uuid)
-        if owner is None:
-            updates["smbios_uuid"] = req.uuid
-    if req.serial and not node.get("serial"):
-        updates["serial"] = req.serial
-    if updates:
-        sets = ", ".join(f"{k} = :{k}" for k in updates)
-        tx.run(f"UPDATE node SET {sets} WHERE id = :id", id=node["id"], **updates)

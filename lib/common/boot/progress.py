@@ -21,30 +21,13 @@ def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
 
 def deployment_progress(tx: Transaction, deployment: dict, timeouts: dict[str, int]) -> dict:
     counts = {s: 0 for s in stages.ALL}
-    for row in tx.all(
-        "SELECT stage, count(*) AS n FROM node WHERE deployment_id = :id GROUP BY stage", id=deployment["id"]
-    ):
-        counts[row["stage"]] = row["n"]
+    counts.update(nodes.stage_counts(tx, deployment["id"]))
     total = sum(n for s, n in counts.items() if s != "deleted")
     ready = counts["ready"]
-    failed = tx.all(
-        "SELECT id, hostname, stage_changed_at,"
-        " (SELECT message FROM event e WHERE e.node_id = n.id ORDER BY e.id DESC LIMIT 1) AS last_message"
-        " FROM node n WHERE deployment_id = :id AND stage = 'failed' ORDER BY stage_changed_at LIMIT 100",
-        id=deployment["id"],
-    )
+    failed = nodes.failed(tx, deployment["id"])
     stuck = []
     for stage, seconds in timeouts.items():
-        stuck += tx.all(
-            "SELECT id, hostname, stage, stage_changed_at,"
-            " extract(epoch FROM now() - stage_changed_at)::int AS seconds_in_stage"
-            " FROM node WHERE deployment_id = :id AND stage = :stage"
-            " AND stage_changed_at < now() - make_interval(secs => :seconds)"
-            " ORDER BY stage_changed_at LIMIT 100",
-            id=deployment["id"],
-            stage=stage,
-            seconds=seconds,
-        )
+        stuck += nodes.stuck(tx, deployment["id"], stage, seconds)
     return {
         "deployment": {"id": deployment["id"], "name": deployment["name"], "state": deployment["state"],
                        "count": deployment["desired_count"]},

@@ -52,3 +52,41 @@ def mark_deleted(tx: Transaction, key: str, source: str) -> dict:
         nodes.set_stage(tx, node["id"], "deprovisioning", source, "deployment deleted", deployment["id"])
     events.add(tx, "deployment", "deployment marked for deletion", source, deployment_id=deployment["id"])
     return deployment
+
+
+def set_deleted(tx: Transaction, deployment_id: str, message: str, source: str) -> None:
+    """A deployment whose servers and nodes are all gone becomes `deleted` (and says so)."""
+    tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id", id=deployment_id)
+    events.add(tx, "deployment", message, source, deployment_id=deployment_id)
+
+
+def with_provider(tx: Transaction, live_only: bool = False) -> list[dict]:
+    """Deployments whose servers a provider makes (not `none`); `live_only` leaves out deleted ones."""
+    where = "provider <> 'none'" + (" AND state <> 'deleted'" if live_only else "")
+    return tx.all(f"SELECT * FROM deployment WHERE {where} ORDER BY name")
+
+
+def of_server(tx: Transaction, instance_id: str) -> dict | None:
+    """The deployment of the node that records this server."""
+    return tx.one("SELECT d.* FROM deployment d JOIN node n ON n.deployment_id = d.id"
+                  " WHERE n.instance_id = :id LIMIT 1", id=instance_id)
+
+
+def pending_deletions(tx: Transaction) -> list[dict]:
+    """Live deployments with a provider, each with `pending`: how many of its deprovisioning
+    nodes still have a server to delete."""
+    return tx.all(
+        "SELECT d.id, d.name, (SELECT count(*) FROM node n WHERE n.deployment_id = d.id"
+        " AND n.stage = 'deprovisioning' AND n.instance_id IS NOT NULL) AS pending"
+        " FROM deployment d WHERE d.provider <> 'none' AND d.state <> 'deleted' ORDER BY d.name"
+    )
+
+
+def finished_without_provider(tx: Transaction, counting_deprovisioning: bool = False) -> list[dict]:
+    """`deleting` deployments without a provider whose nodes are all deleted (or, with
+    `counting_deprovisioning`, all deleted or about to be: what a dry run reports)."""
+    also = " AND n.stage <> 'deprovisioning'" if counting_deprovisioning else ""
+    return tx.all(
+        "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND d.provider = 'none'"
+        f" AND NOT EXISTS (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage <> 'deleted'{also})"
+    )

@@ -47,3 +47,16 @@ def listing(
         where.append("deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
     return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit", **params)
+
+
+def count_before(tx: Transaction, days: int) -> int:
+    return tx.scalar("SELECT count(*) FROM event WHERE created_at < now() - make_interval(days => :d)", d=days)
+
+
+def prune_before(tx: Transaction, days: int, batch: int) -> int:
+    """Delete up to `batch` events older than `days`; returns how many went."""
+    return len(tx.all(
+        "DELETE FROM event WHERE id IN (SELECT id FROM event"
+        " WHERE created_at < now() - make_interval(days => :d) ORDER BY id LIMIT :n) RETURNING id",
+        d=days, n=batch,
+    ))

@@ -116,26 +116,72 @@ def delete(tx: Transaction, node_id: str, source: str) -> tuple[dict, bool]:
     return node, True
 
 
+# --- stage changes: one statement, written once ----------------------------------------
+
+
+def _move(tx: Transaction, stage: str, source: str, chosen: str, message_sql: str, *, seen: bool = False,
+          deployment_id: str | None = None, **params) -> list[dict]:
+    """THE stage change. Moves the nodes that the query `chosen` selects (an `id` column, and
+    any columns `message` uses) to `stage`: sets stage, stage_changed_at, stage_times,
+    updated_at (and last_seen when `seen`), frees their MACs when the stage is `deleted` (a
+    later server may get the same MAC), and writes one `stage` event each whose message is
+    the SQL expression `message_sql`. Returns [{node_id, message}] of the nodes moved."""
+    freed = ", freed AS (DELETE FROM node_mac WHERE node_id IN (SELECT node_id FROM moved))" if stage == "deleted" \
+        else ""
+    return tx.all(
+        f"WITH chosen AS ({chosen}),"
+        " moved AS (UPDATE node n SET stage = :stage, stage_changed_at = now(), updated_at = now(),"
+        "  stage_times = n.stage_times || jsonb_build_object(CAST(:stage AS text), now()),"
+        "  last_seen = CASE WHEN :seen THEN now() ELSE n.last_seen END"
+        "  FROM chosen WHERE n.id = chosen.id"
+        "  RETURNING n.id AS node_id, n.deployment_id AS node_deployment_id, chosen.*)"
+        f"{freed}"
+        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+        " SELECT node_id, COALESCE(CAST(:deployment_id AS uuid), node_deployment_id), :stage, 'stage',"
+        f"  left({message_sql}, 2000), :source FROM moved"
+        " RETURNING node_id, message",
+        stage=stage, source=source, seen=seen, deployment_id=deployment_id, **params,
+    )
+
+
 def set_stage(
     tx: Transaction, node_id: str, stage: str, source: str, message: str = "", deployment_id: str | None = None,
     seen: bool = False,
 ) -> None:
-    """Move a node to `stage` and record the event, in one statement; `seen` also sets last_seen."""
-    tx.run(
-        "WITH moved AS (UPDATE node SET stage = :stage, stage_changed_at = now(),"
-        " stage_times = stage_times || jsonb_build_object(CAST(:stage AS text), now()), updated_at = now(),"
-        " last_seen = CASE WHEN :seen THEN now() ELSE last_seen END"
-        " WHERE id = :id RETURNING id, deployment_id)"
-        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
-        " SELECT id, COALESCE(CAST(:deployment_id AS uuid), deployment_id), :stage, 'stage', :message, :source"
-        " FROM moved",
-        stage=stage,
-        id=node_id,
-        seen=seen,
-        deployment_id=deployment_id,
-        message=(message or f"stage {stage}")[:2000],
-        source=source,
-    )
+    """Move one node to `stage` and record the event; `seen` also sets last_seen."""
+    _move(tx, stage, source, "SELECT id FROM node WHERE id = :node_id", ":message", seen=seen,
+          deployment_id=deployment_id, node_id=node_id, message=message or f"stage {stage}")
+
+
+# _duration() of cleanup, in SQL, for the `took` column (seconds in the stage).
+_SQL_DURATION = ("CASE WHEN took >= 3600 THEN (took / 3600) || 'h ' || (took % 3600 / 60) || 'm ' || (took % 60) || 's'"
+                 " ELSE (took / 60) || 'm ' || (took % 60) || 's' END")
+
+
+def time_out(tx: Transaction, stage: str, seconds: int, limit_text: str, source: str,
+             dry_run: bool = False) -> list[dict]:
+    """Nodes in `stage` for longer than `seconds` become `failed` (one statement moves them
+    all, skipping nodes another transaction holds); dry_run only lists them.
+    Returns [{node_id, message}]."""
+    stuck = ("SELECT id, extract(epoch FROM now() - stage_changed_at)::int AS took"
+             " FROM node WHERE stage = :old_stage AND stage_changed_at < now() - make_interval(secs => :s)")
+    message_sql = f"'timed out in ' || :old_stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'"
+    params = {"old_stage": stage, "s": seconds, "limit": limit_text}
+    if dry_run:
+        return tx.all(f"SELECT id AS node_id, {message_sql} AS message FROM ({stuck}) s", **params)
+    return _move(tx, "failed", source, f"{stuck} FOR UPDATE SKIP LOCKED", message_sql, **params)
+
+
+def delete_unmanaged(tx: Transaction, source: str, dry_run: bool = False) -> list[dict]:
+    """Deprovisioning nodes that no provider manages (no deployment, or one without a
+    provider) become `deleted`; a server of theirs is not bootfleet's and is left alone."""
+    gone = ("SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
+            " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')")
+    if dry_run:
+        return tx.all(f"SELECT id AS node_id FROM ({gone}) g")
+    message_sql = ("'deleted' || CASE WHEN instance_id IS NULL THEN '' ELSE '; server ' || instance_id"
+                   " || ' was not created by bootfleet and is left alone' END")
+    return _move(tx, "deleted", source, f"{gone} FOR UPDATE OF n SKIP LOCKED", message_sql)
 
 
 def touch(tx: Transaction, node_id: str) -> None:
@@ -169,3 +215,99 @@ def boot_plan(tx: Transaction, node: dict) -> tuple[dict | None, dict | None]:
     if profile is None:
         profile = profiles.for_labels(tx, node.get("labels") or {})
     return profile, deployment
+
+
+def remember_identity(tx: Transaction, node: dict, smbios_uuid: str | None, serial: str | None) -> None:
+    """Record the SMBIOS UUID and serial a machine reported, where the node has none yet
+    (a UUID another node already has is not taken)."""
+    updates = {}
+    if smbios_uuid and not node.get("smbios_uuid"):
+        if tx.one("SELECT id FROM node WHERE smbios_uuid = :u", u=smbios_uuid) is None:
+            updates["smbios_uuid"] = smbios_uuid
+    if serial and not node.get("serial"):
+        updates["serial"] = serial
+    if updates:
+        sets = ", ".join(f"{k} = :{k}" for k in updates)
+        tx.run(f"UPDATE node SET {sets} WHERE id = :id", id=node["id"], **updates)
+
+
+# --- a deployment's nodes and servers -------------------------------------------------------
+
+
+def of_deployment(tx: Transaction, deployment_id: str) -> list[dict]:
+    """Every node of a deployment, in index order (web-0, web-1, ..., web-10)."""
+    return tx.all(f"{SELECT} WHERE n.deployment_id = :id"
+                  " ORDER BY n.created_at, length(n.hostname), n.hostname, n.id", id=deployment_id)
+
+
+def count_not_deleted(tx: Transaction, deployment_id: str) -> int:
+    return tx.scalar("SELECT count(*) FROM node WHERE deployment_id = :id AND stage <> 'deleted'", id=deployment_id)
+
+
+def holding_server(tx: Transaction, server_id: str, other_than: str) -> str | None:
+    """The id of another node (not deleted) that records this server, if any."""
+    row = tx.one("SELECT id FROM node WHERE instance_id = :s AND id <> :n AND stage <> 'deleted'",
+                 s=server_id, n=other_than)
+    return row["id"] if row else None
+
+
+def server_ids(tx: Transaction, deployment_id: str | None = None, live_only: bool = False) -> set[str]:
+    """The server ids nodes record: of one deployment, or of all nodes; `live_only` leaves
+    out deleted nodes."""
+    where, params = ["instance_id IS NOT NULL"], {}
+    if deployment_id:
+        where.append("deployment_id = :id")
+        params["id"] = deployment_id
+    if live_only:
+        where.append("stage <> 'deleted'")
+    rows_ = tx.all(f"SELECT instance_id FROM node WHERE {' AND '.join(where)}", **params)
+    return {r["instance_id"] for r in rows_}
+
+
+def servers_to_delete(tx: Transaction, deployment_id: str) -> list[dict]:
+    """Deprovisioning nodes of a deployment that still have a server: [{id, instance_id}]."""
+    return tx.all("SELECT id, instance_id FROM node WHERE deployment_id = :id"
+                  " AND stage = 'deprovisioning' AND instance_id IS NOT NULL", id=deployment_id)
+
+
+# --- a deployment's progress -----------------------------------------------------------------
+
+
+def stage_counts(tx: Transaction, deployment_id: str) -> dict[str, int]:
+    rows_ = tx.all("SELECT stage, count(*) AS n FROM node WHERE deployment_id = :id GROUP BY stage", id=deployment_id)
+    return {r["stage"]: r["n"] for r in rows_}
+
+
+def failed(tx: Transaction, deployment_id: str, limit: int = 100) -> list[dict]:
+    """A deployment's failed nodes, oldest failure first, each with its last event's message."""
+    return tx.all(
+        "SELECT id, hostname, stage_changed_at,"
+        " (SELECT message FROM event e WHERE e.node_id = n.id ORDER BY e.id DESC LIMIT 1) AS last_message"
+        " FROM node n WHERE deployment_id = :id AND stage = 'failed' ORDER BY stage_changed_at LIMIT :limit",
+        id=deployment_id, limit=limit,
+    )
+
+
+def stuck(tx: Transaction, deployment_id: str, stage: str, seconds: int, limit: int = 100) -> list[dict]:
+    """A deployment's nodes in `stage` for longer than `seconds`."""
+    return tx.all(
+        "SELECT id, hostname, stage, stage_changed_at,"
+        " extract(epoch FROM now() - stage_changed_at)::int AS seconds_in_stage"
+        " FROM node WHERE deployment_id = :id AND stage = :stage"
+        " AND stage_changed_at < now() - make_interval(secs => :seconds)"
+        " ORDER BY stage_changed_at LIMIT :limit",
+        id=deployment_id, stage=stage, seconds=seconds, limit=limit,
+    )
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def count_deleted_before(tx: Transaction, days: int) -> int:
+    return tx.scalar("SELECT count(*) FROM node WHERE stage = 'deleted'"
+                     " AND stage_changed_at < now() - make_interval(days => :d)", d=days)
+
+
+def remove_deleted_before(tx: Transaction, days: int) -> None:
+    """Remove the rows of nodes deleted more than `days` ago (their events go with them)."""
+    tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)", d=days)

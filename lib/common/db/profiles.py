@@ -57,3 +57,8 @@ def for_labels(tx: Transaction, labels: dict) -> dict | None:
         " ORDER BY (SELECT count(*) FROM jsonb_object_keys(selectors)) DESC, name LIMIT 1",
         labels=json.dumps(labels),
     )
+
+
+def find(tx: Transaction, name: str) -> dict | None:
+    """The profile with this name, or None."""
+    return tx.one("SELECT * FROM profile WHERE name = :name", name=name)

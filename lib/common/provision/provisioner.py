@@ -30,80 +30,17 @@ from dataclasses import asdict, dataclass, field
 from bootfleet.boot import ipxe
 from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.db.connection import Database
-from bootfleet.errors import ConflictError, SettingsError, ValidationError
-from bootfleet.providers.vpc.base import KINDS, Provider, Server, ServerSpec, VpcError, region_of
-from bootfleet.providers.vpc.ibm import IbmProvider
-from bootfleet.settings import get_settings
+from bootfleet.errors import ConflictError, SettingsError
+from bootfleet.providers.vpc.base import Provider, Server, ServerSpec, VpcError
+from bootfleet.providers.vpc.choose import provider_for
+from bootfleet.provision.placement import node_index, node_name
+from bootfleet.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 SOURCE = "provision"
 LIVE = ("registered", "provisioning", "booting", "configuring", "installing", "rebooting", "ready", "failed")
 ADOPT_SKEW = datetime.timedelta(seconds=60)  # clock difference tolerated when adopting an untagged server
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-IBM_REQUIRED = ("zone", "vpc", "subnet", "profile")
-IBM_OPTIONAL = ("region", "kind", "image", "keys", "resource_group")
-LOCAL_KEYS = ("memory", "cpus")  # MiB and vCPUs of each local QEMU VM
-
-
-def check_placement(provider: str, name: str, placement: dict) -> dict:
-    """Refuse (400) a placement the provider cannot use, naming the field."""
-    if provider == "none":
-        return placement
-    if not re.match(r"^[a-z]", name) or len(name) > 57:
-        raise ValidationError("name", f"{provider} deployments need a name that starts with a letter and has at most"
-                                      " 57 characters (servers are named <name>-<index>)")
-    if provider == "ibm":
-        missing = [k for k in IBM_REQUIRED if not placement.get(k)]
-        if missing:
-            raise ValidationError("placement", f"the ibm provider needs {', '.join(missing)}"
-                                               f" (required: {', '.join(IBM_REQUIRED)})")
-        unknown = sorted(set(placement) - set(IBM_REQUIRED) - set(IBM_OPTIONAL))
-        if unknown:
-            raise ValidationError("placement", f"unknown key(s) {', '.join(unknown)};"
-                                               f" allowed: {', '.join(IBM_REQUIRED + IBM_OPTIONAL)}")
-        for key, value in placement.items():
-            values = value.split(",") if key == "keys" else [value]
-            for item in values:
-                if not _IDENT.match(item.strip()):
-                    raise ValidationError(f"placement.{key}", f"{item[:60]!r} is not a VPC name or identifier")
-        if placement.get("kind", "bare_metal") not in KINDS:
-            raise ValidationError("placement.kind", f"one of {', '.join(KINDS)}")
-        if placement.get("region") and not placement["zone"].startswith(placement["region"] + "-"):
-            raise ValidationError("placement.zone", f"zone {placement['zone']} is not in region {placement['region']}")
-    elif provider == "local":
-        unknown = sorted(set(placement) - set(LOCAL_KEYS))
-        if unknown:
-            raise ValidationError("placement", f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(LOCAL_KEYS)}")
-        for key, value in placement.items():
-            if not value.isdigit() or not 0 < int(value) <= 65536:
-                raise ValidationError(f"placement.{key}", f"a whole number, got {value[:20]!r}")
-    return placement
-
-
-def node_name(deployment: str, index: int) -> str:
-    return f"{deployment}-{index}"
-
-
-def _index(deployment: str, hostname: str | None) -> int | None:
-    match = re.fullmatch(rf"{re.escape(deployment)}-(\d+)", hostname or "")
-    return int(match.group(1)) if match else None
-
-
-def provider_for(deployment: dict) -> Provider | None:
-    """The provider a deployment's placement asks for (None for `none`)."""
-    placement = deployment["placement"] or {}
-    if deployment["provider"] == "ibm":
-        region = placement.get("region") or region_of(placement["zone"])
-        return IbmProvider.from_settings(placement.get("kind", "bare_metal"), region, placement.get("vpc"))
-    if deployment["provider"] == "local":
-        try:
-            from bootfleet.providers.vpc.local import LocalProvider
-        except ImportError as e:
-            raise SettingsError(f"the local provider is not available here: {e}") from None
-        return LocalProvider.from_settings(placement)
-    return None
-
 
 @dataclass
 class Report:
@@ -123,8 +60,10 @@ class Report:
         return asdict(self)
 
 
-def reconcile(key: str, base_url: str | None = None, provider: Provider | None = None) -> dict:
+def reconcile(key: str, base_url: str | None = None, provider: Provider | None = None,
+              settings: Settings | None = None) -> dict:
     """One provisioning pass for a deployment (id or name); returns what it did."""
+    settings = settings or get_settings()
     db = get_database()
     with db.transaction() as tx:
         deployment = deployments.get(tx, key)
@@ -136,11 +75,11 @@ def reconcile(key: str, base_url: str | None = None, provider: Provider | None =
             report.busy = True
             return report.as_dict()
         try:
-            provider = provider or provider_for(deployment)
+            provider = provider or provider_for(deployment, settings)
         except (SettingsError, VpcError) as e:
             _error(db, deployment, None, f"cannot provision: {e}", report)
             return report.as_dict()
-        Provisioner(db, deployment["id"], provider, base_url, report).run()
+        Provisioner(db, deployment["id"], provider, base_url or settings.base_url, report, settings).run()
     return report.as_dict()
 
 
@@ -155,8 +94,10 @@ def _error(db: Database, deployment: dict, node: dict | None, message: str, repo
 class Provisioner:
     """One pass over one deployment."""
 
-    def __init__(self, db: Database, deployment_id: str, provider: Provider, base_url: str | None, report: Report):
+    def __init__(self, db: Database, deployment_id: str, provider: Provider, base_url: str | None, report: Report,
+                 settings: Settings):
         self.db = db
+        self.settings = settings
         self.deployment_id = deployment_id
         self.provider = provider
         self.base_url = base_url
@@ -171,7 +112,7 @@ class Provisioner:
 
     def run(self) -> None:
         planned = self.plan()
-        batch = get_settings().provision_batch
+        batch = self.settings.provision_batch
         for node in [n for n in planned if n["stage"] == "provisioning" and not n["instance_id"]][:batch]:
             self.guard(node, self.ensure_server)
         for node in self.nodes():
@@ -206,8 +147,7 @@ class Provisioner:
     def nodes(self) -> list[dict]:
         with self.db.transaction() as tx:
             self.deployment = deployments.get(tx, self.deployment_id)
-            return tx.all(f"{nodes.SELECT} WHERE n.deployment_id = :id ORDER BY n.created_at, length(n.hostname), n.hostname, n.id",
-                          id=self.deployment_id)
+            return nodes.of_deployment(tx, self.deployment_id)
 
     def event(self, node: dict | None, message: str) -> None:
         with self.db.transaction() as tx:
@@ -218,8 +158,6 @@ class Provisioner:
         with self.db.transaction() as tx:
             nodes.get(tx, node["id"], lock=True)
             nodes.set_stage(tx, node["id"], stage, SOURCE, message, self.deployment_id)
-            if stage == "deleted":  # a later server may get the same MAC
-                tx.run("DELETE FROM node_mac WHERE node_id = :id", id=node["id"])
         node["stage"] = stage
 
     def record(self, node: dict, server: Server) -> None:
@@ -245,8 +183,7 @@ class Provisioner:
     def plan(self) -> list[dict]:
         with self.db.transaction() as tx:
             self.deployment = deployments.get(tx, self.deployment_id, lock=True)
-            current = tx.all(f"{nodes.SELECT} WHERE n.deployment_id = :id ORDER BY n.created_at, length(n.hostname), n.hostname, n.id",
-                             id=self.deployment_id)
+            current = nodes.of_deployment(tx, self.deployment_id)
             if self.deployment["state"] == "active":
                 desired = self.deployment["desired_count"]
                 live = {n["hostname"] for n in current if n["stage"] in LIVE}
@@ -257,7 +194,7 @@ class Provisioner:
                                                "stage": "provisioning"}, SOURCE,
                                           f"node {hostname} created; provisioning its server")
                 for node in current:
-                    index = _index(self.name, node["hostname"])
+                    index = node_index(self.name, node["hostname"])
                     if node["stage"] in LIVE and index is not None and index >= desired:
                         nodes.set_stage(tx, node["id"], "deprovisioning", SOURCE,
                                              f"deployment scaled down to {desired}", self.deployment_id)
@@ -273,7 +210,7 @@ class Provisioner:
 
     def spec(self, node: dict) -> ServerSpec:
         placement = self.deployment["placement"] or {}
-        base = self.base_url or get_settings().base_url
+        base = self.base_url
         if not base:
             raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")
         keys = tuple(k.strip() for k in placement.get("keys", "").split(",") if k.strip())
@@ -288,7 +225,7 @@ class Provisioner:
         if self._image:
             return self._image
         placement = self.deployment["placement"] or {}
-        settings = get_settings()
+        settings = self.settings
         image = placement.get("image")
         if not image and getattr(self.provider, "kind", None) == "instance":
             image = settings.vpc_vsi_image
@@ -327,9 +264,7 @@ class Provisioner:
 
     def holder(self, server_id: str, node_id: str) -> str | None:
         with self.db.transaction() as tx:
-            row = tx.one("SELECT id FROM node WHERE instance_id = :s AND id <> :n AND stage <> 'deleted'",
-                         s=server_id, n=node_id)
-        return row["id"] if row else None
+            return nodes.holding_server(tx, server_id, node_id)
 
     @staticmethod
     def adoptable(node: dict, server: Server) -> bool:
@@ -379,9 +314,7 @@ class Provisioner:
 
     def remove_orphans(self) -> None:
         with self.db.transaction() as tx:
-            known = {r["instance_id"] for r in tx.all(
-                "SELECT instance_id FROM node WHERE deployment_id = :id AND instance_id IS NOT NULL",
-                id=self.deployment_id)}
+            known = nodes.server_ids(tx, self.deployment_id)
         for server in self.provider.list_owned(self.name, frozenset(known)):
             if server.id in known or server.status == "deleting":
                 continue
@@ -397,81 +330,16 @@ class Provisioner:
             deployment = deployments.get(tx, self.deployment_id, lock=True)
             if deployment["state"] != "deleting":
                 return
-            left = tx.scalar("SELECT count(*) FROM node WHERE deployment_id = :id AND stage <> 'deleted'",
-                             id=self.deployment_id)
+            left = nodes.count_not_deleted(tx, self.deployment_id)
             if left or self.report.deleting or self.report.orphans_deleted or self.report.errors:
                 return
-            tx.run("UPDATE deployment SET state = 'deleted', updated_at = now() WHERE id = :id",
-                   id=self.deployment_id)
-            events.add(tx, "deployment", "every server is gone; deployment deleted", SOURCE,
-                            deployment_id=self.deployment_id)
+            deployments.set_deleted(tx, self.deployment_id, "every server is gone; deployment deleted", SOURCE)
         self.report.state = "deleted"
-
-
-class Fleet:
-    """Every server bootfleet owns, across deployments: what cleanup's orphan sweep and
-    teardown need (cleanup.ServerProvider: `list_owned()`, `delete(instance_id)`)."""
-
-    def __init__(self):
-        self._where: dict[str, Provider] = {}
-
-    def _providers(self) -> list[tuple[dict, Provider]]:
-        with get_database().transaction() as tx:
-            deployments = tx.all("SELECT * FROM deployment WHERE provider <> 'none' ORDER BY name")
-        found = []
-        for deployment in deployments:
-            try:
-                found.append((deployment, provider_for(deployment)))
-            except SettingsError as e:
-                log.warning("no provider for %s: %s", deployment["name"], e)
-        return found
-
-    def list_owned(self) -> list[Server]:
-        owned = []
-        for deployment, provider in self._providers():
-            for server in provider.list_owned(deployment["name"]):
-                self._where[server.id] = provider
-                owned.append(server)
-        return owned
-
-    def delete(self, instance_id: str) -> None:
-        provider = self._where.get(instance_id)
-        if provider is None:
-            with get_database().transaction() as tx:
-                row = tx.one("SELECT d.* FROM deployment d JOIN node n ON n.deployment_id = d.id"
-                             " WHERE n.instance_id = :id LIMIT 1", id=instance_id)
-            if row is None or row["provider"] == "none":
-                raise SettingsError(f"server {instance_id} belongs to no deployment with a provider")
-            provider = provider_for(row)
-        provider.delete(instance_id)
-
-
-def reboot_server(node: dict) -> dict:
-    """Restart a node's server so it network-boots again (after a reinstall request).
-    Answers {"rebooted": server id} or {"error": why}; either way an event says so."""
-    db = get_database()
-    with db.transaction() as tx:
-        deployment = tx.one("SELECT * FROM deployment WHERE id = :id", id=node["deployment_id"]) \
-            if node["deployment_id"] else None
-    if deployment is None or deployment["provider"] == "none":
-        return {"error": f"server {node['instance_id']} was not created by bootfleet; power-cycle it yourself"}
-    try:
-        provider_for(deployment).reboot(node["instance_id"])
-        answer, message = {"rebooted": node["instance_id"]}, f"server {node['instance_id']} restarted to reinstall"
-    except (VpcError, SettingsError) as e:
-        answer, message = {"error": str(e)}, f"restarting server {node['instance_id']} failed: {e}"
-    with db.transaction() as tx:
-        events.add(tx, "provision" if "rebooted" in answer else "error", message, SOURCE, node_id=node["id"],
-                        deployment_id=node["deployment_id"])
-    return answer
 
 
 def reconcile_all(base_url: str | None = None) -> list[dict]:
     """A pass over every deployment that has a provider and is not deleted (for a cron)."""
     with get_database().transaction() as tx:
-        ids = [r["id"] for r in tx.all(
-            "SELECT id FROM deployment WHERE provider <> 'none' AND state <> 'deleted' ORDER BY name")]
+        ids = [d["id"] for d in deployments.with_provider(tx, live_only=True)]
     return [reconcile(i, base_url) for i in ids]
 
-
-__all__ = ["Fleet", "check_placement", "reboot_server", "reconcile", "reconcile_all", "provider_for", "node_name"]
