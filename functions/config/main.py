@@ -1,4 +1,5 @@
-"""config: the operator API, and each node's rendered Ignition / cloud-init.
+"""config: the operator API (web/operator.py), and each node's rendered Ignition / cloud-init
+(boot/node_config.py).
 
 Operators (Authorization: Bearer <admin token>):
   /config/api/v1/profiles[/<id or name>]      GET POST PATCH DELETE
@@ -13,287 +14,30 @@ Nodes (their token, ?token=... or Authorization: Bearer ...):
 
 import logging
 
-from bootfleet import validation
-from bootfleet.boot.render import node_context, render_config
+from bootfleet.boot import node_config
 from bootfleet.boot.urls import base_url
-from bootfleet.db import deployments, events, get_database, nodes, profiles
-from bootfleet.dns import reconcile as dnsreconcile
-from bootfleet.errors import BadRequestError, NotFoundError, RenderError
+from bootfleet.db import get_database
 from bootfleet.log import setup_logging
-from bootfleet.provision.fleet import reboot_server
-from bootfleet.provision.placement import check_placement
-from bootfleet.provision.provisioner import reconcile
-from bootfleet.web import schemas
-from bootfleet.web.api import Api, json_body, json_response, page, parse, text_response
+from bootfleet.web import operator
+from bootfleet.web.api import Api, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
-from bootfleet.web.views import deployment_view, node_view, profile_view
 
 setup_logging("config")
 log = logging.getLogger("bootfleet.config")
 api = Api("config", cors=True)
-V1 = "/api/v1"
-
-
-def _changes(model, not_null=()) -> dict:
-    """The fields the caller set; null only where the column may be empty."""
-    changes = model.model_dump(exclude_unset=True)
-    for name in not_null:
-        if name in changes and changes[name] is None:
-            raise BadRequestError(f"{name}: cannot be null")
-    return changes
-
-
-def _listing(items, total, limit, offset, view):
-    return json_response({"items": [view(i) for i in items], "total": total, "limit": limit, "offset": offset})
-
-
-# --- profiles ---------------------------------------------------------------
-
-
-@api.route(f"{V1}/profiles", admin=True)
-def profile_list(request):
-    limit, offset = page(request)
-    with get_database().transaction() as tx:
-        items, total = profiles.listing(tx, limit, offset)
-    return _listing(items, total, limit, offset, profile_view)
-
-
-@api.route(f"{V1}/profiles", methods=("POST",), admin=True)
-def profile_create(request):
-    body = parse(schemas.ProfileIn, json_body(request))
-    with get_database().transaction() as tx:
-        profile = profiles.create(tx, body.model_dump())
-        events.add(tx, "profile", f"profile {profile['name']} created", "operator")
-    return json_response(profile_view(profile), 201)
-
-
-@api.route(f"{V1}/profiles/<key>", admin=True)
-def profile_get(request, key):
-    with get_database().transaction() as tx:
-        return json_response(profile_view(profiles.get(tx, key)))
-
-
-@api.route(f"{V1}/profiles/<key>", methods=("PATCH", "PUT"), admin=True)
-def profile_update(request, key):
-    body = parse(schemas.ProfileUpdate, json_body(request))
-    changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
-    with get_database().transaction() as tx:
-        profile = profiles.update(tx, key, changes)
-        events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
-    return json_response(profile_view(profile))
-
-
-@api.route(f"{V1}/profiles/<key>", methods=("DELETE",), admin=True)
-def profile_delete(request, key):
-    with get_database().transaction() as tx:
-        profile = profiles.delete(tx, key)
-        events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
-    return json_response(None, 204)
-
-
-# --- deployments ----------------------------------------------------------------
-
-
-def _deployment_fields(tx, changes: dict) -> dict:
-    if "profile" in changes:
-        changes["profile_id"] = profiles.get(tx, changes.pop("profile"))["id"]
-    if "count" in changes:
-        changes["desired_count"] = changes.pop("count")
-    return changes
-
-
-@api.route(f"{V1}/deployments", admin=True)
-def deployment_list(request):
-    limit, offset = page(request)
-    state = request.args.get("state") or None
-    if state and state not in ("active", "deleting", "deleted"):
-        raise BadRequestError("state: one of active, deleting, deleted")
-    with get_database().transaction() as tx:
-        items, total = deployments.listing(tx, limit, offset, state)
-    return _listing(items, total, limit, offset, deployment_view)
-
-
-@api.route(f"{V1}/deployments", methods=("POST",), admin=True)
-def deployment_create(request):
-    body = parse(schemas.DeploymentIn, json_body(request))
-    check_placement(body.provider, body.name, body.placement)
-    with get_database().transaction() as tx:
-        deployment = deployments.create(tx, _deployment_fields(tx, body.model_dump()))
-        events.add(
-            tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
-        )
-    return _provisioned(request, deployment, 201)
-
-
-def _provisioned(request, deployment: dict, status: int):
-    """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
-    view = deployment_view(deployment)
-    if deployment["provider"] != "none":
-        view["provisioning"] = reconcile(deployment["id"], base_url(request))
-        view["state"] = view["provisioning"]["state"] or view["state"]
-    return json_response(view, status)
-
-
-@api.route(f"{V1}/deployments/<key>", admin=True)
-def deployment_get(request, key):
-    with get_database().transaction() as tx:
-        return json_response(deployment_view(deployments.get(tx, key)))
-
-
-@api.route(f"{V1}/deployments/<key>", methods=("PATCH", "PUT"), admin=True)
-def deployment_update(request, key):
-    body = parse(schemas.DeploymentUpdate, json_body(request))
-    changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
-    with get_database().transaction() as tx:
-        if "placement" in changes:
-            current = deployments.get(tx, key)
-            check_placement(current["provider"], current["name"], changes["placement"])
-        deployment = deployments.update(tx, key, _deployment_fields(tx, changes))
-        events.add(
-            tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
-            deployment_id=deployment["id"],
-        )
-    return _provisioned(request, deployment, 200)
-
-
-@api.route(f"{V1}/deployments/<key>", methods=("DELETE",), admin=True)
-def deployment_delete(request, key):
-    with get_database().transaction() as tx:
-        deployment = deployments.mark_deleted(tx, key, "operator")
-    return _provisioned(request, deployment, 202)
-
-
-@api.route(f"{V1}/deployments/<key>/reconcile", methods=("POST",), admin=True)
-def deployment_reconcile(request, key):
-    """One provisioning pass now: create what is missing, delete what is extra."""
-    with get_database().transaction() as tx:
-        deployment = deployments.get(tx, key)
-    return json_response(reconcile(deployment["id"], base_url(request)))
-
-
-# --- nodes -------------------------------------------------------------------------
-
-
-def _node_fields(tx, changes: dict) -> dict:
-    if "uuid" in changes:
-        changes["smbios_uuid"] = changes.pop("uuid")
-    if "deployment" in changes:
-        ref = changes.pop("deployment")
-        deployment = deployments.get(tx, ref) if ref else None
-        if deployment and deployment["state"] != "active":
-            raise BadRequestError(f"deployment: {deployment['name']!r} is {deployment['state']}")
-        changes["deployment_id"] = deployment["id"] if deployment else None
-    if "profile" in changes:
-        ref = changes.pop("profile")
-        changes["profile_id"] = profiles.get(tx, ref)["id"] if ref else None
-    return changes
-
-
-@api.route(f"{V1}/nodes", admin=True)
-def node_list(request):
-    limit, offset = page(request)
-    args = request.args
-    filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None}
-    if args.get("mac"):
-        filters["mac"] = validation.normalize_mac(args["mac"])
-    labels = {}
-    for item in args.getlist("label"):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise BadRequestError(f"label: expected key=value, got {item[:60]!r}")
-        labels[key] = value
-    filters["labels"] = labels or None
-    with get_database().transaction() as tx:
-        if args.get("deployment"):
-            filters["deployment_id"] = deployments.get(tx, args["deployment"])["id"]
-        items, total = nodes.listing(tx, limit, offset, **filters)
-    return _listing(items, total, limit, offset, node_view)
-
-
-@api.route(f"{V1}/nodes", methods=("POST",), admin=True)
-def node_create(request):
-    body = parse(schemas.NodeIn, json_body(request))
-    if not body.macs and not body.uuid:
-        raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
-    with get_database().transaction() as tx:
-        node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
-    return json_response(node_view(node), 201)
-
-
-@api.route(f"{V1}/nodes/<node_id>", admin=True)
-def node_get(request, node_id):
-    with get_database().transaction() as tx:
-        return json_response(node_view(nodes.get(tx, node_id)))
-
-
-@api.route(f"{V1}/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
-def node_update(request, node_id):
-    body = parse(schemas.NodeUpdate, json_body(request))
-    changes = _changes(body, not_null=("macs", "labels"))
-    with get_database().transaction() as tx:
-        node = nodes.update(tx, node_id, _node_fields(tx, changes))
-        events.add(
-            tx, "node", f"node updated: {', '.join(changes)}", "operator",
-            node_id=node["id"], deployment_id=node["deployment_id"],
-        )
-        if {"ip", "hostname", "deployment"} & set(changes):
-            dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records follow
-    return json_response(node_view(node))
-
-
-@api.route(f"{V1}/nodes/<node_id>", methods=("DELETE",), admin=True)
-def node_delete(request, node_id):
-    with get_database().transaction() as tx:
-        node, gone = nodes.delete(tx, node_id, "operator")
-        dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records go
-    if gone:
-        return json_response(None, 204)
-    return json_response(node_view(node), 202)
-
-
-@api.route(f"{V1}/nodes/<node_id>/reinstall", methods=("POST",), admin=True)
-def node_reinstall(request, node_id):
-    with get_database().transaction() as tx:
-        node = nodes.reinstall(tx, node_id, "operator")
-    view = node_view(node)
-    if node["instance_id"]:  # restart its server so it boots the installer now
-        view["reboot"] = reboot_server(node)
-    return json_response(view)
-
-
-# --- what nodes fetch --------------------------------------------------------------
+api.include(operator.routes, prefix="/api/v1")  # the operator API: web/operator.py
 
 
 @api.route("/nodes/<node_id>/<any(ignition, 'user-data', 'meta-data'):kind>")
 @api.route("/nodes/<node_id>/t/<path_token>/<any('user-data', 'meta-data'):kind>")
-def node_config(request, node_id, kind, path_token=None):
+def node_config_file(request, node_id, kind, path_token=None):
     with get_database().transaction() as tx:
         node = authenticate_node(tx, request, node_id, path_token)
-        if kind == "meta-data":
-            hostname = node["hostname"] or f"node-{node_id[:8]}"
-            return text_response(f"instance-id: {node_id}\nlocal-hostname: {hostname}\n")
-        profile = nodes.profile(tx, node)
-        if profile is None:
-            raise NotFoundError(f"node {node_id} has no profile")
-        wanted = "ignition" if kind == "ignition" else "cloud-init"
-        if profile["config_format"] != wanted:
-            other = {"ignition": "ignition", "cloud-init": "user-data"}.get(profile["config_format"])
-            hint = f"; fetch /config/nodes/{node_id}/{other}" if other else ""
-            raise NotFoundError(f"profile {profile['name']!r} renders {profile['config_format']}, not {wanted}{hint}")
-        deployment = (
-            deployments.get(tx, node["deployment_id"]) if node["deployment_id"] else None
-        )
-        token = presented_token(request, path_token)
-        try:
-            body, content_type = render_config(profile, node_context(node, profile, deployment, base_url(request), token))
-        except RenderError as e:
-            log.error("render failed: %s", e, extra={"node_id": node_id})
-            events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
-            return json_response({"error": f"cannot render this node's config: {e}", "status": 500}, 500)
-        if node["stage"] in ("registered", "provisioning", "booting"):
-            nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
-    resp = text_response(body)
-    resp.content_type = content_type
+        result = node_config.answer(tx, node, kind, base_url(request), presented_token(request, path_token))
+    if result.failure is not None:
+        raise result.failure
+    resp = text_response(result.body)
+    resp.content_type = result.content_type
     return resp
 
 

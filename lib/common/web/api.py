@@ -105,6 +105,21 @@ def require_admin(request: flask.Request) -> None:
     verify_admin_token(get_settings().admin_token, request.headers.get("Authorization"))
 
 
+class Routes:
+    """Handlers registered apart from any Api (a group of endpoints in a module of its own);
+    `Api.include(routes, prefix)` adds them to a function's Api."""
+
+    def __init__(self):
+        self.entries: list[tuple[str, tuple[str, ...], bool, Callable]] = []
+
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
+        def register(handler: Callable) -> Callable:
+            self.entries.append((rule, methods, admin, handler))
+            return handler
+
+        return register
+
+
 class Api:
     """Routes for one function; turns every error into a clear answer."""
 
@@ -126,6 +141,10 @@ class Api:
             return handler
 
         return register
+
+    def include(self, routes: Routes, prefix: str = "") -> None:
+        for rule, methods, admin, handler in routes.entries:
+            self.route(prefix + rule, methods, admin)(handler)
 
     def error(self, status: int, message: str) -> flask.Response:
         if self.errors == "text":

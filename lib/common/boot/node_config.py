@@ -1,0 +1,56 @@
+"""What config answers a node that fetches its Ignition, cloud-init user-data or meta-data.
+
+Beside boot's answer (answer.py): the node has already proved itself with its token;
+its profile and deployment are read once (`nodes.boot_plan`), the profile's template is
+rendered for it, and a node fetching its config moves to `configuring`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bootfleet.boot.render import node_context, render_config
+from bootfleet.db import events, nodes
+from bootfleet.db.connection import Transaction
+from bootfleet.errors import NotFoundError, RenderError
+
+log = logging.getLogger(__name__)
+
+# What each kind of request wants, and the URL to fetch instead when the profile renders the other.
+WANTED = {"ignition": "ignition", "user-data": "cloud-init"}
+FETCH = {"ignition": "ignition", "cloud-init": "user-data"}
+# Stages at which fetching the config moves a node to `configuring`.
+CONFIGURING_FROM = ("registered", "provisioning", "booting")
+
+
+@dataclass
+class ConfigAnswer:
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+    failure: RenderError | None = None  # raise it after the transaction: its event is kept
+
+
+def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None) -> ConfigAnswer:
+    """The node's `kind` (ignition, user-data or meta-data) for an authenticated node."""
+    node_id = node["id"]
+    if kind == "meta-data":
+        hostname = node["hostname"] or f"node-{node_id[:8]}"
+        return ConfigAnswer(f"instance-id: {node_id}\nlocal-hostname: {hostname}\n")
+    profile, deployment = nodes.boot_plan(tx, node)
+    if profile is None:
+        raise NotFoundError(f"node {node_id} has no profile")
+    wanted = WANTED[kind]
+    if profile["config_format"] != wanted:
+        other = FETCH.get(profile["config_format"])
+        hint = f"; fetch /config/nodes/{node_id}/{other}" if other else ""
+        raise NotFoundError(f"profile {profile['name']!r} renders {profile['config_format']}, not {wanted}{hint}")
+    try:
+        body, content_type = render_config(profile, node_context(node, profile, deployment, base, token))
+    except RenderError as e:
+        log.error("render failed: %s", e, extra={"node_id": node_id})
+        events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
+        return ConfigAnswer(failure=RenderError(f"cannot render this node's config: {e}"))
+    if node["stage"] in CONFIGURING_FROM:
+        nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
+    return ConfigAnswer(body, content_type)
