@@ -1,7 +1,12 @@
-"""Settings, read once from the environment. Every name starts with BOOTFLEET_.
+"""Settings, read once from the environment. Every name starts with BOOTFLEET_ (but PORT).
+
+Each setting is one field of `Settings`, declared with `setting(default, parse)`:
+its variable is BOOTFLEET_<FIELD NAME> unless `env=` names another; unset or
+empty, it has its default; otherwise `parse(raw, variable)` turns the text into
+the value (or raises SettingsError saying what is wrong).
 
 The full list is in docs/operations.md; tests/test_docs.py checks that each
-setting read here is documented there.
+setting declared here is documented there.
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from bootfleet.errors import SettingsError
 
@@ -24,195 +32,199 @@ DEFAULT_STAGE_TIMEOUTS = {
     "rebooting": 40 * 60,
 }
 
+# --- parsers: (raw text, variable name) -> value ---------------------------------------------
 
-def _get(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(PREFIX + name)
-    if value is None or value == "":
-        return default
-    return value
+Parse = Callable[[str, str], Any]
 
 
-def _int(name: str, default: int) -> int:
-    raw = _get(name)
-    if raw is None:
-        return default
+def _str(raw: str, name: str) -> str:
+    return raw
+
+
+def _int(raw: str, name: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = _get(name)
-    if raw is None:
-        return default
+def _bool(raw: str, name: str) -> bool:
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
     if raw.lower() in ("0", "false", "no", "off"):
         return False
-    raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    value = (_get(name, default) or default).lower()
-    if value not in choices:
-        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+def _url(raw: str, name: str) -> str | None:
+    """A base URL, without its trailing slash ("/" alone: unset)."""
+    return raw.rstrip("/") or None
 
 
-def _stage_timeouts() -> dict[str, int]:
+def _lower(raw: str, name: str) -> str:
+    return raw.lower()
+
+
+def _upper(raw: str, name: str) -> str:
+    return raw.upper()
+
+
+def _choice(*choices: str) -> Parse:
+    def parse(raw: str, name: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _stage_timeouts(raw: str, name: str) -> dict[str, int]:
     """BOOTFLEET_STAGE_TIMEOUTS="booting=900,installing=3600" overrides the defaults."""
     timeouts = dict(DEFAULT_STAGE_TIMEOUTS)
-    raw = _get("STAGE_TIMEOUTS")
-    if raw:
-        for item in raw.split(","):
-            stage, sep, seconds = item.partition("=")
-            stage = stage.strip()
-            if not sep or stage not in DEFAULT_STAGE_TIMEOUTS or not seconds.strip().isdigit():
-                raise SettingsError(
-                    f"{PREFIX}STAGE_TIMEOUTS: expected stage=seconds with a stage among "
-                    f"{', '.join(DEFAULT_STAGE_TIMEOUTS)}, got {item!r}"
-                )
-            timeouts[stage] = int(seconds)
+    for item in raw.split(","):
+        stage, sep, seconds = item.partition("=")
+        stage = stage.strip()
+        if not sep or stage not in DEFAULT_STAGE_TIMEOUTS or not seconds.strip().isdigit():
+            raise SettingsError(
+                f"{name}: expected stage=seconds with a stage among "
+                f"{', '.join(DEFAULT_STAGE_TIMEOUTS)}, got {item!r}"
+            )
+        timeouts[stage] = int(seconds)
     return timeouts
 
 
 _ORIGIN = re.compile(r"^https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
 
 
-def _origins(name: str) -> tuple[str, ...]:
+def _origins(raw: str, name: str) -> tuple[str, ...]:
     """BOOTFLEET_CORS_ORIGIN="https://dash.example.com": the browser origin(s), comma separated, that may call the API."""
     origins = []
-    for item in (_get(name) or "").split(","):
+    for item in raw.split(","):
         origin = item.strip().rstrip("/").lower()
         if not origin:
             continue
         if not _ORIGIN.match(origin):
-            raise SettingsError(f"{PREFIX}{name}: expected an origin like https://dashboard.example.com, got {item!r}")
+            raise SettingsError(f"{name}: expected an origin like https://dashboard.example.com, got {item!r}")
         origins.append(origin)
     return tuple(origins)
 
 
+# --- declaring a setting -------------------------------------------------------------------
+
+
+def setting(default: Any = None, parse: Parse = _str, env: str | None = None) -> Any:
+    """A field of `Settings`: read from `env` (default BOOTFLEET_<FIELD NAME>) and parsed,
+    or `default` when the variable is unset or empty."""
+    metadata = {"parse": parse, "env": env}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def env_name(f: Field) -> str:
+    """The environment variable a `Settings` field is read from."""
+    return f.metadata["env"] or PREFIX + f.name.upper()
+
+
+def env_names() -> list[str]:
+    """Every environment variable `Settings` reads, in declaration order."""
+    return [env_name(f) for f in fields(Settings)]
+
+
+# The checkout: lib/common/settings.py -> the repository, which holds functions/ and static/.
+_CHECKOUT = str(Path(__file__).resolve().parents[2])
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    admin_token: str | None = None
-    token_secret: str | None = None
-    token_ttl: int = 24 * 3600
-    base_url: str | None = None
-    images_dir: str = ".data/images"
-    images_base_url: str | None = None
-    storage: str = "local"
-    s3_endpoint: str | None = None
-    s3_public_endpoint: str | None = None
-    s3_bucket: str | None = None
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    s3_url_ttl: int = 3600
-    discovery_profile: str | None = None
-    max_body_bytes: int = 1024 * 1024
-    db_pool_size: int = 4
-    db_timeout: int = 5
-    auto_migrate: bool = True
-    retry_seconds: int = 30
-    stage_timeouts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
-    log_level: str = "INFO"
-    cors_origins: tuple[str, ...] = ()
-    cron_secret: str | None = None
-    cleanup_cap: int = 50
-    cleanup_grace: int = 3600
-    retention_days: int = 30
+    database_url: str | None = setting()
+    admin_token: str | None = setting()
+    token_secret: str | None = setting()
+    token_ttl: int = setting(24 * 3600, _int)
+    base_url: str | None = setting(None, _url)
+    images_dir: str = setting(".data/images")
+    images_base_url: str | None = setting(None, _url)
+    storage: str = setting("local", _choice("local", "s3"))
+    s3_endpoint: str | None = setting(None, _url)
+    s3_public_endpoint: str | None = setting(None, _url)
+    s3_bucket: str | None = setting()
+    s3_region: str = setting("us-east-1")
+    s3_access_key_id: str | None = setting()
+    s3_secret_access_key: str | None = setting()
+    s3_url_ttl: int = setting(3600, _int)
+    discovery_profile: str | None = setting()
+    max_body_bytes: int = setting(1024 * 1024, _int)
+    db_pool_size: int = setting(4, _int)
+    db_timeout: int = setting(5, _int)
+    auto_migrate: bool = setting(True, _bool)
+    retry_seconds: int = setting(30, _int)
+    stage_timeouts: dict[str, int] = setting(DEFAULT_STAGE_TIMEOUTS, _stage_timeouts)
+    log_level: str = setting("INFO", _upper)
+    cors_origins: tuple[str, ...] = setting((), _origins, env="BOOTFLEET_CORS_ORIGIN")
+    cron_secret: str | None = setting()
+    cleanup_cap: int = setting(50, _int)
+    cleanup_grace: int = setting(3600, _int)
+    retention_days: int = setting(30, _int)
     # vpc provisioning (docs/vpc.md); the API key is BOOTFLEET_IBMCLOUD_API_KEY
-    vpc_url: str | None = None
-    vpc_api_version: str = "2026-10-06"
-    vpc_ipxe_image: str | None = None
-    vpc_vsi_image: str | None = None
-    vpc_timeout: int = 30
-    vpc_retries: int = 5
-    vpc_backoff_ms: int = 1000
-    tagging_url: str | None = None
-    provision_batch: int = 50
+    vpc_url: str | None = setting()
+    vpc_api_version: str = setting("2026-10-06")
+    vpc_ipxe_image: str | None = setting()
+    vpc_vsi_image: str | None = setting()
+    vpc_timeout: int = setting(30, _int)
+    vpc_retries: int = setting(5, _int)
+    vpc_backoff_ms: int = setting(1000, _int)
+    tagging_url: str | None = setting()
+    provision_batch: int = setting(50, _int)
     # dns (docs/dns.md)
-    dns_provider: str = "none"
-    dns_zone: str | None = None
-    dns_reverse_zone: str | None = None
-    dns_ttl: int = 300
-    dns_owner: str = "bootfleet"
-    dns_server: str | None = None
-    dns_port: int = 53
-    dns_tsig_name: str | None = None
-    dns_tsig_secret: str | None = None
-    dns_tsig_algorithm: str = "hmac-sha256"
-    ibm_dns_instance_id: str | None = None
-    ibm_dns_zone_id: str | None = None
-    ibmcloud_api_key: str | None = None
-    ibm_dns_url: str | None = None
-    ibm_iam_url: str | None = None
+    dns_provider: str = setting("none", _lower)
+    dns_zone: str | None = setting()
+    dns_reverse_zone: str | None = setting()
+    dns_ttl: int = setting(300, _int)
+    dns_owner: str = setting("bootfleet")
+    dns_server: str | None = setting()
+    dns_port: int = setting(53, _int)
+    dns_tsig_name: str | None = setting()
+    dns_tsig_secret: str | None = setting()
+    dns_tsig_algorithm: str = setting("hmac-sha256")
+    ibm_dns_instance_id: str | None = setting()
+    ibm_dns_zone_id: str | None = setting()
+    ibmcloud_api_key: str | None = setting()
+    ibm_dns_url: str | None = setting()
+    ibm_iam_url: str | None = setting()
+    # the bootfleet command and bootfleet serve (docs/operations.md)
+    url: str = setting("http://127.0.0.1:8080")  # where operator commands send requests (the client side)
+    data_dir: str = setting(".data")  # serve's database, secrets and images; the local provider's VMs
+    access_log: str | None = setting()  # serve's gunicorn access log ("-": stderr)
+    root: str = setting(_CHECKOUT)  # where the router finds functions/ and static/ (the image sets /app)
+    # Unprefixed on purpose: Code Engine tells an app its port in PORT (functions-framework
+    # listens on it); `bootfleet serve` takes the same variable for its --port default.
+    port: int = setting(8080, _int, env="PORT")
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        return cls(
-            database_url=_get("DATABASE_URL"),
-            admin_token=_get("ADMIN_TOKEN"),
-            token_secret=_get("TOKEN_SECRET"),
-            token_ttl=_int("TOKEN_TTL", 24 * 3600),
-            base_url=(_get("BASE_URL") or "").rstrip("/") or None,
-            images_dir=_get("IMAGES_DIR", ".data/images"),
-            images_base_url=(_get("IMAGES_BASE_URL") or "").rstrip("/") or None,
-            storage=_choice("STORAGE", ("local", "s3"), "local"),
-            s3_endpoint=(_get("S3_ENDPOINT") or "").rstrip("/") or None,
-            s3_public_endpoint=(_get("S3_PUBLIC_ENDPOINT") or "").rstrip("/") or None,
-            s3_bucket=_get("S3_BUCKET"),
-            s3_region=_get("S3_REGION", "us-east-1"),
-            s3_access_key_id=_get("S3_ACCESS_KEY_ID"),
-            s3_secret_access_key=_get("S3_SECRET_ACCESS_KEY"),
-            s3_url_ttl=_int("S3_URL_TTL", 3600),
-            discovery_profile=_get("DISCOVERY_PROFILE"),
-            max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
-            db_pool_size=_int("DB_POOL_SIZE", 4),
-            db_timeout=_int("DB_TIMEOUT", 5),
-            auto_migrate=_bool("AUTO_MIGRATE", True),
-            retry_seconds=_int("RETRY_SECONDS", 30),
-            stage_timeouts=_stage_timeouts(),
-            log_level=_get("LOG_LEVEL", "INFO").upper(),
-            cors_origins=_origins("CORS_ORIGIN"),
-            cron_secret=_get("CRON_SECRET"),
-            cleanup_cap=_int("CLEANUP_CAP", 50),
-            cleanup_grace=_int("CLEANUP_GRACE", 3600),
-            retention_days=_int("RETENTION_DAYS", 30),
-            vpc_url=_get("VPC_URL"),
-            vpc_api_version=_get("VPC_API_VERSION", "2026-10-06"),
-            vpc_ipxe_image=_get("VPC_IPXE_IMAGE"),
-            vpc_vsi_image=_get("VPC_VSI_IMAGE"),
-            vpc_timeout=_int("VPC_TIMEOUT", 30),
-            vpc_retries=_int("VPC_RETRIES", 5),
-            vpc_backoff_ms=_int("VPC_BACKOFF_MS", 1000),
-            tagging_url=_get("TAGGING_URL"),
-            provision_batch=_int("PROVISION_BATCH", 50),
-            dns_provider=_get("DNS_PROVIDER", "none").lower(),
-            dns_zone=_get("DNS_ZONE"),
-            dns_reverse_zone=_get("DNS_REVERSE_ZONE"),
-            dns_ttl=_int("DNS_TTL", 300),
-            dns_owner=_get("DNS_OWNER", "bootfleet"),
-            dns_server=_get("DNS_SERVER"),
-            dns_port=_int("DNS_PORT", 53),
-            dns_tsig_name=_get("DNS_TSIG_NAME"),
-            dns_tsig_secret=_get("DNS_TSIG_SECRET"),
-            dns_tsig_algorithm=_get("DNS_TSIG_ALGORITHM", "hmac-sha256"),
-            ibm_dns_instance_id=_get("IBM_DNS_INSTANCE_ID"),
-            ibm_dns_zone_id=_get("IBM_DNS_ZONE_ID"),
-            ibmcloud_api_key=_get("IBMCLOUD_API_KEY"),
-            ibm_dns_url=_get("IBM_DNS_URL"),
-            ibm_iam_url=_get("IBM_IAM_URL"),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Every setting from `environ` (default: os.environ); unset or empty: its default."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = env_name(f)
+            raw = environ.get(name)
+            if raw:
+                values[f.name] = f.metadata["parse"](raw, name)
+        return cls(**values)
 
     def require(self, name: str) -> str:
         """The value of a setting that this code path cannot do without."""
         value = getattr(self, name)
         if not value:
-            raise SettingsError(f"{PREFIX}{name.upper()} is not set")
+            raise SettingsError(f"{env_name(self.__dataclass_fields__[name])} is not set")
         return value
+
+    def is_default(self, name: str) -> bool:
+        """True if the setting has its default value (unset, or set to the default)."""
+        f = self.__dataclass_fields__[name]
+        default = f.default_factory() if f.default is MISSING else f.default
+        return getattr(self, name) == default
 
 
 @functools.lru_cache(maxsize=1)

@@ -71,11 +71,12 @@ def config() -> dict:
 
 
 def settings_read_by_code() -> set[str]:
-    """BOOTFLEET_ names the code reads, found in the code itself: settings.py's helpers
-    (_get("NAME"), _int("NAME"), ...) and literal names anywhere in lib/common and functions."""
-    found = set()
-    settings_py = (ROOT / "lib" / "common" / "settings.py").read_text()
-    found |= {"BOOTFLEET_" + n for n in re.findall(r'\b_[a-z_]*\(\s*"([A-Z][A-Z0-9_]*)"', settings_py)}
+    """BOOTFLEET_ names the code reads, found in the code itself: the fields of settings.Settings
+    (each reads BOOTFLEET_<FIELD>; PORT, which Code Engine sets itself, is not ours to wire) and
+    literal names anywhere in lib/common and functions."""
+    from bootfleet.settings import env_names
+
+    found = {name for name in env_names() if name.startswith("BOOTFLEET_")}
     for path in [*(ROOT / "lib" / "common").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
         found |= set(re.findall(r'"(BOOTFLEET_[A-Z0-9_]+)"', path.read_text()))
     return found

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import flask
 
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings, get_settings
 
 
-def base_url(request: flask.Request) -> str:
+def base_url(request: flask.Request, settings: Settings | None = None) -> str:
     """BOOTFLEET_BASE_URL, else the scheme and host this request came to."""
-    configured = get_settings().base_url
+    configured = (settings or get_settings()).base_url
     if configured:
         return configured
     return request.host_url.rstrip("/")

@@ -8,22 +8,21 @@ Profiles then name them by key (`--kernel debian/vmlinuz`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
+from bootfleet.cli.output import print_table
 from bootfleet.errors import SettingsError
 from bootfleet.providers.storage.base import Image, Storage, StorageError, check_image_key
 from bootfleet.providers.storage.choose import storage_from_settings
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings
 
 
-def open_storage() -> Storage:
-    """The configured storage; locally the same folder `bootfleet serve` serves."""
-    settings = get_settings()
-    if settings.storage == "local" and not os.environ.get("BOOTFLEET_IMAGES_DIR"):
-        data = Path(os.environ.get("BOOTFLEET_DATA_DIR", ".data"))
-        settings = replace(settings, images_dir=str(data / "images"))
+def open_storage(settings: Settings) -> Storage:
+    """The configured storage; locally the same folder `bootfleet serve` serves
+    (<BOOTFLEET_DATA_DIR>/images, unless BOOTFLEET_IMAGES_DIR names another)."""
+    if settings.storage == "local" and settings.is_default("images_dir"):
+        settings = replace(settings, images_dir=str(Path(settings.data_dir) / "images"))
     return storage_from_settings(settings)
 
 
@@ -57,11 +56,9 @@ def _as_dict(image: Image) -> dict:
     return {"key": image.key, "size": image.size, "modified": image.modified.isoformat()}
 
 
-def cmd_images(args) -> None:
-    from bootfleet.cli.main import print_table
-
+def cmd_images(args, settings: Settings) -> None:
     try:
-        storage = open_storage()
+        storage = open_storage(settings)
         if args.action == "upload":
             images = upload(storage, args.files, args.key, args.prefix)
         elif args.action == "list":

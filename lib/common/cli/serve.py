@@ -4,6 +4,10 @@ Without BOOTFLEET_DATABASE_URL it starts an embedded PostgreSQL (pgserver)
 under .data/pg; it keeps the admin token and token secret in
 .data/secrets.json so they survive restarts; applies migrations; adds the demo
 profile; then serves the router with gunicorn.
+
+What it fills in goes into the environment, for gunicorn's workers to inherit;
+it is read back, like every setting, through `Settings` (after reset_settings()).
+Also `bootfleet migrate`, which prepares the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from bootfleet.settings import reset_settings
+from bootfleet.settings import Settings, get_settings, reset_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,8 @@ DEMO_PROFILE = {
 }
 
 
-def data_dir() -> Path:
-    path = Path(os.environ.get("BOOTFLEET_DATA_DIR", ".data")).resolve()
+def data_dir(settings: Settings) -> Path:
+    path = Path(settings.data_dir).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -64,46 +68,64 @@ def start_embedded_postgres(data: Path) -> str:
     return server.get_uri("postgres")
 
 
-def prepare_environment() -> dict[str, str]:
-    """Fill in what a local run needs and is not set; returns what was filled in."""
-    data = data_dir()
-    filled = {}
+def prepare_environment(settings: Settings) -> Settings:
+    """Fill in what a local run needs and is not set, in the environment (gunicorn's
+    workers inherit it); returns the settings read again."""
+    data = data_dir(settings)
     kept = local_secrets(data)
-    defaults = {
-        "BOOTFLEET_ADMIN_TOKEN": kept["admin_token"],
-        "BOOTFLEET_TOKEN_SECRET": kept["token_secret"],
-        "BOOTFLEET_IMAGES_DIR": str(data / "images"),
-    }
-    for name, value in defaults.items():
-        if not os.environ.get(name):
-            os.environ[name] = filled[name] = value
-    if not os.environ.get("BOOTFLEET_DATABASE_URL"):
-        os.environ["BOOTFLEET_DATABASE_URL"] = filled["BOOTFLEET_DATABASE_URL"] = start_embedded_postgres(data)
-    Path(os.environ["BOOTFLEET_IMAGES_DIR"]).mkdir(parents=True, exist_ok=True)
+    if not settings.admin_token:
+        os.environ["BOOTFLEET_ADMIN_TOKEN"] = kept["admin_token"]
+    if not settings.token_secret:
+        os.environ["BOOTFLEET_TOKEN_SECRET"] = kept["token_secret"]
+    if settings.is_default("images_dir"):
+        os.environ["BOOTFLEET_IMAGES_DIR"] = str(data / "images")
+    if not settings.database_url:
+        os.environ["BOOTFLEET_DATABASE_URL"] = start_embedded_postgres(data)
     reset_settings()
-    return filled
+    settings = get_settings()
+    Path(settings.images_dir).mkdir(parents=True, exist_ok=True)
+    return settings
 
 
 def add_demo_profile() -> bool:
     """Create the demo profile if there is none; True if it was created."""
     from bootfleet.db import events, get_database, profiles
+    from bootfleet.errors import NotFoundError
 
     with get_database().transaction() as tx:
-        if tx.one("SELECT id FROM profile WHERE name = 'demo'"):
+        try:
+            profiles.get(tx, "demo")
             return False
+        except NotFoundError:
+            pass
         profiles.create(tx, dict(DEMO_PROFILE))
         events.add(tx, "profile", "demo profile created by bootfleet serve", "serve")
     return True
 
 
-def serve(host: str, port: int, workers: int, threads: int, demo: bool) -> None:
+def cmd_serve(args, settings: Settings) -> None:
+    os.environ.setdefault("BOOTFLEET_DB_POOL_SIZE", str(args.threads))  # read back by prepare_environment
+    port = settings.port if args.port is None else args.port
+    serve(args.host, port, args.workers, args.threads, demo=not args.no_demo, settings=settings)
+
+
+def cmd_migrate(args, settings: Settings) -> None:
+    from bootfleet.db import get_database
+    from bootfleet.db.migrate import apply_migrations
+
+    prepare_environment(settings)
+    applied = apply_migrations(get_database())
+    print(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
+
+
+def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
     from bootfleet.db import get_database, reset_database
     from bootfleet.db.migrate import apply_migrations
     from bootfleet.web.router import create_router
 
-    prepare_environment()
+    settings = prepare_environment(settings)
     applied = apply_migrations(get_database())
     if applied:
         print(f"bootfleet: applied migrations {', '.join(applied)}", flush=True)
@@ -120,8 +142,8 @@ bootfleet is running
   node script   {base}/boot/ipxe?mac=52:54:00:12:34:56
   operator API  {base}/config/api/v1/   (Authorization: Bearer <admin token>)
   status        {base}/status/
-  admin token   {os.environ['BOOTFLEET_ADMIN_TOKEN']}
-  database      {os.environ['BOOTFLEET_DATABASE_URL']}
+  admin token   {settings.admin_token}
+  database      {settings.database_url}
 Try: bootfleet node create --mac 52:54:00:12:34:56 --profile demo
 Stop with Ctrl-C.
 """,
@@ -135,9 +157,9 @@ Stop with Ctrl-C.
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 60)
-            self.cfg.set("accesslog", os.environ.get("BOOTFLEET_ACCESS_LOG") or None)
+            self.cfg.set("accesslog", settings.access_log)
 
         def load(self):
-            return create_router()
+            return create_router(settings=settings)
 
     Server().run()

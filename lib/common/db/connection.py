@@ -199,6 +199,11 @@ class Database:
                     self._idle.put(conn)
                 self._slots.release()
 
+    def ping(self) -> None:
+        """Check the database answers (a health check); DatabaseUnavailableError if not."""
+        with self.transaction() as tx:
+            tx.scalar("SELECT 1")
+
     def ensure_migrated(self) -> None:
         """Run the first-use hook (migrations) once per process."""
         if self._migrated:

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
 from bootfleet.errors import BadRequestError, BootfleetError, PayloadTooLargeError, SettingsError
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
 
 log = logging.getLogger(__name__)
@@ -70,17 +70,18 @@ def check_no_nul(request: flask.Request) -> None:
         raise BadRequestError("NUL characters are not allowed in paths, parameters or forms")
 
 
-def check_body_size(request: flask.Request) -> None:
-    limit = get_settings().max_body_bytes
+def check_body_size(request: flask.Request, settings: Settings | None = None) -> None:
+    limit = (settings or get_settings()).max_body_bytes
     if (request.content_length or 0) > limit:
         raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
 
 
-def json_body(request: flask.Request) -> dict:
+def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
     """The request's JSON object, or a 400 that says why not."""
     data = request.get_data(cache=True)
-    if len(data) > get_settings().max_body_bytes:
-        raise PayloadTooLargeError(f"the request body is larger than {get_settings().max_body_bytes} bytes")
+    limit = (settings or get_settings()).max_body_bytes
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
     if b"\x00" in data or b"\\u0000" in data:
         raise BadRequestError("the request body must not contain NUL characters")
     if not data:
@@ -101,8 +102,8 @@ def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
         raise BadRequestError(pydantic_message(e)) from None
 
 
-def require_admin(request: flask.Request) -> None:
-    verify_admin_token(get_settings().admin_token, request.headers.get("Authorization"))
+def require_admin(request: flask.Request, settings: Settings | None = None) -> None:
+    verify_admin_token((settings or get_settings()).admin_token, request.headers.get("Authorization"))
 
 
 class Routes:
@@ -166,22 +167,24 @@ class Api:
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         adapter = self.url_map.bind("localhost", path_info=request.path or "/")
+        settings = None
         try:
-            check_body_size(request)
+            settings = get_settings()  # once per request; a SettingsError is answered like any error
+            check_body_size(request, settings)
             check_no_nul(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
             handler, admin = self.handlers[endpoint]
             if admin:
-                require_admin(request)
+                require_admin(request, settings)
             return handler(request, **args)
         except Exception as e:  # noqa: BLE001 - every error becomes an answer
             if self.error_hook is not None:
                 answer = self.error_hook(request, e)
                 if answer is not None:
                     return answer
-            return self.answer_error(request, e)
+            return self.answer_error(request, e, settings)
 
-    def answer_error(self, request: flask.Request, e: Exception) -> flask.Response:
+    def answer_error(self, request: flask.Request, e: Exception, settings: Settings | None = None) -> flask.Response:
         """The one place errors become answers: bootfleet's own errors carry their status."""
         if isinstance(e, BootfleetError):
             if e.status >= 500:  # the server's side: the log gets the whole story
@@ -195,18 +198,20 @@ class Api:
             if e.code == 404:
                 return self.error(404, f"no such endpoint: {request.method} {request.path}")
             if e.code == 413:
-                return self.error(413, f"the request body is larger than {get_settings().max_body_bytes} bytes")
+                limit = (settings or get_settings()).max_body_bytes
+                return self.error(413, f"the request body is larger than {limit} bytes")
             return self.error(e.code or 500, e.description or e.name)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return self.error(500, "internal error; see the server log")
 
 
-def add_cors_headers(request: flask.Request, response: flask.Response) -> flask.Response:
+def add_cors_headers(request: flask.Request, response: flask.Response,
+                     settings: Settings | None = None) -> flask.Response:
     """Let the browser read this answer if the page's origin is BOOTFLEET_CORS_ORIGIN; others get no CORS header."""
     response.vary.add("Origin")
     origin = (request.headers.get("Origin") or "").rstrip("/").lower()
     try:
-        allowed = get_settings().cors_origins
+        allowed = (settings or get_settings()).cors_origins
     except SettingsError:  # the answer already says the server is misconfigured
         return response
     if not origin or origin not in allowed:

@@ -6,7 +6,7 @@ import flask
 
 from bootfleet.db import nodes
 from bootfleet.db.connection import Transaction
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_node_token
 
 
@@ -19,12 +19,13 @@ def presented_token(request: flask.Request, path_token: str | None = None) -> st
     return value.strip() if scheme.lower() == "bearer" and value else None
 
 
-def authenticate_node(tx: Transaction, request: flask.Request, node_id: str, path_token: str | None = None) -> dict:
+def authenticate_node(tx: Transaction, request: flask.Request, node_id: str, path_token: str | None = None,
+                      settings: Settings | None = None) -> dict:
     """The node, locked for update, if the request carries a valid token for it.
 
     401 without a token, 403 with a wrong one, 404 for an unknown node."""
     node = nodes.get(tx, node_id, lock=True)
-    verify_node_token(get_settings().require("token_secret"), presented_token(request, path_token), node_id,
-                      node["token_version"])
+    secret = (settings or get_settings()).require("token_secret")
+    verify_node_token(secret, presented_token(request, path_token), node_id, node["token_version"])
     nodes.touch(tx, node_id)
     return node

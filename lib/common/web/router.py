@@ -3,11 +3,11 @@ mounted under its prefix, the dashboard at /, and local images at /images/.
 
 Used by `bootfleet serve` (gunicorn) and the self-hosted setup; in the cloud
 each function is its own Code Engine app and nginx does this routing.
+Functions and the dashboard are found under BOOTFLEET_ROOT (default: the checkout).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import flask
@@ -17,22 +17,22 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from bootfleet.db import get_database
 from bootfleet.errors import DatabaseUnavailableError
 from bootfleet.log import setup_logging
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings, get_settings
 
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
-ROOT = Path(os.environ.get("BOOTFLEET_ROOT", Path(__file__).resolve().parents[3]))
 
 
-def function_source(name: str, root: Path = ROOT) -> str:
-    return str(root / "functions" / name / "main.py")
+def function_source(name: str, root: Path | None = None) -> str:
+    """functions/<name>/main.py under `root` (default: BOOTFLEET_ROOT)."""
+    return str(Path(root or get_settings().root) / "functions" / name / "main.py")
 
 
-def create_function_app(name: str, root: Path = ROOT) -> flask.Flask:
+def create_function_app(name: str, root: Path | None = None) -> flask.Flask:
     """The function exactly as Code Engine runs it (FUNCTION_TARGET=name)."""
     return functions_framework.create_app(name, function_source(name, root))
 
 
-def _site(root: Path) -> flask.Flask:
+def _site(root: Path, settings: Settings) -> flask.Flask:
     """What is not a function: the dashboard, local images, a health check."""
     site = flask.Flask("bootfleet-site", static_folder=None)
     static = root / "static"
@@ -40,15 +40,14 @@ def _site(root: Path) -> flask.Flask:
     @site.get("/healthz")
     def healthz():
         try:
-            with get_database().transaction() as tx:
-                tx.scalar("SELECT 1")
+            get_database().ping()
         except DatabaseUnavailableError as e:
             return flask.jsonify(status="unavailable", error=str(e)), 503
         return flask.jsonify(status="ok")
 
     @site.get("/images/<path:key>")
     def image(key):
-        return flask.send_from_directory(Path(get_settings().images_dir).resolve(), key, mimetype="application/octet-stream")
+        return flask.send_from_directory(Path(settings.images_dir).resolve(), key, mimetype="application/octet-stream")
 
     @site.get("/")
     def index():
@@ -80,7 +79,9 @@ def _slash_root(app):
     return wsgi
 
 
-def create_router(root: Path = ROOT) -> DispatcherMiddleware:
-    setup_logging("bootfleet", get_settings().log_level)
+def create_router(root: Path | None = None, settings: Settings | None = None) -> DispatcherMiddleware:
+    settings = settings or get_settings()
+    root = Path(root or settings.root)
+    setup_logging("bootfleet", settings.log_level)
     mounts = {f"/{name}": _slash_root(create_function_app(name, root)) for name in FUNCTIONS}
-    return DispatcherMiddleware(_site(root), mounts)
+    return DispatcherMiddleware(_site(root, settings), mounts)

@@ -23,12 +23,13 @@ from urllib.parse import urlparse
 from bootfleet.errors import SettingsError
 from bootfleet.providers.vpc import qemu
 from bootfleet.providers.vpc.base import Provider, Server, ServerSpec
+from bootfleet.settings import Settings, get_settings
 
 VM_TIMEOUT = 12 * 3600  # a demo VM is killed after this many seconds
 
 
-def vm_dir() -> Path:
-    return Path(os.environ.get("BOOTFLEET_DATA_DIR", ".data")).resolve() / "vms"
+def vm_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir).resolve() / "vms"
 
 
 def mac_for(name: str) -> str:
@@ -62,12 +63,12 @@ class LocalProvider(Provider):
         self.tools = tools
 
     @classmethod
-    def from_settings(cls, placement: dict) -> "LocalProvider":
+    def from_settings(cls, placement: dict, settings: Settings | None = None) -> "LocalProvider":
         try:
             tools = qemu.find_tools()
         except qemu.QemuUnavailableError as e:
             raise SettingsError(f"the local provider needs QEMU: {e}") from None
-        return cls(vm_dir(), int(placement.get("memory", 384)), tools)
+        return cls(vm_dir(settings or get_settings()), int(placement.get("memory", 384)), tools)
 
     # --- records ----------------------------------------------------------------------
 
