@@ -9,13 +9,12 @@ import re
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import BootRequest, answer
-from bootfleet.boot.urls import base_url
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RenderError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
 from bootfleet.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
-from bootfleet.web.api import Api, text_response
+from bootfleet.web.api import Api, base_url, text_response
 
 setup_logging("boot")
 log = logging.getLogger("bootfleet.boot")

@@ -15,11 +15,10 @@ Nodes (their token, ?token=... or Authorization: Bearer ...):
 import logging
 
 from bootfleet.boot import node_config
-from bootfleet.boot.urls import base_url
 from bootfleet.db import get_database
 from bootfleet.log import setup_logging
 from bootfleet.web import operator
-from bootfleet.web.api import Api, text_response
+from bootfleet.web.api import Api, base_url, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
 
 setup_logging("config")

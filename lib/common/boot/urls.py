@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-import flask
-
-from bootfleet.settings import Settings, get_settings
-
-
-def base_url(request: flask.Request, settings: Settings | None = None) -> str:
-    """BOOTFLEET_BASE_URL, else the scheme and host this request came to."""
-    configured = (settings or get_settings()).base_url
-    if configured:
-        return configured
-    return request.host_url.rstrip("/")
-
 
 def node_urls(base: str, node_id: str, token: str) -> dict[str, str]:
     config = f"{base}/config/nodes/{node_id}"

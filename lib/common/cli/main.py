@@ -31,7 +31,6 @@ from bootfleet.cli.serve import cmd_migrate, cmd_serve
 from bootfleet.errors import SettingsError
 from bootfleet.settings import get_settings
 
-
 # --- argument parsing --------------------------------------------------------------------
 
 

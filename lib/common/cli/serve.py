@@ -120,11 +120,10 @@ def cmd_migrate(args, settings: Settings) -> None:
 
 def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
+    from gunicorn.util import import_app
 
     from bootfleet.db import get_database, reset_database
     from bootfleet.db.migrate import apply_migrations
-    from bootfleet.web.router import create_router
-
     settings = prepare_environment(settings)
     applied = apply_migrations(get_database())
     if applied:
@@ -159,7 +158,7 @@ Stop with Ctrl-C.
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", settings.access_log)
 
-        def load(self):
-            return create_router(settings=settings)
+        def load(self):  # by its import string, as the systemd unit and the container name it
+            return import_app("bootfleet.web.router:create_router()")
 
     Server().run()

@@ -224,6 +224,15 @@ def add_cors_headers(request: flask.Request, response: flask.Response,
     return response
 
 
+def base_url(request: flask.Request, settings: Settings | None = None) -> str:
+    """The public URL of the routed domain: BOOTFLEET_BASE_URL, else the scheme and host
+    this request came to."""
+    configured = (settings or get_settings()).base_url
+    if configured:
+        return configured
+    return request.host_url.rstrip("/")
+
+
 def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:
     """`?limit=&offset=` as numbers, or a 400 that says what is allowed."""
     try:

@@ -8,7 +8,6 @@ one provisioning pass right after a create, update or delete (bootfleet.provisio
 from __future__ import annotations
 
 from bootfleet import validation
-from bootfleet.boot.urls import base_url
 from bootfleet.db import deployments, events, get_database, nodes, profiles
 from bootfleet.dns import reconcile as dnsreconcile
 from bootfleet.errors import BadRequestError
@@ -16,7 +15,7 @@ from bootfleet.provision.fleet import reboot_server
 from bootfleet.provision.placement import check_placement
 from bootfleet.provision.provisioner import reconcile
 from bootfleet.web import schemas
-from bootfleet.web.api import Routes, json_body, json_response, page, parse
+from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
 from bootfleet.web.views import deployment_view, node_view, profile_view
 
 routes = Routes()
