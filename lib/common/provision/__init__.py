@@ -1,0 +1,1 @@
+"""Deployments become nodes and servers: placement checks, one provisioning pass, the fleet."""

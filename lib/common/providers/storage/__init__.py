@@ -1,0 +1,1 @@
+"""Where boot images live: `folder` (served by the local router) and `s3` (IBM Cloud Object Storage)."""
