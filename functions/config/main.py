@@ -17,10 +17,11 @@ from bootfleet import validation
 from bootfleet.boot.render import node_context, render_config
 from bootfleet.boot.urls import base_url
 from bootfleet.db import deployments, events, get_database, nodes, profiles
-from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError, NotFoundError, RenderError
 from bootfleet.log import setup_logging
 from bootfleet.provision.provisioner import check_placement, reboot_server, reconcile
+from bootfleet.settings import get_settings
 from bootfleet.web import schemas
 from bootfleet.web.api import Api, json_body, json_response, page, parse, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
@@ -235,7 +236,7 @@ def node_update(request, node_id):
             node_id=node["id"], deployment_id=node["deployment_id"],
         )
         if {"ip", "hostname", "deployment"} & set(changes):
-            dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records follow
+            node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records follow
     return json_response(node_view(node))
 
 
@@ -243,7 +244,7 @@ def node_update(request, node_id):
 def node_delete(request, node_id):
     with get_database().transaction() as tx:
         node, gone = nodes.delete(tx, node_id, "operator")
-        dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records go
+        node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)
     return json_response(node_view(node), 202)
