@@ -68,8 +68,8 @@ def run(label: str, reconcile) -> dict:
 
 
 def bench(provider: str, db, records: int, changes: int) -> None:
-    from bootfleet.dns import reconcile as dnsreconcile
-    from bootfleet.settings import reset_settings
+    from bootfleet.dns.reconcile import reconcile_records
+    from bootfleet.settings import get_settings, reset_settings
 
     nodes = records // 2
     seed(db, nodes)
@@ -90,13 +90,17 @@ def bench(provider: str, db, records: int, changes: int) -> None:
     os.environ.update({"BOOTFLEET_DNS_ZONE": ZONE, **env})
     reset_settings()
     print(f"{provider}: {nodes} ready nodes, {records} records", flush=True)
+
+    def reconcile():
+        return reconcile_records(get_settings(), database=db)
+
     try:
-        run("first reconcile (create)", dnsreconcile.reconcile)
-        second = run("second reconcile (no change)", dnsreconcile.reconcile)
+        run("first reconcile (create)", reconcile)
+        second = run("second reconcile (no change)", reconcile)
         assert second["writes"] == 0, "a reconcile with nothing changed must not write"
         change_ips(db, changes)
-        run(f"{changes} nodes change IP", dnsreconcile.reconcile)
-        run("then no change again", dnsreconcile.reconcile)
+        run(f"{changes} nodes change IP", reconcile)
+        run("then no change again", reconcile)
     finally:
         stop()
         for key in env:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bootfleet.dns.reconcile import DnsSpecError, node_fqdn, parse_dns_spec
+from bootfleet.dns.spec import DnsSpecError, node_fqdn, parse_dns_spec
 
 
 def test_names_labels_and_cnames():

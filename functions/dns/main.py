@@ -13,8 +13,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from bootfleet.db import deployments, get_database
-from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.db import deployments, dns_records, get_database
+from bootfleet.dns.plan import Scope
+from bootfleet.dns.reconcile import reconcile_records
 from bootfleet.errors import BootfleetError, ConflictError
 from bootfleet.log import setup_logging
 from bootfleet.providers.dns.base import DnsProviderError
@@ -41,12 +42,12 @@ def reconcile(request):
     body = parse(ReconcileIn, json_body(request) if request.get_data(cache=True) else {})
     if get_settings().dns_provider == "none":
         raise ConflictError("no DNS provider configured: set BOOTFLEET_DNS_PROVIDER to ibm or rfc2136")
-    scope = dnsreconcile.Scope()
+    scope = Scope()
     if body.deployment:
         with get_database().transaction() as tx:
             scope.deployment_id = deployments.get(tx, body.deployment)["id"]
     try:
-        result = dnsreconcile.reconcile(scope, dry_run=body.dry_run)
+        result = reconcile_records(get_settings(), scope, dry_run=body.dry_run)
     except DnsProviderError as e:
         raise BadGatewayError(str(e)) from None
     return json_response(result.view())
@@ -59,7 +60,7 @@ def records(request):
         deployment_id = None
         if request.args.get("deployment"):
             deployment_id = deployments.get(tx, request.args["deployment"])["id"]
-        items, total = dnsreconcile.records_view(tx, deployment_id, limit, offset)
+        items, total = dns_records.listing(tx, deployment_id, limit, offset)
     return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bootfleet.db import deployments, events, nodes
 from bootfleet.db.connection import Database, utcnow
-from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.dns.reconcile import reconcile_records
 from bootfleet.errors import ConflictError, DatabaseUnavailableError
 from bootfleet.providers.dns.base import DnsProvider, DnsProviderError
 from bootfleet.providers.vpc.base import Server
@@ -240,7 +240,7 @@ class Cleanup:
         if self.dns is None:
             return
         try:
-            plan = dnsreconcile.reconcile(dry_run=True, provider=self.dns, source=SOURCE)
+            plan = reconcile_records(get_settings(), dry_run=True, provider=self.dns, source=SOURCE, database=self.db)
         except DnsProviderError as e:
             self.report.error("record_deleted", f"DNS reconcile failed: {e}")
             return
@@ -256,7 +256,7 @@ class Cleanup:
         self.report.deletions += len(deletes)
         if self.options.dry_run or not plan.plan:
             return
-        result = dnsreconcile.reconcile(provider=self.dns, source=SOURCE)
+        result = reconcile_records(get_settings(), provider=self.dns, source=SOURCE, database=self.db)
         for failure in result.failed:
             self.report.error("record_deleted", failure.get("error", "failed"), **{
                 k: v for k, v in failure.items() if k != "error"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bootfleet import stages
 from bootfleet.db import nodes
 from bootfleet.db.connection import Transaction
+from bootfleet.settings import get_settings
 
 
 def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
@@ -15,7 +16,7 @@ def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
         if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
             from bootfleet.dns.reconcile import node_changed
 
-            node_changed(tx, node["id"], "status")
+            node_changed(tx, get_settings(), node["id"], "status")
     return moved
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from bootfleet import validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
-from bootfleet.dns import reconcile as dnsreconcile
+from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
 from bootfleet.provision.fleet import reboot_server
 from bootfleet.provision.placement import check_placement
 from bootfleet.provision.provisioner import reconcile
+from bootfleet.settings import get_settings
 from bootfleet.web import schemas
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
 from bootfleet.web.views import deployment_view, node_view, profile_view
@@ -224,7 +225,7 @@ def node_update(request, node_id):
             node_id=node["id"], deployment_id=node["deployment_id"],
         )
         if {"ip", "hostname", "deployment"} & set(changes):
-            dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records follow
+            node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records follow
     return json_response(node_view(node))
 
 
@@ -232,7 +233,7 @@ def node_update(request, node_id):
 def node_delete(request, node_id):
     with get_database().transaction() as tx:
         node, gone = nodes.delete(tx, node_id, "operator")
-        dnsreconcile.node_changed(tx, node["id"], "operator")  # its DNS records go
+        node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)
     return json_response(node_view(node), 202)
