@@ -9,17 +9,14 @@ a reconcile scoped to the node when it becomes ready or its IP changes.
 """
 
 import logging
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from bootfleet.db import deployments, dns_records, get_database
 from bootfleet.dns.plan import Scope
 from bootfleet.dns.reconcile import reconcile_records
-from bootfleet.errors import BootfleetError, ConflictError
+from bootfleet.errors import ConflictError
 from bootfleet.log import setup_logging
-from bootfleet.providers.dns.base import DnsProviderError
 from bootfleet.settings import get_settings
+from bootfleet.web import schemas
 from bootfleet.web.api import Api, json_body, json_response, page, parse
 
 setup_logging("dns")
@@ -27,29 +24,16 @@ log = logging.getLogger("bootfleet.dns")
 api = Api("dns")
 
 
-class ReconcileIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    deployment: Annotated[str, Field(min_length=1, max_length=63)] | None = None
-    dry_run: StrictBool = False
-
-
-class BadGatewayError(BootfleetError):
-    status = 502
-
-
 @api.route("/reconcile", methods=("POST",), admin=True)
 def reconcile(request):
-    body = parse(ReconcileIn, json_body(request) if request.get_data(cache=True) else {})
+    body = parse(schemas.DnsReconcileIn, json_body(request) if request.get_data(cache=True) else {})
     if get_settings().dns_provider == "none":
         raise ConflictError("no DNS provider configured: set BOOTFLEET_DNS_PROVIDER to ibm or rfc2136")
     scope = Scope()
     if body.deployment:
         with get_database().transaction() as tx:
             scope.deployment_id = deployments.get(tx, body.deployment)["id"]
-    try:
-        result = reconcile_records(get_settings(), scope, dry_run=body.dry_run)
-    except DnsProviderError as e:
-        raise BadGatewayError(str(e)) from None
+    result = reconcile_records(get_settings(), scope, dry_run=body.dry_run)  # a provider's refusal is a 502
     return json_response(result.view())
 
 

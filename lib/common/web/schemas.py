@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from bootfleet import validation
 from bootfleet.boot.render import check_template
@@ -124,3 +124,10 @@ class ProgressIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     stage: Annotated[str, Field(min_length=1, max_length=32)]
     message: Annotated[str, Field(max_length=2000)] = ""
+
+
+class DnsReconcileIn(_Strict):
+    """POST /dns/reconcile: both optional."""
+
+    deployment: Ref | None = None
+    dry_run: StrictBool = False
