@@ -12,11 +12,10 @@ Then times a dry run, the real run, and a second run that finds nothing to do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
-
-from bootfleet.settings import DEFAULT_STAGE_TIMEOUTS
 
 
 def seed(db, nodes: int) -> None:
@@ -58,6 +57,7 @@ def main() -> int:
     os.environ["BOOTFLEET_LOG_LEVEL"] = "WARNING"
     from bootfleet.cleanup import Cleanup, Options
     from bootfleet.db import get_database
+    from bootfleet.settings import get_settings
 
     db = get_database()
     db.ensure_migrated()
@@ -68,7 +68,7 @@ def main() -> int:
     print(f"seeded {args.nodes} nodes and {events} events in {time.perf_counter() - started:.1f} s")
 
     for label, dry_run in (("dry run", True), ("run", False), ("second run", False)):
-        options = Options(dry_run=dry_run, cap=args.cap, stage_timeouts=dict(DEFAULT_STAGE_TIMEOUTS))
+        options = Options(dataclasses.replace(get_settings(), cleanup_cap=args.cap), dry_run=dry_run)
         started = time.perf_counter()
         summary = Cleanup(db, options).run()
         took = time.perf_counter() - started

@@ -52,8 +52,7 @@ def _dry_run(request) -> bool:
 def run(request):
     _authorize(request)
     settings = get_settings()
-    options = Options(dry_run=_dry_run(request), cap=settings.cleanup_cap, grace_seconds=settings.cleanup_grace,
-                      retention_days=settings.retention_days, stage_timeouts=settings.stage_timeouts)
+    options = Options(settings, dry_run=_dry_run(request))
     return json_response(Cleanup(get_database(), options, Fleet(), make_provider(settings)).run())
 
 

@@ -49,7 +49,7 @@ def node_progress(request, node_id):
     body = _report_body(request)
     with get_database().transaction() as tx:
         node = authenticate_node(tx, request, node_id)
-        moved = progress.report(tx, node, body.stage, body.message)
+        moved = progress.report(tx, get_settings(), node, body.stage, body.message)
         node = nodes.get(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
     return json_response({"node": node_id, "stage": node["stage"], "changed": moved})

@@ -25,7 +25,7 @@ from bootfleet.errors import ConflictError, DatabaseUnavailableError
 from bootfleet.providers.dns.base import DnsProvider, DnsProviderError
 from bootfleet.providers.vpc.base import Server
 from bootfleet.provision import provisioner
-from bootfleet.settings import get_settings
+from bootfleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,29 @@ class CleanupBusyError(ConflictError):
     """Another cleanup run holds the lock."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
+    """What one run may do: its limits come from the settings (BOOTFLEET_CLEANUP_CAP,
+    BOOTFLEET_CLEANUP_GRACE, BOOTFLEET_RETENTION_DAYS, BOOTFLEET_STAGE_TIMEOUTS)."""
+
+    settings: Settings
     dry_run: bool = False
-    cap: int = 50
-    grace_seconds: int = 3600
-    retention_days: int = 30
-    stage_timeouts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cap(self) -> int:
+        return self.settings.cleanup_cap
+
+    @property
+    def grace_seconds(self) -> int:
+        return self.settings.cleanup_grace
+
+    @property
+    def retention_days(self) -> int:
+        return self.settings.retention_days
+
+    @property
+    def stage_timeouts(self) -> dict[str, int]:
+        return self.settings.stage_timeouts
 
 
 @dataclass
@@ -161,7 +177,7 @@ class Cleanup:
                 self.report.deletions += deployment["pending"]
                 continue
             try:
-                result = provisioner.reconcile(deployment["id"], get_settings().base_url)
+                result = provisioner.reconcile(deployment["id"], settings=self.options.settings)
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 self.report.error("provisioning_pass", str(e), deployment=deployment["name"])
                 continue
@@ -240,7 +256,7 @@ class Cleanup:
         if self.dns is None:
             return
         try:
-            plan = reconcile_records(get_settings(), dry_run=True, provider=self.dns, source=SOURCE, database=self.db)
+            plan = reconcile_records(self.options.settings, dry_run=True, provider=self.dns, source=SOURCE, database=self.db)
         except DnsProviderError as e:
             self.report.error("record_deleted", f"DNS reconcile failed: {e}")
             return
@@ -256,7 +272,7 @@ class Cleanup:
         self.report.deletions += len(deletes)
         if self.options.dry_run or not plan.plan:
             return
-        result = reconcile_records(get_settings(), provider=self.dns, source=SOURCE, database=self.db)
+        result = reconcile_records(self.options.settings, provider=self.dns, source=SOURCE, database=self.db)
         for failure in result.failed:
             self.report.error("record_deleted", failure.get("error", "failed"), **{
                 k: v for k, v in failure.items() if k != "error"})

@@ -5,18 +5,17 @@ from __future__ import annotations
 from bootfleet import stages
 from bootfleet.db import nodes
 from bootfleet.db.connection import Transaction
-from bootfleet.settings import get_settings
+from bootfleet.dns.reconcile import node_changed
+from bootfleet.settings import Settings
 
 
-def report(tx: Transaction, node: dict, stage: str, message: str) -> bool:
+def report(tx: Transaction, settings: Settings, node: dict, stage: str, message: str) -> bool:
     """Apply a node's report. True if it moved; raises StageError when refused."""
     moved = stages.check_report(node["stage"], stage)
     if moved:
         nodes.set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}")
         if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
-            from bootfleet.dns.reconcile import node_changed
-
-            node_changed(tx, get_settings(), node["id"], "status")
+            node_changed(tx, settings, node["id"], "status")
     return moved
 
 
