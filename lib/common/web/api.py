@@ -130,7 +130,6 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
-        self.error_hook: Callable[[flask.Request, Exception], flask.Response | None] | None = None
 
     def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
         """Register a handler; `admin=True` requires the operator's bearer token."""
@@ -178,10 +177,6 @@ class Api:
                 require_admin(request, settings)
             return handler(request, **args)
         except Exception as e:  # noqa: BLE001 - every error becomes an answer
-            if self.error_hook is not None:
-                answer = self.error_hook(request, e)
-                if answer is not None:
-                    return answer
             return self.answer_error(request, e, settings)
 
     def answer_error(self, request: flask.Request, e: Exception, settings: Settings | None = None) -> flask.Response:
