@@ -3,8 +3,7 @@
 import os
 
 import pytest
-from conftest import snapshot
-from helpers import make_node, make_profile, token_from_script
+from support.helpers import make_node, make_profile, snapshot, token_from_script
 
 import bootfleet.db as dbmod
 from bootfleet.settings import reset_settings

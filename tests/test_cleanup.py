@@ -3,8 +3,7 @@
 import threading
 
 import pytest
-from conftest import snapshot
-from helpers import make_node, make_profile, ready_node
+from support.helpers import make_node, make_profile, ready_node, snapshot
 
 from bootfleet.cleanup import LOCK_NAME
 
@@ -237,7 +236,7 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
     assert stage_of(clean_db, stuck["id"]) == "failed"
 
 
-from dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
+from support.dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
 from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
 
 

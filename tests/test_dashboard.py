@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, ADMIN_TOKEN, ROOT, RunningServer
+from support import ADMIN, ADMIN_TOKEN, ROOT
+from support.server import RunningServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 MACS = (f"52:54:00:da:{n // 256:02x}:{n % 256:02x}" for n in itertools.count(1))

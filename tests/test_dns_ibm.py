@@ -2,9 +2,8 @@
 local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
 
 import pytest
-from conftest import snapshot
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
-from helpers import make_dns_fleet, make_profile, ready_node
+from support.helpers import make_dns_fleet, make_profile, ready_node, snapshot
 
 ZONE = "fleet.example.com"
 INSTANCE = "434f6c3e-6014-4124-a61d-2e910bca19b1"

@@ -1,9 +1,8 @@
 """dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries."""
 
 import pytest
-from conftest import snapshot
-from dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
-from helpers import make_dns_fleet, ready_node
+from support.dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
+from support.helpers import make_dns_fleet, ready_node, snapshot
 
 pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
 
@@ -151,7 +150,7 @@ def test_dry_run_plans_and_writes_nothing_then_the_run_applies(bind, monkeypatch
 
 def test_a_dns_server_that_is_down_fails_nothing_and_the_next_run_catches_up(bind, monkeypatch, fleet, config, boot,
                                                                               status, admin, dns, clean_db):
-    from conftest import free_port
+    from support.server import free_port
 
     from bootfleet.settings import reset_settings
 

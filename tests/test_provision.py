@@ -8,9 +8,8 @@ import threading
 import time
 
 import pytest
-from conftest import snapshot
 from fakes.vpc_api import API_KEY, FakeCloud
-from helpers import make_profile
+from support.helpers import make_profile, snapshot
 
 PLACEMENT = {"zone": "us-south-1", "vpc": "r006-vpc-1", "subnet": "0717-subnet-1", "profile": "bx2d-metal-96x384"}
 BASE = "https://boot.example.com"
@@ -430,7 +429,7 @@ def test_reinstall_restarts_the_server_so_it_boots_the_installer(cloud, config, 
 
 
 def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):
-    from helpers import make_node
+    from support.helpers import make_node
 
     node = make_node(config, admin, instance_id="0717-someone-elses")
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import ROOT
-from e2e.objectstore import ACCESS_KEY, REGION, S3Server
-from helpers import make_node, make_profile
+from support import ROOT
+from support.helpers import make_node, make_profile
+from support.objectstore import ACCESS_KEY, REGION, S3Server
 
 from bootfleet.errors import SettingsError
 from bootfleet.providers.storage.base import ImageNotFoundError, StorageError
