@@ -16,23 +16,13 @@ BASE = "https://boot.example.com"
 
 
 @pytest.fixture
-def cloud(monkeypatch):
+def cloud(settings):
     """The fake cloud, and bootfleet's settings pointing at it."""
-    from bootfleet.settings import reset_settings
-
     fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
-    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", API_KEY)
-    monkeypatch.setenv("BOOTFLEET_IBM_IAM_URL", fake.iam_url)
-    monkeypatch.setenv("BOOTFLEET_VPC_URL", fake.vpc_url)
-    monkeypatch.setenv("BOOTFLEET_TAGGING_URL", fake.tagging_url)
-    monkeypatch.setenv("BOOTFLEET_VPC_TIMEOUT", "1")
-    monkeypatch.setenv("BOOTFLEET_VPC_BACKOFF_MS", "50")
-    monkeypatch.setenv("BOOTFLEET_BASE_URL", BASE)
-    reset_settings()
+    settings(ibmcloud_api_key=API_KEY, ibm_iam_url=fake.iam_url, vpc_url=fake.vpc_url, tagging_url=fake.tagging_url,
+             vpc_timeout=1, vpc_backoff_ms=50, base_url=BASE)
     yield fake
     fake.stop()
-    monkeypatch.undo()
-    reset_settings()
 
 
 @pytest.fixture
@@ -175,11 +165,8 @@ def test_delete_deprovisions_every_server(cloud, config, admin, profile, clean_d
     assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == 3
 
 
-def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.setenv("BOOTFLEET_VPC_VSI_IMAGE", "r006-custom-ipxe")
-    reset_settings()
+def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, settings):
+    settings(vpc_vsi_image="r006-custom-ipxe")
     placement = {**PLACEMENT, "kind": "instance", "profile": "bx2-2x8"}
     deployment = create(config, admin, name="vsi", count=2, placement=placement)
     assert deployment["provisioning"]["created"] == ["vsi-0", "vsi-1"]
@@ -244,21 +231,15 @@ def test_a_bad_placement_update_is_refused_and_nothing_changes(cloud, config, ad
     assert snapshot(clean_db) == before
 
 
-def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.delenv("BOOTFLEET_IBMCLOUD_API_KEY")
-    reset_settings()
+def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, settings):
+    settings(ibmcloud_api_key=None)
     deployment = create(config, admin, count=1)
     assert "BOOTFLEET_IBMCLOUD_API_KEY" in deployment["provisioning"]["errors"][0]
     assert any("BOOTFLEET_IBMCLOUD_API_KEY" in e["message"] for e in events(clean_db, "error"))
 
 
-def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", "wrong-key")
-    reset_settings()
+def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, settings):
+    settings(ibmcloud_api_key="wrong-key")
     deployment = create(config, admin, count=1)
     assert "Provided API key could not be found" in deployment["provisioning"]["errors"][0]
     assert cloud.servers() == []

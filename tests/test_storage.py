@@ -19,24 +19,10 @@ from bootfleet.providers.storage.base import ImageNotFoundError, StorageError
 from bootfleet.providers.storage.choose import get_storage, image_url, storage_from_settings
 from bootfleet.providers.storage.folder import LocalStorage
 from bootfleet.providers.storage.s3 import S3Storage
-from bootfleet.settings import Settings, get_settings, reset_settings
+from bootfleet.settings import Settings, get_settings
 
 BAD_KEYS = ["../etc/passwd", "/vmlinuz", "a//b", "a/./b", "a/../b", "", "with space", "x" * 1025, "k\nernel",
             "${x}"]
-
-
-@pytest.fixture
-def settings_env(monkeypatch):
-    """Set BOOTFLEET_ variables for this test; the settings are read again each time."""
-
-    def apply(**env):
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_settings()
-
-    yield apply
-    monkeypatch.undo()
-    reset_settings()
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +85,8 @@ def test_keys_that_could_escape_or_break_a_script_are_refused(tmp_path, key):
 # --- S3 --------------------------------------------------------------------------------------
 
 
-def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
-    settings_env(**s3.env(bucket))
+def test_s3_put_list_delete_through_boto3(s3, bucket, settings, tmp_path):
+    settings(s3.env(bucket))
     storage = get_storage(get_settings())
     assert isinstance(storage, S3Storage)
     source = tmp_path / "initrd.img"
@@ -116,8 +102,8 @@ def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
         storage.image_delete("debian/initrd.img")
 
 
-def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, tmp_path):
-    settings_env(**s3.env(bucket), BOOTFLEET_S3_URL_TTL="600")
+def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings, tmp_path):
+    settings(s3.env(bucket), s3_url_ttl=600)
     source = tmp_path / "vmlinuz"
     source.write_bytes(b"bzImage" * 3000)
     get_storage(get_settings()).image_put("k/vmlinuz", source)
@@ -136,26 +122,26 @@ def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, 
     assert resp.status_code == 200 and resp.content == source.read_bytes()
 
 
-def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket, public_endpoint="http://10.0.2.101"))
+def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings):
+    settings(s3.env(bucket, public_endpoint="http://10.0.2.101"))
     url = image_url("k/vmlinuz", "http://unused", get_settings())
     assert url.startswith(f"http://10.0.2.101/{bucket}/k/vmlinuz?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
     # Uploads still go to the endpoint bootfleet itself reaches.
     assert get_storage(get_settings()).client.meta.endpoint_url == s3.url
 
 
-def test_cdn_base_url_wins_over_presigning(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket), BOOTFLEET_IMAGES_BASE_URL="https://cdn.example.com/images/")
+def test_cdn_base_url_wins_over_presigning(s3, bucket, settings):
+    settings(s3.env(bucket), images_base_url="https://cdn.example.com/images/")
     assert image_url("k/vmlinuz", "http://unused", get_settings()) == "https://cdn.example.com/images/k/vmlinuz"
 
 
-def test_a_full_url_is_left_as_it_is(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket))
+def test_a_full_url_is_left_as_it_is(s3, bucket, settings):
+    settings(s3.env(bucket))
     assert image_url("https://mirror.example.com/vmlinuz", "http://x", get_settings()) == "https://mirror.example.com/vmlinuz"
 
 
-def test_missing_bucket_is_named(s3, settings_env, tmp_path):
-    settings_env(**s3.env("no-such-bucket"))
+def test_missing_bucket_is_named(s3, settings, tmp_path):
+    settings(s3.env("no-such-bucket"))
     source = tmp_path / "f"
     source.write_bytes(b"x")
     with pytest.raises(StorageError, match="bucket no-such-bucket at .*: the bucket does not exist"):
@@ -181,11 +167,11 @@ def test_s3_without_a_bucket_says_so():
 # --- boot renders the backend's URLs ----------------------------------------------------------
 
 
-def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings_env, boot, config, admin, tmp_path):
+def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings, boot, config, admin, tmp_path):
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
     kernel.write_bytes(b"kernel bytes")
     initrd.write_bytes(b"initrd bytes")
-    settings_env(**s3.env(bucket))
+    settings(s3.env(bucket))
     get_storage(get_settings()).image_put("fleet/vmlinuz", kernel)
     get_storage(get_settings()).image_put("fleet/initrd.img", initrd)
     make_profile(config, admin, kernel="fleet/vmlinuz", initrds=["fleet/initrd.img"])
