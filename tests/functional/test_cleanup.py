@@ -1,9 +1,12 @@
-"""cleanup on a real PostgreSQL: each action, the dry run, the lock, pruning."""
+"""cleanup on a real PostgreSQL: each action, the dry run, the lock, pruning.
+(cloud, rfc2136 and fleet: tests/functional/conftest.py)"""
 
 import threading
 
 import pytest
+from support.dns_bind import REVERSE_ZONE, ZONE, named_binary
 from support.helpers import make_node, make_profile, ready_node, snapshot
+from support.provisioning import converge, create, nodes
 
 from bootfleet.cleanup import LOCK_NAME
 
@@ -135,8 +138,6 @@ def test_bad_dry_run_value(cleanup_client, admin):
 
 # --- with servers (the fake VPC API through the real SDK) and DNS (a real BIND) -----------------
 
-from test_provision import cloud, converge, create, nodes  # noqa: E402,F401  (the fake cloud fixture)
-
 
 def _mark_deleted(database, name):
     """What DELETE /deployments does, without its immediate provisioning pass."""
@@ -221,10 +222,6 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
     assert "internal error" in summary["errors"][0]["error"].lower()
     assert summary["counts"]["node_timed_out"] == 1
     assert stage_of(clean_db, stuck["id"]) == "failed"
-
-
-from support.dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
-from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
 
 
 @pytest.mark.skipif(named_binary() is None, reason="apt-get install bind9 dnsutils")

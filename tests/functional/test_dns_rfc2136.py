@@ -1,36 +1,11 @@
-"""dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries."""
+"""dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries.
+(bind, rfc2136 and fleet: tests/functional/conftest.py)"""
 
 import pytest
-from support.dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
-from support.helpers import make_dns_fleet, ready_node, snapshot
+from support.dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, named_binary
+from support.helpers import ready_node, snapshot
 
 pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
-
-
-@pytest.fixture(scope="module")
-def bind_server():
-    server = BindServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bind(bind_server):
-    """The server, with empty zones for this test."""
-    bind_server.reset()
-    return bind_server
-
-
-@pytest.fixture
-def rfc2136(bind, settings):
-    settings(bind.env())
-    return bind
-
-
-@pytest.fixture
-def fleet(config, admin, boot):
-    """A deployment `rack1` in ZONE whose `api` name spans its ready nodes."""
-    return make_dns_fleet(config, admin, ZONE)
 
 
 def events(db, kind="dns"):

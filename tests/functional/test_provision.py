@@ -1,6 +1,8 @@
 """Deployments become servers: the config API and the provisioner, through the real
 ibm-vpc and ibm-platform-services SDKs, against the local fake VPC, tagging and IAM
-APIs (tests/fakes/vpc_api.py), on the real database."""
+APIs (tests/fakes/vpc_api.py), on the real database. The `cloud` fixture is in
+tests/functional/conftest.py; the helpers that make and converge deployments in
+tests/support/provisioning.py (test_cleanup uses them too)."""
 
 from __future__ import annotations
 
@@ -8,58 +10,13 @@ import threading
 import time
 
 import pytest
-from fakes.vpc_api import API_KEY, FakeCloud
 from support.helpers import make_profile, snapshot
-
-PLACEMENT = {"zone": "us-south-1", "vpc": "r006-vpc-1", "subnet": "0717-subnet-1", "profile": "bx2d-metal-96x384"}
-BASE = "https://boot.example.com"
-
-
-@pytest.fixture
-def cloud(settings):
-    """The fake cloud, and bootfleet's settings pointing at it."""
-    fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
-    settings(ibmcloud_api_key=API_KEY, ibm_iam_url=fake.iam_url, vpc_url=fake.vpc_url, tagging_url=fake.tagging_url,
-             vpc_timeout=1, vpc_backoff_ms=50, base_url=BASE)
-    yield fake
-    fake.stop()
+from support.provisioning import BASE, PLACEMENT, converge, create, nodes, reconcile
 
 
 @pytest.fixture
 def profile(config, admin):
     return make_profile(config, admin)
-
-
-def create(config, admin, name="web", count=3, **fields):
-    body = {"name": name, "profile": "worker", "provider": "ibm", "placement": dict(PLACEMENT), "count": count,
-            **fields}
-    resp = config.post("/api/v1/deployments", json=body, headers=admin)
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    return resp.json
-
-
-def reconcile(config, admin, name="web"):
-    resp = config.post(f"/api/v1/deployments/{name}/reconcile", headers=admin)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return resp.json
-
-
-def converge(config, admin, name="web", until=lambda r: not r["errors"] and not r["deleting"], timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        report = reconcile(config, admin, name)
-        if until(report) or time.monotonic() > deadline:
-            return report
-        time.sleep(0.15)
-
-
-def nodes(database, name="web", live=True):
-    with database.transaction() as tx:
-        rows = tx.all(
-            "SELECT n.*, COALESCE((SELECT array_agg(mac) FROM node_mac m WHERE m.node_id = n.id), '{}') AS macs"
-            " FROM node n JOIN deployment d ON d.id = n.deployment_id WHERE d.name = :name ORDER BY n.hostname",
-            name=name)
-    return [r for r in rows if not live or r["stage"] != "deleted"]
 
 
 def events(database, kind=None):
