@@ -17,9 +17,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from support import ADMIN, ADMIN_TOKEN, ROOT, TOKEN_SECRET  # noqa: F401  (ROOT: `from conftest import ROOT` still works)
-from support.helpers import TABLES, snapshot  # noqa: F401  (`from conftest import snapshot` still works)
-from support.server import RunningServer, free_port  # noqa: F401  (`from conftest import RunningServer` too)
+# Not all used here: `from conftest import ROOT` (snapshot, RunningServer, free_port) still works for tests
+# written that way; new ones import from support.
+from support import ADMIN, ADMIN_TOKEN, ROOT, TOKEN_SECRET  # noqa: F401
+from support.helpers import TABLES, snapshot  # noqa: F401
+from support.server import RunningServer, free_port  # noqa: F401
 
 _pg = None
 
