@@ -17,9 +17,7 @@ import collections
 import os
 import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.server import RunningServer  # noqa: E402  (the tests' own way to start `bootfleet serve`)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -128,30 +129,13 @@ class Storm:
         return problems
 
 
-def start_server(port: int, workers: int, threads: int) -> tuple[subprocess.Popen, str, str]:
-    data = Path(tempfile.mkdtemp(prefix="bootfleet-bench-"))
-    env = {**os.environ, "BOOTFLEET_DATA_DIR": str(data), "BOOTFLEET_LOG_LEVEL": "WARNING"}
-    env.pop("BOOTFLEET_DATABASE_URL", None)
-    env.pop("BOOTFLEET_ADMIN_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(port), "--workers", str(workers),
-         "--threads", str(threads), "--no-demo"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "w"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(url + "/healthz", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise SystemExit(f"server did not start; see {data / 'server.log'}")
-    import json
-
-    token = json.loads((data / "secrets.json").read_text())["admin_token"]
-    return proc, url, token
+def start_server(port: int, workers: int, threads: int) -> RunningServer:
+    """`bootfleet serve` with its own data dir, embedded PostgreSQL and admin token."""
+    env = {"BOOTFLEET_LOG_LEVEL": "WARNING", "BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None}
+    try:
+        return RunningServer(env=env, workers=workers, threads=threads, port=port, timeout=60)
+    except RuntimeError as e:
+        raise SystemExit(f"server did not start: {e}") from None
 
 
 def main() -> int:
@@ -166,10 +150,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (with --start-server)")
     args = parser.parse_args()
 
-    proc = None
+    server = None
     if args.start_server:
-        proc, args.url, args.token = start_server(args.port, args.workers, args.threads)
-        print(f"started bootfleet serve on {args.url} ({args.workers} workers x {args.threads} threads)")
+        server = start_server(args.port, args.workers, args.threads)
+        args.url, args.token = server.url, server.admin_token
+        print(f"started bootfleet serve on {args.url} ({args.workers} workers x {args.threads} threads;"
+              f" log {server.log_path})")
     if not args.token:
         raise SystemExit("give --token (or BOOTFLEET_ADMIN_TOKEN), or use --start-server")
     try:
@@ -192,9 +178,8 @@ def main() -> int:
                                    else "; ".join(problems)))
         return 1 if errors or problems else 0
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait(20)
+        if server:
+            server.stop(timeout=20)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def bench(provider: str, db, records: int, changes: int) -> None:
                "BOOTFLEET_IBM_DNS_ZONE_ID": f"{ZONE}=bench-zone", "BOOTFLEET_IBM_DNS_URL": fake.service_url}
         stop = fake.stop
     else:
-        from dns_bind import BindServer
+        from support.dns_bind import BindServer
 
         bind = BindServer()
         env = bind.env()

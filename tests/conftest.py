@@ -1,5 +1,10 @@
-"""Shared fixtures: a real PostgreSQL that the suite starts itself, the functions
-as functions-framework test clients, and the whole system as a real server.
+"""Shared by every test directory (unit, functional, e2e, infra): a real PostgreSQL that
+the suite starts itself, the settings fixture, the functions as functions-framework test
+clients, and the whole system as a real server.
+
+Support code lives in tests/support/ (imported as `support`: tests/ is on sys.path through
+pyproject's pytest `pythonpath`); the fixtures only the functional tests use (the fake
+cloud, a real BIND) are in tests/functional/conftest.py.
 
 Nothing here mocks our code or the database.
 """
@@ -8,20 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
-
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_TOKEN = "test-admin-token"
-TOKEN_SECRET = "test-token-secret"
-TABLES = ("event", "dns_record", "node_mac", "node", "deployment", "profile")
+# Not all used here: `from conftest import ROOT` (snapshot, RunningServer, free_port) still works for tests
+# written that way; new ones import from support.
+from support import ADMIN, ADMIN_TOKEN, ROOT, TOKEN_SECRET  # noqa: F401
+from support.helpers import TABLES, snapshot  # noqa: F401
+from support.server import RunningServer, free_port  # noqa: F401
 
 _pg = None
 
@@ -58,10 +58,41 @@ def pytest_unconfigure(config):
         _pg.cleanup()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def settings():
+    """Change bootfleet's settings for this test: returns `apply(*environ, **values)`.
+
+        settings(cleanup_cap=2, cron_secret="s")   # BOOTFLEET_CLEANUP_CAP=2, BOOTFLEET_CRON_SECRET=s
+        settings(ibmcloud_api_key=None)            # unsets BOOTFLEET_IBMCLOUD_API_KEY
+        settings(bind.env(), dns_port=port)        # whole BOOTFLEET_ names too, as bind.env() and s3.env() give them
+
+    Each call sets the variables, calls bootfleet.settings.reset_settings() and returns the
+    new get_settings(). At the end of the test every variable is put back and the settings
+    are reset again. A test that needs the process's Database made again (a new database
+    URL or pool setting) still calls bootfleet.db.reset_database() itself.
+    """
+    from bootfleet.settings import PREFIX, get_settings, reset_settings
+
+    patch = pytest.MonkeyPatch()
+
+    def apply(*environ: dict[str, object], **values: object):
+        changes: dict[str, object] = {}
+        for env in environ:
+            for name, value in env.items():
+                assert name.startswith(PREFIX), f"{name} is not a {PREFIX} setting"
+                changes[name] = value
+        changes.update({PREFIX + name.upper(): value for name, value in values.items()})
+        for name, value in changes.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, str(value).lower() if isinstance(value, bool) else str(value))
+        reset_settings()
+        return get_settings()
+
+    yield apply
+    patch.undo()
+    reset_settings()
 
 
 @pytest.fixture(scope="session")
@@ -79,12 +110,6 @@ def clean_db(database):
     with database.transaction() as tx:
         tx.run(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     return database
-
-
-def snapshot(database) -> dict:
-    """Every row of every table: compare before and after to prove nothing changed."""
-    with database.transaction() as tx:
-        return {t: tx.all(f"SELECT * FROM {t} ORDER BY 1") for t in TABLES}
 
 
 @pytest.fixture(scope="session")
@@ -114,54 +139,9 @@ def dns(function_apps, clean_db):
     return function_apps["dns"].test_client()
 
 
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
 @pytest.fixture
 def admin():
     return dict(ADMIN)
-
-
-class RunningServer:
-    """`bootfleet serve` as a real process on a free port."""
-
-    def __init__(self, env: dict | None = None, workers: int = 1, threads: int = 8):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data = Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
-        self.env = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), **(env or {})}
-        self.log = open(self.data / "server.log", "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(self.port), "--workers", str(workers),
-             "--threads", str(threads), "--no-demo"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bootfleet serve exited:\n{self.output()}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy starting
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"bootfleet serve not ready after {timeout} s:\n{self.output()}")
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.data / "server.log").read_text()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "tests"))  # support.server: the tests' own way to start `bootfleet serve`
 
 from node_image import NodeImageUnavailableError, build  # noqa: E402
+from support.server import RunningServer  # noqa: E402
 
 from bootfleet.providers.vpc import qemu  # noqa: E402
 
@@ -51,17 +53,13 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start_server(port: int, data: Path, env: dict) -> subprocess.Popen:
-    log = open(data / "demo-serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(port), "--no-demo"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while not healthy(f"http://127.0.0.1:{port}"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.terminate()
-            sys.exit(f"demo: bootfleet serve did not start; see {data / 'demo-serve.log'}")
-        time.sleep(0.3)
-    return proc
+def start_server(port: int, data: Path, env: dict) -> RunningServer:
+    # Its own session: a Ctrl-C reaches only the demo, which then deletes its VMs through the server.
+    try:
+        return RunningServer(env=env, workers=None, threads=None, port=port, data=data, timeout=90,
+                             log_name="demo-serve.log", new_session=True)
+    except RuntimeError:
+        sys.exit(f"demo: bootfleet serve did not start; see {data / 'demo-serve.log'}")
 
 
 def main() -> int:
@@ -124,11 +122,7 @@ def main() -> int:
         if deployed:
             _tear_down(url, deployed, env)
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop(timeout=20)
 
 
 def _tear_down(url: str, name: str, env: dict) -> None:

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, ROOT, RunningServer
+from support import ADMIN, ROOT
+from support.objectstore import S3Server
+from support.server import RunningServer
 
 from bootfleet.providers.vpc import qemu
 
 from .node_image import INSTALL, NodeImageUnavailableError, build
-from .objectstore import S3Server
 
 pytestmark = pytest.mark.e2e
 

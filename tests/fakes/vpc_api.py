@@ -10,7 +10,7 @@ What it keeps faithful to the real services:
 - codes: 201 on create, 204 on delete and restart, 404/400/409/401 with the VPC error
   body `{"errors": [{"code", "message", "more_info"}], "trace", "status_code"}`;
 - each prototype is checked with the SDK's own model classes (`from_dict`), and every
-  answer can be parsed by the SDK's response models (tests/test_vpc_fake.py checks);
+  answer can be parsed by the SDK's response models (tests/functional/test_vpc.py checks);
 - servers are `pending`, then `running` after `boot_seconds` (or `failed` with
   `status_reasons`); a deleted server is `deleting`, then gone after `delete_seconds`;
   a VNI's `primary_ip.address` is `0.0.0.0` and its `mac_address` absent while pending;

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 import requests
-from conftest import ADMIN
 from infra_support import ENTRYPOINT, ROOT, entrypoint, free_port, need, wait_http
+from support import ADMIN
 
 CONTAINERFILE = ROOT / "Containerfile"
 

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import requests
-from conftest import ADMIN, snapshot
 from infra_support import (
     ROOT,
     SilentUpstream,
@@ -28,6 +27,8 @@ from infra_support import (
     worker_user,
     world_readable_tmpdir,
 )
+from support import ADMIN
+from support.helpers import snapshot
 
 KERNEL = b"\x7fELF not really a kernel\n" * 100
 

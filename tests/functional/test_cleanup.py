@@ -1,10 +1,12 @@
-"""cleanup on a real PostgreSQL: each action, the dry run, the lock, pruning."""
+"""cleanup on a real PostgreSQL: each action, the dry run, the lock, pruning.
+(cloud, rfc2136 and fleet: tests/functional/conftest.py)"""
 
 import threading
 
 import pytest
-from conftest import snapshot
-from helpers import make_node, make_profile, ready_node
+from support.dns_bind import REVERSE_ZONE, ZONE, named_binary
+from support.helpers import make_node, make_profile, ready_node, snapshot
+from support.provisioning import converge, create, nodes
 
 from bootfleet.cleanup import LOCK_NAME
 
@@ -26,20 +28,14 @@ def stage_of(database, node_id):
         return tx.scalar("SELECT stage FROM node WHERE id = :id", id=node_id)
 
 
-def test_needs_admin_token_or_cron_secret(cleanup_client, admin, monkeypatch):
+def test_needs_admin_token_or_cron_secret(cleanup_client, admin, settings):
     assert cleanup_client.post("/run").status_code == 401
     assert cleanup_client.post("/run", headers={"Authorization": "Bearer nope"}).status_code == 403
     assert cleanup_client.post("/run", headers=admin).status_code == 200
-    monkeypatch.setenv("BOOTFLEET_CRON_SECRET", "cron-secret-1")
-    from bootfleet.settings import reset_settings
-    reset_settings()
-    try:
-        assert cleanup_client.post("/run", json={"secret": "cron-secret-1"}).status_code == 200
-        assert cleanup_client.post("/run", headers={"Authorization": "Bearer cron-secret-1"}).status_code == 200
-        assert cleanup_client.post("/run", json={"secret": "wrong"}).status_code == 401
-    finally:
-        monkeypatch.delenv("BOOTFLEET_CRON_SECRET")
-        reset_settings()
+    settings(cron_secret="cron-secret-1")
+    assert cleanup_client.post("/run", json={"secret": "cron-secret-1"}).status_code == 200
+    assert cleanup_client.post("/run", headers={"Authorization": "Bearer cron-secret-1"}).status_code == 200
+    assert cleanup_client.post("/run", json={"secret": "wrong"}).status_code == 401
 
 
 def test_stuck_nodes_fail_with_an_event_naming_stage_and_time(boot, config, admin, cleanup_client, clean_db):
@@ -142,8 +138,6 @@ def test_bad_dry_run_value(cleanup_client, admin):
 
 # --- with servers (the fake VPC API through the real SDK) and DNS (a real BIND) -----------------
 
-from test_provision import cloud, converge, create, nodes  # noqa: E402,F401  (the fake cloud fixture)
-
 
 def _mark_deleted(database, name):
     """What DELETE /deployments does, without its immediate provisioning pass."""
@@ -153,16 +147,14 @@ def _mark_deleted(database, name):
         deployments.mark_deleted(tx, name, "operator")
 
 
-def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, cleanup_client, clean_db, settings):
     make_profile(config, admin)
     create(config, admin, name="web", count=3)
     converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
     _mark_deleted(clean_db, "web")
     deletes_before = len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/"))
 
-    from bootfleet.settings import reset_settings
-    monkeypatch.setenv("BOOTFLEET_CLEANUP_CAP", "2")
-    reset_settings()
+    settings(cleanup_cap=2)
     capped = cleanup_client.post("/run", headers=admin).json
     assert capped["capped"] is True and "cap" in capped["message"]
     assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == deletes_before  # nothing deleted
@@ -170,8 +162,7 @@ def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, clea
 
     plan = cleanup_client.post("/run?dry_run=true", headers={**admin}).json
     assert plan["capped"] is True
-    monkeypatch.setenv("BOOTFLEET_CLEANUP_CAP", "50")
-    reset_settings()
+    settings(cleanup_cap=50)
     plan = cleanup_client.post("/run?dry_run=true", headers=admin).json
     assert plan["counts"]["server_deleted"] == 3
     assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == deletes_before
@@ -192,7 +183,7 @@ def test_deleted_deployment_servers_go_within_the_cap(cloud, config, admin, clea
 
 
 def test_owned_orphans_go_after_the_grace_period_and_foreign_servers_never(
-        cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+        cloud, config, admin, cleanup_client, clean_db, settings):
     make_profile(config, admin)
     create(config, admin, name="web", count=1)
     converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
@@ -205,9 +196,7 @@ def test_owned_orphans_go_after_the_grace_period_and_foreign_servers_never(
     young = cleanup_client.post("/run", headers=admin).json
     assert "orphan_server_deleted" not in young["counts"]  # within the grace period
 
-    from bootfleet.settings import reset_settings
-    monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
-    reset_settings()
+    settings(cleanup_grace=0)
     summary = cleanup_client.post("/run", headers=admin).json
     assert summary["counts"]["orphan_server_deleted"] == 1
     assert [a["instance_id"] for a in summary["actions"] if a["action"] == "orphan_server_deleted"] == [orphan]
@@ -218,7 +207,7 @@ def test_owned_orphans_go_after_the_grace_period_and_foreign_servers_never(
 
 
 def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
-        cloud, config, admin, cleanup_client, clean_db, monkeypatch):
+        cloud, config, admin, cleanup_client, clean_db, settings):
     make_profile(config, admin)
     create(config, admin, name="web", count=1)
     converge(config, admin, "web", until=lambda r: all(n["instance_id"] for n in nodes(clean_db, "web")))
@@ -229,9 +218,7 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
         tx.run("UPDATE node SET stage = 'booting', stage_changed_at = now() - interval '1 hour' WHERE id = :id",
                id=stuck["id"])
     cloud.inject("DELETE", r"^/v1/bare_metal_servers/", status=500, times=100)  # the API keeps failing deletes
-    from bootfleet.settings import reset_settings
-    monkeypatch.setenv("BOOTFLEET_CLEANUP_GRACE", "0")
-    reset_settings()
+    settings(cleanup_grace=0)
     summary = cleanup_client.post("/run", headers=admin).json
     assert summary["errors"] and summary["errors"][0]["action"] == "orphan_server_deleted"
     assert "internal error" in summary["errors"][0]["error"].lower()
@@ -239,15 +226,10 @@ def test_a_failing_server_delete_is_reported_and_the_run_goes_on(
     assert stage_of(clean_db, stuck["id"]) == "failed"
 
 
-from dns_bind import REVERSE_ZONE, ZONE, named_binary  # noqa: E402
-from test_dns_rfc2136 import bind, bind_server, fleet, rfc2136  # noqa: E402,F401  (a real BIND)
-
-
 @pytest.mark.skipif(named_binary() is None, reason="apt-get install bind9 dnsutils")
 def test_records_of_a_deleted_deployment_are_removed(rfc2136, fleet, config, boot, status, admin, cleanup_client,
-                                                     clean_db):
-    from bootfleet.settings import reset_settings
-    reset_settings()
+                                                     clean_db, settings):
+    settings()
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
     assert rfc2136.lookup(f"web1.{ZONE}", "A") == ["10.0.0.5"]
     assert config.delete("/api/v1/deployments/rack1", headers=admin).status_code == 202

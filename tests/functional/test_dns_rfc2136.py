@@ -1,43 +1,11 @@
-"""dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries."""
+"""dns with RFC 2136 against a real BIND on 127.0.0.1, checked with real queries.
+(bind, rfc2136 and fleet: tests/functional/conftest.py)"""
 
 import pytest
-from conftest import snapshot
-from dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, BindServer, named_binary
-from helpers import make_dns_fleet, ready_node
+from support.dns_bind import INSTALL_HINT, REVERSE_ZONE, ZONE, named_binary
+from support.helpers import ready_node, snapshot
 
 pytestmark = pytest.mark.skipif(named_binary() is None, reason=INSTALL_HINT)
-
-
-@pytest.fixture(scope="module")
-def bind_server():
-    server = BindServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bind(bind_server):
-    """The server, with empty zones for this test."""
-    bind_server.reset()
-    return bind_server
-
-
-@pytest.fixture
-def rfc2136(bind, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    for key, value in bind.env().items():
-        monkeypatch.setenv(key, value)
-    reset_settings()
-    yield bind
-    monkeypatch.undo()
-    reset_settings()
-
-
-@pytest.fixture
-def fleet(config, admin, boot):
-    """A deployment `rack1` in ZONE whose `api` name spans its ready nodes."""
-    return make_dns_fleet(config, admin, ZONE)
 
 
 def events(db, kind="dns"):
@@ -124,56 +92,39 @@ def test_a_foreign_record_is_a_conflict_and_never_touched(rfc2136, fleet, config
     assert rfc2136.lookup(f"manual.{ZONE}", "A") == ["10.9.9.8"]
 
 
-def test_dry_run_plans_and_writes_nothing_then_the_run_applies(bind, monkeypatch, fleet, config, boot, status, admin,
+def test_dry_run_plans_and_writes_nothing_then_the_run_applies(bind, settings, fleet, config, boot, status, admin,
                                                                 dns, clean_db):
-    from bootfleet.settings import reset_settings
-
     ready_node(config, boot, status, admin, "52:54:00:00:00:04", "web4", "10.0.0.8")  # no provider yet
-    for key, value in bind.env().items():
-        monkeypatch.setenv(key, value)
-    reset_settings()
-    try:
-        updates, before = bind.updates(), snapshot(clean_db)
-        resp = dns.post("/reconcile", json={"dry_run": True, "deployment": "rack1"}, headers=admin)
-        assert resp.status_code == 200, resp.json
-        assert sorted((p["action"], p["type"], p["name"]) for p in resp.json["plan"]) == [
-            ("create", "A", f"api.rack1.{ZONE}"), ("create", "A", f"web4.{ZONE}"),
-            ("create", "PTR", f"8.0.0.{REVERSE_ZONE}")]
-        assert resp.json["applied"] == [] and bind.updates() == updates and snapshot(clean_db) == before
-        assert bind.lookup(f"web4.{ZONE}", "A") == []
-        resp = dns.post("/reconcile", json={"deployment": "rack1"}, headers=admin)
-        assert resp.json["counts"]["applied"] == 3 and bind.updates() - updates == 3
-        assert bind.lookup(f"web4.{ZONE}", "A") == ["10.0.0.8"]
-    finally:
-        monkeypatch.undo()
-        reset_settings()
+    settings(bind.env())
+    updates, before = bind.updates(), snapshot(clean_db)
+    resp = dns.post("/reconcile", json={"dry_run": True, "deployment": "rack1"}, headers=admin)
+    assert resp.status_code == 200, resp.json
+    assert sorted((p["action"], p["type"], p["name"]) for p in resp.json["plan"]) == [
+        ("create", "A", f"api.rack1.{ZONE}"), ("create", "A", f"web4.{ZONE}"),
+        ("create", "PTR", f"8.0.0.{REVERSE_ZONE}")]
+    assert resp.json["applied"] == [] and bind.updates() == updates and snapshot(clean_db) == before
+    assert bind.lookup(f"web4.{ZONE}", "A") == []
+    resp = dns.post("/reconcile", json={"deployment": "rack1"}, headers=admin)
+    assert resp.json["counts"]["applied"] == 3 and bind.updates() - updates == 3
+    assert bind.lookup(f"web4.{ZONE}", "A") == ["10.0.0.8"]
 
 
-def test_a_dns_server_that_is_down_fails_nothing_and_the_next_run_catches_up(bind, monkeypatch, fleet, config, boot,
+def test_a_dns_server_that_is_down_fails_nothing_and_the_next_run_catches_up(bind, settings, fleet, config, boot,
                                                                               status, admin, dns, clean_db):
-    from conftest import free_port
+    from support.server import free_port
 
-    from bootfleet.settings import reset_settings
-
-    for key, value in {**bind.env(), "BOOTFLEET_DNS_PORT": str(free_port())}.items():
-        monkeypatch.setenv(key, value)
-    reset_settings()
-    try:
-        ready_node(config, boot, status, admin, "52:54:00:00:00:05", "web5", "10.0.0.9")  # the report still works
-        assert any(m.startswith(f"dns: read {ZONE} failed") and "refused" in m for m in events(clean_db))
-        resp = dns.post("/reconcile", headers=admin)
-        assert resp.status_code == 200 and resp.json["failed"] and "failed" in resp.json["failed"][0]["error"]
-        monkeypatch.setenv("BOOTFLEET_DNS_PORT", str(bind.port))
-        reset_settings()
-        resp = dns.post("/reconcile", headers=admin)
-        assert resp.json["failed"] == []
-        assert {f"9.0.0.{REVERSE_ZONE}", f"api.rack1.{ZONE}", f"web5.{ZONE}"} <= {
-            a["name"] for a in resp.json["applied"] if a["action"] in ("create", "update")}
-        assert bind.lookup(f"api.rack1.{ZONE}", "A") == ["10.0.0.9"]
-        assert bind.lookup(f"web5.{ZONE}", "A") == ["10.0.0.9"]
-    finally:
-        monkeypatch.undo()
-        reset_settings()
+    settings(bind.env(), dns_port=free_port())
+    ready_node(config, boot, status, admin, "52:54:00:00:00:05", "web5", "10.0.0.9")  # the report still works
+    assert any(m.startswith(f"dns: read {ZONE} failed") and "refused" in m for m in events(clean_db))
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.status_code == 200 and resp.json["failed"] and "failed" in resp.json["failed"][0]["error"]
+    settings(dns_port=bind.port)
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.json["failed"] == []
+    assert {f"9.0.0.{REVERSE_ZONE}", f"api.rack1.{ZONE}", f"web5.{ZONE}"} <= {
+        a["name"] for a in resp.json["applied"] if a["action"] in ("create", "update")}
+    assert bind.lookup(f"api.rack1.{ZONE}", "A") == ["10.0.0.9"]
+    assert bind.lookup(f"web5.{ZONE}", "A") == ["10.0.0.9"]
 
 
 def test_records_lists_what_bootfleet_owns(rfc2136, fleet, config, boot, status, admin, dns):

@@ -1,6 +1,6 @@
 """moto's S3 server on 127.0.0.1, with a log of every request it answered.
 
-Used by tests/test_storage.py and the QEMU e2e: boto3 talks to it as to IBM COS
+Used by tests/functional/test_storage.py and the QEMU e2e: boto3 talks to it as to IBM COS
 (HMAC keys, SigV4, path-style), and iPXE fetches presigned URLs from it.
 """
 

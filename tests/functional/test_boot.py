@@ -3,11 +3,9 @@
 import os
 
 import pytest
-from conftest import snapshot
-from helpers import make_node, make_profile, token_from_script
+from support.helpers import make_node, make_profile, snapshot, token_from_script
 
 import bootfleet.db as dbmod
-from bootfleet.settings import reset_settings
 
 
 def events_of(database, node_id):
@@ -77,16 +75,11 @@ def test_unknown_node_without_discovery_gets_a_retry_script(boot, clean_db):
     assert snapshot(clean_db) == before
 
 
-def test_unknown_node_registered_with_discovery_profile(boot, config, admin, clean_db, monkeypatch):
+def test_unknown_node_registered_with_discovery_profile(boot, config, admin, clean_db, settings):
     make_profile(config, admin, name="discovery", kernel="discovery-k", args="console=ttyS0",
                  config_format="none", config_template="")
-    monkeypatch.setenv("BOOTFLEET_DISCOVERY_PROFILE", "discovery")
-    reset_settings()
-    try:
-        resp = boot.get("/ipxe?mac=52:54:00:99:99:98&uuid=4c4c4544-0042-3510-8052-b4c04f4e4b32&serial=SN%20123")
-    finally:
-        monkeypatch.delenv("BOOTFLEET_DISCOVERY_PROFILE")
-        reset_settings()
+    settings(discovery_profile="discovery")
+    resp = boot.get("/ipxe?mac=52:54:00:99:99:98&uuid=4c4c4544-0042-3510-8052-b4c04f4e4b32&serial=SN%20123")
     assert "/images/discovery-k" in resp.get_data(as_text=True)
     nodes = config.get("/api/v1/nodes?mac=52:54:00:99:99:98", headers=admin).json["items"]
     assert len(nodes) == 1
@@ -128,15 +121,13 @@ def test_node_without_profile_gets_a_clear_retry(boot, config, admin):
     assert "has no profile" in script and "kernel" not in script
 
 
-def test_database_down_answers_a_retry_script(boot, monkeypatch):
-    monkeypatch.setenv("BOOTFLEET_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-    reset_settings()
+def test_database_down_answers_a_retry_script(boot, settings):
+    settings(database_url="postgresql://nobody@127.0.0.1:1/none")
     dbmod.reset_database()
     try:
         resp = boot.get("/ipxe?mac=52:54:00:00:00:01")
     finally:
-        monkeypatch.setenv("BOOTFLEET_DATABASE_URL", os.environ["BOOTFLEET_TEST_DATABASE_URL"])
-        reset_settings()
+        settings(database_url=os.environ["BOOTFLEET_TEST_DATABASE_URL"])
         dbmod.reset_database()
     assert resp.status_code == 200
     script = resp.get_data(as_text=True)

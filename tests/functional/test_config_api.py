@@ -1,8 +1,7 @@
 """The operator API (config) on a real PostgreSQL: CRUD, paging, filters, errors."""
 
 import pytest
-from conftest import snapshot
-from helpers import PROFILE, make_node, make_profile
+from support.helpers import PROFILE, make_node, make_profile, snapshot
 
 
 def test_admin_token_required(config, clean_db):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import requests
-from conftest import ADMIN_TOKEN, ROOT
-from helpers import token_from_script
+from support import ADMIN_TOKEN, ROOT
+from support.helpers import token_from_script
 
 
 def bootfleet(server, *args, check=True):
@@ -60,12 +60,13 @@ def test_unreachable_server_says_so():
 
 
 def test_dns_commands(tmp_path):
-    from dns_bind import ZONE, BindServer, named_binary
+    from support.dns_bind import ZONE, BindServer, named_binary
 
     if named_binary() is None:
         import pytest
         pytest.skip("apt-get install bind9 dnsutils")
-    from conftest import ADMIN, RunningServer
+    from support import ADMIN
+    from support.server import RunningServer
 
     bind = BindServer()
     srv = RunningServer(env=bind.env())

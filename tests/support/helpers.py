@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import re
 
+TABLES = ("event", "dns_record", "node_mac", "node", "deployment", "profile")
+
+
+def snapshot(database) -> dict:
+    """Every row of every table: compare before and after to prove nothing changed."""
+    with database.transaction() as tx:
+        return {t: tx.all(f"SELECT * FROM {t} ORDER BY 1") for t in TABLES}
+
 PROFILE = {
     "name": "worker",
     "kernel": "vmlinuz",

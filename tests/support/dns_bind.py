@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import requests
+from support.server import free_port
 
 ZONE = "example.test"
 REVERSE_ZONE = "10.in-addr.arpa"
@@ -30,12 +30,6 @@ def named_binary() -> str | None:
                                           if os.access(p, os.X_OK)), None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _zone_file(origin: str) -> str:
     return (f"$TTL 300\n@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 300\n"
             f"@ IN NS ns1.{ZONE}.\n" + ("ns1 IN A 127.0.0.1\n" if origin == ZONE else ""))
@@ -47,8 +41,8 @@ class BindServer:
         if binary is None:
             raise FileNotFoundError(INSTALL_HINT)
         self.dir = Path(tempfile.mkdtemp(prefix="bootfleet-named-"))
-        self.port = _free_port()
-        self.stats_port = _free_port()
+        self.port = free_port()
+        self.stats_port = free_port()
         self.secret = base64.b64encode(os.urandom(32)).decode()
         zones = ""
         for zone in (ZONE, REVERSE_ZONE):

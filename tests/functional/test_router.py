@@ -1,7 +1,7 @@
 """The unified router over real HTTP: `bootfleet serve` as a real process."""
 
 import requests
-from conftest import ADMIN
+from support import ADMIN
 
 
 def test_health_and_dashboard(server):

@@ -1,6 +1,7 @@
 """Image storage: the local folder and an S3 endpoint (moto's real S3 HTTP API on
 127.0.0.1, through boto3 exactly as IBM COS is used), the URLs boot renders for
-each, and `bootfleet images`."""
+each, and `bootfleet images`. The local folder on its own, and storage settings:
+tests/unit/test_storage.py."""
 
 import json
 import re
@@ -10,33 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import ROOT
-from e2e.objectstore import ACCESS_KEY, REGION, S3Server
-from helpers import make_node, make_profile
+from support import ROOT
+from support.helpers import make_node, make_profile
+from support.objectstore import ACCESS_KEY, REGION, S3Server
 
-from bootfleet.errors import SettingsError
 from bootfleet.providers.storage.base import ImageNotFoundError, StorageError
-from bootfleet.providers.storage.choose import get_storage, image_url, storage_from_settings
-from bootfleet.providers.storage.folder import LocalStorage
+from bootfleet.providers.storage.choose import get_storage, image_url
 from bootfleet.providers.storage.s3 import S3Storage
-from bootfleet.settings import Settings, get_settings, reset_settings
-
-BAD_KEYS = ["../etc/passwd", "/vmlinuz", "a//b", "a/./b", "a/../b", "", "with space", "x" * 1025, "k\nernel",
-            "${x}"]
-
-
-@pytest.fixture
-def settings_env(monkeypatch):
-    """Set BOOTFLEET_ variables for this test; the settings are read again each time."""
-
-    def apply(**env):
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        reset_settings()
-
-    yield apply
-    monkeypatch.undo()
-    reset_settings()
+from bootfleet.settings import get_settings
 
 
 @pytest.fixture(scope="module")
@@ -60,47 +42,11 @@ def cli(env_overrides: dict, *args, cwd=ROOT):
                           text=True, timeout=60)
 
 
-# --- the local folder ---------------------------------------------------------------------
-
-
-def test_local_urls_are_under_images_or_the_cdn(tmp_path):
-    assert LocalStorage(tmp_path).image_url("debian/vmlinuz", "http://10.0.2.100") == \
-        "http://10.0.2.100/images/debian/vmlinuz"
-    assert LocalStorage(tmp_path, "https://cdn.example.com/boot").image_url("debian/vmlinuz", "http://x") == \
-        "https://cdn.example.com/boot/debian/vmlinuz"
-
-
-def test_local_put_list_delete(tmp_path):
-    source = tmp_path / "kernel.bin"
-    source.write_bytes(b"\x7fkernel" * 1000)
-    storage = LocalStorage(tmp_path / "images")
-    image = storage.image_put("debian/12/vmlinuz", source)
-    assert image.key == "debian/12/vmlinuz" and image.size == 7000
-    assert (tmp_path / "images" / "debian" / "12" / "vmlinuz").read_bytes() == source.read_bytes()
-    storage.image_put("other", source)
-    assert [i.key for i in storage.image_list()] == ["debian/12/vmlinuz", "other"]
-    assert [i.key for i in storage.image_list("debian/")] == ["debian/12/vmlinuz"]
-    storage.image_delete("debian/12/vmlinuz")
-    assert [i.key for i in storage.image_list()] == ["other"]
-    with pytest.raises(ImageNotFoundError, match=r"no image 'debian/12/vmlinuz' in folder "):
-        storage.image_delete("debian/12/vmlinuz")
-
-
-@pytest.mark.parametrize("key", BAD_KEYS)
-def test_keys_that_could_escape_or_break_a_script_are_refused(tmp_path, key):
-    source = tmp_path / "f"
-    source.write_bytes(b"x")
-    storage = LocalStorage(tmp_path / "images")
-    with pytest.raises(StorageError, match="image key"):
-        storage.image_put(key, source)
-    assert not (tmp_path / "images").exists() or not any((tmp_path / "images").rglob("*"))
-
-
 # --- S3 --------------------------------------------------------------------------------------
 
 
-def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
-    settings_env(**s3.env(bucket))
+def test_s3_put_list_delete_through_boto3(s3, bucket, settings, tmp_path):
+    settings(s3.env(bucket))
     storage = get_storage(get_settings())
     assert isinstance(storage, S3Storage)
     source = tmp_path / "initrd.img"
@@ -116,8 +62,8 @@ def test_s3_put_list_delete_through_boto3(s3, bucket, settings_env, tmp_path):
         storage.image_delete("debian/initrd.img")
 
 
-def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, tmp_path):
-    settings_env(**s3.env(bucket), BOOTFLEET_S3_URL_TTL="600")
+def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings, tmp_path):
+    settings(s3.env(bucket), s3_url_ttl=600)
     source = tmp_path / "vmlinuz"
     source.write_bytes(b"bzImage" * 3000)
     get_storage(get_settings()).image_put("k/vmlinuz", source)
@@ -136,56 +82,40 @@ def test_presigned_url_is_sigv4_and_fetches_the_bytes(s3, bucket, settings_env, 
     assert resp.status_code == 200 and resp.content == source.read_bytes()
 
 
-def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket, public_endpoint="http://10.0.2.101"))
+def test_presigned_url_is_signed_for_the_endpoint_machines_reach(s3, bucket, settings):
+    settings(s3.env(bucket, public_endpoint="http://10.0.2.101"))
     url = image_url("k/vmlinuz", "http://unused", get_settings())
     assert url.startswith(f"http://10.0.2.101/{bucket}/k/vmlinuz?X-Amz-Algorithm=AWS4-HMAC-SHA256&")
     # Uploads still go to the endpoint bootfleet itself reaches.
     assert get_storage(get_settings()).client.meta.endpoint_url == s3.url
 
 
-def test_cdn_base_url_wins_over_presigning(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket), BOOTFLEET_IMAGES_BASE_URL="https://cdn.example.com/images/")
+def test_cdn_base_url_wins_over_presigning(s3, bucket, settings):
+    settings(s3.env(bucket), images_base_url="https://cdn.example.com/images/")
     assert image_url("k/vmlinuz", "http://unused", get_settings()) == "https://cdn.example.com/images/k/vmlinuz"
 
 
-def test_a_full_url_is_left_as_it_is(s3, bucket, settings_env):
-    settings_env(**s3.env(bucket))
+def test_a_full_url_is_left_as_it_is(s3, bucket, settings):
+    settings(s3.env(bucket))
     assert image_url("https://mirror.example.com/vmlinuz", "http://x", get_settings()) == "https://mirror.example.com/vmlinuz"
 
 
-def test_missing_bucket_is_named(s3, settings_env, tmp_path):
-    settings_env(**s3.env("no-such-bucket"))
+def test_missing_bucket_is_named(s3, settings, tmp_path):
+    settings(s3.env("no-such-bucket"))
     source = tmp_path / "f"
     source.write_bytes(b"x")
     with pytest.raises(StorageError, match="bucket no-such-bucket at .*: the bucket does not exist"):
         get_storage(get_settings()).image_list()
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"BOOTFLEET_STORAGE": "ftp"}, "BOOTFLEET_STORAGE must be one of local, s3, got 'ftp'"),
-    ({"BOOTFLEET_S3_URL_TTL": "soon"}, "BOOTFLEET_S3_URL_TTL must be a whole number"),
-])
-def test_bad_storage_settings_say_what_is_wrong(monkeypatch, env, message):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError, match=re.escape(message)):
-        Settings.from_env()
-
-
-def test_s3_without_a_bucket_says_so():
-    with pytest.raises(SettingsError, match="BOOTFLEET_S3_BUCKET is not set"):
-        storage_from_settings(Settings(storage="s3", s3_endpoint="http://127.0.0.1:1"))
-
-
 # --- boot renders the backend's URLs ----------------------------------------------------------
 
 
-def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings_env, boot, config, admin, tmp_path):
+def test_boot_points_ipxe_at_presigned_urls(s3, bucket, settings, boot, config, admin, tmp_path):
     kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.img"
     kernel.write_bytes(b"kernel bytes")
     initrd.write_bytes(b"initrd bytes")
-    settings_env(**s3.env(bucket))
+    settings(s3.env(bucket))
     get_storage(get_settings()).image_put("fleet/vmlinuz", kernel)
     get_storage(get_settings()).image_put("fleet/initrd.img", initrd)
     make_profile(config, admin, kernel="fleet/vmlinuz", initrds=["fleet/initrd.img"])

@@ -1,8 +1,7 @@
 """status and node configs: tokens, forward-only stages, deployment progress."""
 
 import pytest
-from conftest import snapshot
-from helpers import make_node, make_profile, token_from_script
+from support.helpers import make_node, make_profile, snapshot, token_from_script
 
 IGNITION = '{"ignition": {"version": "3.4.0"}, "storage": {"files": [{"path": "/etc/hostname", "contents": {"source": "data:,{{ node.hostname }}"}}]}}'
 

@@ -4,7 +4,7 @@ import importlib.util
 import re
 
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 from bootfleet.settings import env_names
 from bootfleet.web.router import FUNCTIONS, function_source

@@ -5,7 +5,8 @@ import importlib.util
 import json
 import re
 
-from conftest import ADMIN, snapshot
+from support import ADMIN
+from support.helpers import snapshot
 
 from bootfleet.web.router import FUNCTIONS, function_source
 

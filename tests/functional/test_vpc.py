@@ -4,7 +4,6 @@ provider's retries must behave (backoff, jitter, Retry-After, no duplicate creat
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import pytest
@@ -16,7 +15,7 @@ from ibm_platform_services import GlobalTaggingV1
 from ibm_vpc import VpcV1, vpc_v1
 
 from bootfleet.providers.vpc.base import ServerSpec, VpcError
-from bootfleet.providers.vpc.ibm import IbmProvider, Retrier, _retry_after
+from bootfleet.providers.vpc.ibm import IbmProvider, Retrier
 
 SPEC = dict(deployment="web", zone="us-south-1", vpc="r006-vpc-1", subnet="0717-subnet-1",
             profile="bx2d-metal-96x384", image="r006-ipxe-netboot", user_data="#!ipxe\nchain http://x/boot/boot.ipxe\n")
@@ -195,12 +194,6 @@ def test_retry_after_is_honoured_and_backoff_has_jitter(fresh):
     waits = {round(Retrier(5, 1.0).wait(3, None), 6) for _ in range(50)}
     assert len(waits) > 40 and max(waits) <= 8.0  # spread out, never above the exponential cap
     assert Retrier(5, 1.0).wait(0, 300) == pytest.approx(60, abs=0.5)  # Retry-After capped at 60 s
-
-
-def test_retry_after_as_an_http_date():
-    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30)
-    assert 28 <= _retry_after(when.strftime("%a, %d %b %Y %H:%M:%S GMT")) <= 30
-    assert _retry_after("7") == 7.0 and _retry_after(None) is None and _retry_after("soon") is None
 
 
 def test_timeouts_are_retried_and_give_up_with_a_clear_error(fresh):

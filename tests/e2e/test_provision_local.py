@@ -17,7 +17,8 @@ import time
 
 import pytest
 import requests
-from conftest import ADMIN, ROOT, RunningServer
+from support import ADMIN, ROOT
+from support.server import RunningServer
 
 from bootfleet.providers.vpc import qemu
 

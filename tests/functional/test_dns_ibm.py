@@ -2,9 +2,8 @@
 local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
 
 import pytest
-from conftest import snapshot
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
-from helpers import make_dns_fleet, make_profile, ready_node
+from support.helpers import make_dns_fleet, make_profile, ready_node, snapshot
 
 ZONE = "fleet.example.com"
 INSTANCE = "434f6c3e-6014-4124-a61d-2e910bca19b1"
@@ -12,25 +11,18 @@ ZONE_ID = "d04d3a7a-7f6d-47d4-b811-08c5478fa1a4"
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    from bootfleet.settings import reset_settings
-
+def fake(settings):
     service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, require_auth=True).start()
-    env = {
-        "BOOTFLEET_DNS_PROVIDER": "ibm",
-        "BOOTFLEET_DNS_ZONE": ZONE,
-        "BOOTFLEET_IBM_DNS_INSTANCE_ID": INSTANCE,
-        "BOOTFLEET_IBM_DNS_ZONE_ID": f"{ZONE}={ZONE_ID}",
-        "BOOTFLEET_IBMCLOUD_API_KEY": API_KEY,
-        "BOOTFLEET_IBM_DNS_URL": service.service_url,
-        "BOOTFLEET_IBM_IAM_URL": service.url,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    reset_settings()
+    settings(
+        dns_provider="ibm",
+        dns_zone=ZONE,
+        ibm_dns_instance_id=INSTANCE,
+        ibm_dns_zone_id=f"{ZONE}={ZONE_ID}",
+        ibmcloud_api_key=API_KEY,
+        ibm_dns_url=service.service_url,
+        ibm_iam_url=service.url,
+    )
     yield service
-    monkeypatch.undo()
-    reset_settings()
     service.stop()
 
 
@@ -124,14 +116,10 @@ def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, flee
     assert len(held(fake)) == 3
 
 
-def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.setenv("BOOTFLEET_DNS_PROVIDER", "none")
-    reset_settings()
+def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, settings):
+    settings(dns_provider="none")
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
-    monkeypatch.setenv("BOOTFLEET_DNS_PROVIDER", "ibm")
-    reset_settings()
+    settings(dns_provider="ibm")
     before = snapshot(clean_db)
     resp = dns.post("/reconcile", json={"dry_run": True}, headers=admin)
     assert [p["action"] for p in resp.json["plan"]] == ["create", "create", "create"]

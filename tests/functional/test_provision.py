@@ -1,6 +1,8 @@
 """Deployments become servers: the config API and the provisioner, through the real
 ibm-vpc and ibm-platform-services SDKs, against the local fake VPC, tagging and IAM
-APIs (tests/fakes/vpc_api.py), on the real database."""
+APIs (tests/fakes/vpc_api.py), on the real database. The `cloud` fixture is in
+tests/functional/conftest.py; the helpers that make and converge deployments in
+tests/support/provisioning.py (test_cleanup uses them too)."""
 
 from __future__ import annotations
 
@@ -8,69 +10,13 @@ import threading
 import time
 
 import pytest
-from conftest import snapshot
-from fakes.vpc_api import API_KEY, FakeCloud
-from helpers import make_profile
-
-PLACEMENT = {"zone": "us-south-1", "vpc": "r006-vpc-1", "subnet": "0717-subnet-1", "profile": "bx2d-metal-96x384"}
-BASE = "https://boot.example.com"
-
-
-@pytest.fixture
-def cloud(monkeypatch):
-    """The fake cloud, and bootfleet's settings pointing at it."""
-    from bootfleet.settings import reset_settings
-
-    fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
-    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", API_KEY)
-    monkeypatch.setenv("BOOTFLEET_IBM_IAM_URL", fake.iam_url)
-    monkeypatch.setenv("BOOTFLEET_VPC_URL", fake.vpc_url)
-    monkeypatch.setenv("BOOTFLEET_TAGGING_URL", fake.tagging_url)
-    monkeypatch.setenv("BOOTFLEET_VPC_TIMEOUT", "1")
-    monkeypatch.setenv("BOOTFLEET_VPC_BACKOFF_MS", "50")
-    monkeypatch.setenv("BOOTFLEET_BASE_URL", BASE)
-    reset_settings()
-    yield fake
-    fake.stop()
-    monkeypatch.undo()
-    reset_settings()
+from support.helpers import make_profile, snapshot
+from support.provisioning import BASE, PLACEMENT, converge, create, nodes, reconcile
 
 
 @pytest.fixture
 def profile(config, admin):
     return make_profile(config, admin)
-
-
-def create(config, admin, name="web", count=3, **fields):
-    body = {"name": name, "profile": "worker", "provider": "ibm", "placement": dict(PLACEMENT), "count": count,
-            **fields}
-    resp = config.post("/api/v1/deployments", json=body, headers=admin)
-    assert resp.status_code == 201, resp.get_data(as_text=True)
-    return resp.json
-
-
-def reconcile(config, admin, name="web"):
-    resp = config.post(f"/api/v1/deployments/{name}/reconcile", headers=admin)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    return resp.json
-
-
-def converge(config, admin, name="web", until=lambda r: not r["errors"] and not r["deleting"], timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        report = reconcile(config, admin, name)
-        if until(report) or time.monotonic() > deadline:
-            return report
-        time.sleep(0.15)
-
-
-def nodes(database, name="web", live=True):
-    with database.transaction() as tx:
-        rows = tx.all(
-            "SELECT n.*, COALESCE((SELECT array_agg(mac) FROM node_mac m WHERE m.node_id = n.id), '{}') AS macs"
-            " FROM node n JOIN deployment d ON d.id = n.deployment_id WHERE d.name = :name ORDER BY n.hostname",
-            name=name)
-    return [r for r in rows if not live or r["stage"] != "deleted"]
 
 
 def events(database, kind=None):
@@ -176,11 +122,8 @@ def test_delete_deprovisions_every_server(cloud, config, admin, profile, clean_d
     assert len(cloud.requests("DELETE", r"^/v1/bare_metal_servers/")) == 3
 
 
-def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.setenv("BOOTFLEET_VPC_VSI_IMAGE", "r006-custom-ipxe")
-    reset_settings()
+def test_virtual_server_instances_from_the_custom_ipxe_image(cloud, config, admin, profile, clean_db, settings):
+    settings(vpc_vsi_image="r006-custom-ipxe")
     placement = {**PLACEMENT, "kind": "instance", "profile": "bx2-2x8"}
     deployment = create(config, admin, name="vsi", count=2, placement=placement)
     assert deployment["provisioning"]["created"] == ["vsi-0", "vsi-1"]
@@ -245,21 +188,15 @@ def test_a_bad_placement_update_is_refused_and_nothing_changes(cloud, config, ad
     assert snapshot(clean_db) == before
 
 
-def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.delenv("BOOTFLEET_IBMCLOUD_API_KEY")
-    reset_settings()
+def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, settings):
+    settings(ibmcloud_api_key=None)
     deployment = create(config, admin, count=1)
     assert "BOOTFLEET_IBMCLOUD_API_KEY" in deployment["provisioning"]["errors"][0]
     assert any("BOOTFLEET_IBMCLOUD_API_KEY" in e["message"] for e in events(clean_db, "error"))
 
 
-def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, monkeypatch):
-    from bootfleet.settings import reset_settings
-
-    monkeypatch.setenv("BOOTFLEET_IBMCLOUD_API_KEY", "wrong-key")
-    reset_settings()
+def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, settings):
+    settings(ibmcloud_api_key="wrong-key")
     deployment = create(config, admin, count=1)
     assert "Provided API key could not be found" in deployment["provisioning"]["errors"][0]
     assert cloud.servers() == []
@@ -430,7 +367,7 @@ def test_reinstall_restarts_the_server_so_it_boots_the_installer(cloud, config, 
 
 
 def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):
-    from helpers import make_node
+    from support.helpers import make_node
 
     node = make_node(config, admin, instance_id="0717-someone-elses")
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)

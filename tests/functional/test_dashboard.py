@@ -8,7 +8,8 @@ test-artifacts/ (desktop and phone).
 
 Also here: CORS on status and config (BOOTFLEET_CORS_ORIGIN), checked both with
 plain HTTP and by the browser itself, with the dashboard served from another
-origin like a static host (COS behind the CDN) would.
+origin like a static host (COS behind the CDN) would. How the setting itself is read:
+tests/unit/test_settings.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, ADMIN_TOKEN, ROOT, RunningServer
+from support import ADMIN, ADMIN_TOKEN, ROOT
+from support.server import RunningServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 MACS = (f"52:54:00:da:{n // 256:02x}:{n % 256:02x}" for n in itertools.count(1))
@@ -410,25 +412,3 @@ def test_no_cors_header_when_no_origin_is_configured(server):
     )
     assert resp.status_code == 204
     assert "Access-Control-Allow-Origin" not in resp.headers
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("https://dash.example.com", ("https://dash.example.com",)),
-    ("https://Dash.Example.com/, http://127.0.0.1:8081", ("https://dash.example.com", "http://127.0.0.1:8081")),
-    ("", ()),
-])
-def test_cors_origin_setting(monkeypatch, value, expected):
-    from bootfleet.settings import Settings
-
-    monkeypatch.setenv("BOOTFLEET_CORS_ORIGIN", value)
-    assert Settings.from_env().cors_origins == expected
-
-
-@pytest.mark.parametrize("value", ["*", "dash.example.com", "https://dash.example.com/path", "ftp://x.example"])
-def test_cors_origin_setting_refuses_what_is_not_an_origin(monkeypatch, value):
-    from bootfleet.errors import SettingsError
-    from bootfleet.settings import Settings
-
-    monkeypatch.setenv("BOOTFLEET_CORS_ORIGIN", value)
-    with pytest.raises(SettingsError, match="BOOTFLEET_CORS_ORIGIN: expected an origin like https://"):
-        Settings.from_env()

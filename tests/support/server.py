@@ -1,0 +1,102 @@
+"""`bootfleet serve` as a real process, and waiting until it answers /healthz.
+
+The one way the tests (the `server` fixture, test_cli, the dashboard, the e2e tests),
+bench/boot_storm.py --start-server and `make demo` (tests/e2e/demo.py) start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """`bootfleet serve` as a real process: by default on a free port of 127.0.0.1, with
+    its own data dir (BOOTFLEET_DATA_DIR) in a new temp folder.
+
+    env: added to (a value of None: removed from) this process's environment for the server.
+    workers, threads: gunicorn's; None leaves `bootfleet serve`'s own default.
+    port, data: a fixed port, or data dir (e.g. the demo's .data); default: a free port, a temp dir.
+    timeout: seconds to wait for /healthz (raises RuntimeError with the server's output).
+    new_session: start it in its own session, so a Ctrl-C in the terminal reaches only the caller.
+    """
+
+    def __init__(self, env: dict[str, str | None] | None = None, workers: int | None = 1, threads: int | None = 8,
+                 *, port: int | None = None, data: Path | str | None = None, timeout: float = 30,
+                 log_name: str = "server.log", new_session: bool = False):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data = Path(data) if data else Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
+        self.data.mkdir(parents=True, exist_ok=True)
+        merged = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), **(env or {})}
+        self.env = {name: value for name, value in merged.items() if value is not None}
+        self.log_path = self.data / log_name
+        self.log = open(self.log_path, "w+")
+        args = [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(self.port)]
+        if workers is not None:
+            args += ["--workers", str(workers)]
+        if threads is not None:
+            args += ["--threads", str(threads)]
+        self.proc = subprocess.Popen(args + ["--no-demo"], cwd=ROOT, env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=new_session)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bootfleet serve exited:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy starting
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"bootfleet serve not ready after {timeout} s:\n{self.output()}")
+
+    @property
+    def admin_token(self) -> str:
+        """BOOTFLEET_ADMIN_TOKEN as the server has it: from its environment, else the one it made
+        and keeps in its data dir (secrets.json)."""
+        if self.env.get("BOOTFLEET_ADMIN_TOKEN"):
+            return self.env["BOOTFLEET_ADMIN_TOKEN"]
+        return json.loads((self.data / "secrets.json").read_text())["admin_token"]
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 10) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
