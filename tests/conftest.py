@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 # Not all used here: `from conftest import ROOT` (snapshot, RunningServer, free_port) still works for tests
 # written that way; new ones import from support.
 from support import ADMIN, ADMIN_TOKEN, ROOT, TOKEN_SECRET  # noqa: F401

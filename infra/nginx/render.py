@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import jinja2
 
 HERE = Path(__file__).resolve().parent
-# The same five as bootfleet.web.router.FUNCTIONS (tests/test_infra_nginx.py checks).
+# The same five as bootfleet.web.router.FUNCTIONS (tests/infra/test_infra_nginx.py checks).
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
 # What nodes fetch, kept on plain HTTP next to HTTPS.
 NODE_FUNCTIONS = ("boot", "config", "status")

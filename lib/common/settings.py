@@ -5,7 +5,7 @@ its variable is BOOTFLEET_<FIELD NAME> unless `env=` names another; unset or
 empty, it has its default; otherwise `parse(raw, variable)` turns the text into
 the value (or raises SettingsError saying what is wrong).
 
-The full list is in docs/operations.md; tests/test_docs.py checks that each
+The full list is in docs/operations.md; tests/unit/test_docs.py checks that each
 setting declared here is documented there.
 """
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import requests
+
 from support.server import free_port
 
 ZONE = "example.test"

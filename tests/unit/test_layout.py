@@ -12,7 +12,7 @@ import tokenize
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "lib" / "common"
 PACKAGE = "bootfleet"
 HTTP_MODULES = ("bootfleet.web", "flask", "werkzeug", "functions_framework")
