@@ -48,6 +48,7 @@ def test_template_with_missing_variable_is_a_500_with_the_reason(boot, config, a
     assert resp.status_code == 500 and "nope" in resp.json["error"]
     with clean_db.transaction() as tx:
         assert tx.scalar("SELECT count(*) FROM event WHERE kind = 'error' AND node_id = :id", id=node["id"]) == 1
+    assert config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json["stage"] == "booting"  # not configuring
 
 
 @pytest.mark.parametrize("token,status_code", [(None, 401), ("garbage", 403), ("9999999999.AAAA", 403)])

@@ -1,7 +1,7 @@
 """The `local` provider: a deployment's servers are QEMU VMs on this machine.
 
-The demo goes through the same provisioning path as the cloud (provision.py), with
-this `Provider` in place of IBM's. Each VM is started by lib/common/qemu.py (Debian's
+The demo goes through the same provisioning path as the cloud (bootfleet.provision), with
+this `Provider` in place of IBM's. Each VM is started by qemu.py beside it (Debian's
 iPXE as firmware, QEMU's restricted user network) and chains bootfleet's
 chainloader at `http://10.0.2.100/boot/boot.ipxe`, forwarded to bootfleet's port on
 127.0.0.1. A VM's record (`<data dir>/vms/<name>.json`: id, MAC, pid, deployment) is
