@@ -115,3 +115,25 @@ def test_no_import_cycles():
 def test_no_module_is_too_long():
     long = {str(p.relative_to(ROOT)): n for p in modules().values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}, f"split these modules (at most {MAX_LINES} lines): {long}"
+
+
+def test_the_environment_is_read_only_through_settings():
+    """Settings are read once, in settings.py; elsewhere the environment is only written
+    (bootfleet serve fills it in for gunicorn's workers), or read for a library's own variable."""
+    others = {"XDG_RUNTIME_DIR"}  # pgserver keeps its lock file there
+    reads = []
+    for name, path in modules().items():
+        if name == f"{PACKAGE}.settings":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv"):
+                key = node.args[0] if node.args else None
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) \
+                    and ast.unparse(node.value) == "os.environ":
+                key = node.slice
+            else:
+                continue
+            if not (isinstance(key, ast.Constant) and key.value in others):
+                reads.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert reads == [], "read settings through bootfleet.settings.Settings:\n" + "\n".join(reads)
