@@ -1,0 +1,89 @@
+"""Rendering without a database: templates in the sandbox, a node's context and config, iPXE scripts."""
+
+import json
+
+import pytest
+
+from bootfleet.boot import ipxe
+from bootfleet.boot.render import check_template, node_context, render, render_config
+from bootfleet.boot.urls import node_urls
+from bootfleet.errors import RenderError, ValidationError
+
+NODE = {"id": "0b7f4a8e-0000-4000-8000-000000000001", "hostname": "web-0", "macs": ["52:54:00:00:00:01"],
+        "ip": "10.0.0.5", "smbios_uuid": None, "serial": "", "labels": {"rack": "r1"}, "instance_id": None}
+PROFILE = {"name": "worker", "config_format": "cloud-init", "metadata": {"role": "web"},
+           "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n"}
+BASE = "http://10.0.2.100"
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("{{ node.hostname }}", "web-0"),
+    ("{{ node.labels.rack }}-{{ metadata.role }}", "r1-web"),
+    ("{{ node.macs | tojson }}", '["52:54:00:00:00:01"]'),
+    ("{{ deployment }}", "None"),
+    ("line\n", "line\n"),  # a trailing newline is kept
+])
+def test_templates_render_the_node_context(source, expected):
+    context = node_context(NODE, PROFILE, None, BASE, "tok")
+    assert render(source, context, "test") == expected
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("{{ node.nope }}", "nope"),  # StrictUndefined: a missing variable fails, never renders empty
+    ("{{ missing }}", "missing"),
+    ("{{ ''.__class__.__mro__ }}", "__class__"),  # the sandbox refuses attribute escapes
+])
+def test_templates_fail_loudly(source, needle):
+    with pytest.raises(RenderError) as e:
+        render(source, node_context(NODE, PROFILE, None, BASE, "tok"), "profile 'worker' args")
+    assert e.value.message.startswith("profile 'worker' args: ") and needle in e.value.message
+
+
+def test_a_syntax_error_is_a_validation_error_naming_the_line():
+    with pytest.raises(ValidationError) as e:
+        check_template("ok\n{% if %}", "config_template")
+    assert e.value.status == 400 and "config_template: template syntax error on line 2" in e.value.message
+
+
+def test_the_context_carries_the_node_urls_with_its_token():
+    context = node_context(NODE, PROFILE, {"id": "d1", "name": "web", "dns_zone": "", "spec": {}}, BASE, "tok")
+    urls = node_urls(BASE, NODE["id"], "tok")
+    assert context["config_url"] == urls["user_data_url"] == f"{BASE}/config/nodes/{NODE['id']}/user-data?token=tok"
+    assert context["cloud_init_url"] == f"{BASE}/config/nodes/{NODE['id']}/t/tok/"
+    assert context["status_url"] == f"{BASE}/status/nodes/{NODE['id']}/progress?token=tok"
+    assert context["deployment"]["name"] == "web" and context["node"]["mac"] == "52:54:00:00:00:01"
+    ignition = node_context(NODE, {**PROFILE, "config_format": "ignition"}, None, BASE, "tok")
+    assert ignition["config_url"] == urls["ignition_url"]
+
+
+def test_config_content_types_and_ignition_must_be_json():
+    context = node_context(NODE, PROFILE, None, BASE, "tok")
+    assert render_config(PROFILE, context) == ("#cloud-config\nhostname: web-0\n", "text/cloud-config; charset=utf-8")
+    ignition = {**PROFILE, "config_format": "ignition", "config_template": '{"ignition": {"version": "3.4.0"}}'}
+    body, content_type = render_config(ignition, context)
+    assert json.loads(body) == {"ignition": {"version": "3.4.0"}}
+    assert content_type == "application/vnd.coreos.ignition+json"
+    with pytest.raises(RenderError) as e:
+        render_config({**ignition, "config_template": "{not json"}, context)
+    assert "the rendered Ignition is not valid JSON" in e.value.message
+
+
+def test_node_script_lines():
+    script = ipxe.node_script("n1", "worker", f"{BASE}/images/vmlinuz", [f"{BASE}/images/a", f"{BASE}/images/b"],
+                              "console=ttyS0", f"{BASE}/boot/ipxe?mac=52%3A54", 7)
+    lines = script.splitlines()
+    assert lines[0] == "#!ipxe"
+    assert lines[2] == f"kernel {BASE}/images/vmlinuz console=ttyS0 || goto failed"
+    assert lines[3:5] == [f"initrd {BASE}/images/a || goto failed", f"initrd {BASE}/images/b || goto failed"]
+    assert lines[5] == "boot || goto failed"
+    assert lines[-2:] == ["sleep 7", f"chain --autofree {BASE}/boot/ipxe?mac=52%3A54"]
+
+
+def test_chainloader_local_boot_and_retry_scripts():
+    chain = ipxe.chainloader(BASE, 10)
+    assert f"chain --autofree {BASE}/boot/ipxe?{ipxe.CHAIN_QUERY} || goto chain_failed" in chain
+    assert "sanboot --no-describe --drive 0x80" in ipxe.local_boot("n1", "ready")
+    retry = ipxe.retry("no node is registered", f"{BASE}/boot/ipxe", 30)
+    assert retry.splitlines()[1:] == ["echo bootfleet: no node is registered", "echo bootfleet: retrying in 30 s",
+                                      "sleep 30", f"chain --autofree {BASE}/boot/ipxe"]
+    assert ipxe.script_url(BASE, {"mac": "52:54:00:00:00:01", "uuid": ""}) == f"{BASE}/boot/ipxe?mac=52%3A54%3A00%3A00%3A00%3A01"
