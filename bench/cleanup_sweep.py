@@ -55,7 +55,7 @@ def main() -> int:
     server = pgserver.get_server(os.path.join(data, "pg"), cleanup_mode="delete")
     os.environ["BOOTFLEET_DATABASE_URL"] = server.get_uri("postgres")
     os.environ["BOOTFLEET_LOG_LEVEL"] = "WARNING"
-    from bootfleet.cleanup import Cleanup, Options
+    from bootfleet.cleanup import Cleanup
     from bootfleet.db import get_database
     from bootfleet.settings import get_settings
 
@@ -68,9 +68,9 @@ def main() -> int:
     print(f"seeded {args.nodes} nodes and {events} events in {time.perf_counter() - started:.1f} s")
 
     for label, dry_run in (("dry run", True), ("run", False), ("second run", False)):
-        options = Options(dataclasses.replace(get_settings(), cleanup_cap=args.cap), dry_run=dry_run)
+        settings = dataclasses.replace(get_settings(), cleanup_cap=args.cap)
         started = time.perf_counter()
-        summary = Cleanup(db, options).run()
+        summary = Cleanup(db, settings, dry_run=dry_run).run()
         took = time.perf_counter() - started
         counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items())) or "nothing to do"
         print(f"{label:11} {took:6.1f} s  {counts}; errors {len(summary['errors'])}")

@@ -17,12 +17,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-# Not all used here: `from conftest import ROOT` (snapshot, RunningServer, free_port) still works for tests
-# written that way; new ones import from support.
-from support import ADMIN, ADMIN_TOKEN, ROOT, TOKEN_SECRET  # noqa: F401
-from support.helpers import TABLES, snapshot  # noqa: F401
-from support.server import RunningServer, free_port  # noqa: F401
+from support import ADMIN, ADMIN_TOKEN, TOKEN_SECRET
+from support.helpers import TABLES
+from support.server import RunningServer
 
 _pg = None
 

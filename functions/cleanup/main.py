@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 
-from bootfleet.cleanup import Cleanup, Options
+from bootfleet.cleanup import Cleanup
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
 from bootfleet.log import setup_logging
@@ -52,8 +52,8 @@ def _dry_run(request) -> bool:
 def run(request):
     _authorize(request)
     settings = get_settings()
-    options = Options(settings, dry_run=_dry_run(request))
-    return json_response(Cleanup(get_database(), options, Fleet(), make_provider(settings)).run())
+    return json_response(Cleanup(get_database(), settings, Fleet(settings), make_provider(settings),
+                                 dry_run=_dry_run(request)).run())
 
 
 def cleanup(request):

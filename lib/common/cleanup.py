@@ -47,31 +47,6 @@ class CleanupBusyError(ConflictError):
     """Another cleanup run holds the lock."""
 
 
-@dataclass(frozen=True)
-class Options:
-    """What one run may do: its limits come from the settings (BOOTFLEET_CLEANUP_CAP,
-    BOOTFLEET_CLEANUP_GRACE, BOOTFLEET_RETENTION_DAYS, BOOTFLEET_STAGE_TIMEOUTS)."""
-
-    settings: Settings
-    dry_run: bool = False
-
-    @property
-    def cap(self) -> int:
-        return self.settings.cleanup_cap
-
-    @property
-    def grace_seconds(self) -> int:
-        return self.settings.cleanup_grace
-
-    @property
-    def retention_days(self) -> int:
-        return self.settings.retention_days
-
-    @property
-    def stage_timeouts(self) -> dict[str, int]:
-        return self.settings.stage_timeouts
-
-
 @dataclass
 class Report:
     dry_run: bool
@@ -110,13 +85,17 @@ class Report:
 
 
 class Cleanup:
-    def __init__(self, database: Database, options: Options, servers: ServerProvider | None = None,
-                 dns: DnsProvider | None = None):
+    """One run. Its limits come from the settings: BOOTFLEET_CLEANUP_CAP, BOOTFLEET_CLEANUP_GRACE,
+    BOOTFLEET_RETENTION_DAYS, BOOTFLEET_STAGE_TIMEOUTS."""
+
+    def __init__(self, database: Database, settings: Settings, servers: ServerProvider | None = None,
+                 dns: DnsProvider | None = None, dry_run: bool = False):
         self.db = database
-        self.options = options
+        self.settings = settings
+        self.dry_run = dry_run
         self.servers = servers
         self.dns = dns
-        self.report = Report(options.dry_run)
+        self.report = Report(dry_run)
 
     # --- the run -------------------------------------------------------------------
 
@@ -141,7 +120,7 @@ class Cleanup:
         return summary
 
     def _may_delete(self) -> bool:
-        if self.report.deletions >= self.options.cap:
+        if self.report.deletions >= self.settings.cleanup_cap:
             self.report.capped = True
             return False
         return True
@@ -151,9 +130,9 @@ class Cleanup:
     def time_out_nodes(self) -> None:
         """Nodes past their stage's timeout become failed: one statement per stage moves
         them all and writes one event each."""
-        for stage, seconds in self.options.stage_timeouts.items():
+        for stage, seconds in self.settings.stage_timeouts.items():
             with self.db.transaction() as tx:
-                moved = nodes.time_out(tx, stage, seconds, _duration(seconds), SOURCE, self.options.dry_run)
+                moved = nodes.time_out(tx, stage, seconds, _duration(seconds), SOURCE, self.dry_run)
             for row in moved:
                 self.report.add("node_timed_out", node_id=row["node_id"], stage=stage, message=row["message"])
 
@@ -166,10 +145,10 @@ class Cleanup:
         with self.db.transaction() as tx:
             pending = deployments.pending_deletions(tx)
         for deployment in pending:
-            if deployment["pending"] > self.options.cap - self.report.deletions:
+            if deployment["pending"] > self.settings.cleanup_cap - self.report.deletions:
                 self.report.capped = True
                 return
-            if self.options.dry_run:
+            if self.dry_run:
                 with self.db.transaction() as tx:
                     for node in nodes.servers_to_delete(tx, deployment["id"]):
                         self.report.add("server_deleted", instance_id=node["instance_id"], node_id=node["id"],
@@ -177,7 +156,7 @@ class Cleanup:
                 self.report.deletions += deployment["pending"]
                 continue
             try:
-                result = provisioner.reconcile(deployment["id"], settings=self.options.settings)
+                result = provisioner.reconcile(deployment["id"], settings=self.settings)
             except Exception as e:  # noqa: BLE001 - reported, the run goes on
                 self.report.error("provisioning_pass", str(e), deployment=deployment["name"])
                 continue
@@ -196,14 +175,14 @@ class Cleanup:
     def tear_down_deleted(self) -> None:
         """Nodes being deleted that no provider manages, and deployments without a provider."""
         with self.db.transaction() as tx:
-            deleted = nodes.delete_unmanaged(tx, SOURCE, self.options.dry_run)
+            deleted = nodes.delete_unmanaged(tx, SOURCE, self.dry_run)
         for row in deleted:
             self.report.add("node_deleted", node_id=row["node_id"])
         with self.db.transaction() as tx:
-            finished = deployments.finished_without_provider(tx, counting_deprovisioning=self.options.dry_run)
+            finished = deployments.finished_without_provider(tx, counting_deprovisioning=self.dry_run)
         for deployment in finished:
             self.report.add("deployment_deleted", deployment_id=deployment["id"], name=deployment["name"])
-            if self.options.dry_run:
+            if self.dry_run:
                 continue
             with self.db.transaction() as tx:
                 deployments.set_deleted(tx, deployment["id"], f"deployment {deployment['name']} deleted", SOURCE)
@@ -214,7 +193,7 @@ class Cleanup:
             return False
         self.report.deletions += 1
         self.report.add("orphan_server_deleted", instance_id=instance_id, **where)
-        if self.options.dry_run:
+        if self.dry_run:
             return True
         try:
             self.servers.delete(instance_id)
@@ -232,7 +211,7 @@ class Cleanup:
     # --- 3. owned orphans ---------------------------------------------------------------
 
     def remove_orphans(self) -> None:
-        cutoff = utcnow() - datetime.timedelta(seconds=self.options.grace_seconds)
+        cutoff = utcnow() - datetime.timedelta(seconds=self.settings.cleanup_grace)
         if self.servers is not None:
             try:
                 owned = self.servers.list_owned()
@@ -256,12 +235,12 @@ class Cleanup:
         if self.dns is None:
             return
         try:
-            plan = reconcile_records(self.options.settings, dry_run=True, provider=self.dns, source=SOURCE, database=self.db)
+            plan = reconcile_records(self.settings, dry_run=True, provider=self.dns, source=SOURCE, database=self.db)
         except DnsProviderError as e:
             self.report.error("record_deleted", f"DNS reconcile failed: {e}")
             return
         deletes = [op for op in plan.plan if op.action == "delete"]
-        room = self.options.cap - self.report.deletions
+        room = self.settings.cleanup_cap - self.report.deletions
         if len(deletes) > room:
             self.report.capped = True
             self.report.error("record_deleted", f"{len(deletes)} DNS records to delete, more than the {room}"
@@ -270,9 +249,9 @@ class Cleanup:
         for op in deletes:
             self.report.add("record_deleted", **{k: v for k, v in op.view().items() if k != "action"})
         self.report.deletions += len(deletes)
-        if self.options.dry_run or not plan.plan:
+        if self.dry_run or not plan.plan:
             return
-        result = reconcile_records(self.options.settings, provider=self.dns, source=SOURCE, database=self.db)
+        result = reconcile_records(self.settings, provider=self.dns, source=SOURCE, database=self.db)
         for failure in result.failed:
             self.report.error("record_deleted", failure.get("error", "failed"), **{
                 k: v for k, v in failure.items() if k != "error"})
@@ -280,7 +259,7 @@ class Cleanup:
     # --- 5. history past its retention ---------------------------------------------------
 
     def prune(self) -> None:
-        days = self.options.retention_days
+        days = self.settings.retention_days
         with self.db.transaction() as tx:
             old_events = events.count_before(tx, days)
             old_nodes = nodes.count_deleted_before(tx, days)
@@ -288,7 +267,7 @@ class Cleanup:
             self.report.counts["events_pruned"] = old_events
         if old_nodes:
             self.report.counts["nodes_removed"] = old_nodes
-        if self.options.dry_run:
+        if self.dry_run:
             return
         while True:  # in batches, so no transaction holds many locks for long
             with self.db.transaction() as tx:

@@ -7,15 +7,12 @@ rendered for it, and a node fetching its config moves to `configuring`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from bootfleet.boot.render import node_context, render_config
 from bootfleet.db import events, nodes
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import NotFoundError, RenderError
-
-log = logging.getLogger(__name__)
 
 # What each kind of request wants, and the URL to fetch instead when the profile renders the other.
 WANTED = {"ignition": "ignition", "user-data": "cloud-init"}
@@ -28,7 +25,7 @@ CONFIGURING_FROM = ("registered", "provisioning", "booting")
 class ConfigAnswer:
     body: str = ""
     content_type: str = "text/plain; charset=utf-8"
-    failure: RenderError | None = None  # raise it after the transaction: its event is kept
+    failure: RenderError | None = None  # raised after the transaction, so its event is kept (web/api logs it)
 
 
 def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None) -> ConfigAnswer:
@@ -48,7 +45,6 @@ def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None)
     try:
         body, content_type = render_config(profile, node_context(node, profile, deployment, base, token))
     except RenderError as e:
-        log.error("render failed: %s", e, extra={"node_id": node_id})
         events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
         return ConfigAnswer(failure=RenderError(f"cannot render this node's config: {e}"))
     if node["stage"] in CONFIGURING_FROM:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from bootfleet import stages
 from bootfleet.db import nodes
 from bootfleet.db.connection import Transaction
-from bootfleet.dns.reconcile import node_changed
 from bootfleet.settings import Settings
 
 
@@ -15,6 +14,9 @@ def report(tx: Transaction, settings: Settings, node: dict, stage: str, message:
     if moved:
         nodes.set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}")
         if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
+            # Imported here: the DNS code and dnspython stay out of the status function's cold start.
+            from bootfleet.dns.reconcile import node_changed
+
             node_changed(tx, settings, node["id"], "status")
     return moved
 

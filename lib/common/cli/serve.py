@@ -90,14 +90,10 @@ def prepare_environment(settings: Settings) -> Settings:
 def add_demo_profile() -> bool:
     """Create the demo profile if there is none; True if it was created."""
     from bootfleet.db import events, get_database, profiles
-    from bootfleet.errors import NotFoundError
 
     with get_database().transaction() as tx:
-        try:
-            profiles.get(tx, "demo")
+        if profiles.find(tx, "demo"):
             return False
-        except NotFoundError:
-            pass
         profiles.create(tx, dict(DEMO_PROFILE))
         events.add(tx, "profile", "demo profile created by bootfleet serve", "serve")
     return True

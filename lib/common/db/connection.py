@@ -214,13 +214,17 @@ class Database:
                 self._migrated = True
 
     @contextlib.contextmanager
-    def advisory_lock(self, name: str, wait: bool = False) -> Iterator[bool]:
-        """A PostgreSQL advisory lock named `name`, held for the block on a connection of its own
-        (outside the pool, so a pool of one still has a connection for the work under it).
+    def advisory_lock(self, name: str, wait: bool = False,
+                      conn: pg8000.native.Connection | None = None) -> Iterator[bool]:
+        """A PostgreSQL advisory lock named `name`, held for the block.
 
-        Yields True when held; with wait=False, False at once if another process holds it.
+        It is held on `conn` (a pooled connection the caller works on: migrations, so a cold
+        start opens no extra connection), else on a connection of its own outside the pool (so
+        a pool of one still has a connection for the work under the lock). Yields True when
+        held; with wait=False, False at once if another session holds it.
         """
-        conn = self._connect()
+        own = conn is None
+        conn = self._connect() if own else conn
         try:
             try:
                 if wait:
@@ -230,10 +234,14 @@ class Database:
                     got = conn.run("SELECT pg_try_advisory_lock(hashtext(:k))", k=name)[0][0]
             except CONNECTION_ERRORS as e:
                 raise DatabaseUnavailableError(f"database connection lost taking lock {name!r}: {e}") from e
-            yield got
+            try:
+                yield got
+            finally:
+                if got and not own:
+                    conn.run("SELECT pg_advisory_unlock(hashtext(:k))", k=name)
         finally:
-            # Closing the session releases a session-level advisory lock.
-            self._discard(conn)
+            if own:  # closing the session releases its advisory locks
+                self._discard(conn)
 
     def close(self) -> None:
         while True:

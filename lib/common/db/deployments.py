@@ -13,14 +13,7 @@ def get(tx: Transaction, key: str, lock: bool = False) -> dict:
 
 def listing(tx: Transaction, limit: int, offset: int, state: str | None = None) -> tuple[list[dict], int]:
     where, params = ("WHERE state = :state", {"state": state}) if state else ("", {})
-    total = tx.scalar(f"SELECT count(*) FROM deployment {where}", **params)
-    items = tx.all(
-        f"SELECT * FROM deployment {where} ORDER BY name LIMIT :limit OFFSET :offset",
-        limit=limit,
-        offset=offset,
-        **params,
-    )
-    return items, total
+    return rows.page(tx, "SELECT * FROM deployment", "deployment", where, "name", limit, offset, **params)
 
 
 def create(tx: Transaction, fields: dict) -> dict:

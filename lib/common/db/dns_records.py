@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from bootfleet.db import rows
 from bootfleet.db.connection import Transaction
 
 if TYPE_CHECKING:
@@ -21,14 +22,8 @@ COLUMNS = "zone, name, type, value, provider_id, node_id, deployment_id, created
 
 def listing(tx: Transaction, deployment_id: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
     where, params = ("WHERE deployment_id = :d", {"d": deployment_id}) if deployment_id else ("", {})
-    total = tx.scalar(f"SELECT count(*) FROM dns_record {where}", **params)
-    items = tx.all(
-        f"SELECT {COLUMNS} FROM dns_record {where} ORDER BY zone, name, type, value LIMIT :limit OFFSET :offset",
-        limit=limit,
-        offset=offset,
-        **params,
-    )
-    return items, total
+    return rows.page(tx, f"SELECT {COLUMNS} FROM dns_record", "dns_record", where, "zone, name, type, value",
+                     limit, offset, **params)
 
 
 def owned(tx: Transaction, names: set[str] | None = None, deployment_id: str | None = None) -> list[dict]:

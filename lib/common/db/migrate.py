@@ -28,27 +28,26 @@ def migration_files() -> list[tuple[str, str]]:
 def apply_migrations(database: Database) -> list[str]:
     """Apply the missing migrations; returns the versions applied now."""
     applied_now = []
-    with database.advisory_lock(LOCK_NAME, wait=True):
-        try:
-            with database.connection() as conn:
-                conn.run("BEGIN")
-                try:
-                    conn.run(
-                        "CREATE TABLE IF NOT EXISTS schema_migration ("
-                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                    done = {row[0] for row in conn.run("SELECT version FROM schema_migration")}
-                    for version, sql in migration_files():
-                        if version in done:
-                            continue
-                        log.info("applying migration %s", version)
-                        conn.execute_simple(sql)
-                        conn.run("INSERT INTO schema_migration (version) VALUES (:v)", v=version)
-                        applied_now.append(version)
-                    conn.run("COMMIT")
-                except BaseException:
-                    conn.run("ROLLBACK")
-                    raise
-        except CONNECTION_ERRORS as e:
-            raise DatabaseUnavailableError(f"cannot apply migrations: {e}") from e
+    try:
+        with database.connection() as conn, database.advisory_lock(LOCK_NAME, wait=True, conn=conn):
+            conn.run("BEGIN")
+            try:
+                conn.run(
+                    "CREATE TABLE IF NOT EXISTS schema_migration ("
+                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {row[0] for row in conn.run("SELECT version FROM schema_migration")}
+                for version, sql in migration_files():
+                    if version in done:
+                        continue
+                    log.info("applying migration %s", version)
+                    conn.execute_simple(sql)
+                    conn.run("INSERT INTO schema_migration (version) VALUES (:v)", v=version)
+                    applied_now.append(version)
+                conn.run("COMMIT")
+            except BaseException:
+                conn.run("ROLLBACK")
+                raise
+    except CONNECTION_ERRORS as e:
+        raise DatabaseUnavailableError(f"cannot apply migrations: {e}") from e
     return applied_now

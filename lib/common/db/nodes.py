@@ -61,14 +61,7 @@ def listing(
         where.append("n.labels @> CAST(:labels AS jsonb)")
         params["labels"] = json.dumps(labels)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
-    total = tx.scalar(f"SELECT count(*) FROM node n {clause}", **params)
-    items = tx.all(
-        f"{SELECT} {clause} ORDER BY n.created_at, n.id LIMIT :limit OFFSET :offset",
-        limit=limit,
-        offset=offset,
-        **params,
-    )
-    return items, total
+    return rows.page(tx, SELECT, "node n", clause, "n.created_at, n.id", limit, offset, **params)
 
 
 def _set_macs(tx: Transaction, node_id: str, macs: list[str]) -> None:
@@ -197,13 +190,9 @@ def reinstall(tx: Transaction, node_id: str, source: str) -> dict:
     return get(tx, node_id)
 
 
-def profile(tx: Transaction, node: dict) -> dict | None:
-    """The profile a node boots: its own, else its deployment's, else by its labels."""
-    return boot_plan(tx, node)[0]
-
-
 def boot_plan(tx: Transaction, node: dict) -> tuple[dict | None, dict | None]:
-    """(profile, deployment) for a node, in one query where the profile is assigned."""
+    """(profile, deployment) for a node, in one query where the profile is assigned: its own
+    profile, else its deployment's, else the one its labels select."""
     row = tx.one(
         "SELECT to_jsonb(p) AS profile, to_jsonb(d) AS deployment FROM (SELECT 1) one"
         " LEFT JOIN deployment d ON d.id = CAST(:deployment_id AS uuid)"

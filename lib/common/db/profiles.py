@@ -10,17 +10,13 @@ from bootfleet.db import rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import ConflictError
 
-FIELDS = ("name", "kernel", "initrds", "args", "config_format", "config_template", "selectors", "metadata")
-
 
 def get(tx: Transaction, key: str) -> dict:
     return rows.by_id_or_name(tx, "profile", key, "profile")
 
 
 def listing(tx: Transaction, limit: int, offset: int) -> tuple[list[dict], int]:
-    total = tx.scalar("SELECT count(*) FROM profile")
-    items = tx.all("SELECT * FROM profile ORDER BY name LIMIT :limit OFFSET :offset", limit=limit, offset=offset)
-    return items, total
+    return rows.page(tx, "SELECT * FROM profile", "profile", "", "name", limit, offset)
 
 
 def create(tx: Transaction, fields: dict) -> dict:

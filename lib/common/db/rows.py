@@ -57,6 +57,16 @@ def conflict(e: pg8000.exceptions.DatabaseError, what: str) -> Exception:
     return e
 
 
+def page(tx: Transaction, select: str, table: str, where: str, order: str, limit: int, offset: int,
+         **params: Any) -> tuple[list[dict], int]:
+    """One page of `select ... where ORDER BY order`, and how many rows `where` matches in all
+    (`table` is what to count in, with the alias `where` uses)."""
+    total = tx.scalar(f"SELECT count(*) FROM {table} {where}", **params)
+    items = tx.all(f"{select} {where} ORDER BY {order} LIMIT :limit OFFSET :offset", limit=limit, offset=offset,
+                   **params)
+    return items, total
+
+
 def by_id_or_name(tx: Transaction, table: str, key: str, what: str, lock: bool = False) -> dict:
     column = "id" if is_uuid(key) else "name"
     row = tx.one(f"SELECT * FROM {table} WHERE {column} = :key{' FOR UPDATE' if lock else ''}", key=key)
