@@ -45,6 +45,10 @@ def pytest_configure(config):
         BOOTFLEET_TOKEN_SECRET=TOKEN_SECRET,
         BOOTFLEET_RETRY_SECONDS="5",
         BOOTFLEET_LOG_LEVEL="WARNING",
+        # As `bootfleet serve` defaults: machines on loopback are on a boot network. The
+        # attacker tests (tests/functional/test_security.py) set their own.
+        BOOTFLEET_BOOT_NETWORKS="127.0.0.0/8,::1/128",
+        BOOTFLEET_BOOT_RATE_LIMIT="0",
     )
     for name in ("BOOTFLEET_BASE_URL", "BOOTFLEET_IMAGES_BASE_URL", "BOOTFLEET_DISCOVERY_PROFILE"):
         os.environ.pop(name, None)

@@ -1,7 +1,8 @@
 """boot: serves each machine its iPXE script.
 
 GET /boot/boot.ipxe   the chainloader (DHCP with retries, then chain to /boot/ipxe)
-GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&arch=..&platform=..
+GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&arch=..&platform=..&secret=..
+                      (secret: the enrolment secret of a server bootfleet created; docs/security.md)
 """
 
 import logging
@@ -9,10 +10,12 @@ import re
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import BootRequest, answer
+from bootfleet.boot.trust import client
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RenderError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
+from bootfleet.tokens import is_secret_shaped
 from bootfleet.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
 from bootfleet.web.api import Api, base_url, text_response
 
@@ -39,6 +42,10 @@ def _parse(request) -> BootRequest:
         if value and not _WORD.match(value):
             raise BadRequestError(f"{name}: expected a short word like x86_64 or pcbios, got {value[:40]!r}")
         setattr(req, name, value or None)
+    secret = args.get("secret", "").strip()
+    if secret and not is_secret_shaped(secret):
+        raise BadRequestError("secret: expected the enrolment secret from the server's user data (16-128 of A-Z a-z 0-9 _ -)")
+    req.secret = secret or None
     if not req.macs and not req.uuid:
         raise BadRequestError("give the machine's mac (or uuid): /boot/ipxe?mac=${net0/mac}&uuid=${uuid}")
     return req
@@ -56,7 +63,7 @@ def node_script(request):
     base = base_url(request)
     try:
         with get_database().transaction() as tx:
-            result = answer(tx, settings, base, req)
+            result = answer(tx, settings, base, req, client(request.remote_addr, request.headers, settings))
     except DatabaseUnavailableError as e:
         log.warning("database unavailable, telling the node to retry: %s", e, extra={"mac": req.macs})
         message = "the boot service cannot reach its database"

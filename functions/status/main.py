@@ -46,9 +46,9 @@ def _report_body(request) -> schemas.ProgressIn:
 
 @api.route("/nodes/<node_id>/progress", methods=("POST",))
 def node_progress(request, node_id):
-    body = _report_body(request)
     with get_database().transaction() as tx:
-        node = authenticate_node(tx, request, node_id)
+        node = authenticate_node(tx, request, node_id)  # first: nothing of the body is read before
+        body = _report_body(request)
         moved = progress.report(tx, get_settings(), node, body.stage, body.message)
         node = nodes.get(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})

@@ -12,6 +12,7 @@ setting declared here is documented there.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -110,6 +111,22 @@ def _origins(raw: str, name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _networks(raw: str, name: str) -> tuple:
+    """CIDRs, comma separated ("10.240.0.0/18,192.168.10.0/24"); "none": no network."""
+    if raw.strip().lower() == "none":
+        return ()
+    networks = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: expected CIDRs like 10.240.0.0/18, comma separated, got {item!r}") from None
+    return tuple(networks)
+
+
 # --- declaring a setting -------------------------------------------------------------------
 
 
@@ -141,7 +158,13 @@ class Settings:
     database_url: str | None = setting()
     admin_token: str | None = setting()
     token_secret: str | None = setting()
-    token_ttl: int = setting(24 * 3600, _int)
+    token_ttl: int = setting(6 * 3600, _int)  # an install's time limit: its tokens expire then
+    # who may get a token (docs/security.md)
+    boot_networks: tuple = setting((), _networks)  # client CIDRs answered without an enrolment secret
+    trusted_proxies: tuple = setting((), _networks)  # peers whose X-Forwarded-For is believed
+    gateway_secret: str | None = setting()  # the gateway's X-Bootfleet-Gateway header (Code Engine)
+    boot_rate_limit: int = setting(20, _int)  # /boot/ requests per second per client (the router); 0: off
+    discovery_cap: int = setting(50, _int)  # discovered nodes not yet ready, at most
     base_url: str | None = setting(None, _url)
     images_dir: str = setting(".data/images")
     images_base_url: str | None = setting(None, _url)

@@ -15,6 +15,12 @@ REPORTABLE = ("booting", "configuring", "installing", "rebooting", "ready", "fai
 
 # Stages in which boot answers "boot from the local disk".
 LOCAL_BOOT = ("rebooting", "ready")
+# Stages of an open install: a boot answer opened it (the node went to `booting`), and
+# its token reads the config and reports progress until `ready`, `failed`, a reinstall
+# or the install's time limit closes it.
+INSTALL_OPEN = ("booting", "configuring", "installing", "rebooting")
+# Stages from which a boot answer (with proof) opens a new install: the node goes to `booting`.
+OPENS_INSTALL = ("registered", "provisioning", "configuring", "installing")
 # Stages in which a node is done, one way or the other.
 DONE = ("ready", "failed", "deprovisioning", "deleted")
 

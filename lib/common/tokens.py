@@ -1,10 +1,16 @@
-"""Per-node HMAC tokens, and the operators' bearer token.
+"""Per-node HMAC tokens, enrolment secrets, and the operators' bearer token.
 
 A node token is `<expiry>.<signature>`, the signature being
 HMAC-SHA256(secret, "node:<node id>:<token version>:<expiry>"). It is bound to
-the node and its token version (bumped on reinstall, which revokes every token
-issued before) and expires. The boot script hands it to the node; config and
-status check it. Nothing secret is ever put in a boot script but this token.
+the node and its token version, which counts installs: every boot answer that
+opens an install bumps it, and so does a reinstall, which revokes every token
+issued before. It expires at the install's time limit (BOOTFLEET_TOKEN_TTL), and
+config and status accept it only while the install is open (web/nodeauth.py).
+Nothing secret is ever put in a boot script but this token.
+
+An enrolment secret is what a server bootfleet created proves itself with: a
+fresh random string in its user data (the chain URL carries it), stored only as
+its SHA-256 and compared in constant time.
 """
 
 from __future__ import annotations
@@ -12,9 +18,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import secrets
 import time
 
 from bootfleet.errors import TokenError
+
+_EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit() takes "²"), and no huge ints
+_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def new_enrolment_secret() -> str:
+    """A fresh per-server enrolment secret (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def is_secret_shaped(secret: str | None) -> bool:
+    return bool(secret) and _SECRET.fullmatch(secret) is not None
+
+
+def secret_matches(secret: str | None, secret_hash: str | None) -> bool:
+    """Whether `secret` is the one whose hash is stored; constant time in the secret."""
+    if not secret_hash:
+        return False
+    given = hash_secret(secret) if is_secret_shaped(secret) else "0" * 64
+    return hmac.compare_digest(given, secret_hash) and is_secret_shaped(secret)
 
 
 def _sign(secret: str, node_id: str, version: int, expiry: int) -> str:
@@ -33,7 +65,7 @@ def verify_node_token(secret: str, token: str | None, node_id: str, version: int
     if not token:
         raise TokenError("a node token is required (?token=... or Authorization: Bearer ...)", 401)
     expiry_text, _, signature = token.partition(".")
-    if not expiry_text.isdigit() or not signature:
+    if not _EXPIRY.fullmatch(expiry_text) or not signature:
         raise TokenError("the node token is malformed", 403)
     expected = _sign(secret, node_id, version, int(expiry_text))
     if not hmac.compare_digest(expected, signature):

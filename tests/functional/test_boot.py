@@ -70,9 +70,17 @@ def test_unknown_node_without_discovery_gets_a_retry_script(boot, clean_db):
     resp = boot.get("/ipxe?mac=52:54:00:99:99:99")
     script = resp.get_data(as_text=True)
     assert resp.status_code == 200
-    assert "no node is registered with MAC 52:54:00:99:99:99" in script
+    assert "no boot script for this machine" in script
     assert "sleep 5" in script and "chain --autofree" in script and "mac=52%3A54%3A00%3A99%3A99%3A99" in script
-    assert snapshot(clean_db) == before
+    after = snapshot(clean_db)
+    # Nothing changes but one event that operators can see (and adopt the machine from).
+    assert {t: rows for t, rows in after.items() if t != "event"} == {
+        t: rows for t, rows in before.items() if t != "event"}
+    new = after["event"][len(before["event"]):]
+    assert [(e["kind"], e["node_id"]) for e in new] == [("boot-unknown", None)]
+    assert "MAC 52:54:00:99:99:99 from 127.0.0.1" in new[0]["message"]
+    boot.get("/ipxe?mac=52:54:00:99:99:99")  # a second attempt within the minute writes nothing
+    assert len(snapshot(clean_db)["event"]) == len(after["event"])
 
 
 def test_unknown_node_registered_with_discovery_profile(boot, config, admin, clean_db, settings):
@@ -97,7 +105,7 @@ def test_ready_node_boots_local_disk_until_reinstall(boot, config, status, admin
     assert [e["stage"] for e in events_of(clean_db, node["id"])] == ["registered", "booting", "ready"]
 
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
-    assert resp.json["stage"] == "registered" and resp.json["token_version"] == 2
+    assert resp.json["stage"] == "registered" and resp.json["token_version"] == 3  # 2 was the install
     # The old token is revoked by the reinstall.
     assert status.post(f"/nodes/{node['id']}/progress?token={token}", json={"stage": "installing"}).status_code == 403
     script = boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True)

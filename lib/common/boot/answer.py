@@ -1,8 +1,14 @@
 """What boot answers a machine that asks for its script.
 
-Find the node (MAC, then SMBIOS UUID); register it with the discovery profile
-if it is unknown and one is configured; installed nodes boot their local disk;
-everyone else gets kernel, initrd(s) and arguments carrying a fresh token.
+Find the node (MAC, then SMBIOS UUID); register it with the discovery profile if it
+is unknown, asks from a boot network and the discovery cap allows. Then the machine
+must prove who it is (docs/security.md): a node whose server bootfleet created, or
+whose profile or deployment requires it, with its enrolment secret; any other with
+a client address inside BOOTFLEET_BOOT_NETWORKS. Without proof every machine gets
+the same answer (unknown, wrong secret and untrusted network look alike) and
+nothing changes but an event. With it: installed nodes boot their local disk;
+everyone else gets kernel, initrd(s) and arguments carrying a fresh token, and a
+node not already booting opens a new install (a new token version).
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ from dataclasses import dataclass, field
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
-from bootfleet.db import nodes, profiles
+from bootfleet.boot.trust import Client
+from bootfleet.db import events, nodes, profiles
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import RenderError, ValidationError
 from bootfleet.providers.storage.choose import image_url
 from bootfleet.settings import Settings
-from bootfleet.stages import LOCAL_BOOT, TERMINAL
-from bootfleet.tokens import issue_node_token
+from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
+from bootfleet.tokens import issue_node_token, secret_matches
 from bootfleet.validation import check_safe_text
 
 log = logging.getLogger(__name__)
 
-# Stages at which a boot request (re)starts the install: the node is moved to `booting`.
-RESTART_FROM = ("registered", "provisioning", "configuring", "installing")
+# The one answer a machine gets without proof, whatever the reason.
+REFUSED = ("no boot script for this machine: it is not registered here, or its enrolment secret is wrong,"
+           " or it is not on a boot network")
+# How often a refused boot writes an event, per node (or per unknown MAC), in seconds.
+REFUSAL_EVENT_SECONDS = 60
 
 
 @dataclass
@@ -37,6 +47,7 @@ class BootRequest:
     hostname: str | None = None
     arch: str | None = None
     platform: str | None = None
+    secret: str | None = None  # the enrolment secret, as the chain URL carries it
 
     def query(self) -> dict[str, str]:
         return {
@@ -46,6 +57,7 @@ class BootRequest:
             "hostname": self.hostname or "",
             "arch": self.arch or "",
             "platform": self.platform or "",
+            "secret": self.secret or "",
         }
 
 
@@ -56,16 +68,23 @@ class BootAnswer:
     outcome: str = ""
 
 
-def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> BootAnswer:
+def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
     retry_url = ipxe.script_url(base, req.query())
     wait = settings.retry_seconds
     node = nodes.find(tx, req.macs, req.uuid)
     if node is None:
-        node = _discover(tx, settings, req)
+        node = _discover(tx, settings, req, client)
         if node is None:
-            who = f"MAC {req.macs[0]}" if req.macs else f"UUID {req.uuid}" if req.uuid else "no MAC or UUID"
-            message = f"no node is registered with {who}; register it (bootfleet node create --mac ...)"
-            return BootAnswer(ipxe.retry(message, retry_url, wait), None, "unknown")
+            _record_unknown(tx, req, client)
+            return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
+
+    profile, deployment = nodes.boot_plan(tx, node)
+    why_not = _unproven(node, profile, deployment, req, client)
+    if why_not:
+        events.add_unless_recent(tx, "boot-refused", f"boot refused from {client}: {why_not}", "boot",
+                                 REFUSAL_EVENT_SECONDS, node_id=node["id"], deployment_id=node["deployment_id"],
+                                 stage=node["stage"])
+        return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
 
     node_id, stage = node["id"], node["stage"]
     if stage in LOCAL_BOOT:
@@ -75,22 +94,21 @@ def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> 
         nodes.touch(tx, node_id)
         message = f"node {node_id} is {stage}; an operator must reinstall it (bootfleet node reinstall {node_id})"
         return BootAnswer(ipxe.retry(message, retry_url, max(wait, 60)), node_id, stage)
-
-    profile, deployment = nodes.boot_plan(tx, node)
     if profile is None:
         nodes.touch(tx, node_id)
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
 
     nodes.remember_identity(tx, node, req.uuid, req.serial)
-    if stage in RESTART_FROM:
+    version = node["token_version"]
+    if stage in OPENS_INSTALL:
         note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
-        nodes.set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}",
-                             node["deployment_id"], seen=True)
+        version = nodes.open_install(tx, node_id, "boot", f"boot script served, profile {profile['name']}{note}",
+                                     node["deployment_id"])
     else:
         nodes.touch(tx, node_id)
 
-    token = issue_node_token(settings.require("token_secret"), node_id, node["token_version"], settings.token_ttl)
+    token = issue_node_token(settings.require("token_secret"), node_id, version, settings.token_ttl)
     context = node_context(node, profile, deployment, base, token)
     args = render(profile["args"], context, f"profile {profile['name']!r} args")
     try:
@@ -109,13 +127,42 @@ def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> 
     return BootAnswer(script, node_id, "install")
 
 
-def _discover(tx: Transaction, settings: Settings, req: BootRequest) -> dict | None:
-    """Register an unknown machine under the discovery profile, if one is set."""
-    if not settings.discovery_profile or not (req.macs or req.uuid):
+def _unproven(node: dict, profile: dict | None, deployment: dict | None, req: BootRequest,
+              client: Client) -> str:
+    """Why this request does not prove it is this node's machine ("" when it does)."""
+    if node.get("secret_hash"):
+        if secret_matches(req.secret, node["secret_hash"]):
+            return ""
+        return "wrong enrolment secret" if req.secret else "no enrolment secret (its server was created with one)"
+    if (profile or {}).get("require_secret") or (deployment or {}).get("require_secret"):
+        return "its profile or deployment requires an enrolment secret, and the node has none"
+    if req.secret:
+        return "an enrolment secret was given, but this node has none"
+    if not client.trusted:
+        return "not on a boot network (BOOTFLEET_BOOT_NETWORKS)"
+    return ""
+
+
+def _record_unknown(tx: Transaction, req: BootRequest, client: Client, why: str = "unknown machine") -> None:
+    who = f"MAC {req.macs[0]}" if req.macs else f"UUID {req.uuid}"
+    events.add_unless_recent(tx, "boot-unknown", f"boot attempt by {who} from {client}: {why}", "boot",
+                             REFUSAL_EVENT_SECONDS)
+
+
+def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | None:
+    """Register an unknown machine under the discovery profile, if one is set, the machine
+    asks from a boot network, and fewer than BOOTFLEET_DISCOVERY_CAP discovered nodes are
+    pending."""
+    if not settings.discovery_profile or not (req.macs or req.uuid) or not client.trusted or req.secret:
         return None
     profile = profiles.find(tx, settings.discovery_profile)
     if profile is None:
         log.error("BOOTFLEET_DISCOVERY_PROFILE names profile %r, which does not exist", settings.discovery_profile)
         return None
-    fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial}
-    return nodes.create(tx, fields, "boot", "discovered: registered by boot with the discovery profile")
+    if nodes.pending_discovered(tx) >= settings.discovery_cap:
+        _record_unknown(tx, req, client, f"discovery cap reached ({settings.discovery_cap} discovered nodes pending;"
+                                         " BOOTFLEET_DISCOVERY_CAP)")
+        return None
+    fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial,
+              "discovered": True}
+    return nodes.create(tx, fields, "boot", f"discovered from {client}: registered by boot with the discovery profile")

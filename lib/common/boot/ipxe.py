@@ -13,15 +13,17 @@ CHAIN_QUERY = (
 )
 
 
-def chainloader(base_url: str, retry_seconds: int = 10) -> str:
-    """The first script a machine runs: get an address, then ask boot for its own script."""
+def chainloader(base_url: str, retry_seconds: int = 10, secret: str | None = None) -> str:
+    """The first script a machine runs: get an address, then ask boot for its own script.
+    A server bootfleet creates gets its enrolment `secret` in the chain URL (its user data)."""
+    query = CHAIN_QUERY + (f"&secret={secret}" if secret else "")
     return f"""#!ipxe
 # bootfleet chainloader
 :dhcp
 echo bootfleet: configuring the network
 dhcp || goto dhcp_failed
 :chain
-chain --autofree {base_url}/boot/ipxe?{CHAIN_QUERY} || goto chain_failed
+chain --autofree {base_url}/boot/ipxe?{query} || goto chain_failed
 :dhcp_failed
 echo bootfleet: DHCP failed; retrying in {retry_seconds} s
 sleep {retry_seconds}

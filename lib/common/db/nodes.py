@@ -181,6 +181,28 @@ def touch(tx: Transaction, node_id: str) -> None:
     tx.run("UPDATE node SET last_seen = now() WHERE id = :id", id=node_id)
 
 
+def open_install(tx: Transaction, node_id: str, source: str, message: str, deployment_id: str | None) -> int:
+    """A boot answer opens an install: a new token version (tokens of an earlier install
+    stop working) and the node moves to `booting`. Returns the new token version."""
+    version = tx.scalar("UPDATE node SET token_version = token_version + 1 WHERE id = :id RETURNING token_version",
+                        id=node_id)
+    set_stage(tx, node_id, "booting", source, message, deployment_id, seen=True)
+    return version
+
+
+def set_secret(tx: Transaction, node_id: str, secret_hash: str | None) -> None:
+    """Store the hash of the enrolment secret a new server's user data carries."""
+    tx.run("UPDATE node SET secret_hash = :h, updated_at = now() WHERE id = :id", h=secret_hash, id=node_id)
+
+
+def pending_discovered(tx: Transaction) -> int:
+    """Discovered nodes that are not installed (or given up on) yet. Takes a transaction
+    lock first, so that concurrent discoveries count one after another (the cap holds)."""
+    tx.run("SELECT pg_advisory_xact_lock(hashtext('bootfleet-discovery'))")
+    return tx.scalar("SELECT count(*) FROM node WHERE discovered"
+                     " AND stage NOT IN ('ready', 'failed', 'deprovisioning', 'deleted')")
+
+
 def reinstall(tx: Transaction, node_id: str, source: str) -> dict:
     """Back to `registered` with a new token version: old tokens stop working and
     the next boot installs again."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from bootfleet.db import deployments, events, get_database
+from bootfleet.boot import ipxe
+from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.errors import SettingsError
 from bootfleet.providers.vpc.base import Provider, Server, VpcError
 from bootfleet.providers.vpc.choose import provider_for
 from bootfleet.settings import Settings, get_settings
+from bootfleet.tokens import hash_secret, new_enrolment_secret
 
 log = logging.getLogger(__name__)
 SOURCE = "provision"
@@ -53,16 +55,32 @@ class Fleet:
         provider.delete(instance_id)
 
 
-def reboot_server(node: dict, settings: Settings | None = None) -> dict:
+def reboot_server(node: dict, base_url: str, settings: Settings | None = None) -> dict:
     """Restart a node's server so it network-boots again (after a reinstall request).
+    A server created with an enrolment secret gets a new one: its user data is replaced
+    (the provider's `reinstall`) and the old secret stops working.
     Answers {"rebooted": server id} or {"error": why}; either way an event says so."""
     db = get_database()
     with db.transaction() as tx:
         deployment = deployments.get(tx, node["deployment_id"]) if node["deployment_id"] else None
     if deployment is None or deployment["provider"] == "none":
         return {"error": f"server {node['instance_id']} was not created by bootfleet; power-cycle it yourself"}
+    settings = settings or get_settings()
     try:
-        provider_for(deployment, settings or get_settings()).reboot(node["instance_id"])
+        provider = provider_for(deployment, settings)
+        if node.get("secret_hash"):
+            secret = new_enrolment_secret()
+            user_data = ipxe.chainloader(provider.boot_url(settings.base_url or base_url), 10, secret=secret)
+            with db.transaction() as tx:
+                nodes.set_secret(tx, node["id"], hash_secret(secret))
+            try:
+                provider.reinstall(node["instance_id"], user_data)
+            except Exception:
+                with db.transaction() as tx:
+                    nodes.set_secret(tx, node["id"], node["secret_hash"])  # the server keeps its old one
+                raise
+        else:
+            provider.reboot(node["instance_id"])
         answer, message = {"rebooted": node["instance_id"]}, f"server {node['instance_id']} restarted to reinstall"
     except (VpcError, SettingsError) as e:
         answer, message = {"error": str(e)}, f"restarting server {node['instance_id']} failed: {e}"

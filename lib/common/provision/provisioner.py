@@ -35,6 +35,7 @@ from bootfleet.providers.vpc.base import Provider, Server, ServerSpec, VpcError
 from bootfleet.providers.vpc.choose import provider_for
 from bootfleet.provision.placement import node_index, node_name
 from bootfleet.settings import Settings, get_settings
+from bootfleet.tokens import hash_secret, new_enrolment_secret
 
 log = logging.getLogger(__name__)
 SOURCE = "provision"
@@ -208,7 +209,7 @@ class Provisioner:
 
     # --- 2. create ---------------------------------------------------------------------
 
-    def spec(self, node: dict) -> ServerSpec:
+    def spec(self, node: dict, secret: str | None = None) -> ServerSpec:
         placement = self.deployment["placement"] or {}
         base = self.base_url
         if not base:
@@ -217,7 +218,7 @@ class Provisioner:
         return ServerSpec(
             name=node["hostname"], deployment=self.name, zone=placement.get("zone", ""),
             vpc=placement.get("vpc", ""), subnet=placement.get("subnet", ""), profile=placement.get("profile", ""),
-            image=self.image(), user_data=ipxe.chainloader(base, 10), keys=keys,
+            image=self.image(), user_data=ipxe.chainloader(self.provider.boot_url(base), 10, secret=secret), keys=keys,
             resource_group=placement.get("resource_group"), base_url=base,
         )
 
@@ -257,7 +258,13 @@ class Provisioner:
                 self.record(node, server)
             self.report.adopted.append(name)
             return
-        server = self.provider.create(self.spec(node))
+        # A fresh enrolment secret for each create: its hash is stored before the server
+        # exists, so the server's user data never holds a secret bootfleet does not know.
+        secret = new_enrolment_secret()
+        spec = self.spec(node, secret)
+        with self.db.transaction() as tx:
+            nodes.set_secret(tx, node["id"], hash_secret(secret))
+        server = self.provider.create(spec)
         self.record(node, server)  # recorded before tagging: a tagging failure loses nothing
         self.provider.claim(server, self.name)
         self.report.created.append(name)

@@ -245,5 +245,5 @@ def node_reinstall(request, node_id):
         node = nodes.reinstall(tx, node_id, "operator")
     view = node_view(node)
     if node["instance_id"]:  # restart its server so it boots the installer now
-        view["reboot"] = reboot_server(node)
+        view["reboot"] = reboot_server(node, base_url(request))
     return json_response(view)

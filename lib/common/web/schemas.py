@@ -63,6 +63,7 @@ class ProfileIn(_Strict):
     config_template: Template = ""
     selectors: Labels = Field(default_factory=dict)
     metadata: dict = Field(default_factory=dict)
+    require_secret: StrictBool = False
 
 
 class ProfileUpdate(_Strict):
@@ -74,6 +75,7 @@ class ProfileUpdate(_Strict):
     config_template: Template | None = None
     selectors: Labels | None = None
     metadata: dict | None = None
+    require_secret: StrictBool | None = None
 
 
 class DeploymentIn(_Strict):
@@ -84,6 +86,7 @@ class DeploymentIn(_Strict):
     placement: dict[str, str] = Field(default_factory=dict)
     spec: dict = Field(default_factory=dict)
     count: int = Field(default=0, ge=0, le=10000)
+    require_secret: StrictBool = False
 
 
 class DeploymentUpdate(_Strict):
@@ -92,6 +95,7 @@ class DeploymentUpdate(_Strict):
     placement: dict[str, str] | None = None
     spec: dict | None = None
     count: int | None = Field(default=None, ge=0, le=10000)
+    require_secret: StrictBool | None = None
 
 
 class NodeIn(_Strict):

@@ -12,6 +12,9 @@ def node_view(row: dict) -> dict:
     view = {k: row.get(k) for k in NODE_FIELDS}
     view["uuid"] = row.get("smbios_uuid")
     view["macs"] = list(row.get("macs") or [])
+    # Whether the node's server carries an enrolment secret (never the secret or its hash).
+    view["enrolled"] = bool(row.get("secret_hash"))
+    view["discovered"] = bool(row.get("discovered"))
     return view
 
 

@@ -99,6 +99,14 @@ class Provider(abc.ABC):
         """Start deleting; False if it was already gone."""
 
     @abc.abstractmethod
+    def reinstall(self, server_id: str, user_data: str) -> None:
+        """Boot the server again with new user data (a new enrolment secret)."""
+        raise NotImplementedError
+
+    def boot_url(self, base_url: str) -> str:
+        """bootfleet's base URL as this provider's servers reach it (their user data)."""
+        return base_url
+
     def reboot(self, server_id: str) -> None:
         """Restart the server (it network-boots again)."""
 

@@ -103,11 +103,14 @@ class LocalProvider(Provider):
 
     # --- the provider interface -----------------------------------------------------------
 
-    def _start(self, record: dict, base_url: str) -> None:
+    def boot_url(self, base_url: str) -> str:
+        return qemu.GUEST_BASE_URL  # forwarded to base_url's port on 127.0.0.1
+
+    def _start(self, record: dict, base_url: str, user_data: str | None = None) -> None:
         port = urlparse(base_url).port or (443 if base_url.startswith("https") else 80)
         vm = qemu.start(record["name"], record["mac"], qemu.GUEST_BASE_URL, {qemu.GUEST_ADDRESS: port},
                         log_dir=self.dir, uuid=record["uuid"], memory_mb=self.memory_mb, timeout=VM_TIMEOUT,
-                        tools=self.tools)
+                        tools=self.tools, script=user_data)
         record.update(pid=vm.pid, base_url=base_url)
 
     def create(self, spec: ServerSpec) -> Server:
@@ -118,7 +121,9 @@ class LocalProvider(Provider):
         record = {"id": f"qemu-{vm_uuid}", "name": spec.name, "uuid": vm_uuid, "mac": mac_for(spec.name),
                   "deployment": None, "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
         try:
-            self._start(record, spec.base_url or qemu.GUEST_BASE_URL)
+            # The VM's firmware runs the user data (the chainloader with its enrolment secret),
+            # as an IBM bare metal server's iPXE does.
+            self._start(record, spec.base_url or qemu.GUEST_BASE_URL, spec.user_data or None)
         except qemu.QemuError as e:
             from bootfleet.providers.vpc.base import VpcError
 
@@ -169,5 +174,18 @@ class LocalProvider(Provider):
         if record is None:
             raise SettingsError(f"no local VM {server_id}")
         self._kill(record)
-        self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL)
+        self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, self._user_data(record))
         self._write(record)
+
+    def reinstall(self, server_id: str, user_data: str) -> None:
+        record = self._by_id(server_id)
+        if record is None:
+            raise SettingsError(f"no local VM {server_id}")
+        self._kill(record)
+        self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, user_data)
+        self._write(record)
+
+    def _user_data(self, record: dict) -> str | None:
+        """The user data the VM was created with (its script, kept beside its record)."""
+        path = self.dir / f"{record['name']}.ipxe"
+        return path.read_text() if path.exists() else None

@@ -171,7 +171,7 @@ class VM:
 
 def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[str, int] | None = None, *,
           log_dir: Path, uuid: str | None = None, memory_mb: int = 384, timeout: float = 600,
-          accel: str = "tcg", tools: Tools | None = None) -> VM:
+          accel: str = "tcg", tools: Tools | None = None, script: str | None = None) -> VM:
     """Boot a VM with this MAC that chains `<base_url>/boot/boot.ipxe`.
 
     `forwards` maps guest addresses (`"10.0.2.100"` or `"10.0.2.101:80"`) to ports on
@@ -182,8 +182,10 @@ def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[st
         raise QemuError("give at least one forward, e.g. {'10.0.2.100': 8080} for bootfleet on 127.0.0.1:8080")
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    script = log_dir / f"{name}.ipxe"
-    script.write_text(chain_script(base_url.rstrip("/"), name))
+    script_path = log_dir / f"{name}.ipxe"
+    # `script`: what the firmware runs (a server's user data); else chain the chainloader.
+    script_path.touch(mode=0o600)
+    script_path.write_text(script or chain_script(base_url.rstrip("/"), name))
     serial = log_dir / f"{name}.serial.log"
     serial.unlink(missing_ok=True)
     vm_uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"bootfleet-qemu:{name}:{mac}"))
@@ -191,7 +193,7 @@ def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[st
         tools.qemu, "-name", name, "-machine", "pc", "-accel", accel, "-m", str(memory_mb), "-smp", "1",
         "-uuid", vm_uuid, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults", "-vga", "std",
         "-chardev", f"file,id=serial0,path={str(serial).replace(',', ',,')}", "-serial", "chardev:serial0",
-        "-kernel", tools.ipxe_lkrn, "-initrd", str(script),
+        "-kernel", tools.ipxe_lkrn, "-initrd", str(script_path),
         "-netdev", netdev(tools, forwards),
         "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
     ]
