@@ -1,13 +1,38 @@
-"""JSON logs, one object a line, with a `service` field and request keys."""
+"""JSON logs, one object a line, with a `service` field and request keys.
+
+No secret is logged: `redact()` blanks node tokens, enrolment secrets and passwords in
+URLs wherever they appear (query strings, the NoCloud `/t/<token>/` path, a database
+URL's password), and the formatter runs every line through it; the access logs
+(web/accesslog.py for gunicorn, infra/nginx for the gateway) do the same.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
+REDACTED = "[redacted]"
+_SECRETS = (
+    # ?token=..., &secret=..., cron_secret=..., password=... (query strings and forms)
+    (re.compile(r"(?i)\b(\w*(?:token|secret|password|api_key|apikey)=)[^&\s\"']+"), rf"\1{REDACTED}"),
+    # cloud-init NoCloud's seed path /config/nodes/<id>/t/<token>/
+    (re.compile(r"(/t/)[^/\s\"'?]+"), rf"\1{REDACTED}"),
+    # scheme://user:password@host
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+(@)", re.I), rf"\1{REDACTED}\2"),
+    # Authorization: Bearer <token>
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), rf"\1{REDACTED}"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every token, secret and password in it blanked."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +53,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 def setup_logging(service: str, level: str | None = None) -> None:

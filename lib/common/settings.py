@@ -160,7 +160,7 @@ class Settings:
     token_secret: str | None = setting()
     token_ttl: int = setting(6 * 3600, _int)  # an install's time limit: its tokens expire then
     # who may get a token (docs/security.md)
-    boot_networks: tuple = setting((), _networks)  # client CIDRs answered without an enrolment secret
+    boot_networks: tuple | None = setting(None, _networks)  # client CIDRs booting without a secret; None: unset
     trusted_proxies: tuple = setting((), _networks)  # peers whose X-Forwarded-For is believed
     gateway_secret: str | None = setting()  # the gateway's X-Bootfleet-Gateway header (Code Engine)
     boot_rate_limit: int = setting(20, _int)  # /boot/ requests per second per client (the router); 0: off

@@ -49,8 +49,8 @@ def _ip(text: str | None) -> IpAddress | None:
     return address
 
 
-def inside(address: IpAddress | None, networks: tuple) -> bool:
-    return address is not None and any(address.version == n.version and address in n for n in networks)
+def inside(address: IpAddress | None, networks: tuple | None) -> bool:
+    return address is not None and any(address.version == n.version and address in n for n in networks or ())
 
 
 def client_address(peer: str | None, headers: Mapping[str, str], settings: Settings) -> IpAddress | None:

@@ -19,6 +19,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from bootfleet.log import redact
 from bootfleet.settings import Settings, get_settings, reset_settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ def start_embedded_postgres(data: Path) -> str:
     return server.get_uri("postgres")
 
 
+LOCAL_BOOT_NETWORKS = "127.0.0.0/8,::1/128"
+
+
 def prepare_environment(settings: Settings) -> Settings:
     """Fill in what a local run needs and is not set, in the environment (gunicorn's
     workers inherit it); returns the settings read again."""
@@ -81,6 +85,10 @@ def prepare_environment(settings: Settings) -> Settings:
         os.environ["BOOTFLEET_IMAGES_DIR"] = str(data / "images")
     if not settings.database_url:
         os.environ["BOOTFLEET_DATABASE_URL"] = start_embedded_postgres(data)
+    if settings.boot_networks is None:
+        # A local run trusts machines on this host (the QEMU demo's guests come in through
+        # loopback); the container and Terraform trust nothing until told (docs/security.md).
+        os.environ["BOOTFLEET_BOOT_NETWORKS"] = LOCAL_BOOT_NETWORKS
     reset_settings()
     settings = get_settings()
     Path(settings.images_dir).mkdir(parents=True, exist_ok=True)
@@ -120,6 +128,7 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
 
     from bootfleet.db import get_database, reset_database
     from bootfleet.db.migrate import apply_migrations
+    admin_token_is_local = not settings.admin_token
     settings = prepare_environment(settings)
     applied = apply_migrations(get_database())
     if applied:
@@ -129,6 +138,10 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     reset_database()  # each worker opens its own connections after the fork
 
     base = f"http://{host}:{port}"
+    # Secrets given from outside (an external database, an operator's admin token) are not
+    # printed; the ones serve made itself for this machine are, so the quick start works.
+    admin = settings.admin_token if admin_token_is_local else "(BOOTFLEET_ADMIN_TOKEN, as you set it)"
+    networks = ", ".join(str(n) for n in settings.boot_networks or ()) or "none"
     print(
         f"""
 bootfleet is running
@@ -137,8 +150,9 @@ bootfleet is running
   node script   {base}/boot/ipxe?mac=52:54:00:12:34:56
   operator API  {base}/config/api/v1/   (Authorization: Bearer <admin token>)
   status        {base}/status/
-  admin token   {settings.admin_token}
-  database      {settings.database_url}
+  admin token   {admin}
+  database      {redact(settings.database_url or "")}
+  boot networks {networks}   (machines there boot without an enrolment secret)
 Try: bootfleet node create --mac 52:54:00:12:34:56 --profile demo
 Stop with Ctrl-C.
 """,
@@ -153,6 +167,7 @@ Stop with Ctrl-C.
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", settings.access_log)
+            self.cfg.set("logger_class", "bootfleet.web.accesslog.RedactingLogger")
 
         def load(self):  # by its import string, as the systemd unit and the container name it
             return import_app("bootfleet.web.router:create_router()")

@@ -18,6 +18,7 @@ from bootfleet.db import get_database
 from bootfleet.errors import DatabaseUnavailableError
 from bootfleet.log import setup_logging
 from bootfleet.settings import Settings, get_settings
+from bootfleet.web.ratelimit import limit_requests
 
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
 
@@ -84,4 +85,5 @@ def create_router(root: Path | None = None, settings: Settings | None = None) ->
     root = Path(root or settings.root)
     setup_logging("bootfleet", settings.log_level)
     mounts = {f"/{name}": _slash_root(create_function_app(name, root)) for name in FUNCTIONS}
+    mounts["/boot"] = limit_requests(mounts["/boot"], settings)
     return DispatcherMiddleware(_site(root, settings), mounts)
