@@ -94,7 +94,18 @@ def build_context(args: argparse.Namespace, env: dict[str, str]) -> dict:
         if value and not Path(value).is_absolute():
             raise RenderError(f"--{option.replace('_', '-')}: nginx needs an absolute path, got {value!r}")
     https_port = args.https_port
+    rate = args.boot_rate if args.boot_rate is not None else env.get("BOOTFLEET_BOOT_RATE_LIMIT") or "20"
+    if not str(rate).isascii() or not str(rate).isdigit():
+        raise RenderError(f"--boot-rate: expected requests per second per client (a whole number), got {rate!r}")
+    gateway_secret = env.get("BOOTFLEET_GATEWAY_SECRET") or ""
+    if args.mode == "functions" and not gateway_secret:
+        raise RenderError("functions mode needs BOOTFLEET_GATEWAY_SECRET (the same value the functions have):"
+                          " it is how they know a request came through this gateway (docs/security.md)")
+    if gateway_secret and not gateway_secret.replace("-", "").replace("_", "").isalnum():
+        raise RenderError("BOOTFLEET_GATEWAY_SECRET: use letters, digits, - and _ only (openssl rand -hex 32)")
     return {
+        "boot_rate": int(rate),
+        "gateway_secret": gateway_secret,
         "mode": args.mode,
         "upstreams": upstreams,
         "routes": routes,
@@ -170,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keepalive-timeout", type=int, default=65)
     p.add_argument("--access-log", help="access log (JSON lines; default /var/log/nginx/bootfleet.access.log, "
                    "or /dev/stdout with --standalone); 'off' for none")
+    p.add_argument("--boot-rate", type=int, help="/boot/ requests per second per client address; more get 429 "
+                   "(default $BOOTFLEET_BOOT_RATE_LIMIT or 20; 0: no limit)")
     p.add_argument("--ca-bundle", default="/etc/ssl/certs/ca-certificates.crt", help="CAs trusted for https upstreams")
     p.add_argument("--standalone", action="store_true", help="a whole nginx.conf rather than a site for conf.d/")
     p.add_argument("--runtime-dir", default="/tmp/nginx", help="standalone: pid and temp files")

@@ -108,8 +108,18 @@ resource "ibm_code_engine_config_map" "gateway" {
   name       = "${var.name}-gateway"
   data = merge(
     { for name, app in ibm_code_engine_app.function : "BOOTFLEET_UPSTREAM_${upper(name)}" => app.endpoint_internal },
-    { BOOTFLEET_MAX_BODY_BYTES = tostring(var.settings.max_body_bytes) },
+    {
+      BOOTFLEET_MAX_BODY_BYTES  = tostring(var.settings.max_body_bytes)
+      BOOTFLEET_BOOT_RATE_LIMIT = tostring(var.settings.boot_rate_limit)
+    },
   )
+}
+
+resource "ibm_code_engine_secret" "gateway" {
+  project_id = local.project_id
+  name       = "${var.name}-gateway-secret"
+  format     = "generic"
+  data       = { BOOTFLEET_GATEWAY_SECRET = random_password.gateway_secret.result }
 }
 
 resource "ibm_code_engine_app" "gateway" {
@@ -136,6 +146,11 @@ resource "ibm_code_engine_app" "gateway" {
   run_env_variables {
     type      = "config_map_full_reference"
     reference = ibm_code_engine_config_map.gateway.name
+  }
+
+  run_env_variables {
+    type      = "secret_full_reference"
+    reference = ibm_code_engine_secret.gateway.name
   }
 
   probe_readiness {

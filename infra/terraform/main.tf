@@ -22,6 +22,12 @@ resource "random_password" "cron_secret" {
   special = false
 }
 
+# Shared by the gateway and the functions: how they know a request came through the gateway.
+resource "random_password" "gateway_secret" {
+  length  = 48
+  special = false
+}
+
 locals {
   # The five functions (bootfleet.web.router.FUNCTIONS); each becomes one app.
   functions = ["boot", "config", "status", "dns", "cleanup"]
@@ -43,6 +49,9 @@ locals {
     BOOTFLEET_STAGE_TIMEOUTS    = var.settings.stage_timeouts
     BOOTFLEET_LOG_LEVEL         = upper(var.settings.log_level)
     BOOTFLEET_DISCOVERY_PROFILE = var.settings.discovery_profile
+    BOOTFLEET_BOOT_NETWORKS     = var.settings.boot_networks == "" ? "none" : var.settings.boot_networks
+    BOOTFLEET_BOOT_RATE_LIMIT   = tostring(var.settings.boot_rate_limit)
+    BOOTFLEET_DISCOVERY_CAP     = tostring(var.settings.discovery_cap)
     BOOTFLEET_CORS_ORIGIN       = var.settings.cors_origin
     BOOTFLEET_CLEANUP_CAP       = tostring(var.settings.cleanup_cap)
     BOOTFLEET_CLEANUP_GRACE     = tostring(var.settings.cleanup_grace)
@@ -86,6 +95,7 @@ locals {
     BOOTFLEET_ADMIN_TOKEN          = random_password.admin_token.result
     BOOTFLEET_TOKEN_SECRET         = random_password.token_secret.result
     BOOTFLEET_CRON_SECRET          = random_password.cron_secret.result
+    BOOTFLEET_GATEWAY_SECRET       = random_password.gateway_secret.result
     BOOTFLEET_S3_ACCESS_KEY_ID     = ibm_resource_key.images_hmac.credentials["cos_hmac_keys.access_key_id"]
     BOOTFLEET_S3_SECRET_ACCESS_KEY = ibm_resource_key.images_hmac.credentials["cos_hmac_keys.secret_access_key"]
     BOOTFLEET_IBMCLOUD_API_KEY     = var.bootfleet_api_key

@@ -327,7 +327,7 @@ variable "cleanup_schedule" {
 variable "settings" {
   description = "Tuning settings handed to every function (docs/operations.md has what each means)."
   type = object({
-    token_ttl         = optional(number, 86400)
+    token_ttl         = optional(number, 21600)
     retry_seconds     = optional(number, 30)
     max_body_bytes    = optional(number, 1048576)
     db_pool_size      = optional(number, 4)
@@ -348,6 +348,11 @@ variable "settings" {
     vpc_retries       = optional(number, 5)
     vpc_backoff_ms    = optional(number, 1000)
     provision_batch   = optional(number, 50)
+    # Who may get a token (docs/security.md): client CIDRs whose machines boot without an
+    # enrolment secret. Empty: none (only servers bootfleet created, with their secret).
+    boot_networks   = optional(string, "")
+    boot_rate_limit = optional(number, 20)
+    discovery_cap   = optional(number, 50)
   })
   default = {}
 

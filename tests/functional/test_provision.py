@@ -7,6 +7,7 @@ tests/support/provisioning.py (test_cleanup uses them too)."""
 from __future__ import annotations
 
 import threading
+import re
 import time
 
 import pytest
@@ -76,9 +77,30 @@ def test_the_booted_server_is_found_by_the_mac_bootfleet_recorded(cloud, config,
     time.sleep(0.5)
     reconcile(config, admin)
     record = next(iter(cloud.records.values()))
-    script = boot.get(f"/ipxe?mac={record.mac}").get_data(as_text=True)
+    # The server's user data carries its enrolment secret; without it, no script (even from
+    # a boot network), and nothing changes.
+    secret = re.search(r"&secret=([A-Za-z0-9_-]+)", record.user_data).group(1)
+    refused = boot.get(f"/ipxe?mac={record.mac}").get_data(as_text=True)
+    assert "kernel" not in refused and nodes(clean_db)[0]["stage"] == "provisioning"
+    script = boot.get(f"/ipxe?mac={record.mac}&secret={secret}").get_data(as_text=True)
     assert "kernel" in script
     assert nodes(clean_db)[0]["stage"] == "booting"
+
+
+def test_each_server_gets_its_own_enrolment_secret_stored_only_hashed(cloud, config, admin, profile, clean_db):
+    from bootfleet.tokens import hash_secret
+
+    create(config, admin, count=2)
+    found = {}
+    for record in cloud.records.values():
+        found[record.name] = re.search(r"&secret=([A-Za-z0-9_-]{43}) ", record.user_data).group(1)
+    assert len(set(found.values())) == 2
+    rows = {n["hostname"]: n for n in nodes(clean_db)}
+    for name, secret in found.items():
+        assert rows[name]["secret_hash"] == hash_secret(secret)
+        assert secret not in str(rows[name])  # only its hash is kept
+    views = config.get("/api/v1/nodes", headers=admin).json["items"]
+    assert all(v["enrolled"] is True and "secret_hash" not in v for v in views)
 
 
 def test_scale_up_and_down(cloud, config, admin, profile, clean_db):

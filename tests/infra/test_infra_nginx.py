@@ -31,6 +31,7 @@ from support import ADMIN
 from support.helpers import snapshot
 
 KERNEL = b"\x7fELF not really a kernel\n" * 100
+GATEWAY = {"BOOTFLEET_GATEWAY_SECRET": "gateway-secret-for-tests"}
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def cloud_gateway(database):
     answers, status is down; nginx strips the prefix and sends each app its own Host."""
     need("nginx", "nginx")
     work = world_readable_tmpdir("bootfleet-gateway-")
-    boot = entrypoint("boot", free_port())
+    boot = entrypoint("boot", free_port(), env=GATEWAY)
     silent = SilentUpstream()
     down = free_port()
     port = free_port()
@@ -223,7 +224,7 @@ def cloud_gateway(database):
         "--function-upstream", f"dns=http://127.0.0.1:{silent.port}",
         "--function-upstream", f"status=http://127.0.0.1:{down}",
         "--runtime-dir", str(work), "--access-log", "off", "--output", str(work / "nginx.conf"), *worker_user(),
-        env={"BOOTFLEET_UPSTREAM_BOOT": boot.url, "BOOTFLEET_UPSTREAM": f"http://127.0.0.1:{down}"},
+        env={"BOOTFLEET_UPSTREAM_BOOT": boot.url, "BOOTFLEET_UPSTREAM": f"http://127.0.0.1:{down}", **GATEWAY},
     )
     assert result.returncode == 0, result.stderr
     nginx = start_nginx(work / "nginx.conf", work, port)
@@ -291,6 +292,8 @@ def test_the_renderer_knows_the_same_functions_as_the_router():
         (["--mode", "functions", "--function-upstream", "boot=http://a"], {}, "no upstream for config"),
         (["--mode", "functions", "--function-upstream", "bogus=http://a"], {}, "NAME one of boot, config"),
         (["--max-body", "lots"], {}, "--max-body"),
+        (["--mode", "functions", "--upstream", "http://a"], {"BOOTFLEET_GATEWAY_SECRET": ""}, "BOOTFLEET_GATEWAY_SECRET"),
+        (["--boot-rate", "-1"], {}, "--boot-rate"),
         (["--static-root", "static"], {}, "absolute path"),
     ],
 )
@@ -314,13 +317,13 @@ def test_every_rendering_is_a_valid_nginx_config(tmp_path, mode_args):
     conf = tmp_path / "nginx.conf"
     result = render("--standalone", *mode_args, "--listen", "127.0.0.1", "--http-port", str(free_port()),
                     "--https-port", str(free_port()), "--static-root", str(ROOT / "static"),
-                    "--runtime-dir", str(tmp_path), "--output", str(conf))
+                    "--runtime-dir", str(tmp_path), "--output", str(conf), env=GATEWAY)
     assert result.returncode == 0, result.stderr
     check = subprocess.run([nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     # The site alone (for a distribution's conf.d/) renders too, without the standalone parts.
-    site = render(*mode_args, "--static-root", str(ROOT / "static"))
+    site = render(*mode_args, "--static-root", str(ROOT / "static"), env=GATEWAY)
     assert site.returncode == 0 and "events {" not in site.stdout and "server {" in site.stdout
 
 

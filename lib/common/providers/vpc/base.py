@@ -98,15 +98,16 @@ class Provider(abc.ABC):
     def delete(self, server_id: str) -> bool:
         """Start deleting; False if it was already gone."""
 
-    @abc.abstractmethod
     def reinstall(self, server_id: str, user_data: str) -> None:
         """Boot the server again with new user data (a new enrolment secret)."""
-        raise NotImplementedError
+        raise VpcError(f"reinstall {server_id}", 0, "unsupported",
+                       f"the {self.name} provider cannot replace a server's user data")
 
     def boot_url(self, base_url: str) -> str:
         """bootfleet's base URL as this provider's servers reach it (their user data)."""
         return base_url
 
+    @abc.abstractmethod
     def reboot(self, server_id: str) -> None:
         """Restart the server (it network-boots again)."""
 
