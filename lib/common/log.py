@@ -22,7 +22,7 @@ _SECRETS = (
     # cloud-init NoCloud's seed path /config/nodes/<id>/t/<token>/
     (re.compile(r"(/t/)[^/\s\"'?]+"), rf"\1{REDACTED}"),
     # scheme://user:password@host
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+(@)", re.I), rf"\1{REDACTED}\2"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']+(@)", re.IGNORECASE), rf"\1{REDACTED}\2"),
     # Authorization: Bearer <token>
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), rf"\1{REDACTED}"),
 )

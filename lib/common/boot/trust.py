@@ -62,7 +62,8 @@ def client_address(peer: str | None, headers: Mapping[str, str], settings: Setti
     address = _ip(peer)
     if not inside(address, settings.trusted_proxies):
         return address
-    for hop in reversed(headers.get("X-Forwarded-For", "").split(",")):
+    forwarded = headers.get("X-Forwarded-For", "").strip()
+    for hop in reversed(forwarded.split(",") if forwarded else []):
         hop_address = _ip(hop)
         if hop_address is None:
             return None  # a garbled chain: believe nothing
