@@ -110,3 +110,57 @@ def test_local_deployment_boots_vms_scales_and_deletes(local_server, clean_db):
     assert not alive(pids["demo-0"]) and vm_pids(srv) == {}
     stages = {n["stage"] for n in api(srv, "/config/api/v1/nodes", deployment="demo")["items"]}
     assert stages == {"deleted"}
+
+
+def test_a_created_server_installs_to_ready_through_its_enrolment_secret(database, clean_db, tmp_path):
+    """The enrolment path end to end: the local provider's VM runs the user data the
+    provisioner made (the chainloader with the server's secret), and boot answers it only
+    with that secret: the profile requires it and the server's address (loopback) is no
+    boot network here."""
+    from .node_image import INSTALL, NodeImageUnavailableError, build
+
+    try:
+        qemu.find_tools()
+        image = build()
+    except (qemu.QemuUnavailableError, NodeImageUnavailableError) as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the enrolment e2e: {e} ({INSTALL})")
+        pytest.skip(str(e))
+    images = tmp_path / "images"
+    srv = RunningServer(env={"BOOTFLEET_BASE_URL": "", "BOOTFLEET_BOOT_NETWORKS": "none",
+                             "BOOTFLEET_IMAGES_DIR": str(images), "BOOTFLEET_LOG_LEVEL": "INFO"})
+    try:
+        env = {**srv.env, "BOOTFLEET_URL": srv.url, "BOOTFLEET_IMAGES_DIR": str(images)}
+        subprocess.run([sys.executable, "-m", "bootfleet.cli", "images", "upload", "--prefix", "e2e",
+                        str(image.kernel), str(image.initrd)], cwd=ROOT, env=env, check=True, capture_output=True)
+        profile = {"name": "enrolled", "kernel": "e2e/vmlinuz", "initrds": ["e2e/initrd.img"],
+                   "args": "console=ttyS0 panic=5 bootfleet.node={{ node.id }} bootfleet.config={{ config_url }}"
+                           " bootfleet.status={{ status_url }}",
+                   "config_format": "cloud-init", "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n",
+                   "require_secret": True}
+        assert requests.post(srv.url + "/config/api/v1/profiles", json=profile, headers=ADMIN, timeout=30).ok
+        created = json.loads(cli(srv, "deployment", "create", "--name", "sealed", "--profile", "enrolled", "--count", "1",
+                                 "--provider", "local"))
+        assert created["provisioning"]["created"] == ["sealed-0"], created
+        script = (srv.data / "vms" / "sealed-0.ipxe").read_text()
+        assert "&secret=" in script  # the VM runs the provisioner's user data
+
+        def ready():
+            (node,) = api(srv, "/config/api/v1/nodes", deployment="sealed")["items"]
+            return node if node["stage"] == "ready" else None
+
+        node = wait_for(ready, 300, "the VM to install and report ready")
+        events = api(srv, f"/status/nodes/{node['id']}/events")["events"]
+        assert [e["stage"] for e in events if e["kind"] == "stage"] == [
+            "provisioning", "booting", "configuring", "installing", "rebooting", "ready"], events
+        assert node["enrolled"] is True
+        # The same MAC without the secret, from the same address, gets nothing.
+        answer = requests.get(f"{srv.url}/boot/ipxe", params={"mac": node["macs"][0]}, timeout=10).text
+        assert "no boot script for this machine" in answer
+    finally:
+        for record in (srv.data / "vms").glob("*.json"):
+            try:
+                os.killpg(json.loads(record.read_text())["pid"], 15)
+            except ProcessLookupError:
+                pass
+        srv.stop()
