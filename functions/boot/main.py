@@ -62,8 +62,7 @@ def node_script(request):
     settings = get_settings()
     base = base_url(request)
     try:
-        with get_database().transaction() as tx:
-            result = answer(tx, settings, base, req, client(request.remote_addr, request.headers, settings))
+        result = answer(get_database(), settings, base, req, client(request.remote_addr, request.headers, settings))
     except DatabaseUnavailableError as e:
         log.warning("database unavailable, telling the node to retry: %s", e, extra={"mac": req.macs})
         message = "the boot service cannot reach its database"

@@ -10,7 +10,10 @@ Nothing secret is ever put in a boot script but this token.
 
 An enrolment secret is what a server bootfleet created proves itself with: a
 fresh random string in its user data (the chain URL carries it), stored only as
-its SHA-256 and compared in constant time.
+its SHA-256. Boot compares digests, not secrets (db/boot.py): how long a comparison
+takes could tell at most how much of the digest of the caller's own guess matches,
+which says nothing about the secret (its 256 random bits are not guessable, and a
+digest prefix does not lead back to a preimage).
 """
 
 from __future__ import annotations
@@ -39,14 +42,6 @@ def hash_secret(secret: str) -> str:
 
 def is_secret_shaped(secret: str | None) -> bool:
     return bool(secret) and _SECRET.fullmatch(secret) is not None
-
-
-def secret_matches(secret: str | None, secret_hash: str | None) -> bool:
-    """Whether `secret` is the one whose hash is stored; constant time in the secret."""
-    if not secret_hash:
-        return False
-    given = hash_secret(secret) if is_secret_shaped(secret) else "0" * 64
-    return hmac.compare_digest(given, secret_hash) and is_secret_shaped(secret)
 
 
 def _sign(secret: str, node_id: str, version: int, expiry: int) -> str:

@@ -20,12 +20,13 @@ from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
 from bootfleet.boot.trust import Client
 from bootfleet.db import events, nodes, profiles
-from bootfleet.db.connection import Transaction
+from bootfleet.db.boot import step as boot_step
+from bootfleet.db.connection import Database, Transaction
 from bootfleet.errors import RenderError, ValidationError
 from bootfleet.providers.storage.choose import image_url
 from bootfleet.settings import Settings
-from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
-from bootfleet.tokens import issue_node_token, secret_matches
+from bootfleet.stages import LOCAL_BOOT, TERMINAL
+from bootfleet.tokens import hash_secret, issue_node_token
 from bootfleet.validation import check_safe_text
 
 log = logging.getLogger(__name__)
@@ -68,79 +69,63 @@ class BootAnswer:
     outcome: str = ""
 
 
-def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
+def answer(database: Database, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
+    """The machine's script. A known node costs one round trip (db/boot.py); an unknown
+    machine a transaction more (discovery, or the record of its attempt)."""
     retry_url = ipxe.script_url(base, req.query())
     wait = settings.retry_seconds
-    node = nodes.find(tx, req.macs, req.uuid)
-    if node is None:
-        node = _discover(tx, settings, req, client)
-        if node is None:
-            _record_unknown(tx, req, client)
+    done = _step(database, settings, req, client)
+    if done is None:
+        with database.transaction() as tx:
+            discovered = _discover(tx, settings, req, client)
+            if discovered is None:
+                _record_unknown(tx, req, client)
+        if discovered is None:
             return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
-
-    profile, deployment = nodes.boot_plan(tx, node)
-    why_not = _unproven(node, profile, deployment, req, client)
-    if why_not:
-        events.add_unless_recent(tx, "boot-refused", f"boot refused from {client}: {why_not}", "boot",
-                                 REFUSAL_EVENT_SECONDS, node_id=node["id"], deployment_id=node["deployment_id"],
-                                 stage=node["stage"])
+        done = _step(database, settings, req, client)
+    if done["why"]:
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
 
-    node_id, stage = node["id"], node["stage"]
+    node, profile, deployment, stage = done["node"], done["profile"], done["deployment"], done["stage"]
+    node_id = node["id"]
     if stage in LOCAL_BOOT:
-        nodes.touch(tx, node_id)
         return BootAnswer(ipxe.local_boot(node_id, stage), node_id, "local-disk")
     if stage in TERMINAL:
-        nodes.touch(tx, node_id)
         message = f"node {node_id} is {stage}; an operator must reinstall it (bootfleet node reinstall {node_id})"
         return BootAnswer(ipxe.retry(message, retry_url, max(wait, 60)), node_id, stage)
     if profile is None:
-        nodes.touch(tx, node_id)
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
+    return BootAnswer(install_script(settings, base, node, profile, deployment, done["token_version"], retry_url),
+                      node_id, "install")
 
-    nodes.remember_identity(tx, node, req.uuid, req.serial)
-    version = node["token_version"]
-    if stage in OPENS_INSTALL:
-        note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
-        version = nodes.open_install(tx, node_id, "boot", f"boot script served, profile {profile['name']}{note}",
-                                     node["deployment_id"])
-    else:
-        nodes.touch(tx, node_id)
 
-    token = issue_node_token(settings.require("token_secret"), node_id, version, settings.token_ttl)
+def install_script(settings: Settings, base: str, node: dict, profile: dict, deployment: dict | None,
+                   token_version: int, retry_url: str) -> str:
+    """The installer's script for a node: kernel, initrds and rendered arguments, with a
+    token of this install."""
+    token = issue_node_token(settings.require("token_secret"), node["id"], token_version, settings.token_ttl)
     context = node_context(node, profile, deployment, base, token)
     args = render(profile["args"], context, f"profile {profile['name']!r} args")
     try:
         check_safe_text(args, "rendered kernel args", 8192)
     except ValidationError as e:
         raise RenderError(f"profile {profile['name']!r}: {e}") from None
-    script = ipxe.node_script(
-        node_id,
+    return ipxe.node_script(
+        node["id"],
         profile["name"],
         image_url(profile["kernel"], base, settings),
         [image_url(key, base, settings) for key in profile["initrds"]],
         args,
         retry_url,
-        wait,
+        settings.retry_seconds,
     )
-    return BootAnswer(script, node_id, "install")
 
 
-def _unproven(node: dict, profile: dict | None, deployment: dict | None, req: BootRequest,
-              client: Client) -> str:
-    """Why this request does not prove it is this node's machine ("" when it does)."""
-    if node.get("secret_hash"):
-        if secret_matches(req.secret, node["secret_hash"]):
-            return ""
-        return "wrong enrolment secret" if req.secret else "no enrolment secret (its server was created with one)"
-    if (profile or {}).get("require_secret") or (deployment or {}).get("require_secret"):
-        return "its profile or deployment requires an enrolment secret, and the node has none"
-    if req.secret:
-        return "an enrolment secret was given, but this node has none"
-    if not client.trusted:
-        return "not on a boot network (BOOTFLEET_BOOT_NETWORKS)"
-    return ""
+def _step(database: Database, settings: Settings, req: BootRequest, client: Client) -> dict | None:
+    secret_hash = hash_secret(req.secret) if req.secret else None
+    return boot_step(database, req.macs, req.uuid, req.serial, secret_hash, client.trusted, str(client),
+                     REFUSAL_EVENT_SECONDS)
 
 
 def _record_unknown(tx: Transaction, req: BootRequest, client: Client, why: str = "unknown machine") -> None:

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import logging
 import queue
+import select
 import ssl
 import threading
 import uuid
@@ -199,6 +200,48 @@ class Database:
                     self._idle.put(conn)
                 self._slots.release()
 
+    def statement(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """Run one statement on its own (it commits by itself): one round trip on a statement
+        prepared once per connection. For the hot path (db/boot.py), where BEGIN and COMMIT
+        would be two round trips more. A pooled connection whose server has gone (a
+        restart) is noticed without asking it (its socket is readable: the server's goodbye)
+        and replaced, with every other idle one. Not retried once sent: it may have run."""
+        self.ensure_migrated()
+        if not self._slots.acquire(timeout=30):
+            raise DatabaseUnavailableError("no database connection free after 30 s")
+        conn = None
+        try:
+            while True:
+                try:
+                    conn = self._idle.get_nowait()
+                except queue.Empty:
+                    conn = self._connect()
+                    break
+                if not _gone(conn):
+                    break
+                self._discard(conn)
+                dropped = self._drain()
+                log.warning("pooled database connection was closed by the server; dropped %d idle, reconnecting",
+                            dropped + 1)
+                conn = None
+            prepared = conn.__dict__.setdefault("_bootfleet_prepared", {})
+            try:
+                if sql not in prepared:
+                    prepared[sql] = conn.prepare(sql)
+                statement = prepared[sql]
+                rows = statement.run(**params) or []
+            except CONNECTION_ERRORS as e:
+                self._discard(conn)
+                conn = None
+                self._drain()
+                raise DatabaseUnavailableError(f"database connection lost: {e}") from e
+            names = [c["name"] for c in (statement.columns or [])]
+            return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
+        finally:
+            if conn is not None:
+                self._idle.put(conn)
+            self._slots.release()
+
     def ping(self) -> None:
         """Check the database answers (a health check); DatabaseUnavailableError if not."""
         with self.transaction() as tx:
@@ -249,6 +292,19 @@ class Database:
                 self._discard(self._idle.get_nowait())
             except queue.Empty:
                 return
+
+
+def _gone(conn: pg8000.native.Connection) -> bool:
+    """Whether an idle connection's server has closed it: its socket has something to read
+    (an idle connection is sent nothing else). No round trip."""
+    sock = getattr(conn, "_usock", None)
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _message(e: Exception) -> str:

@@ -1,0 +1,118 @@
+"""A node-script request's one statement (issue 15): find the node by MAC or SMBIOS
+UUID, read its profile and deployment, decide whether the request proves it is this
+node's machine (docs/security.md), and then, in the same statement,
+- with proof: open an install (a new token version; stage `booting` with its event)
+  when the node is not booting yet, else note that it was seen; remember the SMBIOS UUID
+  and serial it reported;
+- without: write a `boot-refused` event (at most one a minute per node).
+One round trip on a prepared statement (Database.statement). An unknown machine
+returns no row; boot/answer.py then handles discovery with ordinary transactions.
+
+This is the one stage change outside `nodes._move`: it folds the move into the
+request's single round trip and sets the same columns the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bootfleet.db.connection import Database
+from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+STATEMENT = f"""
+WITH found AS (
+  SELECT n.* FROM node n
+  WHERE n.id = COALESCE(
+    (SELECT node_id FROM node_mac WHERE mac = ANY(CAST(:macs AS text[])) LIMIT 1),
+    (SELECT id FROM node WHERE smbios_uuid = CAST(:uuid AS text)))
+  FOR UPDATE
+),
+planned AS (
+  SELECT f.*, to_jsonb(d) AS deployment_row, to_jsonb(p) AS profile_row,
+    to_jsonb(f) || jsonb_build_object('macs', ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = f.id
+                                                    ORDER BY m.mac)) AS node_row
+  FROM found f
+  LEFT JOIN deployment d ON d.id = f.deployment_id
+  LEFT JOIN LATERAL (
+    (SELECT * FROM profile WHERE id = COALESCE(f.profile_id, d.profile_id))
+    UNION ALL
+    (SELECT * FROM profile WHERE f.profile_id IS NULL AND d.profile_id IS NULL
+       AND selectors <> '{{}}'::jsonb AND selectors <@ f.labels
+     ORDER BY (SELECT count(*) FROM jsonb_object_keys(selectors)) DESC, name LIMIT 1)
+    LIMIT 1
+  ) p ON true
+),
+decided AS (
+  SELECT pl.*,
+    CASE
+      WHEN pl.secret_hash IS NOT NULL THEN
+        CASE WHEN pl.secret_hash = CAST(:secret_hash AS text) THEN NULL
+             WHEN CAST(:secret_hash AS text) IS NULL THEN 'no enrolment secret (its server was created with one)'
+             ELSE 'wrong enrolment secret' END
+      WHEN COALESCE((pl.profile_row->>'require_secret')::boolean, false)
+        OR COALESCE((pl.deployment_row->>'require_secret')::boolean, false)
+        THEN 'its profile or deployment requires an enrolment secret, and the node has none'
+      WHEN CAST(:secret_hash AS text) IS NOT NULL THEN 'an enrolment secret was given, but this node has none'
+      WHEN NOT CAST(:trusted AS boolean) THEN 'not on a boot network (BOOTFLEET_BOOT_NETWORKS)'
+    END AS why
+  FROM planned pl
+),
+acted AS (
+  SELECT dc.*,
+    dc.why IS NULL AND dc.profile_row IS NOT NULL AND dc.stage IN {_in(OPENS_INSTALL)} AS opens,
+    dc.why IS NULL AND dc.profile_row IS NOT NULL AND dc.stage NOT IN {_in(LOCAL_BOOT + TERMINAL)} AS installs
+  FROM decided dc
+),
+changed AS (
+  UPDATE node x SET
+    last_seen = now(),
+    serial = CASE WHEN a.installs THEN COALESCE(x.serial, CAST(:serial AS text)) ELSE x.serial END,
+    smbios_uuid = CASE WHEN a.installs AND x.smbios_uuid IS NULL AND CAST(:uuid AS text) IS NOT NULL
+                        AND NOT EXISTS (SELECT 1 FROM node o WHERE o.smbios_uuid = CAST(:uuid AS text))
+                       THEN CAST(:uuid AS text) ELSE x.smbios_uuid END,
+    token_version = x.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END,
+    stage = CASE WHEN a.opens THEN 'booting' ELSE x.stage END,
+    stage_changed_at = CASE WHEN a.opens THEN now() ELSE x.stage_changed_at END,
+    stage_times = CASE WHEN a.opens THEN x.stage_times || jsonb_build_object('booting', now())
+                       ELSE x.stage_times END,
+    updated_at = CASE WHEN a.opens THEN now() ELSE x.updated_at END
+  FROM acted a WHERE x.id = a.id AND a.why IS NULL
+  RETURNING x.id
+),
+stage_event AS (
+  INSERT INTO event (node_id, deployment_id, stage, kind, message, source)
+  SELECT a.id, a.deployment_id, 'booting', 'stage',
+    left('boot script served, profile ' || (a.profile_row->>'name')
+         || CASE WHEN a.stage IN ('registered', 'provisioning') THEN ''
+                 ELSE ' (install restarted; was ' || a.stage || ')' END, 2000), 'boot'
+  FROM acted a WHERE a.opens
+  RETURNING id
+),
+refused_event AS (
+  INSERT INTO event (node_id, deployment_id, stage, kind, message, source)
+  SELECT a.id, a.deployment_id, a.stage, 'boot-refused',
+    left('boot refused from ' || CAST(:client AS text) || ': ' || a.why, 2000), 'boot'
+  FROM acted a
+  WHERE a.why IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM event e WHERE e.node_id = a.id AND e.kind = 'boot-refused'
+      AND e.created_at > now() - make_interval(secs => CAST(:quiet AS integer)))
+  RETURNING id
+)
+SELECT a.node_row AS node, a.profile_row AS profile, a.deployment_row AS deployment, a.stage, a.why, a.opens,
+  a.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END AS token_version
+FROM acted a
+"""
+
+
+def step(database: Database, macs: list[str], uuid: str | None, serial: str | None, secret_hash: str | None,
+         trusted: bool, client: str, quiet_seconds: int) -> dict[str, Any] | None:
+    """The node's boot step, done (see the module docstring); None for an unknown machine.
+    {node, profile, deployment, stage (before), why (refused: the reason), opens, token_version}"""
+    rows = database.statement(STATEMENT, macs=macs or [""], uuid=uuid, serial=serial, secret_hash=secret_hash,
+                              trusted=trusted, client=client, quiet=quiet_seconds)
+    return rows[0] if rows else None
