@@ -126,14 +126,15 @@ def test_names_are_unique_and_create_answers_201(fresh):
     assert vpc.create_bare_metal_server(body).get_status_code() == 201
     with pytest.raises(ApiException) as e:
         vpc.create_bare_metal_server(body)
-    assert e.value.status_code == 409 and "already used" in e.value.message
+    assert e.value.status_code == 400 and e.value.message == "Provided Name (dup-0) is not unique"
+    assert e.value.http_response.json()["errors"][0]["code"] == "validation_unique_failed"
 
 
 def test_ipxe_user_data_needs_an_ipxe_image(fresh):
     p = provider(fresh)
     with pytest.raises(VpcError) as e:
         p.create(ServerSpec(name="bm-0", **{**SPEC, "image": "r006-ubuntu"}))
-    assert e.value.status == 400 and e.value.code == "image_user_data_format_mismatch"
+    assert e.value.http_status == 400 and e.value.code == "image_user_data_format_mismatch"
     assert not e.value.retryable
     assert p.ipxe_image() == "r006-ipxe-netboot"
 
@@ -218,7 +219,7 @@ def test_non_retryable_errors_are_not_retried(fresh):
     p = provider(fresh)
     with pytest.raises(VpcError) as e:
         p.create(ServerSpec(name="web-0", **{**SPEC, "subnet": "0717-nope"}))
-    assert (e.value.status, e.value.code) == (400, "subnet_not_found")
+    assert (e.value.http_status, e.value.code) == (400, "subnet_not_found")
     assert "Subnet not found: 0717-nope" in str(e.value)
     assert len(fresh.requests("POST", r"^/v1/bare_metal_servers$")) == 1
 

@@ -2,7 +2,7 @@
 
 import datetime
 
-from bootfleet.providers.vpc.ibm import _retry_after
+from bootfleet.providers.ibmcloud import retry_after as _retry_after
 
 
 def test_retry_after_as_an_http_date():
