@@ -1,11 +1,12 @@
-"""Every server bootfleet owns, across deployments (cleanup's orphan sweep), and
-restarting one node's server (a reinstall)."""
+"""Every server bootfleet owns, across deployments (cleanup's orphan sweep); the user
+data a node's server boots with; and reinstalling one node's server."""
 
 from __future__ import annotations
 
 import logging
 
-from bootfleet.db import deployments, events, get_database
+from bootfleet.boot import ipxe
+from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.errors import SettingsError
 from bootfleet.providers.vpc.base import Provider, Server, VpcError
 from bootfleet.providers.vpc.choose import provider_for
@@ -35,9 +36,12 @@ class Fleet:
         return found
 
     def list_owned(self) -> list[Server]:
+        """Tagged for a deployment, or recorded by one of its nodes (a tag may not show yet)."""
         owned = []
         for deployment, provider in self._providers():
-            for server in provider.list_owned(deployment["name"]):
+            with get_database().transaction() as tx:
+                known = frozenset(nodes.server_ids(tx, deployment["id"]))
+            for server in provider.list_owned(deployment["name"], known):
                 self._where[server.id] = provider
                 owned.append(server)
         return owned
@@ -53,20 +57,37 @@ class Fleet:
         provider.delete(instance_id)
 
 
-def reboot_server(node: dict, settings: Settings | None = None) -> dict:
-    """Restart a node's server so it network-boots again (after a reinstall request).
-    Answers {"rebooted": server id} or {"error": why}; either way an event says so."""
+def server_user_data(node: dict, base_url: str) -> str:
+    """The user data a node's server boots with, at creation and at a reinstall: the
+    chainloader for bootfleet's URL. The one place it is built."""
+    return ipxe.chainloader(base_url, 10)
+
+
+REINSTALLED = {
+    "restarted": "server {id} restarted to reinstall",
+    "stopping": "server {id} stopping to reinstall; the next provisioning pass reinitializes it with new user data",
+    "reinitialized": "server {id} reinitialized with new user data to reinstall",
+}
+
+
+def reinstall_server(node: dict, user_data: str, settings: Settings | None = None, wait: float = 0) -> dict:
+    """Make a node's server network-boot again with `user_data` (from `server_user_data`,
+    built by the caller): bare metal is stopped, reinitialized and started (`wait` seconds
+    for the stop, else a provisioning pass finishes it), an instance restarted. Answers
+    {"server": id, "action": restarted|stopping|reinitialized} or {"error": why}; either
+    way an event says so."""
     db = get_database()
+    server_id = node["instance_id"]
     with db.transaction() as tx:
         deployment = deployments.get(tx, node["deployment_id"]) if node["deployment_id"] else None
     if deployment is None or deployment["provider"] == "none":
-        return {"error": f"server {node['instance_id']} was not created by bootfleet; power-cycle it yourself"}
+        return {"error": f"server {server_id} was not created by bootfleet; power-cycle it yourself"}
     try:
-        provider_for(deployment, settings or get_settings()).reboot(node["instance_id"])
-        answer, message = {"rebooted": node["instance_id"]}, f"server {node['instance_id']} restarted to reinstall"
+        action = provider_for(deployment, settings or get_settings()).reinstall(server_id, user_data, wait)
+        answer, message = {"server": server_id, "action": action}, REINSTALLED[action].format(id=server_id)
     except (VpcError, SettingsError) as e:
-        answer, message = {"error": str(e)}, f"restarting server {node['instance_id']} failed: {e}"
+        answer, message = {"error": str(e)}, f"reinstalling server {server_id} failed: {e}"
     with db.transaction() as tx:
-        events.add(tx, "provision" if "rebooted" in answer else "error", message, SOURCE, node_id=node["id"],
-                        deployment_id=node["deployment_id"])
+        events.add(tx, "provision" if "action" in answer else "error", message, SOURCE, node_id=node["id"],
+                   deployment_id=node["deployment_id"])
     return answer
