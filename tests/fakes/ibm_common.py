@@ -58,7 +58,8 @@ class Fault:
 class Faults:
     """The faults of one fake, matched under its lock."""
 
-    FIELDS = {"method", "path", "status", "times", "retry_after", "timeout", "apply", "code", "message", "skip"}
+    FIELDS = frozenset({"method", "path", "status", "times", "retry_after", "timeout", "apply", "code", "message",
+                        "skip"})
 
     def __init__(self, initial: list[dict] | None = None):
         self.lock = threading.Lock()
