@@ -296,9 +296,12 @@ class Provisioner:
     def resume_reinstall(self, node: dict) -> None:
         """A reinstalled node's bare metal server was still stopping: reinitialize it now
         that it has stopped (the provider answers None while it has not)."""
-        if not self.base_url:
-            raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")
-        if self.provider.resume_reinstall(node["instance_id"], server_user_data(node, self.base_url)):
+        def user_data() -> str:  # built only once the server has stopped
+            if not self.base_url:
+                raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")
+            return server_user_data(node, self.base_url)
+
+        if self.provider.resume_reinstall(node["instance_id"], user_data):
             self.event(node, f"server {node['hostname']} ({node['instance_id']}) reinitialized with new user data"
                              " to reinstall")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bootfleet.providers.ibmcloud import IbmApiError
@@ -105,9 +106,10 @@ class Provider(abc.ABC):
         self.reboot(server_id)
         return "restarted"
 
-    def resume_reinstall(self, server_id: str, user_data: str) -> str | None:
+    def resume_reinstall(self, server_id: str, user_data: str | Callable[[], str]) -> str | None:
         """Finish a reinstall that answered "stopping", once the server is stopped; None
-        while it is not."""
+        while it is not (or nothing is left to finish). `user_data` may be a function that
+        builds it, called only when it is needed."""
         return None
 
 

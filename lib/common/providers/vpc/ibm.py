@@ -258,7 +258,7 @@ class IbmProvider(Provider):
                 return "stopping"
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
-    def resume_reinstall(self, server_id: str, user_data: str) -> str | None:
+    def resume_reinstall(self, server_id: str, user_data: str | Callable[[], str]) -> str | None:
         """Reinitialize a stopped bare metal server (same image and keys, new user data) and
         start it; None while it is not stopped."""
         if self.kind != "bare_metal":
@@ -268,11 +268,12 @@ class IbmProvider(Provider):
             return None
         current = self._call(f"get initialization of bare metal server {server_id}",
                              lambda: self.vpc.get_bare_metal_server_initialization(server_id))
+        data = user_data() if callable(user_data) else user_data
         image = {"id": current["image"]["id"]}
         keys = [{"id": k["id"]} for k in current.get("keys") or []]
         self._call(f"reinitialize bare metal server {server_id}",
                    lambda: self.vpc.replace_bare_metal_server_initialization(server_id, image, keys,
-                                                                             user_data=user_data))
+                                                                             user_data=data))
         # The API starts the server itself once it is reinitialized; one left stopped is started.
         if (self.get(server_id) or server).status == "stopped":
             self._call(f"start bare metal server {server_id}", lambda: self.vpc.start_bare_metal_server(server_id))
