@@ -370,6 +370,7 @@ def test_reinstall_stops_reinitializes_and_starts_a_bare_metal_server(cloud, con
     record = cloud.records[node["instance_id"]]
     record.user_data = "#!ipxe\necho overwritten\n"  # what the API would hand out before the reinstall
 
+    cloud.stop_seconds = 60  # a bare metal server takes its time to stop
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
     assert resp.status_code == 200 and resp.json["stage"] == "registered"
     assert resp.json["reboot"] == {"server": node["instance_id"], "action": "stopping"}
@@ -377,6 +378,8 @@ def test_reinstall_stops_reinitializes_and_starts_a_bare_metal_server(cloud, con
     assert [r.body for r in stop] == [{"type": "hard"}]
     assert cloud.requests("PUT", r"/initialization$") == []  # not while it is still stopping
 
+    assert reconcile(config, admin)["errors"] == [] and cloud.requests("PUT", r"/initialization$") == []
+    cloud.stop_seconds = 0  # now it has stopped
     wait_for_status(cloud, "stopped")
     report = reconcile(config, admin)  # the next pass (cleanup runs one every 5 minutes) finishes it
     assert report["errors"] == []
