@@ -360,7 +360,10 @@ def subnet_problems(cfg: dict, overrides: dict | None = None) -> list[str]:
 
     variables = {n: unquote(v.get("default")) for n, v in cfg["variable"].items()}
     variables.update(overrides or {})
-    ev = lambda expression: evaluate(expression, variables, cfg)  # noqa: E731
+
+    def ev(expression):
+        return evaluate(expression, variables, cfg)
+
     problems = []
     for (rtype, name), subnet in cfg["resource"].items():
         if rtype != "ibm_is_subnet" or ev(subnet.get("count", 1)) == 0:

@@ -19,6 +19,7 @@ import ssl
 import tempfile
 import threading
 from pathlib import Path
+from typing import Self
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -67,7 +68,7 @@ class RecordingProxy:
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def __enter__(self) -> RecordingProxy:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
