@@ -1,6 +1,8 @@
 """dns with IBM Cloud DNS Services: the real SDK (DnsSvcsV1, IAMAuthenticator) against a
 local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
 
+import time
+
 import pytest
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
 from support.helpers import make_dns_fleet, make_profile, ready_node, snapshot
@@ -202,7 +204,9 @@ def test_throttling_and_server_errors_are_retried_through_the_one_client(fake, f
                                                            "status": 503, "times": 2}, timeout=5)
     assert resp.status_code == 201
     fake.inject("POST", "^/identity/token$", status=500)
+    started = time.monotonic()
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
     assert len(held(fake)) == 3
     assert [f.hits for f in fake.faults] == [1, 2, 1]
     with clean_db.transaction() as tx:

@@ -462,3 +462,15 @@ def test_checkov_finds_nothing_in_terraform_the_containerfile_or_secrets():
     summaries = {r["check_type"]: r["summary"] for r in reports}
     assert summaries["terraform"]["parsing_errors"] == 0 and summaries["terraform"]["resource_count"] > 20
     assert summaries["dockerfile"]["parsing_errors"] == 0 and summaries["dockerfile"]["passed"] > 10
+
+
+def test_the_docs_list_every_role_bootfleets_service_id_needs():
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    table = text[text.index("The service ID behind `bootfleet_api_key`"):text.index("### 1. Build and push the image")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    roles = {(what.lower(), role.split(" (")[0]) for what, role, _why in rows[1:]}
+    for needed in {("the resource group itself (*resource group only*)", "Viewer"),
+                   ("vpc infrastructure services", "Editor"), ("dns services (the instance terraform created)",
+                                                                "Manager")}:
+        assert needed in roles, f"docs/deployment.md does not list {needed}: {sorted(roles)}"
+    assert "docs/deployment.md" in config()["variable"]["bootfleet_api_key"]["description"]
