@@ -64,10 +64,12 @@ def error_from(what: str, e: Exception, kind: type[IbmApiError] = IbmApiError) -
     import requests
     from ibm_cloud_sdk_core import ApiException
 
-    if isinstance(e, (requests.Timeout, requests.ConnectionError)):
-        words = "timed out" if isinstance(e, requests.Timeout) else "connection failed"
-        return kind(what, 0, "timeout" if isinstance(e, requests.Timeout) else "connection_failed",
-                    f"{words}: {e}", retryable=True)
+    if isinstance(e, requests.Timeout):
+        return kind(what, 0, "timeout", f"timed out: {e}", retryable=True)
+    if isinstance(e, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return kind(what, 0, "connection_failed", f"connection failed: {e}", retryable=True)
+    if isinstance(e, requests.RequestException):  # a bad URL, too many redirects...: not worth a retry
+        return kind(what, 0, "request_failed", f"{type(e).__name__}: {e}")
     if not isinstance(e, ApiException):
         raise TypeError(f"not an IBM Cloud error: {e!r}")
     response = e.http_response
@@ -134,7 +136,7 @@ class Retrier:
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except (ApiException, requests.Timeout, requests.ConnectionError) as e:
+            except (ApiException, requests.RequestException) as e:
                 error = error_from(what, e, kind)
                 response = getattr(e, "http_response", None)
                 after = retry_after(response.headers.get("Retry-After")) if response is not None else None
