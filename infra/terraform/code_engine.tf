@@ -182,15 +182,47 @@ resource "ibm_code_engine_domain_mapping" "gateway" {
   }
 }
 
-# Cleanup on a schedule. The provider has no resource for Code Engine cron
-# subscriptions, so the ibmcloud CLI makes it (scripts/cleanup-cron.sh): it POSTs
-# {"secret": BOOTFLEET_CRON_SECRET} to the cleanup app's /run.
+# Cleanup on a schedule. The provider has no resource for Code Engine cron subscriptions,
+# so the ibmcloud CLI makes one (scripts/cleanup-cron.sh). It starts this job, never
+# the app: the job's `bootfleet cleanup` POSTs /cleanup/run through the gateway with the
+# cron secret as its bearer token, taken from the settings secret into the job's
+# environment. So the secret is on no command line (the CLI's, or a process list), and
+# the subscription carries no data at all.
+resource "ibm_code_engine_job" "cleanup" {
+  project_id      = local.project_id
+  name            = "${var.name}-cleanup-cron"
+  image_reference = var.image
+  image_secret    = local.image_secret
+  run_as_user     = 10001
+  run_commands    = ["bootfleet"]
+  run_arguments   = ["cleanup"]
+  run_mode        = "task"
+
+  scale_cpu_limit          = "0.25"
+  scale_memory_limit       = "0.5G"
+  scale_max_execution_time = 600
+  scale_retry_limit        = 0
+
+  run_env_variables {
+    type  = "literal"
+    name  = "BOOTFLEET_URL"
+    value = ibm_code_engine_app.gateway.endpoint_internal
+  }
+
+  # The cron secret, as the token `bootfleet cleanup` sends (and nothing else from the secret).
+  run_env_variables {
+    type      = "secret_key_reference"
+    name      = "BOOTFLEET_ADMIN_TOKEN"
+    reference = ibm_code_engine_secret.settings.name
+    key       = "BOOTFLEET_CRON_SECRET"
+  }
+}
+
 resource "terraform_data" "cleanup_cron" {
   triggers_replace = {
     project_id = local.project_id
-    app        = ibm_code_engine_app.function["cleanup"].name
+    job        = ibm_code_engine_job.cleanup.name
     schedule   = var.cleanup_schedule
-    secret     = sha256(random_password.cron_secret.result)
   }
 
   input = {
@@ -208,12 +240,14 @@ resource "terraform_data" "cleanup_cron" {
       RESOURCE_GROUP   = var.resource_group
       PROJECT_ID       = local.project_id
       SUBSCRIPTION     = "${var.name}-cleanup"
-      APP              = ibm_code_engine_app.function["cleanup"].name
+      JOB              = ibm_code_engine_job.cleanup.name
       SCHEDULE         = var.cleanup_schedule
-      CRON_SECRET      = random_password.cron_secret.result
     }
   }
 
+  # A destroy-time step may use only `self`, so it cannot be handed the API key: the
+  # script takes it from the environment terraform runs in (IBMCLOUD_API_KEY or
+  # IC_API_KEY, which the provider reads too), or an `ibmcloud login` session.
   provisioner "local-exec" {
     when    = destroy
     command = "${path.module}/scripts/cleanup-cron.sh delete"

@@ -16,11 +16,16 @@ locals {
   database_ca = local.create_database ? base64decode(local.created_database.certificate[0].certificate_base64) : var.database_ca_certificate
 }
 
+# IBM Cloud Databases wants 15 to 32 characters with a letter and a number; the minimums
+# make sure the generated one has both (and no character a URL would need escaped).
 resource "random_password" "database" {
   count = local.create_database ? 1 : 0
 
-  length  = 32
-  special = false
+  length      = 32
+  special     = false
+  min_numeric = 2
+  min_lower   = 2
+  min_upper   = 2
 }
 
 resource "ibm_database" "postgres" {

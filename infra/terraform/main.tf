@@ -66,16 +66,18 @@ locals {
     BOOTFLEET_S3_URL_TTL         = tostring(var.settings.s3_url_ttl)
     BOOTFLEET_IMAGES_BASE_URL    = var.images_base_url
 
-    # servers: the VPC API of this region
-    BOOTFLEET_VPC_URL         = "https://${var.region}.iaas.cloud.ibm.com/v1"
+    # servers: no BOOTFLEET_VPC_URL, so each deployment's VPC calls go to the endpoint of
+    # its own placement's region (the SDK knows them); one pinned URL would override them all.
     BOOTFLEET_VPC_API_VERSION = var.settings.vpc_api_version
     BOOTFLEET_VPC_IPXE_IMAGE  = var.netboot_image == "" ? "" : data.ibm_is_image.netboot[0].id
     BOOTFLEET_VPC_VSI_IMAGE   = var.vsi_ipxe_image == "" ? "" : data.ibm_is_image.vsi_ipxe[0].id
-    BOOTFLEET_VPC_TIMEOUT     = tostring(var.settings.vpc_timeout)
-    BOOTFLEET_VPC_RETRIES     = tostring(var.settings.vpc_retries)
-    BOOTFLEET_VPC_BACKOFF_MS  = tostring(var.settings.vpc_backoff_ms)
     BOOTFLEET_TAGGING_URL     = "https://tags.global-search-tagging.cloud.ibm.com"
     BOOTFLEET_PROVISION_BATCH = tostring(var.settings.provision_batch)
+
+    # every IBM Cloud call (VPC, Global Tagging, DNS Services, IAM): one retrying client
+    BOOTFLEET_IBM_TIMEOUT    = tostring(var.settings.ibm_timeout)
+    BOOTFLEET_IBM_RETRIES    = tostring(var.settings.ibm_retries)
+    BOOTFLEET_IBM_BACKOFF_MS = tostring(var.settings.ibm_backoff_ms)
 
     # DNS: records in the DNS Services zone below
     BOOTFLEET_DNS_PROVIDER        = "ibm"

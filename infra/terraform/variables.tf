@@ -259,14 +259,25 @@ variable "zone" {
   }
 }
 
-variable "subnet_cidr" {
-  description = "Address range of the example subnet."
-  type        = string
-  default     = "10.10.10.0/24"
+variable "subnet_address_count" {
+  description = "Addresses in the example subnet, taken from the VPC's automatic address prefix in its zone (a power of two, 8 to 16384)."
+  type        = number
+  default     = 256
 
   validation {
-    condition     = can(cidrhost(var.subnet_cidr, 0))
-    error_message = "subnet_cidr must be a CIDR block like 10.10.10.0/24."
+    condition     = contains([8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], var.subnet_address_count)
+    error_message = "subnet_address_count must be a power of two from 8 to 16384."
+  }
+}
+
+variable "subnet_cidr" {
+  description = "Leave empty to have the subnet carved from the VPC's automatic prefixes. Or a CIDR like 10.10.10.0/24: the VPC then manages its prefixes by hand and gets this one in its zone."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.subnet_cidr == "" || can(cidrhost(var.subnet_cidr, 0))
+    error_message = "subnet_cidr must be empty or a CIDR block like 10.10.10.0/24."
   }
 }
 
@@ -306,7 +317,7 @@ variable "ssh_key" {
 }
 
 variable "bootfleet_api_key" {
-  description = "API key the apps use for the VPC and DNS Services APIs (a service ID with VPC Infrastructure editor and DNS Services manager, nothing else)."
+  description = "API key the apps use for the VPC, Global Tagging and DNS Services APIs: a service ID with the roles docs/deployment.md lists, nothing else."
   type        = string
   sensitive   = true
 }
@@ -344,9 +355,9 @@ variable "settings" {
     dns_ttl           = optional(number, 300)
     dns_owner         = optional(string, "bootfleet")
     vpc_api_version   = optional(string, "")
-    vpc_timeout       = optional(number, 30)
-    vpc_retries       = optional(number, 5)
-    vpc_backoff_ms    = optional(number, 1000)
+    ibm_timeout       = optional(number, 30)
+    ibm_retries       = optional(number, 5)
+    ibm_backoff_ms    = optional(number, 1000)
     provision_batch   = optional(number, 50)
     # Who may get a token (docs/security.md): client CIDRs whose machines boot without an
     # enrolment secret. Empty: none (only servers bootfleet created, with their secret).

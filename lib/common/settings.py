@@ -194,9 +194,6 @@ class Settings:
     vpc_api_version: str = setting("2026-10-06")
     vpc_ipxe_image: str | None = setting()
     vpc_vsi_image: str | None = setting()
-    vpc_timeout: int = setting(30, _int)
-    vpc_retries: int = setting(5, _int)
-    vpc_backoff_ms: int = setting(1000, _int)
     tagging_url: str | None = setting()
     provision_batch: int = setting(50, _int)
     # dns (docs/dns.md)
@@ -215,6 +212,10 @@ class Settings:
     ibmcloud_api_key: str | None = setting()
     ibm_dns_url: str | None = setting()
     ibm_iam_url: str | None = setting()
+    # every IBM Cloud call (VPC, Global Tagging, DNS Services, IAM): providers/ibmcloud.py
+    ibm_timeout: int = setting(30, _int)
+    ibm_retries: int = setting(5, _int)
+    ibm_backoff_ms: int = setting(1000, _int)
     # the bootfleet command and bootfleet serve (docs/operations.md)
     url: str = setting("http://127.0.0.1:8080")  # where operator commands send requests (the client side)
     data_dir: str = setting(".data")  # serve's database, secrets and images; the local provider's VMs

@@ -4,14 +4,16 @@ on 127.0.0.1, for the real SDK (`ibm-cloud-networking-services` `DnsSvcsV1`) to 
 What it keeps faithful to the real service (cloud.ibm.com/apidocs/dns-svcs, the SDK's
 own unit tests, docs "Managing DNS records"):
 - paths: `/v1/instances/{instance_id}/dnszones/{dnszone_id}/resource_records[/{record_id}]`;
-  GET (list, `offset`/`limit` paging, `type` and `name` filters), POST (201), PUT, DELETE (204);
+  GET (list, `offset`/`limit` paging, `type` and `name` filters), POST (200, as the API
+  reference says: not 201), PUT, DELETE (204);
 - the list body: `resource_records`, `offset`, `limit`, `count`, `total_count`,
   `first`/`last`/`next`/`previous` `{"href"}`;
 - a record: `id` like `A:<uuid>`, `created_on`, `modified_on`, `name` (fully qualified:
   the zone is appended to a relative name), `type`, `ttl` (default 900, 60..43200), `rdata`:
-  A/AAAA `{"ip"}`, CNAME `{"cname"}`, PTR `{"ptrdname"}`, TXT `{"txtdata"}`;
-- the PTR rule: a PTR is created with the IP as its `name` (answered as
-  `d.c.b.a.in-addr.arpa`) and needs an A/AAAA record with that IP whose name is the
+  A/AAAA `{"ip"}`, CNAME `{"cname"}`, PTR `{"ptrdname"}`, TXT `{"text"}`;
+- the PTR rule: a PTR is created with the IP as its `name` (listed as
+  `d.c.b.a.in-addr.arpa`, or with `ptr_names="ip"` under the IP itself, as the service
+  may; the `name` filter matches the listed form) and needs an A/AAAA record with that IP whose name is the
   `ptrdname`, not already linked to another PTR; an A/AAAA linked to a PTR cannot be
   deleted or re-addressed until the PTR is gone;
 - the same record twice is a 409; unknown instance, zone or record a 404; bad input a 400;
@@ -19,8 +21,9 @@ own unit tests, docs "Managing DNS records"):
 - IAM: `POST /identity/token` (`grant_type=urn:ibm:params:oauth:grant-type:apikey`) answers
   a JWT; with `require_auth` the DNS paths refuse calls without a token it issued (401).
 
-Counters: `reads` (GETs), `writes` (POST/PUT/DELETE) and `calls` per method. Faults:
-`fail(method, status, times=1)` answers the next matching calls with that error.
+Counters: `reads` (GETs), `writes` (POST/PUT/DELETE) and `calls` per method. Faults
+(tests/fakes/ibm_common.py): at construction (`faults=[...]`), `inject(...)`,
+`fail(method, status, times=1)` for any DNS path, or over HTTP (`POST /_fake/faults`).
 """
 
 from __future__ import annotations
@@ -30,12 +33,11 @@ import ipaddress
 import json
 import re
 import threading
-import time
 import uuid
 from collections import Counter
 from urllib.parse import parse_qs, urlencode
 
-import jwt
+from fakes.ibm_common import CONTROL, Fault, Faults, Iam, error_body, fault_response, json_response
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -64,15 +66,19 @@ def _now() -> str:
 class FakeDnsServices:
     """One DNS Services instance with zones {zone_id: zone name}."""
 
-    def __init__(self, instance_id: str, zones: dict[str, str], require_auth: bool = False):
+    def __init__(self, instance_id: str, zones: dict[str, str], require_auth: bool = False,
+                 faults: list[dict] | None = None, ptr_names: str = "reverse"):
+        if ptr_names not in ("reverse", "ip"):
+            raise ValueError("ptr_names is reverse or ip")
+        self.ptr_names = ptr_names
         self.instance_id = instance_id
         self.zones = dict(zones)
         self.records: dict[str, dict[str, dict]] = {zone_id: {} for zone_id in zones}
         self.by_name: dict[str, dict[str, list[dict]]] = {zone_id: {} for zone_id in zones}  # an index
         self.require_auth = require_auth
-        self.tokens: set[str] = set()
+        self.iam = Iam(API_KEY)
         self.calls: Counter = Counter()
-        self.faults: list[list] = []
+        self.faults = Faults(faults)
         self.lock = threading.Lock()
         self._server = None
         self.url = ""
@@ -104,8 +110,16 @@ class FakeDnsServices:
     def reset_counts(self) -> None:
         self.calls.clear()
 
-    def fail(self, method: str, status: int = 500, times: int = 1) -> None:
-        self.faults.append([method.upper(), status, times])
+    @property
+    def tokens(self) -> set[str]:
+        return self.iam.tokens
+
+    def fail(self, method: str, status: int = 500, times: int = 1) -> Fault:
+        return self.inject(method, r"^/v1/instances/", status=status, times=times)
+
+    def inject(self, method: str, path: str, **fault) -> Fault:
+        """After `skip` matching requests, the next `times` get this fault (see ibm_common)."""
+        return self.faults.add(method=method, path=path, **fault)
 
     def add(self, zone_id: str, rtype: str, name: str, rdata: dict, ttl: int = 900) -> dict:
         """A record made by hand (not through the API): what an operator clicked in the console."""
@@ -115,10 +129,16 @@ class FakeDnsServices:
     def all(self, zone_id: str) -> list[dict]:
         return list(self.records[zone_id].values())
 
+    def handle_list_names(self) -> list[str]:
+        """The names the API lists, in every zone (PTRs in the `ptr_names` form)."""
+        return [self._view(r)["name"] for zone in self.records.values() for r in zone.values()]
+
     # HTTP
 
     def wsgi(self, environ, start_response):
         request = Request(environ)
+        if request.path == CONTROL:
+            return self.faults.control(request)(environ, start_response)
         try:
             response = self.handle(request)
         except ApiError as e:
@@ -126,28 +146,27 @@ class FakeDnsServices:
         return response(environ, start_response)
 
     def _json(self, body, status: int = 200) -> Response:
-        return Response(json.dumps(body), status=status, content_type="application/json")
+        return json_response(body, status)
 
     def _error(self, status: int, code: str, message: str) -> Response:
-        return self._json({"errors": [{"code": code, "message": message}], "trace": uuid.uuid4().hex,
-                           "status_code": status}, status)
+        return json_response(error_body(status, code, message), status)
 
     def handle(self, request: Request) -> Response:
+        fault = self.faults.match(request.method, request.path)
+        if fault and request.path.startswith("/v1/"):
+            with self.lock:
+                self.calls[request.method] += 1
+        if fault:
+            return fault_response(fault)
         if request.path == "/identity/token" and request.method == "POST":
-            return self._token(request)
+            return self.iam.token(request)
         match = PATH.match(request.path)
         if not match:
             raise ApiError(404, "not_found", f"no such path: {request.path}")
-        if self.require_auth:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            if scheme != "Bearer" or token not in self.tokens:
-                raise ApiError(401, "unauthorized", "a valid IAM access token is required")
+        if self.require_auth and not self.iam.valid(request):
+            raise ApiError(401, "unauthorized", "a valid IAM access token is required")
         with self.lock:
             self.calls[request.method] += 1
-            for fault in self.faults:
-                if fault[0] == request.method and fault[2] > 0:
-                    fault[2] -= 1
-                    raise ApiError(fault[1], "internal_error", "the service had a problem; try again")
             if match["instance"] != self.instance_id:
                 raise ApiError(404, "not_found", f"instance {match['instance']} not found")
             zone_id = match["zone"]
@@ -157,30 +176,26 @@ class FakeDnsServices:
             if record_id is None and request.method == "GET":
                 return self._list(request, zone_id)
             if record_id is None and request.method == "POST":
-                return self._json(self._create(zone_id, self._body(request)), 201)
+                return self._json(self._view(self._create(zone_id, self._body(request))))
             if record_id is None:
                 raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
             record = self.records[zone_id].get(record_id)
             if record is None:
                 raise ApiError(404, "not_found", f"resource record {record_id} not found")
             if request.method == "GET":
-                return self._json(record)
+                return self._json(self._view(record))
             if request.method == "PUT":
-                return self._json(self._update(zone_id, record, self._body(request)))
+                return self._json(self._view(self._update(zone_id, record, self._body(request))))
             if request.method == "DELETE":
                 self._delete(zone_id, record)
                 return Response(status=204)
             raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
 
-    def _token(self, request: Request) -> Response:
-        form = request.form
-        if form.get("grant_type") != "urn:ibm:params:oauth:grant-type:apikey" or form.get("apikey") != API_KEY:
-            return self._json({"errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."}, 400)
-        now = int(time.time())
-        token = jwt.encode({"iat": now, "exp": now + 3600, "sub": "fake"}, "fake-signing-key-for-local-tests-only-0123456789", algorithm="HS256")
-        self.tokens.add(token)
-        return self._json({"access_token": token, "refresh_token": "not_supported", "token_type": "Bearer",
-                           "expires_in": 3600, "expiration": now + 3600, "scope": "ibm openid"})
+    def _view(self, record: dict) -> dict:
+        """A record as the API lists it: a PTR under its reverse name, or its IP."""
+        if record["type"] == "PTR" and self.ptr_names == "ip":
+            return {**record, "name": record["ip"]}
+        return {k: v for k, v in record.items() if k != "ip"}
 
     @staticmethod
     def _body(request: Request) -> dict:
@@ -203,7 +218,7 @@ class FakeDnsServices:
             raise ApiError(400, "invalid_request", "offset and limit must be integers") from None
         if offset < 0 or not 1 <= limit <= MAX_LIMIT:
             raise ApiError(400, "invalid_request", f"offset must be >= 0 and limit 1..{MAX_LIMIT}")
-        items = list(self.records[zone_id].values())
+        items = [self._view(r) for r in self.records[zone_id].values()]
         if args.get("type"):
             items = [r for r in items if r["type"] == args["type"].upper()]
         if args.get("name"):
@@ -242,7 +257,7 @@ class FakeDnsServices:
             ttl = 900
         if not isinstance(ttl, int) or not 60 <= ttl <= 43200:
             raise ApiError(400, "invalid_request", "ttl must be between 60 and 43200 seconds")
-        want = {"A": {"ip"}, "AAAA": {"ip"}, "CNAME": {"cname"}, "PTR": {"ptrdname"}, "TXT": {"txtdata"},
+        want = {"A": {"ip"}, "AAAA": {"ip"}, "CNAME": {"cname"}, "PTR": {"ptrdname"}, "TXT": {"text"},
                 "MX": {"exchange", "preference"}, "SRV": {"priority", "weight", "port", "target"}}[rtype]
         if set(rdata) != want:
             raise ApiError(400, "invalid_request", f"rdata for {rtype} takes {', '.join(sorted(want))}")
@@ -292,6 +307,8 @@ class FakeDnsServices:
         stamp = _now()
         record = {"id": f"{rtype}:{uuid.uuid4()}", "created_on": stamp, "modified_on": stamp, "name": name,
                   "type": rtype, "ttl": ttl, "rdata": rdata}
+        if rtype == "PTR":
+            record["ip"] = str(ip)  # kept for the listing form ptr_names="ip"
         self.records[zone_id][record["id"]] = record
         self.by_name[zone_id].setdefault(name, []).append(record)
         return record

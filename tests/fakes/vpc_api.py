@@ -14,15 +14,26 @@ What it keeps faithful to the real services:
 - servers are `pending`, then `running` after `boot_seconds` (or `failed` with
   `status_reasons`); a deleted server is `deleting`, then gone after `delete_seconds`;
   a VNI's `primary_ip.address` is `0.0.0.0` and its `mac_address` absent while pending;
-- names are unique per kind in the region (a second create with a taken name is a 409);
+- names: a server name is unique per kind in the region, a virtual network interface
+  name unique in its VPC (one is made up when the request has none); a taken name is a
+  400 with code `validation_unique_failed`, as the real API answers;
+- bare metal power: `stop` needs `running` (then `stopping`, `stopped` after
+  `stop_seconds`), `start` needs `stopped`, `restart` needs `running`, and `PUT
+  .../initialization` (reinitialize: image, keys, user data) needs `stopped`, then the
+  server is `reinitializing` and starts by itself (`starting`, `running`), as the API
+  reference says; anything else is a 409;
 - Global Tagging: `POST /v3/tags/attach`, `POST /v3/tags/detach`, `GET /v3/tags?attached_to=`;
+  an attached tag shows in the listing only after `tag_delay` seconds (tagging is
+  eventually consistent);
 - IAM: `POST /identity/token` with `grant_type=urn:ibm:params:oauth:grant-type:apikey`,
-  answering a JWT; the VPC and tagging APIs refuse requests without such a token (401).
+  answering a JWT (a refusal in IAM's own shape, `errorCode` and `context.requestId`);
+  the VPC and tagging APIs refuse requests without such a token (401).
 
-Faults: `inject(method, path_regex, status=429|500|..., retry_after=..., times=n)`,
-`inject(..., timeout=seconds)` (the answer comes too late), `apply=True` (the request
-takes effect, then the answer is the fault: a create whose reply was lost) and `skip=n`
-(the first n matching requests pass).
+Faults (tests/fakes/ibm_common.py): at construction (`faults=[...]`), `inject(method,
+path_regex, status=429|500|..., retry_after=..., times=n, code=..., skip=n)`, or over
+HTTP (`POST /_fake/faults`); `timeout=seconds` (the answer comes too late) and
+`apply=True` (the request takes effect, then the answer is the fault: a create whose
+reply was lost).
 """
 
 from __future__ import annotations
@@ -34,10 +45,10 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-import jwt
+from fakes.ibm_common import CONTROL, Fault, Faults, Iam, error_body, fault_response, json_response
 from ibm_vpc import vpc_v1
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -47,6 +58,8 @@ API_KEY = "fake-api-key"
 GROUP = {"href": "https://resource-controller.cloud.ibm.com/v2/resource_groups/rg1", "id": "rg1", "name": "default"}
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+MORE_INFO = "https://cloud.ibm.com/docs/vpc?topic=vpc-rias-error-messages"
+VNI_WORDS = ("amber", "brisk", "cobalt", "dusky", "ember", "frosty", "gusty", "hazel")
 # The SDK's model classes that check the nested parts of a create request.
 BM_PCI_ATTACHMENT = getattr(
     vpc_v1, "BareMetalServerPrimaryNetworkAttachmentPrototypeBareMetalServerPrimaryNetworkAttachmentByPCIPrototype")
@@ -60,21 +73,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, target: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.target, self.headers = status, code, message, target, headers or {}
-
-
-@dataclass
-class Fault:
-    method: str
-    path: re.Pattern
-    status: int = 500
-    times: int = 1
-    retry_after: int | None = None
-    timeout: float | None = None
-    apply: bool = False
-    code: str = ""
-    message: str = ""
-    skip: int = 0
-    hits: int = 0
 
 
 @dataclass
@@ -95,9 +93,14 @@ class Record:
     nic_id: str
     mac: str
     ip: str
+    vni_name: str = ""
+    keys: list[str] = field(default_factory=list)
     fail: tuple[str, str] | None = None
     deleted_at: float | None = None
     restarts: int = 0
+    power: str = "on"  # on, stopping, starting, reinitializing: the last power action
+    power_at: float = 0.0
+    reinitializations: int = 0
 
 
 @dataclass
@@ -117,17 +120,22 @@ def _now_iso(t: float | None = None) -> str:
 class FakeCloud:
     """The three fake services behind one local HTTP server."""
 
-    def __init__(self, boot_seconds: float = 0.3, delete_seconds: float = 0.2, region: str = "us-south"):
+    def __init__(self, boot_seconds: float = 0.3, delete_seconds: float = 0.2, region: str = "us-south",
+                 faults: list[dict] | None = None, tag_delay: float = 0.0, stop_seconds: float = 0.2,
+                 start_seconds: float = 0.2, reinit_seconds: float = 0.2):
         self.boot_seconds = boot_seconds
         self.delete_seconds = delete_seconds
+        self.stop_seconds, self.start_seconds, self.reinit_seconds = stop_seconds, start_seconds, reinit_seconds
+        self.tag_delay = tag_delay
         self.region = region
         self.lock = threading.RLock()
         self.records: dict[str, Record] = {}
         self.tags: dict[str, set[str]] = {}
-        self.faults: list[Fault] = []
+        self.tagged_at: dict[tuple[str, str], float] = {}  # (crn, tag) -> when it was attached
+        self.faults = Faults(faults)
         self.failing_names: dict[str, tuple[str, str]] = {}
         self.log: list[Request_] = []
-        self.tokens: set[str] = set()
+        self.iam = Iam(API_KEY, ACCOUNT)
         self._macs = itertools.count(0x100)
         self._ips = itertools.count(4)
         self.vpcs = {"r006-vpc-1": {"id": "r006-vpc-1", "name": "fleet-vpc"}}
@@ -176,6 +184,10 @@ class FakeCloud:
     def iam_url(self) -> str:
         return self.base
 
+    @property
+    def tokens(self) -> set[str]:
+        return self.iam.tokens
+
     # --- test controls -----------------------------------------------------------------
 
     def add_image(self, image_id: str, name: str, user_data_format: str, visibility: str = "public") -> None:
@@ -186,11 +198,8 @@ class FakeCloud:
                timeout: float | None = None, apply: bool = False, code: str = "", message: str = "",
                skip: int = 0) -> Fault:
         """After `skip` matching requests, the next `times` get this fault instead of their answer."""
-        fault = Fault(method.upper(), re.compile(path), status, times, retry_after, timeout, apply, code, message,
-                      skip)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
+        return self.faults.add(method=method, path=path, status=status, times=times, retry_after=retry_after,
+                               timeout=timeout, apply=apply, code=code, message=message, skip=skip)
 
     def fail_servers_named(self, name: str, code: str = "cannot_start_capacity",
                            message: str = "The server could not be started: insufficient capacity in the zone") -> None:
@@ -223,6 +232,8 @@ class FakeCloud:
 
     def wsgi(self, environ, start_response):
         request = Request(environ)
+        if request.path == CONTROL:
+            return self.faults.control(request)(environ, start_response)
         try:
             body = json.loads(request.get_data() or b"null") if request.mimetype == "application/json" else None
         except ValueError:
@@ -230,35 +241,12 @@ class FakeCloud:
         entry = Request_(request.method, request.path, {k: v for k, v in request.args.items()}, body)
         with self.lock:
             self.log.append(entry)
-            fault = self._fault(request)
-        if fault and fault.timeout:
-            if fault.apply:
-                self._answer(request, body)
-            time.sleep(fault.timeout)
-            response = self._error(ApiError(504, "gateway_timeout", "The request timed out"))
-        elif fault:
-            if fault.apply:
-                self._answer(request, body)
-            message = fault.message or {429: "Too many requests; slow down", 503: "Service unavailable"}.get(
-                fault.status, "An internal error occurred; try again")
-            code = fault.code or {429: "too_many_requests", 503: "service_unavailable"}.get(fault.status,
-                                                                                            "internal_error")
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            response = self._error(ApiError(fault.status, code, message, headers=headers))
-        else:
-            response = self._answer(request, body)
+        fault = self.faults.match(request.method, request.path)
+        if fault and fault.apply:
+            self._answer(request, body)
+        response = fault_response(fault, MORE_INFO) if fault else self._answer(request, body)
         entry.status = response.status_code
         return response(environ, start_response)
-
-    def _fault(self, request: Request) -> Fault | None:
-        for fault in self.faults:
-            if fault.hits < fault.times and fault.method == request.method and fault.path.search(request.path):
-                if fault.skip:
-                    fault.skip -= 1
-                    continue
-                fault.hits += 1
-                return fault
-        return None
 
     def _answer(self, request: Request, body) -> Response:
         try:
@@ -283,33 +271,16 @@ class FakeCloud:
         return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
 
     def _error(self, e: ApiError) -> Response:
-        error = {"code": e.code, "message": e.message,
-                 "more_info": "https://cloud.ibm.com/docs/vpc?topic=vpc-rias-error-messages"}
-        if e.target:
-            error["target"] = {"name": e.target, "type": "field"}
-        body = {"errors": [error], "trace": str(uuid.uuid4()), "status_code": e.status}
-        return self._json(body, e.status, e.headers)
+        return json_response(error_body(e.status, e.code, e.message, MORE_INFO, e.target), e.status, e.headers)
 
     # --- IAM ---------------------------------------------------------------------------
 
     def _iam_token(self, request: Request) -> Response:
-        form = request.form
-        if form.get("grant_type") != "urn:ibm:params:oauth:grant-type:apikey":
-            return self._json({"errorCode": "BXNIM0415E", "errorMessage": "Provided grant type is not supported"}, 400)
-        if form.get("apikey") != API_KEY:
-            return self._json({"errorCode": "BXNIM0415E", "errorMessage": "Provided API key could not be found."}, 400)
-        now = int(time.time())
-        token = jwt.encode({"iat": now, "exp": now + 3600, "sub": "fake", "account": {"bss": ACCOUNT}},
-                           "fake-iam-signing-key-for-tests-only-0123456789", algorithm="HS256")
-        with self.lock:
-            self.tokens.add(token)
-        return self._json({"access_token": token, "refresh_token": "not-used", "token_type": "Bearer",
-                           "expires_in": 3600, "expiration": now + 3600, "scope": "ibm openid"})
+        return self.iam.token(request)
 
     def _authorize(self, request: Request) -> None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or header[7:] not in self.tokens:
-            raise ApiError(401, "not_authorized", "The request was not authorized: a valid IAM token is required")
+        if not self.iam.valid(request):
+            raise ApiError(401, "not_authorized", "The request was not authorized: a valid IAM access token is required")
 
     # --- Global Tagging --------------------------------------------------------------
 
@@ -317,7 +288,8 @@ class FakeCloud:
         if request.path == "/v3/tags" and request.method == "GET":
             crn = request.args.get("attached_to")
             with self.lock:
-                names = sorted(self.tags.get(crn, set())) if crn else sorted(set().union(*self.tags.values()))
+                names = sorted(self._visible_tags(crn)) if crn else \
+                    sorted(set().union(*(self._visible_tags(c) for c in self.tags)))
             offset = int(request.args.get("offset", 0))
             limit = int(request.args.get("limit", 100))
             items = [{"name": n} for n in names[offset:offset + limit]]
@@ -340,12 +312,19 @@ class FakeCloud:
                         continue
                     tags = self.tags.setdefault(crn, set())
                     if request.path.endswith("attach"):
+                        for name in set(names) - tags:
+                            self.tagged_at[(crn, name)] = time.time()
                         tags.update(names)
                     else:
                         tags.difference_update(names)
                     results.append({"resource_id": crn, "is_error": False})
             return self._json({"results": results})
         raise ApiError(404, "not_found", f"no such path: {request.method} {request.path}")
+
+    def _visible_tags(self, crn: str) -> set[str]:
+        """The tags the listing shows: attached at least `tag_delay` seconds ago."""
+        now = time.time()
+        return {t for t in self.tags.get(crn, set()) if now - self.tagged_at.get((crn, t), 0) >= self.tag_delay}
 
     # --- VPC ---------------------------------------------------------------------------
 
@@ -366,7 +345,8 @@ class FakeCloud:
 
     def _vpc(self, request: Request, body) -> Response:
         method, path = request.method, request.path[len("/v1"):]
-        match = re.fullmatch(r"/(bare_metal_servers|instances)(?:/([^/]+))?(/restart|/actions)?", path)
+        match = re.fullmatch(r"/(bare_metal_servers|instances)(?:/([^/]+))?(/restart|/start|/stop|/initialization"
+                             r"|/actions)?", path)
         if match:
             collection, server_id, action = match.groups()
             kind = "bare_metal_server" if collection == "bare_metal_servers" else "instance"
@@ -381,8 +361,12 @@ class FakeCloud:
                 if record.deleted_at is None:
                     record.deleted_at = time.time()
                 return Response(status=204)
-            if action == "/restart" and method == "POST" and kind == "bare_metal_server":
-                return self._restart(record)
+            if kind == "bare_metal_server" and method == "POST" and action in ("/restart", "/start", "/stop"):
+                return self._power(record, action[1:], body)
+            if kind == "bare_metal_server" and action == "/initialization" and method == "GET":
+                return self._json(self._initialization(record))
+            if kind == "bare_metal_server" and action == "/initialization" and method == "PUT":
+                return self._reinitialize(record, body)
             if action == "/actions" and method == "POST" and kind == "instance":
                 return self._instance_action(record, body)
         match = re.fullmatch(r"/virtual_network_interfaces/([^/]+)", path)
@@ -496,11 +480,15 @@ class FakeCloud:
             raise ApiError(400, "invalid_name", f"name {name!r} must be lower case letters, digits and hyphens",
                            "name")
         if any(r.kind == kind and r.name == name for r in self.records.values()):
-            raise ApiError(409, f"{kind}_name_duplicate", f"The name {name} is already used by another {kind}"
-                           " in the region", "name")
+            raise ApiError(400, "validation_unique_failed", f"Provided Name ({name}) is not unique", "name")
+        vni_name = (vni or {}).get("name") if isinstance(vni, dict) else None
+        if vni_name and any(r.vni_name == vni_name and r.vpc["id"] == subnet["vpc"] for r in self.records.values()):
+            raise ApiError(400, "validation_unique_failed", "Another VNI with the requested name already exists",
+                           "primary_network_attachment.virtual_network_interface.name")
         if len(user_data or "") > 64 * 1024:
             raise ApiError(400, "user_data_too_large", "user_data must be at most 64 KiB", "user_data")
-        record = self._new_record(kind, name, body, subnet, image_id, user_data)
+        keys = [k.get("id") for k in (body.get("initialization") or body).get("keys") or [] if isinstance(k, dict)]
+        record = self._new_record(kind, name, body, subnet, image_id, user_data, vni_name, keys)
         return self._json(self._view(record), 201)
 
     def _bare_metal_prototype(self, body: dict):
@@ -530,7 +518,16 @@ class FakeCloud:
         prototype.primary_network_attachment = _Obj(body["primary_network_attachment"])
         return prototype
 
-    def _new_record(self, kind: str, name: str, body: dict, subnet: dict, image_id: str, user_data) -> Record:
+    def _vni_name(self, vpc_id: str) -> str:
+        """A made-up name no VNI in the VPC has, as the API makes one up."""
+        taken = {r.vni_name for r in self.records.values() if r.vpc["id"] == vpc_id}
+        while True:
+            name = f"{VNI_WORDS[uuid.uuid4().int % len(VNI_WORDS)]}-{uuid.uuid4().hex[:6]}-vni"
+            if name not in taken:
+                return name
+
+    def _new_record(self, kind: str, name: str, body: dict, subnet: dict, image_id: str, user_data,
+                    vni_name: str | None = None, keys: list[str] | None = None) -> Record:
         now = time.time()
         prefix = "0717-" if kind == "bare_metal_server" else "0717_"
         n = next(self._macs)
@@ -540,17 +537,61 @@ class FakeCloud:
             user_data=user_data, created=now, created_at=_now_iso(now), vni_id="0717-" + str(uuid.uuid4()),
             attachment_id="0717-" + str(uuid.uuid4()), nic_id="0717-" + str(uuid.uuid4()),
             mac=f"02:00:0a:f0:{(n >> 8) & 0xff:02x}:{n & 0xff:02x}", ip=subnet["prefix"] + str(next(self._ips)),
-            fail=self.failing_names.get(name),
+            fail=self.failing_names.get(name), vni_name=vni_name or self._vni_name(subnet["vpc"]),
+            keys=list(keys or []),
         )
         self.records[record.id] = record
         return record
 
-    def _restart(self, record: Record) -> Response:
-        if self._status(record) != "running":
-            raise ApiError(409, "bare_metal_server_not_running",
-                           f"Bare metal server {record.id} must be running to restart it")
-        record.restarts += 1
+    def _power(self, record: Record, action: str, body) -> Response:
+        """stop needs running, start needs stopped, restart needs running (a 409 otherwise)."""
+        status = self._status(record)
+        need = "stopped" if action == "start" else "running"
+        if status != need:
+            raise ApiError(409, f"bare_metal_server_not_{need}",
+                           f"Bare metal server {record.id} is {status}; it must be {need} to {action} it")
+        if action == "stop" and (body or {}).get("type") not in ("soft", "hard"):
+            raise ApiError(400, "invalid_type", "type must be soft or hard", "type")
+        if action == "restart":
+            record.restarts += 1
+        else:
+            record.power, record.power_at = ("stopping" if action == "stop" else "starting"), time.time()
         return Response(status=204)
+
+    def _key_ref(self, key_id: str) -> dict:
+        return {"crn": f"crn:v1:bluemix:public:is:{self.region}:a/{ACCOUNT}::key:{key_id}",
+                "fingerprint": "SHA256:yxavE4CIOL2NlsqcurRO3xGjkP6m/0mp8ugojH5yxlY",
+                "href": f"{self.vpc_url}/keys/{key_id}", "id": key_id, "name": f"key-{key_id[-6:]}"}
+
+    def _initialization(self, record: Record) -> dict:
+        image = self.images.get(record.image, {"id": record.image, "name": record.image})
+        return {"image": {"crn": f"crn:v1:bluemix:public:is:{self.region}:a/{ACCOUNT}::image:{record.image}",
+                          "href": f"{self.vpc_url}/images/{record.image}", "id": record.image,
+                          "name": image["name"], "resource_type": "image"},
+                "keys": [self._key_ref(k) for k in record.keys], "user_accounts": []}
+
+    def _reinitialize(self, record: Record, body) -> Response:
+        status = self._status(record)
+        if status != "stopped":
+            raise ApiError(409, "bare_metal_server_not_stopped",
+                           f"Bare metal server {record.id} is {status}; it must be stopped to reinitialize it")
+        if not isinstance(body, dict) or "image" not in body or "keys" not in body:
+            raise ApiError(400, "invalid_body", "image and keys are required")
+        try:
+            vpc_v1.BareMetalServerInitializationPrototype.from_dict(body)
+        except (ValueError, TypeError) as e:
+            raise ApiError(400, "invalid_prototype", f"The initialization is not valid: {e}") from None
+        image_id = (body["image"] or {}).get("id")
+        if image_id not in self.images:
+            raise ApiError(400, "image_not_found", f"Image not found: {image_id}", "image.id")
+        user_data = body.get("user_data")
+        if user_data and user_data.startswith("#!ipxe") and self.images[image_id]["user_data_format"] != "ipxe":
+            raise ApiError(400, "image_user_data_format_mismatch",
+                           f"Image {image_id} cannot take iPXE user data", "image")
+        record.image, record.keys, record.user_data = image_id, [k["id"] for k in body["keys"]], user_data
+        record.power, record.power_at = "reinitializing", time.time()
+        record.reinitializations += 1
+        return self._json(self._initialization(record))
 
     def _instance_action(self, record: Record, body) -> Response:
         kind = (body or {}).get("type")
@@ -567,11 +608,23 @@ class FakeCloud:
     # views ---------------------------------------------------------------------------------
 
     def _status(self, record: Record) -> str:
+        now = time.time()
         if record.deleted_at is not None:
             return "deleting"
-        if time.time() - record.created < self.boot_seconds:
+        if now - record.created < self.boot_seconds:
             return "pending"
-        return "failed" if record.fail else "running"
+        if record.fail:
+            return "failed"
+        since = now - record.power_at
+        if record.power == "stopping":
+            return "stopping" if since < self.stop_seconds else "stopped"
+        if record.power == "starting":
+            return "starting" if since < self.start_seconds else "running"
+        if record.power == "reinitializing":  # then it starts by itself
+            if since < self.reinit_seconds:
+                return "reinitializing"
+            return "starting" if since < self.reinit_seconds + self.start_seconds else "running"
+        return "running"
 
     def _crn(self, record: Record) -> str:
         what = "bare-metal-server" if record.kind == "bare_metal_server" else "instance"
@@ -604,7 +657,7 @@ class FakeCloud:
     def _vni_ref(self, record: Record) -> dict:
         return {"crn": f"crn:v1:bluemix:public:is:{record.zone}:a/{ACCOUNT}::virtual-network-interface:{record.vni_id}",
                 "href": f"{self.vpc_url}/virtual_network_interfaces/{record.vni_id}", "id": record.vni_id,
-                "name": f"{record.name}-vni", "resource_type": "virtual_network_interface"}
+                "name": record.vni_name, "resource_type": "virtual_network_interface"}
 
     def _attachment_ref(self, record: Record) -> dict:
         kind = "bare_metal_server_network_attachment" if record.kind == "bare_metal_server" \

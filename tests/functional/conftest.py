@@ -20,7 +20,7 @@ def cloud(settings):
     """The fake cloud, and bootfleet's settings pointing at it."""
     fake = FakeCloud(boot_seconds=0.4, delete_seconds=0.2).start()
     settings(ibmcloud_api_key=API_KEY, ibm_iam_url=fake.iam_url, vpc_url=fake.vpc_url, tagging_url=fake.tagging_url,
-             vpc_timeout=1, vpc_backoff_ms=50, base_url=BASE)
+             ibm_timeout=1, ibm_backoff_ms=50, base_url=BASE)
     yield fake
     fake.stop()
 

@@ -1,6 +1,8 @@
 """dns with IBM Cloud DNS Services: the real SDK (DnsSvcsV1, IAMAuthenticator) against a
 local fake of the service with its real paths, JSON, ids, paging and PTR rule."""
 
+import time
+
 import pytest
 from fakes.ibm_dns_services import API_KEY, FakeDnsServices
 from support.helpers import make_dns_fleet, make_profile, ready_node, snapshot
@@ -21,6 +23,7 @@ def fake(settings):
         ibmcloud_api_key=API_KEY,
         ibm_dns_url=service.service_url,
         ibm_iam_url=service.url,
+        ibm_backoff_ms=10,
     )
     yield service
     service.stop()
@@ -33,7 +36,7 @@ def fleet(config, admin, boot):
 
 
 def held(fake):
-    return sorted((r["type"], r["name"], r["rdata"].get("ip") or r["rdata"].get("ptrdname") or r["rdata"].get("txtdata"))
+    return sorted((r["type"], r["name"], r["rdata"].get("ip") or r["rdata"].get("ptrdname") or r["rdata"].get("text"))
                   for r in fake.all(ZONE_ID))
 
 
@@ -90,7 +93,7 @@ def test_deleting_a_node_removes_its_records(fake, fleet, config, boot, status, 
 def test_a_hand_made_record_at_the_name_is_a_conflict_and_stays(fake, fleet, config, boot, status, admin, dns,
                                                                 clean_db):
     fake.add(ZONE_ID, "A", "web3", {"ip": "10.9.9.9"})
-    fake.add(ZONE_ID, "TXT", "api.rack1", {"txtdata": "hand made"})
+    fake.add(ZONE_ID, "TXT", "api.rack1", {"text": "hand made"})
     ready_node(config, boot, status, admin, "52:54:00:00:00:03", "web3", "10.0.0.7")
     assert held(fake) == [("A", f"web3.{ZONE}", "10.9.9.9"), ("TXT", f"api.rack1.{ZONE}", "hand made")]
     resp = dns.post("/reconcile", headers=admin)
@@ -108,7 +111,8 @@ def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, flee
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")  # the report still works
     with clean_db.transaction() as tx:
         messages = [e["message"] for e in tx.all("SELECT message FROM event WHERE kind = 'dns' ORDER BY id")]
-    assert any(m.startswith(f"dns: create A web1.{ZONE} failed: DNS Services") and "500" in m for m in messages)
+    assert any(m.startswith(f"dns: create A web1.{ZONE} failed: DNS Services") and "(internal_error, HTTP 500, trace "
+               in m for m in messages), messages
     assert held(fake) == []
     fake.faults.clear()
     resp = dns.post("/reconcile", json={"deployment": "rack1"}, headers=admin)
@@ -150,7 +154,9 @@ def test_the_fake_keeps_the_ptr_rule(fake):
     with pytest.raises(ApiException) as e:
         sdk.create_resource_record(INSTANCE, ZONE_ID, type="PTR", name="10.0.0.5", rdata={"ptrdname": f"w.{ZONE}"})
     assert e.value.status_code == 400 and "needs an existing A" in e.value.message
-    a = sdk.create_resource_record(INSTANCE, ZONE_ID, type="A", name="w", rdata={"ip": "10.0.0.5"}).get_result()
+    created = sdk.create_resource_record(INSTANCE, ZONE_ID, type="A", name="w", rdata={"ip": "10.0.0.5"})
+    assert created.get_status_code() == 200  # as the API reference says (not 201)
+    a = created.get_result()
     assert a["id"].startswith("A:") and a["name"] == f"w.{ZONE}" and a["ttl"] == 900
     ptr = sdk.create_resource_record(INSTANCE, ZONE_ID, type="PTR", name="10.0.0.5",
                                      rdata={"ptrdname": f"w.{ZONE}"}).get_result()
@@ -160,3 +166,48 @@ def test_the_fake_keeps_the_ptr_rule(fake):
     assert e.value.status_code == 400 and "PTR" in e.value.message
     page = sdk.list_resource_records(INSTANCE, ZONE_ID, offset=1, limit=1).get_result()
     assert (page["total_count"], page["count"], page["offset"], "previous" in page) == (2, 1, 1, True)
+
+
+@pytest.mark.parametrize("ptr_names", ["reverse", "ip"])
+def test_a_ptr_listed_under_its_ip_or_its_reverse_name_needs_no_change(settings, config, admin, boot, status, dns,
+                                                                       clean_db, ptr_names):
+    """DNS Services may list a PTR with the IP as its name; bootfleet reads it as the
+    reverse name either way, so a no-change reconcile writes nothing."""
+    service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, ptr_names=ptr_names).start()
+    try:
+        settings(dns_provider="ibm", dns_zone=ZONE, ibm_dns_instance_id=INSTANCE, ibm_dns_zone_id=f"{ZONE}={ZONE_ID}",
+                 ibmcloud_api_key=API_KEY, ibm_dns_url=service.service_url, ibm_iam_url=service.url)
+        make_dns_fleet(config, admin, ZONE)
+        node = ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+        listed = service.handle_list_names()
+        assert ("10.0.0.5" if ptr_names == "ip" else "5.0.0.10.in-addr.arpa") in listed
+        service.reset_counts()
+        resp = dns.post("/reconcile", headers=admin)
+        assert resp.json["counts"]["unchanged"] == 3 and resp.json["counts"]["applied"] == 0
+        resp = dns.post("/reconcile", json={"deployment": "rack1"}, headers=admin)
+        assert resp.json["counts"]["applied"] == 0
+        assert service.writes == 0
+        # and a change still finds the PTR to replace
+        config.patch(f"/api/v1/nodes/{node['id']}", json={"ip": "10.0.1.9"}, headers=admin)
+        assert sorted(r["rdata"].get("ip") or r["name"] for r in service.all(ZONE_ID)) == [
+            "10.0.1.9", "10.0.1.9", "9.1.0.10.in-addr.arpa"]
+    finally:
+        service.stop()
+
+
+def test_throttling_and_server_errors_are_retried_through_the_one_client(fake, fleet, config, boot, status, admin,
+                                                                         clean_db):
+    import requests
+
+    fake.inject("GET", r"/resource_records$", status=429, retry_after=1)
+    resp = requests.post(f"{fake.url}/_fake/faults", json={"method": "POST", "path": "/resource_records$",
+                                                           "status": 503, "times": 2}, timeout=5)
+    assert resp.status_code == 201
+    fake.inject("POST", "^/identity/token$", status=500)
+    started = time.monotonic()
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+    assert len(held(fake)) == 3
+    assert [f.hits for f in fake.faults] == [1, 2, 1]
+    with clean_db.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM event WHERE kind = 'error'") == 0

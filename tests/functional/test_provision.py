@@ -358,8 +358,8 @@ def test_the_fleet_view_for_cleanup_lists_and_deletes_owned_servers_only(cloud, 
     cloud.delete_seconds = 30  # both stay `deleting` while we look, however slow this machine is
     fleet.delete(owned["api-0"])
     Fleet().delete(owned["web-1"])  # a fresh one finds the provider through the node
-    deleting = sorted(s["name"] for s in cloud.servers() if s["status"] == "deleting")
-    assert deleting == ["api-0", "web-1"]
+    deleted = {r.path.rsplit("/", 1)[1] for r in cloud.requests("DELETE", r"^/v1/bare_metal_servers/")}
+    assert deleted == {owned["api-0"], owned["web-1"]}  # (gone after 0.2 s: the requests, not the status)
     assert foreign in {s["id"] for s in cloud.servers()}
 
 
@@ -375,18 +375,81 @@ def test_an_iam_outage_is_retried_at_once_not_after_the_sdks_60_s_pause(cloud, c
     assert len(cloud.requests("POST", r"^/identity/token$")) == 4
 
 
-def test_reinstall_restarts_the_server_so_it_boots_the_installer(cloud, config, admin, profile, clean_db):
-    create(config, admin, count=1)
+def wait_for_status(cloud, wanted, timeout=10):
+    deadline = time.monotonic() + timeout
+    while {s["status"] for s in cloud.servers()} != {wanted} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {s["status"] for s in cloud.servers()} == {wanted}
+
+
+def test_reinstall_stops_reinitializes_and_starts_a_bare_metal_server(cloud, config, admin, profile, clean_db):
+    """A restart only reboots, and an installer may have overwritten the iPXE loader on the
+    disk: reinstall stops the server, replaces its initialization (its image and keys, new
+    user data) once it has stopped, and the API starts it again."""
+    create(config, admin, count=1, placement={**PLACEMENT, "keys": "r006-key-1"})
     converge(config, admin, until=lambda r: all(n["instance_id"] and n["ip"] for n in nodes(clean_db)))
-    deadline = time.monotonic() + 10  # only a running server can be restarted
-    while {s["status"] for s in cloud.servers()} != {"running"} and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_status(cloud, "running")
     node = nodes(clean_db)[0]
+    record = cloud.records[node["instance_id"]]
+    record.user_data = "#!ipxe\necho overwritten\n"  # what the API would hand out before the reinstall
+
+    cloud.stop_seconds = 60  # a bare metal server takes its time to stop
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
-    assert resp.status_code == 200
-    assert resp.json["stage"] == "registered" and resp.json["reboot"] == {"rebooted": node["instance_id"]}
-    assert len(cloud.requests("POST", rf"^/v1/bare_metal_servers/{node['instance_id']}/restart$")) == 1
-    assert any("restarted to reinstall" in e["message"] for e in events(clean_db, "provision"))
+    assert resp.status_code == 200 and resp.json["stage"] == "registered"
+    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "stopping"}
+    stop = cloud.requests("POST", rf"^/v1/bare_metal_servers/{node['instance_id']}/stop$")
+    assert [r.body for r in stop] == [{"type": "hard"}]
+    assert cloud.requests("PUT", r"/initialization$") == []  # not while it is still stopping
+
+    assert reconcile(config, admin)["errors"] == [] and cloud.requests("PUT", r"/initialization$") == []
+    cloud.stop_seconds = 0  # now it has stopped
+    wait_for_status(cloud, "stopped")
+    report = reconcile(config, admin)  # the next pass (cleanup runs one every 5 minutes) finishes it
+    assert report["errors"] == []
+    [put] = cloud.requests("PUT", rf"^/v1/bare_metal_servers/{node['instance_id']}/initialization$")
+    assert put.body == {"image": {"id": "r006-ipxe-netboot"}, "keys": [{"id": "r006-key-1"}],
+                        "user_data": record.user_data}
+    assert record.user_data.startswith("#!ipxe") and f"{BASE}/boot/ipxe?mac=" in record.user_data
+    assert record.reinitializations == 1 and record.restarts == 0
+    wait_for_status(cloud, "running")  # the API starts a reinitialized server itself
+    assert cloud.requests("POST", r"/start$") == []
+    assert reconcile(config, admin)["errors"] == [] and record.reinitializations == 1  # once only
+    messages = [e["message"] for e in events(clean_db, "provision")]
+    assert any("stopping to reinstall" in m for m in messages)
+    assert any("reinitialized with new user data to reinstall" in m for m in messages)
+
+
+def test_the_fake_keeps_the_power_states_the_api_requires(cloud, config, admin, profile, clean_db):
+    from ibm_cloud_sdk_core import ApiException
+
+    from bootfleet.providers.vpc.ibm import IbmProvider
+
+    create(config, admin, count=1)
+    wait_for_status(cloud, "running")
+    server_id = nodes(clean_db)[0]["instance_id"]
+    vpc = IbmProvider.from_settings("bare_metal", "us-south").vpc
+    with pytest.raises(ApiException) as e:
+        vpc.replace_bare_metal_server_initialization(server_id, {"id": "r006-ipxe-netboot"}, [])
+    assert e.value.status_code == 409 and "must be stopped" in e.value.message
+    with pytest.raises(ApiException) as e:
+        vpc.start_bare_metal_server(server_id)
+    assert e.value.status_code == 409 and "must be stopped" in e.value.message
+    vpc.stop_bare_metal_server(server_id, "hard")
+    with pytest.raises(ApiException) as e:
+        vpc.restart_bare_metal_server(server_id)
+    assert e.value.status_code == 409 and "must be running" in e.value.message
+    wait_for_status(cloud, "stopped")
+    vpc.start_bare_metal_server(server_id)
+    wait_for_status(cloud, "running")
+
+
+def test_reinstall_of_an_instance_reboots_it(cloud, config, admin, profile, clean_db, settings):
+    settings(vpc_vsi_image="r006-custom-ipxe")
+    create(config, admin, name="vsi", count=1, placement={**PLACEMENT, "kind": "instance", "profile": "bx2-2x8"})
+    node = nodes(clean_db, "vsi")[0]
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "restarted"}
+    assert cloud.records[node["instance_id"]].restarts == 1
 
 
 def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):
@@ -395,3 +458,45 @@ def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, c
     node = make_node(config, admin, instance_id="0717-someone-elses")
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
     assert resp.status_code == 200 and "power-cycle it yourself" in resp.json["reboot"]["error"]
+
+
+def test_a_server_whose_tag_does_not_show_yet_is_claimed_again_and_cleanup_keeps_track(settings, config, admin,
+                                                                                         profile, clean_db):
+    """Global Tagging is eventually consistent: a server bootfleet created and tagged may
+    not list as owned for a while. Cleanup's view counts the servers nodes record, and the
+    provisioner tags a recorded server again until its tag shows."""
+    from fakes.vpc_api import API_KEY, FakeCloud
+
+    from bootfleet.provision.fleet import Fleet
+
+    cloud = FakeCloud(boot_seconds=0.1, tag_delay=60).start()
+    try:
+        settings(ibmcloud_api_key=API_KEY, ibm_iam_url=cloud.iam_url, vpc_url=cloud.vpc_url,
+                 tagging_url=cloud.tagging_url, ibm_timeout=1, ibm_backoff_ms=50, base_url=BASE)
+        create(config, admin, count=1)
+        server_id = nodes(clean_db)[0]["instance_id"]
+        assert Fleet().list_owned()[0].id == server_id  # recorded: owned, though no tag shows yet
+        report = reconcile(config, admin)
+        assert report["errors"] == []
+        assert len(cloud.requests("POST", r"^/v3/tags/attach$")) == 2  # tagged again
+        assert any("tagged again" in e["message"] for e in events(clean_db, "provision"))
+        cloud.tag_delay = 0  # time passes: the tags show
+        reconcile(config, admin)
+        assert len(cloud.requests("POST", r"^/v3/tags/attach$")) == 2  # it shows now: no more
+        # A pass that lost the record still finds its server by the tag.
+        with clean_db.transaction() as tx:
+            tx.run("UPDATE node SET instance_id = NULL")
+        assert [s.id for s in Fleet().list_owned()] == [server_id]
+    finally:
+        cloud.stop()
+
+
+def test_provisioning_errors_name_ibms_code_and_trace(cloud, config, admin, profile, clean_db):
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", status=403, code="not_authorized_for_profile",
+                 message="You are not authorized to use this profile")
+    deployment = create(config, admin, count=1)
+    [error] = deployment["provisioning"]["errors"]
+    [event] = [e["message"] for e in events(clean_db, "error")]
+    trace = error.rsplit("trace ", 1)[1].rstrip(")")
+    assert error == event and "(not_authorized_for_profile, HTTP 403, trace " in error
+    assert any(r.status == 403 for r in cloud.requests("POST", r"^/v1/bare_metal_servers$")) and len(trace) == 36

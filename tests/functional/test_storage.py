@@ -182,3 +182,52 @@ def test_images_cli_on_s3(s3, bucket, tmp_path):
     assert result.returncode == 0 and f"from bucket {bucket}" in result.stdout
     result = cli(env, "images", "rm", "fleet/kernel")
     assert result.returncode == 1 and "no image 'fleet/kernel' in bucket" in result.stderr
+
+
+# --- uploads IBM COS accepts: no aws-chunked body, no checksum trailer -------------------------------
+
+
+def upload_through(proxy, client, bucket, tmp_path) -> tuple[str, dict, bytes]:
+    source = tmp_path / "initrd.img"
+    source.write_bytes(b"initramfs-bytes\n" * 4096)  # 64 KiB: one PutObject
+    client.upload_file(str(source), bucket, "wire/initrd.img")
+    [put] = [r for r in proxy.requests() if r[0].startswith("PUT ")]
+    return put[0], put[1], put[2]
+
+
+def test_an_upload_is_a_plain_body_without_aws_chunked_or_a_checksum_trailer(s3, bucket, settings, tmp_path,
+                                                                            monkeypatch):
+    """Watched on the wire (a recording proxy in front of moto): boto3 1.36+ would send the
+    body aws-chunked with an x-amz-checksum-crc32 trailer, which S3-compatible stores
+    may refuse; bootfleet's client sends the file as it is, signed with its SHA-256."""
+    from support.wire import RecordingProxy
+
+    with RecordingProxy("127.0.0.1", s3.port, tls=True) as proxy:  # IBM COS is HTTPS
+        monkeypatch.setenv("AWS_CA_BUNDLE", proxy.ca_file)
+        settings(s3.env(bucket), s3_endpoint=proxy.url)
+        storage = get_storage(get_settings())
+        line, headers, body = upload_through(proxy, storage.client, bucket, tmp_path)
+        assert line.startswith(f"PUT /{bucket}/wire/initrd.img ")
+        assert "aws-chunked" not in headers.get("content-encoding", "")
+        assert "x-amz-trailer" not in headers and not any(h.startswith("x-amz-checksum") for h in headers)
+        assert "x-amz-decoded-content-length" not in headers and "transfer-encoding" not in headers
+        assert headers["content-length"] == str(64 * 1024) and body == (tmp_path / "initrd.img").read_bytes()
+        assert re.fullmatch(r"[0-9a-f]{64}", headers["x-amz-content-sha256"])  # the payload's hash, not STREAMING-*
+        # Downloads are not checked against a checksum the store may not have sent.
+        assert storage.client.meta.config.response_checksum_validation == "when_required"
+        assert s3.client().get_object(Bucket=bucket, Key="wire/initrd.img")["Body"].read() == body
+
+
+def test_the_wire_check_sees_what_boto3_sends_by_default(s3, bucket, tmp_path):
+    """The check above could pass for the wrong reason: the same proxy sees boto3's default
+    (when_supported) upload as aws-chunked with a checksum trailer."""
+    import boto3
+    from support.objectstore import REGION, SECRET_KEY
+    from support.wire import RecordingProxy
+
+    with RecordingProxy("127.0.0.1", s3.port, tls=True) as proxy:
+        client = boto3.client("s3", endpoint_url=proxy.url, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                              aws_secret_access_key=SECRET_KEY, verify=proxy.ca_file)
+        _, headers, body = upload_through(proxy, client, bucket, tmp_path)
+    assert "aws-chunked" in headers["content-encoding"] and headers["x-amz-trailer"] == "x-amz-checksum-crc32"
+    assert headers["x-amz-content-sha256"].startswith("STREAMING-") and b"x-amz-checksum-crc32:" in body

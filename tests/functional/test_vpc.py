@@ -4,6 +4,7 @@ provider's retries must behave (backoff, jitter, Retry-After, no duplicate creat
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -126,14 +127,15 @@ def test_names_are_unique_and_create_answers_201(fresh):
     assert vpc.create_bare_metal_server(body).get_status_code() == 201
     with pytest.raises(ApiException) as e:
         vpc.create_bare_metal_server(body)
-    assert e.value.status_code == 409 and "already used" in e.value.message
+    assert e.value.status_code == 400 and e.value.message == "Provided Name (dup-0) is not unique"
+    assert e.value.http_response.json()["errors"][0]["code"] == "validation_unique_failed"
 
 
 def test_ipxe_user_data_needs_an_ipxe_image(fresh):
     p = provider(fresh)
     with pytest.raises(VpcError) as e:
         p.create(ServerSpec(name="bm-0", **{**SPEC, "image": "r006-ubuntu"}))
-    assert e.value.status == 400 and e.value.code == "image_user_data_format_mismatch"
+    assert e.value.http_status == 400 and e.value.code == "image_user_data_format_mismatch"
     assert not e.value.retryable
     assert p.ipxe_image() == "r006-ipxe-netboot"
 
@@ -218,7 +220,7 @@ def test_non_retryable_errors_are_not_retried(fresh):
     p = provider(fresh)
     with pytest.raises(VpcError) as e:
         p.create(ServerSpec(name="web-0", **{**SPEC, "subnet": "0717-nope"}))
-    assert (e.value.status, e.value.code) == (400, "subnet_not_found")
+    assert (e.value.http_status, e.value.code) == (400, "subnet_not_found")
     assert "Subnet not found: 0717-nope" in str(e.value)
     assert len(fresh.requests("POST", r"^/v1/bare_metal_servers$")) == 1
 
@@ -247,3 +249,81 @@ def test_from_settings_pins_version_generation_and_endpoints(fresh):
         IbmProvider.from_settings("instance", "eu-de", None, Settings())
     with pytest.raises(SettingsError, match="BOOTFLEET_VPC_URL"):
         IbmProvider.from_settings("instance", "mars-1", None, Settings(ibmcloud_api_key="k"))
+
+
+# --- names, as the real API keeps them ------------------------------------------------------------
+
+
+def test_a_taken_name_is_a_400_validation_unique_failed_and_create_answers_that_server(fresh):
+    p = provider(fresh)
+    first = p.create(ServerSpec(name="web-0", **SPEC))
+    again = p.create(ServerSpec(name="web-0", **SPEC))  # refused with validation_unique_failed, found by name
+    assert again.id == first.id and len(fresh.servers()) == 1
+    [_, refused] = fresh.requests("POST", r"^/v1/bare_metal_servers$")
+    assert refused.status == 400
+
+
+def test_virtual_network_interface_names_are_unique_in_the_vpc(fresh):
+    vpc, _ = clients(fresh)
+    body = IbmProvider("bare_metal", "us-south", vpc, None).prototype(ServerSpec(name="a-0", **SPEC))
+    assert "name" not in body["primary_network_attachment"]["virtual_network_interface"]  # the API makes one up
+    body["primary_network_attachment"]["virtual_network_interface"]["name"] = "shared-vni"
+    vpc.create_bare_metal_server(body)
+    with pytest.raises(ApiException) as e:
+        vpc.create_bare_metal_server({**body, "name": "a-1"})
+    error = e.value.http_response.json()["errors"][0]
+    assert e.value.status_code == 400 and error["code"] == "validation_unique_failed"
+    assert error["message"] == "Another VNI with the requested name already exists"
+    p = provider(fresh)
+    made = [p.create(ServerSpec(name=f"b-{i}", **SPEC)) for i in range(3)]
+    names = {vpc.get_virtual_network_interface(p.get(s.id).vni_id).get_result()["name"] for s in made}
+    assert len(names) == 3 and "shared-vni" not in names
+
+
+# --- one retrying client: faults injected over HTTP ----------------------------------------------
+
+
+def inject_over_http(cloud, **fault):
+    resp = requests.post(f"{cloud.base}/_fake/faults", json=fault, timeout=5)
+    assert resp.status_code == 201, resp.text
+
+
+def test_faults_injected_over_http_are_retried_with_retry_after_and_backoff(fresh):
+    sleeps = []
+    p = provider(fresh, sleeps=sleeps, backoff=0.04)
+    inject_over_http(fresh, method="POST", path=r"^/v3/tags/attach$", status=429, retry_after=1)
+    inject_over_http(fresh, method="GET", path=r"^/v3/tags$", status=503, times=2)
+    server = p.create(ServerSpec(name="web-0", **SPEC))
+    p.claim(server, "web")
+    assert p.is_owned(server, "web")
+    assert 1.0 <= sleeps[0] <= 1.02 and all(0 <= s <= 0.16 for s in sleeps[1:]) and len(sleeps) == 3
+    listed = requests.get(f"{fresh.base}/_fake/faults", timeout=5).json()
+    assert [(f["path"], f["hits"]) for f in listed] == [(r"^/v3/tags/attach$", 1), (r"^/v3/tags$", 2)]
+    assert requests.delete(f"{fresh.base}/_fake/faults", timeout=5).status_code == 204
+
+
+def test_a_fault_given_at_construction_and_errors_carry_ibms_code_and_trace():
+    fake = FakeCloud(faults=[{"method": "GET", "path": r"^/v1/bare_metal_servers$", "status": 500, "times": 9,
+                              "code": "internal_error", "message": "Internal error, try again"}]).start()
+    try:
+        p = provider(fake, retries=2, backoff=0.01)
+        with pytest.raises(VpcError) as e:
+            p.find("web-0")
+        error = e.value
+        assert (error.http_status, error.code, error.retryable) == (500, "internal_error", True)
+        answered = {r.status for r in fake.requests("GET", r"^/v1/bare_metal_servers$")}
+        assert answered == {500} and len(fake.requests("GET", r"^/v1/bare_metal_servers$")) == 3  # 1 + 2 retries
+        assert re.fullmatch(r"[0-9a-f-]{36}", error.trace)
+        assert str(error) == (f"list bare metal servers: Internal error, try again (internal_error, HTTP 500, "
+                              f"trace {error.trace})")
+    finally:
+        fake.stop()
+
+
+def test_an_iam_refusal_carries_iams_code_and_request_id(fresh):
+    vpc, tagging = clients(fresh, key="wrong")
+    p = IbmProvider("bare_metal", "us-south", vpc, tagging, Retrier(3, 0.01))
+    with pytest.raises(VpcError) as e:
+        p.find("web-0")
+    assert e.value.code == "BXNIM0415E" and e.value.http_status == 400 and e.value.trace
+    assert f"trace {e.value.trace}" in str(e.value) and len(fresh.requests("POST", "^/identity/token$")) == 1

@@ -38,6 +38,8 @@ NOT_WIRED = {
     "BOOTFLEET_DNS_TSIG_NAME": "RFC 2136 TSIG key name",
     "BOOTFLEET_DNS_TSIG_SECRET": "RFC 2136 TSIG secret",
     "BOOTFLEET_DNS_TSIG_ALGORITHM": "RFC 2136 TSIG algorithm",
+    # each deployment's VPC calls go to its own region's endpoint; one pinned URL would override them all
+    "BOOTFLEET_VPC_URL": "a VPC endpoint for every region (a local fake, a private endpoint)",
 }
 
 
@@ -168,30 +170,80 @@ def test_the_gateway_runs_the_same_image_behind_the_domain_and_knows_every_app()
     assert unquote(mapping["component"][0]["resource_type"]) == "app_v2"
 
 
-def test_cleanup_runs_on_a_schedule_through_the_cli_with_the_cron_secret():
-    cron = config()["resource"][("terraform_data", "cleanup_cron")]
+def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_environment():
+    cfg = config()
+    job = cfg["resource"][("ibm_code_engine_job", "cleanup")]
+    assert job["image_reference"] == "${var.image}"
+    assert [unquote(c) for c in job["run_commands"]] == ["bootfleet"]
+    assert [unquote(a) for a in job["run_arguments"]] == ["cleanup"]
+    envs = {unquote(e["name"]): e for e in job["run_env_variables"]}
+    assert envs["BOOTFLEET_URL"]["value"] == "${ibm_code_engine_app.gateway.endpoint_internal}"
+    token = envs["BOOTFLEET_ADMIN_TOKEN"]  # what `bootfleet cleanup` sends as its bearer token
+    assert unquote(token["type"]) == "secret_key_reference" and unquote(token["key"]) == "BOOTFLEET_CRON_SECRET"
+    assert token["reference"] == "${ibm_code_engine_secret.settings.name}"
+    assert "BOOTFLEET_CRON_SECRET" in wired() and wired()["BOOTFLEET_CRON_SECRET"] == "secret"
+
+    cron = cfg["resource"][("terraform_data", "cleanup_cron")]
     provisioners = [{unquote(k): v for k, v in p.items()}["local-exec"] for p in cron["provisioner"]]
     apply = next(p for p in provisioners if "when" not in p)
     destroy = next(p for p in provisioners if "when" in p)
     assert apply["command"].endswith('cleanup-cron.sh apply"')
-    assert apply["environment"]["CRON_SECRET"] == "${random_password.cron_secret.result}"
-    assert apply["environment"]["APP"] == '${ibm_code_engine_app.function["cleanup"].name}'
+    assert apply["environment"]["JOB"] == "${ibm_code_engine_job.cleanup.name}"
+    assert not any("cron_secret" in str(v) for v in apply["environment"].values()), "the cron gets no secret"
     assert destroy["command"].endswith('cleanup-cron.sh delete"')
     assert all("self.input" in v for v in destroy["environment"].values()), "destroy-time may only use self"
-    assert "BOOTFLEET_CRON_SECRET" in wired()
+    assert "random_password" not in json.dumps(cron["triggers_replace"])
 
+
+def fake_ibmcloud(tmp_path, target_works=False):
+    """An `ibmcloud` on PATH that logs its arguments (and whether it saw an API key)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "ibmcloud.log"
+    script = bin_dir / "ibmcloud"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "key=${{IBMCLOUD_API_KEY:+set}} $*" >> {log}\n'
+        'case "$*" in *"cron get"*) exit 1 ;; target*) exit ' + ("0" if target_works else "1") + " ;; esac\n"
+        "exit 0\n")
+    script.chmod(0o755)
+    return bin_dir, log
+
+
+def run_cron_script(action, bin_dir, **env):
+    base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REGION": "us-south", "RESOURCE_GROUP": "Default",
+            "PROJECT_ID": "p-1", "SUBSCRIPTION": "fleet-cleanup", **env}
+    return subprocess.run(["bash", str(TERRAFORM / "scripts" / "cleanup-cron.sh"), action], capture_output=True,
+                          text=True, timeout=20, env=base)
+
+
+def test_the_cron_script_puts_no_secret_on_a_command_line(tmp_path):
     script = TERRAFORM / "scripts" / "cleanup-cron.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    text = script.read_text()
-    assert "subscription cron" in text and "--destination-type app --path /run" in text
-    missing_cli = subprocess.run(
-        ["bash", str(script), "apply"], capture_output=True, text=True, timeout=10,
-        env={"PATH": "/usr/bin:/bin", "REGION": "us-south", "RESOURCE_GROUP": "Default", "PROJECT_ID": "p",
-             "SUBSCRIPTION": "s"},
-    )
+    assert "--data" not in script.read_text() and "--apikey" not in script.read_text()
+    bin_dir, log = fake_ibmcloud(tmp_path)
+    key = "api-key-that-must-not-show-0123456789"
+    result = run_cron_script("apply", bin_dir, IBMCLOUD_API_KEY=key, JOB="fleet-cleanup-cron",
+                             SCHEDULE="*/5 * * * *", CRON_SECRET="cron-secret-that-must-not-show")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert key not in calls and "cron-secret-that-must-not-show" not in calls
+    assert "key=set login -r us-south -g Default -q" in calls  # ibmcloud reads the key from its environment
+    assert ("subscription cron create --name fleet-cleanup --destination fleet-cleanup-cron --destination-type job"
+            " --schedule */5 * * * * --time-zone UTC -q") in calls
+
+
+def test_the_cron_scripts_destroy_step_takes_the_api_key_from_the_environment(tmp_path):
+    bin_dir, log = fake_ibmcloud(tmp_path)
+    result = run_cron_script("delete", bin_dir, IC_API_KEY="from-the-provider-variable")  # terraform's own env
+    assert result.returncode == 0, result.stderr
+    assert "key=set login -r us-south" in log.read_text()
+    assert "subscription cron delete --name fleet-cleanup --force -q" in log.read_text()
+    no_key = run_cron_script("delete", bin_dir)  # no key and no login session: says what to do
+    assert no_key.returncode == 1 and "export IBMCLOUD_API_KEY" in no_key.stderr
+    missing_cli = run_cron_script("apply", tmp_path / "nowhere")
     if shutil.which("ibmcloud", path="/usr/bin:/bin") is None:
-        assert missing_cli.returncode == 1
-        assert "the ibmcloud CLI is needed" in missing_cli.stderr
+        assert missing_cli.returncode == 1 and "the ibmcloud CLI is needed" in missing_cli.stderr
 
 
 # --- every setting the code reads is wired ----------------------------------------------
@@ -266,6 +318,121 @@ def test_the_servers_user_data_is_the_chainloader_boot_serves():
     assert "chainloader.ipxe.tftpl" in server["user_data"] and "local.base_url" in server["user_data"]
 
 
+# --- the example VPC applies with its defaults -----------------------------------------------
+
+# IBM's automatic address prefixes (one /18 per zone) in the region of the default zone.
+AUTO_PREFIXES = {"us-south-1": "10.240.0.0/18", "us-south-2": "10.240.64.0/18", "us-south-3": "10.240.128.0/18"}
+
+
+def evaluate(expression, variables: dict, cfg: dict):
+    """The value of the few HCL expressions the VPC uses: literals, var., local., a resource's
+    attribute (`type.name[0].attr`), ==, !=, && and one conditional."""
+    if not isinstance(expression, str):
+        return expression
+    text = expression.strip()
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1].strip()
+    if m := re.fullmatch(r"(.+?)\s+\?\s+(.+?)\s+:\s+(.+)", text):
+        return evaluate(m[2] if evaluate(m[1], variables, cfg) else m[3], variables, cfg)
+    if "&&" in text:
+        return all(evaluate(part, variables, cfg) for part in text.split("&&"))
+    if m := re.fullmatch(r"(.+?)\s*(==|!=)\s*(.+)", text):
+        left, right = evaluate(m[1], variables, cfg), evaluate(m[3], variables, cfg)
+        return left == right if m[2] == "==" else left != right
+    if text in ("null", "true", "false"):
+        return {"null": None, "true": True, "false": False}[text]
+    if text.isdigit():
+        return int(text)
+    if text.startswith('"') and text.endswith('"'):
+        return text[1:-1]
+    if m := re.fullmatch(r"var\.(\w+)", text):
+        return variables[m[1]]
+    if m := re.fullmatch(r"local\.(\w+)", text):
+        return evaluate(cfg["locals"][m[1]], variables, cfg)
+    if m := re.fullmatch(r"(\w+)\.(\w+)\[0\]\.(\w+)", text):
+        return evaluate(cfg["resource"][(m[1], m[2])][m[3]], variables, cfg)
+    raise ValueError(f"cannot evaluate {text!r}")
+
+
+def subnet_problems(cfg: dict, overrides: dict | None = None) -> list[str]:
+    """Why a subnet the configuration creates would not fit an address prefix of its VPC."""
+    import ipaddress
+
+    variables = {n: unquote(v.get("default")) for n, v in cfg["variable"].items()}
+    variables.update(overrides or {})
+
+    def ev(expression):
+        return evaluate(expression, variables, cfg)
+
+    problems = []
+    for (rtype, name), subnet in cfg["resource"].items():
+        if rtype != "ibm_is_subnet" or ev(subnet.get("count", 1)) == 0:
+            continue
+        vpc_name = re.fullmatch(r"\$\{ibm_is_vpc\.(\w+)\[0\]\.id\}", subnet["vpc"])[1]
+        vpc, zone = cfg["resource"][("ibm_is_vpc", vpc_name)], ev(subnet["zone"])
+        auto = ev(vpc.get("address_prefix_management", '"auto"')) == "auto"
+        prefixes = [ev(p["cidr"]) for (t, _), p in cfg["resource"].items()
+                    if t == "ibm_is_vpc_address_prefix" and p["vpc"] == subnet["vpc"] and ev(p["zone"]) == zone
+                    and ev(p.get("count", 1)) != 0]
+        prefixes += [AUTO_PREFIXES[zone]] if auto else []
+        cidr, count = ev(subnet.get("ipv4_cidr_block")), ev(subnet.get("total_ipv4_address_count"))
+        if cidr is not None:
+            if auto:
+                problems.append(f"{name}: a fixed ipv4_cidr_block {cidr} in a VPC with automatic prefixes (they"
+                                " differ by region and zone): use total_ipv4_address_count")
+            if not any(ipaddress.ip_network(cidr).subnet_of(ipaddress.ip_network(p)) for p in prefixes):
+                problems.append(f"{name}: {cidr} lies outside every address prefix of its VPC in {zone}: {prefixes}")
+        elif count is None or count & (count - 1) or not prefixes:
+            problems.append(f"{name}: neither an ipv4_cidr_block in a prefix nor a total_ipv4_address_count")
+    return problems
+
+
+def test_the_subnet_fits_an_address_prefix_of_its_vpc_with_the_defaults():
+    cfg = config()
+    assert subnet_problems(cfg) == []
+    subnet = cfg["resource"][("ibm_is_subnet", "fleet")]
+    variables = {n: unquote(v.get("default")) for n, v in cfg["variable"].items()}
+    assert evaluate(subnet["total_ipv4_address_count"], variables, cfg) == 256
+    assert evaluate(subnet["ipv4_cidr_block"], variables, cfg) is None
+
+
+def test_a_chosen_subnet_cidr_gets_its_own_address_prefix():
+    cfg = config()
+    chosen = {"subnet_cidr": "10.10.10.0/24"}
+    assert subnet_problems(cfg, chosen) == []
+    variables = {**{n: unquote(v.get("default")) for n, v in cfg["variable"].items()}, **chosen}
+    assert evaluate(cfg["resource"][("ibm_is_vpc", "fleet")]["address_prefix_management"], variables, cfg) == "manual"
+    prefix = cfg["resource"][("ibm_is_vpc_address_prefix", "fleet")]
+    assert evaluate(prefix["count"], variables, cfg) == 1 and evaluate(prefix["cidr"], variables, cfg) == "10.10.10.0/24"
+
+
+def test_the_subnet_check_catches_a_cidr_outside_the_automatic_prefixes():
+    """The configuration this replaced: 10.10.10.0/24 in a VPC with automatic prefixes."""
+    cfg = {**config(), "resource": dict(config()["resource"])}
+    subnet = dict(cfg["resource"][("ibm_is_subnet", "fleet")])
+    subnet["ipv4_cidr_block"], subnet["total_ipv4_address_count"] = "${var.subnet_cidr}", None
+    cfg["resource"][("ibm_is_subnet", "fleet")] = subnet
+    vpc = dict(cfg["resource"][("ibm_is_vpc", "fleet")], address_prefix_management='"auto"')
+    cfg["resource"][("ibm_is_vpc", "fleet")] = vpc
+    del cfg["resource"][("ibm_is_vpc_address_prefix", "fleet")]  # it had none
+    problems = subnet_problems(cfg, {"subnet_cidr": "10.10.10.0/24"})
+    assert any("10.10.10.0/24 lies outside every address prefix" in p for p in problems), problems
+
+
+def test_no_regional_endpoint_is_pinned():
+    settings = config()["locals"]["settings"]
+    assert "BOOTFLEET_VPC_URL" not in settings and "BOOTFLEET_VPC_URL" not in config()["locals"]["secret_settings"]
+    pinned = {k: v for k, v in settings.items() if "iaas.cloud.ibm.com" in str(v) or (
+        "var.region" in str(v) and not k.startswith(("BOOTFLEET_S3_", "BOOTFLEET_COS")))}
+    assert pinned == {}, f"settings pinned to one region: {pinned}"
+
+
+def test_the_database_password_has_the_digit_ibm_cloud_databases_requires():
+    password = config()["resource"][("random_password", "database")]
+    assert password["min_numeric"] >= 1 and password["min_lower"] >= 1 and password["min_upper"] >= 1
+    assert 15 <= password["length"] <= 32 and password["special"] is False
+
+
 # --- checkov ------------------------------------------------------------------------------
 
 def test_checkov_finds_nothing_in_terraform_the_containerfile_or_secrets():
@@ -295,3 +462,15 @@ def test_checkov_finds_nothing_in_terraform_the_containerfile_or_secrets():
     summaries = {r["check_type"]: r["summary"] for r in reports}
     assert summaries["terraform"]["parsing_errors"] == 0 and summaries["terraform"]["resource_count"] > 20
     assert summaries["dockerfile"]["parsing_errors"] == 0 and summaries["dockerfile"]["passed"] > 10
+
+
+def test_the_docs_list_every_role_bootfleets_service_id_needs():
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    table = text[text.index("The service ID behind `bootfleet_api_key`"):text.index("### 1. Build and push the image")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    roles = {(what.lower(), role.split(" (")[0]) for what, role, _why in rows[1:]}
+    for needed in {("the resource group itself (*resource group only*)", "Viewer"),
+                   ("vpc infrastructure services", "Editor"), ("dns services (the instance terraform created)",
+                                                                "Manager")}:
+        assert needed in roles, f"docs/deployment.md does not list {needed}: {sorted(roles)}"
+    assert "docs/deployment.md" in config()["variable"]["bootfleet_api_key"]["description"]

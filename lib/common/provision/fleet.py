@@ -1,5 +1,5 @@
-"""Every server bootfleet owns, across deployments (cleanup's orphan sweep), and
-restarting one node's server (a reinstall)."""
+"""Every server bootfleet owns, across deployments (cleanup's orphan sweep); the user
+data a node's server boots with; and reinstalling one node's server."""
 
 from __future__ import annotations
 
@@ -37,9 +37,12 @@ class Fleet:
         return found
 
     def list_owned(self) -> list[Server]:
+        """Tagged for a deployment, or recorded by one of its nodes (a tag may not show yet)."""
         owned = []
         for deployment, provider in self._providers():
-            for server in provider.list_owned(deployment["name"]):
+            with get_database().transaction() as tx:
+                known = frozenset(nodes.server_ids(tx, deployment["id"]))
+            for server in provider.list_owned(deployment["name"], known):
                 self._where[server.id] = provider
                 owned.append(server)
         return owned
@@ -55,36 +58,50 @@ class Fleet:
         provider.delete(instance_id)
 
 
-def reboot_server(node: dict, base_url: str, settings: Settings | None = None) -> dict:
-    """Restart a node's server so it network-boots again (after a reinstall request).
-    A server created with an enrolment secret gets a new one: its user data is replaced
-    (the provider's `reinstall`) and the old secret stops working.
-    Answers {"rebooted": server id} or {"error": why}; either way an event says so."""
+def server_user_data(node: dict, base_url: str, provider: Provider) -> str:
+    """The user data a node's server boots with, at creation and at a reinstall: the
+    chainloader for bootfleet's URL as the server reaches it. The one place it is built.
+    A provider whose servers can present an enrolment secret (`provider.enrols`: bare
+    metal's iPXE user data, local VMs) gets a fresh one in the chain URL; its hash is
+    stored first, so no server ever holds a secret bootfleet does not know, and the
+    node's earlier secret stops working (docs/security.md)."""
+    secret = None
+    if provider.enrols:
+        secret = new_enrolment_secret()
+        with get_database().transaction() as tx:
+            nodes.set_secret(tx, node["id"], hash_secret(secret))
+    return ipxe.chainloader(provider.boot_url(base_url), 10, secret=secret)
+
+
+REINSTALLED = {
+    "restarted": "server {id} restarted to reinstall",
+    "stopping": "server {id} stopping to reinstall; the next provisioning pass reinitializes it with new user data",
+    "reinitialized": "server {id} reinitialized with new user data to reinstall",
+}
+
+
+def reinstall_server(node: dict, base_url: str, settings: Settings | None = None, wait: float = 0) -> dict:
+    """Make a node's server network-boot again with new user data (`server_user_data`: a
+    new enrolment secret where the server has one): bare metal is stopped, reinitialized
+    and started (`wait` seconds for the stop, else a provisioning pass finishes it), an
+    instance restarted, a local VM restarted with its new script. Answers
+    {"server": id, "action": restarted|stopping|reinitialized} or {"error": why}; either
+    way an event says so."""
     db = get_database()
+    server_id = node["instance_id"]
     with db.transaction() as tx:
         deployment = deployments.get(tx, node["deployment_id"]) if node["deployment_id"] else None
     if deployment is None or deployment["provider"] == "none":
-        return {"error": f"server {node['instance_id']} was not created by bootfleet; power-cycle it yourself"}
+        return {"error": f"server {server_id} was not created by bootfleet; power-cycle it yourself"}
     settings = settings or get_settings()
     try:
         provider = provider_for(deployment, settings)
-        if node.get("secret_hash"):
-            secret = new_enrolment_secret()
-            user_data = ipxe.chainloader(provider.boot_url(settings.base_url or base_url), 10, secret=secret)
-            with db.transaction() as tx:
-                nodes.set_secret(tx, node["id"], hash_secret(secret))
-            try:
-                provider.reinstall(node["instance_id"], user_data)
-            except Exception:
-                with db.transaction() as tx:
-                    nodes.set_secret(tx, node["id"], node["secret_hash"])  # the server keeps its old one
-                raise
-        else:
-            provider.reboot(node["instance_id"])
-        answer, message = {"rebooted": node["instance_id"]}, f"server {node['instance_id']} restarted to reinstall"
+        user_data = server_user_data(node, settings.base_url or base_url, provider)
+        action = provider.reinstall(server_id, user_data, wait)
+        answer, message = {"server": server_id, "action": action}, REINSTALLED[action].format(id=server_id)
     except (VpcError, SettingsError) as e:
-        answer, message = {"error": str(e)}, f"restarting server {node['instance_id']} failed: {e}"
+        answer, message = {"error": str(e)}, f"reinstalling server {server_id} failed: {e}"
     with db.transaction() as tx:
-        events.add(tx, "provision" if "rebooted" in answer else "error", message, SOURCE, node_id=node["id"],
-                        deployment_id=node["deployment_id"])
+        events.add(tx, "provision" if "action" in answer else "error", message, SOURCE, node_id=node["id"],
+                   deployment_id=node["deployment_id"])
     return answer

@@ -27,15 +27,14 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 
-from bootfleet.boot import ipxe
 from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.db.connection import Database
 from bootfleet.errors import ConflictError, SettingsError
 from bootfleet.providers.vpc.base import Provider, Server, ServerSpec, VpcError
 from bootfleet.providers.vpc.choose import provider_for
+from bootfleet.provision.fleet import server_user_data
 from bootfleet.provision.placement import node_index, node_name
 from bootfleet.settings import Settings, get_settings
-from bootfleet.tokens import hash_secret, new_enrolment_secret
 
 log = logging.getLogger(__name__)
 SOURCE = "provision"
@@ -106,6 +105,7 @@ class Provisioner:
         self.deployment: dict = {}
         self._image: str | None = None
         self.unauthorized = False
+        self.claimed: set[str] = set()  # servers tagged in this pass
 
     @property
     def name(self) -> str:
@@ -120,6 +120,9 @@ class Provisioner:
             if node["instance_id"] and node["stage"] in LIVE and (
                     node["stage"] == "provisioning" or not node["ip"] or not node["macs"]):
                 self.guard(node, self.watch)
+        for node in self.nodes():
+            if node["stage"] == "registered" and node["instance_id"]:  # a reinstall whose server was stopping
+                self.guard(node, self.resume_reinstall)
         for node in self.nodes():
             if node["stage"] == "deprovisioning":
                 self.guard(node, self.teardown)
@@ -136,8 +139,11 @@ class Provisioner:
         except VpcError as e:
             _error(self.db, self.deployment, node, str(e), self.report)
             self.unauthorized = e.unauthorized
-            if node is not None and not e.retryable and 400 <= e.status < 500 and e.status not in (404, 409) \
-                    and node["stage"] == "provisioning" and not node["instance_id"]:
+            # A refusal of the request itself fails the node; a taken name (the holder may be
+            # going away) or a conflict is retried by the next pass.
+            if node is not None and not e.retryable and 400 <= e.http_status < 500 and e.http_status not in (404, 409) \
+                    and e.code != "validation_unique_failed" and node["stage"] == "provisioning" \
+                    and not node["instance_id"]:
                 self.set_stage(node, "failed", f"server {node['hostname']} cannot be created: {e.message}")
                 self.report.failed.append(node["hostname"])
         except (SettingsError, ConflictError) as e:
@@ -209,7 +215,7 @@ class Provisioner:
 
     # --- 2. create ---------------------------------------------------------------------
 
-    def spec(self, node: dict, secret: str | None = None) -> ServerSpec:
+    def spec(self, node: dict) -> ServerSpec:
         placement = self.deployment["placement"] or {}
         base = self.base_url
         if not base:
@@ -218,7 +224,7 @@ class Provisioner:
         return ServerSpec(
             name=node["hostname"], deployment=self.name, zone=placement.get("zone", ""),
             vpc=placement.get("vpc", ""), subnet=placement.get("subnet", ""), profile=placement.get("profile", ""),
-            image=self.image(), user_data=ipxe.chainloader(self.provider.boot_url(base), 10, secret=secret), keys=keys,
+            image=self.image(), user_data=server_user_data(node, base, self.provider), keys=keys,
             resource_group=placement.get("resource_group"), base_url=base,
         )
 
@@ -241,33 +247,23 @@ class Provisioner:
     def ensure_server(self, node: dict) -> None:
         name = node["hostname"]
         server = self.provider.find(name)
-        if server is not None:
-            holder = self.holder(server.id, node["id"])
-            if holder is not None:
-                self.event(node, f"server {name} ({server.id}) still belongs to node {holder}, which is being"
-                                 " deprovisioned; waiting for it to go")
-                return
-            if not self.provider.is_owned(server, self.name):
-                if not self.adoptable(node, server):
-                    raise VpcError(f"create {name}", 409, "name_taken",
-                                   f"a server named {name} ({server.id}) exists and bootfleet does not own it;"
-                                   " rename or delete it, or scale around it")
-                self.record(node, server)
-                self.provider.claim(server, self.name)
-            else:
-                self.record(node, server)
-            self.report.adopted.append(name)
+        created = server is None
+        if created:
+            # (A name taken meanwhile answers the server of that name: checked below like a found one.)
+            server = self.provider.create(self.spec(node))
+        holder = self.holder(server.id, node["id"])
+        if holder is not None:
+            self.event(node, f"server {name} ({server.id}) still belongs to node {holder}, which is being"
+                             " deprovisioned; waiting for it to go")
             return
-        # A fresh enrolment secret for each create: its hash is stored before the server
-        # exists, so the server's user data never holds a secret bootfleet does not know.
-        secret = new_enrolment_secret()
-        spec = self.spec(node, secret)
-        with self.db.transaction() as tx:
-            nodes.set_secret(tx, node["id"], hash_secret(secret))
-        server = self.provider.create(spec)
+        if not self.adoptable(node, server) and not self.provider.is_owned(server, self.name):
+            raise VpcError(f"create {name}", 409, "name_taken",
+                           f"a server named {name} ({server.id}) exists and bootfleet does not own it;"
+                           " rename or delete it, or scale around it")
         self.record(node, server)  # recorded before tagging: a tagging failure loses nothing
         self.provider.claim(server, self.name)
-        self.report.created.append(name)
+        self.claimed.add(server.id)
+        (self.report.created if created else self.report.adopted).append(name)
 
     def holder(self, server_id: str, node_id: str) -> str | None:
         with self.db.transaction() as tx:
@@ -289,10 +285,28 @@ class Provisioner:
                 self.report.failed.append(node["hostname"])
             return
         self.record(node, server)
+        if server.status != "deleting" and server.id not in self.claimed and not self.provider.is_owned(
+                server, self.name):
+            # Recorded, but its tag does not show (tagging is eventually consistent, or the
+            # tagging failed after the record): tag it again, so cleanup never loses track.
+            self.provider.claim(server, self.name)
+            self.event(node, f"server {server.name} ({server.id}) tagged again: its ownership tag did not show yet")
         if server.status == "failed" and node["stage"] not in ("failed", "deprovisioning", "deleted"):
             reasons = "; ".join(server.reasons) or "no reason given"
             self.set_stage(node, "failed", f"server {server.name} failed: {reasons}")
             self.report.failed.append(node["hostname"])
+
+    def resume_reinstall(self, node: dict) -> None:
+        """A reinstalled node's bare metal server was still stopping: reinitialize it now
+        that it has stopped (the provider answers None while it has not)."""
+        def user_data() -> str:  # built only once the server has stopped
+            if not self.base_url:
+                raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")
+            return server_user_data(node, self.base_url, self.provider)
+
+        if self.provider.resume_reinstall(node["instance_id"], user_data):
+            self.event(node, f"server {node['hostname']} ({node['instance_id']}) reinitialized with new user data"
+                             " to reinstall")
 
     # --- 4. tear down --------------------------------------------------------------------
 

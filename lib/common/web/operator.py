@@ -11,7 +11,7 @@ from bootfleet import validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
 from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
-from bootfleet.provision.fleet import reboot_server
+from bootfleet.provision.fleet import reinstall_server
 from bootfleet.provision.placement import check_placement
 from bootfleet.provision.provisioner import reconcile
 from bootfleet.settings import get_settings
@@ -244,6 +244,6 @@ def node_reinstall(request, node_id):
     with get_database().transaction() as tx:
         node = nodes.reinstall(tx, node_id, "operator")
     view = node_view(node)
-    if node["instance_id"]:  # restart its server so it boots the installer now
-        view["reboot"] = reboot_server(node, base_url(request))
+    if node["instance_id"]:  # its server boots the installer now (bare metal: reinitialized)
+        view["reboot"] = reinstall_server(node, base_url(request))
     return json_response(view)

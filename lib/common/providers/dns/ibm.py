@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 
@@ -14,29 +13,16 @@ from bootfleet.providers.dns.base import (
     Record,
     fqdn,
     ip_from_reverse,
+    reverse_name,
 )
+from bootfleet.providers.ibmcloud import IbmApiError, IbmCloud
 from bootfleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4)
-def _ibm_service(api_key: str | None, iam_url: str | None, dns_url: str | None):
-    from ibm_cloud_networking_services import DnsSvcsV1
-    from ibm_cloud_sdk_core.authenticators import IAMAuthenticator, NoAuthAuthenticator
-
-    if api_key:
-        authenticator = IAMAuthenticator(api_key, url=iam_url or None)
-        authenticator.token_manager.http_config = {"timeout": 15}  # the SDK waits 60 s for IAM
-    elif dns_url:
-        authenticator = NoAuthAuthenticator()  # a local or test endpoint without IAM
-    else:
-        raise SettingsError("BOOTFLEET_IBMCLOUD_API_KEY is not set (an IAM API key allowed to edit DNS Services)")
-    service = DnsSvcsV1(authenticator=authenticator)
-    if dns_url:
-        service.set_service_url(dns_url)
-    service.set_http_config({"timeout": 15})
-    return service
+class IbmDnsError(DnsProviderError, IbmApiError):
+    """A DNS Services (or IAM) call failed, with IBM's error code and trace id."""
 
 
 class IbmDnsProvider(DnsProvider):
@@ -52,12 +38,11 @@ class IbmDnsProvider(DnsProvider):
             raise SettingsError("BOOTFLEET_IBM_DNS_INSTANCE_ID is not set (the DNS Services instance GUID)")
         self.zone_ids = parse_zone_ids(settings.ibm_dns_zone_id, settings.dns_zone)
         self.owned_ids = owned_ids if owned_ids is not None else set()
-        self.service = service or self._service(settings)
-
-    @staticmethod
-    def _service(settings: Settings):
-        # one client (and so one IAM token, refreshed by the SDK) per process and settings
-        return _ibm_service(settings.ibmcloud_api_key, settings.ibm_iam_url, settings.ibm_dns_url)
+        # One IAM token (refreshed by the SDK) and one retrier per process, shared with VPC;
+        # without an API key only a local endpoint (BOOTFLEET_IBM_DNS_URL) can be used.
+        cloud = IbmCloud.from_settings(settings, need_key=service is None and not settings.ibm_dns_url)
+        self.retrier = cloud.retrier
+        self.service = service or cloud.dns()
 
     def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
         return forward_zone  # DNS Services keeps a PTR in the zone of its A record
@@ -68,24 +53,19 @@ class IbmDnsProvider(DnsProvider):
         return None
 
     def _call(self, what: str, fn, *args, **kwargs):
-        from ibm_cloud_sdk_core import ApiException
-
-        try:
-            return fn(*args, **kwargs).get_result()
-        except ApiException as e:
-            raise DnsProviderError(f"DNS Services {what}: {e.status_code} {e.message}") from None
-        except Exception as e:  # noqa: BLE001 - connection errors, timeouts
-            raise DnsProviderError(f"DNS Services {what}: {type(e).__name__}: {e}") from None
+        return self.retrier.call(f"DNS Services {what}", lambda: fn(*args, **kwargs).get_result(), kind=IbmDnsError)
 
     def _to_found(self, zone: str, item: dict) -> Found | None:
         rtype = (item.get("type") or item.get("rtype") or "").upper()
         rdata = item.get("rdata") or {}
         name = fqdn(item.get("name") or "")
+        if rtype == "PTR" and _is_ip(name):  # DNS Services may list a PTR under its IP
+            name = reverse_name(name)
         if name and not name.endswith(zone) and not name.endswith(".arpa"):
             name = f"{name}.{zone}"
         value = {
             "A": rdata.get("ip"), "AAAA": rdata.get("ip"), "CNAME": rdata.get("cname"),
-            "PTR": rdata.get("ptrdname"), "TXT": rdata.get("txtdata"),
+            "PTR": rdata.get("ptrdname"), "TXT": rdata.get("text"),
         }.get(rtype)
         if value is None:
             value = ",".join(f"{k}={v}" for k, v in sorted(rdata.items()))
@@ -98,7 +78,9 @@ class IbmDnsProvider(DnsProvider):
 
     def records(self, zone: str, names: set[str] | None = None) -> list[Found]:
         zone_id = self.zone_ids[zone]
-        queries = [None] if names is None else sorted(names)
+        queries: list[str | None] = [None]
+        if names is not None:  # a PTR may be listed under its reverse name or its IP: ask for both
+            queries = sorted(names | {ip_from_reverse(n) for n in names if n.endswith(".arpa")})
         found = []
         for name in queries:
             offset = 0
@@ -114,7 +96,8 @@ class IbmDnsProvider(DnsProvider):
                 if not items or offset >= int(page.get("total_count", 0)):
                     break
         if names is not None:
-            found = [f for f in found if f.record.name in names]
+            unique = {f.provider_id: f for f in found if f.record.name in names}  # a record asked for twice
+            found = list(unique.values())
         return found
 
     def _rdata(self, record: Record) -> dict:
@@ -144,17 +127,22 @@ class IbmDnsProvider(DnsProvider):
         return result.get("id", found.provider_id)
 
     def delete(self, found: Found) -> None:
-        from ibm_cloud_sdk_core import ApiException
-
         self.counters.writes += 1
         try:
-            self.service.delete_resource_record(self.instance_id, self.zone_ids[found.record.zone], found.provider_id)
-        except ApiException as e:
-            if e.status_code != 404:  # already gone is what we wanted
-                raise DnsProviderError(f"DNS Services delete {found.record.type} {found.record.name}: {e.status_code} {e.message}") from None
-        except Exception as e:  # noqa: BLE001
-            raise DnsProviderError(f"DNS Services delete {found.record.name}: {type(e).__name__}: {e}") from None
+            self._call(f"delete {found.record.type} {found.record.name}", self.service.delete_resource_record,
+                       self.instance_id, self.zone_ids[found.record.zone], found.provider_id)
+        except IbmDnsError as e:
+            if e.http_status != 404:  # already gone is what we wanted
+                raise
         self.owned_ids.discard(found.provider_id)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_zone_ids(raw: str | None, default_zone: str | None) -> dict[str, str]:

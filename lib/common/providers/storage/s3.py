@@ -90,7 +90,13 @@ class _S3Errors:
 
 
 def s3_client(settings: Settings, endpoint: str | None):
-    """A boto3 S3 client for this endpoint: HMAC keys, SigV4, path-style addressing."""
+    """A boto3 S3 client for this endpoint: HMAC keys, SigV4, path-style addressing.
+
+    Checksums only where an operation requires them: since 1.36, boto3 adds a CRC32
+    checksum to every upload by default, sent as an `aws-chunked` body with an
+    `x-amz-checksum-crc32` trailer, which S3-compatible stores (IBM COS among them)
+    may refuse; with `when_required` an upload is a plain body with its SigV4 hash
+    (tests/functional/test_storage.py watches the request on the wire)."""
     import boto3
     from botocore.config import Config
 
@@ -101,5 +107,6 @@ def s3_client(settings: Settings, endpoint: str | None):
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings.s3_secret_access_key,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+                      retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                      request_checksum_calculation="when_required", response_checksum_validation="when_required"),
     )

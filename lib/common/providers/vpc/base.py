@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import abc
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from bootfleet.providers.ibmcloud import IbmApiError
 
 KINDS = ("bare_metal", "instance")
 OWNER_TAG = "bootfleet"
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 def deployment_tag(deployment: str) -> str:
@@ -52,22 +54,20 @@ class Server:
     created_at: datetime.datetime | None = None
     vni_id: str | None = None
 
-class VpcError(Exception):
-    """A VPC (or tagging, or IAM) call failed; `message` is the API's own words."""
 
-    def __init__(self, what: str, status: int, code: str, message: str, retryable: bool = False):
-        super().__init__(f"{what}: {message} ({code}, HTTP {status})" if status else f"{what}: {message}")
-        self.what, self.status, self.code, self.message, self.retryable = what, status, code, message, retryable
+class VpcError(IbmApiError):
+    """A VPC (or tagging, or IAM) call failed: `api_message` is the API's own words, `code`
+    and `trace` IBM's error code and trace id (providers/ibmcloud.py)."""
 
-    @property
-    def unauthorized(self) -> bool:
-        """IAM refused the API key, or the API refused the token: no later call can work."""
-        return self.status in (401, 403) or self.code.startswith("BXNIM")
 
 class Provider(abc.ABC):
     """Servers for one deployment's placement."""
 
     name = "provider"
+    # Whether its servers boot with bootfleet's user data, so can present an enrolment
+    # secret (provision/fleet.server_user_data): bare metal and local VMs can; an IBM VSI
+    # boots a custom image that cannot read user data, and comes in by boot network.
+    enrols = False
 
     @abc.abstractmethod
     def create(self, spec: ServerSpec) -> Server:
@@ -98,11 +98,6 @@ class Provider(abc.ABC):
     def delete(self, server_id: str) -> bool:
         """Start deleting; False if it was already gone."""
 
-    def reinstall(self, server_id: str, user_data: str) -> None:
-        """Boot the server again with new user data (a new enrolment secret)."""
-        raise VpcError(f"reinstall {server_id}", 0, "unsupported",
-                       f"the {self.name} provider cannot replace a server's user data")
-
     def boot_url(self, base_url: str) -> str:
         """bootfleet's base URL as this provider's servers reach it (their user data)."""
         return base_url
@@ -110,6 +105,20 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def reboot(self, server_id: str) -> None:
         """Restart the server (it network-boots again)."""
+
+    def reinstall(self, server_id: str, user_data: str, wait: float = 0) -> str:
+        """Make the server network-boot again with this user data, to install afresh.
+        Answers "restarted", "reinitialized" (its boot disk and user data replaced, the
+        server starting), or "stopping" (not stopped yet: `resume_reinstall` finishes it).
+        Here: a restart; bare metal on IBM Cloud overrides it."""
+        self.reboot(server_id)
+        return "restarted"
+
+    def resume_reinstall(self, server_id: str, user_data: str | Callable[[], str]) -> str | None:
+        """Finish a reinstall that answered "stopping", once the server is stopped; None
+        while it is not (or nothing is left to finish). `user_data` may be a function that
+        builds it, called only when it is needed."""
+        return None
 
 
 def region_of(zone: str) -> str:

@@ -1,38 +1,31 @@
 """The `ibm` VPC provider.
 
-`IbmProvider` implements `Provider` (base.py) over the ibm-vpc
-SDK (`VpcV1`, IAM API key, pinned API `version`, `generation=2`) for bare metal
-servers (native iPXE: `initialization.user_data` is the chainloader script, on an
-image whose `user_data_format` is `ipxe`) and virtual server instances (a custom
-iPXE image; `user_data` carries the same script). Ownership is two things: the
-database (node.instance_id) and user tags attached with the Global Tagging API,
-because `list_instances` and `list_bare_metal_servers` cannot filter by tag.
+`IbmProvider` implements `Provider` (base.py) over the ibm-vpc SDK (`VpcV1`, IAM API key,
+pinned API `version`, `generation=2`) for bare metal servers (native iPXE:
+`initialization.user_data` is the chainloader script, on an image whose
+`user_data_format` is `ipxe`) and virtual server instances (a custom iPXE image;
+`user_data` carries the same script). Ownership is two things: the database
+(node.instance_id) and user tags attached with the Global Tagging API, because
+`list_instances` and `list_bare_metal_servers` cannot filter by tag.
 
-Retries are ours, not ibm-cloud-sdk-core's `enable_retries()`: that one is urllib3's
-Retry with exponential backoff and Retry-After, but without jitter, and it re-sends a
-POST after a timeout or a 5xx, which for a create can answer "name already used" or
-worse. Here a retried create first looks the server up by name.
+Every call goes through the one retrying client (providers/ibmcloud.py); a retried
+create first looks the server up by name, and a create refused because the name is
+taken (`validation_unique_failed`, a 400) is answered with the server of that name.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import random
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-from ibm_cloud_sdk_core import ApiException
-from ibm_cloud_sdk_core.authenticators import IAMAuthenticator
-
-from bootfleet.errors import SettingsError
+from bootfleet.providers.ibmcloud import IbmCloud, Retrier
 from bootfleet.providers.vpc.base import (
     KINDS,
     OWNER_TAG,
-    RETRY_STATUSES,
     Provider,
     Server,
     ServerSpec,
@@ -44,82 +37,8 @@ from bootfleet.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 API_VERSION = "2026-10-06"  # the VPC API behaviour this code was written against
-MAX_WAIT = 60.0  # longest single wait, even if Retry-After asks for more
-
-
-def vpc_error(what: str, e: ApiException) -> VpcError:
-    """The SDK's ApiException as a VpcError carrying the API's own error code and words."""
-    code = "error"
-    body = None
-    try:
-        body = e.http_response.json() if e.http_response is not None else None
-    except ValueError:
-        pass
-    if isinstance(body, dict) and body.get("errors"):
-        code = body["errors"][0].get("code") or code
-    elif isinstance(body, dict) and body.get("errorCode"):  # IAM
-        code = body["errorCode"]
-    status = e.status_code or 0
-    return VpcError(what, status, code, e.message or str(e), status in RETRY_STATUSES)
-
-
-class Retrier:
-    """Calls with retries on 429, 5xx, timeouts and dropped connections: exponential
-    backoff with full jitter, or the server's Retry-After (plus a little jitter)."""
-
-    def __init__(self, retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-                 token_manager: Any = None):
-        self.retries = retries
-        self.backoff = backoff
-        self.sleep = sleep
-        # After a failed token request the SDK makes every caller wait out 60 s before it
-        # asks IAM again; a retry of ours should ask at once.
-        self.token_manager = token_manager
-
-    def wait(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(MAX_WAIT, retry_after + random.uniform(0, self.backoff / 2))
-        return random.uniform(0, min(MAX_WAIT, self.backoff * 2 ** attempt))
-
-    def call(self, what: str, fn: Callable[[], Any], before_retry: Callable[[], Any] | None = None) -> Any:
-        """fn(), retried. `before_retry` runs before each retry; if it returns something,
-        that is the answer (a create that had worked after all)."""
-        for attempt in range(self.retries + 1):
-            retry_after = None
-            try:
-                return fn()
-            except ApiException as e:
-                error = vpc_error(what, e)
-                if e.http_response is not None:
-                    retry_after = _retry_after(e.http_response.headers.get("Retry-After"))
-            except (requests.Timeout, requests.ConnectionError) as e:
-                kind = "timed out" if isinstance(e, requests.Timeout) else "connection failed"
-                error = VpcError(what, 0, "timeout", f"{kind}: {e}", retryable=True)
-            if not error.retryable or attempt == self.retries:
-                raise error
-            delay = self.wait(attempt, retry_after)
-            log.warning("vpc call failed; retrying", extra={"what": what, "error": str(error), "wait": round(delay, 2)})
-            self.sleep(delay)
-            if self.token_manager is not None and not getattr(self.token_manager, "access_token", None):
-                self.token_manager.request_time = 0
-            if before_retry is not None:
-                found = before_retry()
-                if found is not None:
-                    return found
-        raise AssertionError("unreachable")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = datetime.datetime.strptime(value.strip(), "%a, %d %b %Y %H:%M:%S GMT").replace(
-            tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return None
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+NAME_TAKEN = ("validation_unique_failed",)  # the VPC API's code for "that name is in use" (a 400)
+POLL_SECONDS = 2.0  # how often a reinstall looks whether its server has stopped
 
 
 def _time(value: str | None) -> datetime.datetime | None:
@@ -129,6 +48,7 @@ def _time(value: str | None) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
 
 class IbmProvider(Provider):
     """IBM Cloud VPC through the ibm-vpc SDK; `kind` is bare_metal or instance."""
@@ -140,6 +60,7 @@ class IbmProvider(Provider):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         self.kind = kind
+        self.enrols = kind == "bare_metal"  # bare metal's iPXE runs the user data; a VSI's image cannot
         self.region = region
         self.vpc_id = vpc_id
         self.vpc = vpc_client
@@ -149,31 +70,8 @@ class IbmProvider(Provider):
     @classmethod
     def from_settings(cls, kind: str, region: str, vpc_id: str | None = None,
                       settings: Settings | None = None) -> "IbmProvider":
-        from ibm_platform_services import GlobalTaggingV1
-        from ibm_vpc import VpcV1
-
-        settings = settings or get_settings()
-        api_key = settings.ibmcloud_api_key
-        if not api_key:
-            raise SettingsError("BOOTFLEET_IBMCLOUD_API_KEY is not set; the ibm provider needs an IBM Cloud API key")
-        authenticator = IAMAuthenticator(api_key, url=settings.ibm_iam_url) if settings.ibm_iam_url \
-            else IAMAuthenticator(api_key)
-        vpc = VpcV1(version=settings.vpc_api_version, authenticator=authenticator, generation=2)
-        url = settings.vpc_url or VpcV1.get_service_url_for_region(region)
-        if not url:
-            raise SettingsError(f"no VPC endpoint known for region {region!r}; set BOOTFLEET_VPC_URL")
-        vpc.set_service_url(url.rstrip("/"))
-        tagging = GlobalTaggingV1(authenticator=authenticator)
-        if settings.tagging_url:
-            tagging.set_service_url(settings.tagging_url.rstrip("/"))
-        for client in (vpc, tagging):
-            client.set_http_config({"timeout": settings.vpc_timeout})
-        # The IAM token request has its own timeout (60 s in the SDK); an IAM that does not
-        # answer must not hold a pass (or cleanup) for minutes.
-        authenticator.token_manager.http_config = {"timeout": settings.vpc_timeout}
-        retrier = Retrier(settings.vpc_retries, settings.vpc_backoff_ms / 1000.0,
-                          token_manager=authenticator.token_manager)
-        return cls(kind, region, vpc, tagging, retrier, vpc_id)
+        cloud = IbmCloud.from_settings(settings or get_settings())
+        return cls(kind, region, cloud.vpc(region), cloud.tagging(), cloud.retrier, vpc_id)
 
     # --- shapes ----------------------------------------------------------------------------
 
@@ -193,7 +91,9 @@ class IbmProvider(Provider):
 
     def prototype(self, spec: ServerSpec) -> dict:
         """The create request's body, as the API reference describes it."""
-        vni = {"name": f"{spec.name}-vni", "subnet": {"id": spec.subnet}, "auto_delete": True}
+        # No name for the virtual network interface: VNI names are unique in the VPC, and a
+        # deleting server's VNI would refuse a new server of the same node its name.
+        vni = {"subnet": {"id": spec.subnet}, "auto_delete": True}
         body: dict[str, Any] = {
             "name": spec.name,
             "profile": {"name": spec.profile},
@@ -217,7 +117,7 @@ class IbmProvider(Provider):
     # --- calls -----------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[[], Any], before_retry: Callable[[], Any] | None = None) -> Any:
-        return self.retrier.call(what, lambda: fn().get_result(), before_retry)
+        return self.retrier.call(what, lambda: fn().get_result(), before_retry, kind=VpcError)
 
     def create(self, spec: ServerSpec) -> Server:
         from ibm_vpc import vpc_v1
@@ -239,7 +139,7 @@ class IbmProvider(Provider):
         try:
             data = self._call(f"create {self._what} {spec.name}", send, before_retry=made_after_all)
         except VpcError as e:
-            if e.status == 409 or "duplicate" in e.code:
+            if e.code in NAME_TAKEN:
                 found = self.find(spec.name)
                 if found is not None:
                     return found
@@ -251,7 +151,7 @@ class IbmProvider(Provider):
         try:
             server = self._server(self._call(f"get {self._what} {server_id}", lambda: fn(server_id)))
         except VpcError as e:
-            if e.status == 404:
+            if e.http_status == 404:
                 return None
             raise
         if server.vni_id and server.status not in ("pending", "deleting"):
@@ -263,7 +163,7 @@ class IbmProvider(Provider):
             vni = self._call(f"get virtual network interface {vni_id}",
                              lambda: self.vpc.get_virtual_network_interface(vni_id))
         except VpcError as e:
-            if e.status == 404:
+            if e.http_status == 404:
                 return None
             raise
         mac = vni.get("mac_address")
@@ -276,7 +176,7 @@ class IbmProvider(Provider):
         pager = pager_class(client=self.vpc, limit=100, name=name, vpc_id=vpc_id)
         items: list[dict] = []
         while pager.has_next():
-            items += self.retrier.call(f"list {self._what}s", pager.get_next)
+            items += self.retrier.call(f"list {self._what}s", pager.get_next, kind=VpcError)
         return items
 
     def find(self, name: str) -> Server | None:
@@ -322,7 +222,7 @@ class IbmProvider(Provider):
         try:
             self._call(f"delete {self._what} {server_id}", lambda: fn(server_id))
         except VpcError as e:
-            if e.status == 404:
+            if e.http_status == 404:
                 return False
             raise
         return True
@@ -334,13 +234,65 @@ class IbmProvider(Provider):
             self._call(f"reboot instance {server_id}",
                        lambda: self.vpc.create_instance_action(server_id, "reboot", force=True))
 
+    def reinstall(self, server_id: str, user_data: str, wait: float = 0) -> str:
+        """Bare metal: a restart only reboots, and an installer may have overwritten the
+        boot disk, so the server is stopped, reinitialized with its image and keys and the
+        new user data, and started. The stop takes a while: this waits up to `wait`
+        seconds for it, then answers "stopping" and `resume_reinstall` (the next
+        provisioning pass) finishes. Instances restart: their image carries iPXE."""
+        if self.kind != "bare_metal":
+            return super().reinstall(server_id, user_data, wait)
+        what = f"reinstall bare metal server {server_id}"
+        server = self._must_get(server_id, what)
+        if server.status == "running":
+            self._call(f"stop bare metal server {server_id}",
+                       lambda: self.vpc.stop_bare_metal_server(server_id, "hard"))
+        elif server.status not in ("stopping", "stopped"):
+            raise VpcError(what, 409, "bare_metal_server_busy",
+                           f"the server is {server.status}; reinstall it once it is running or stopped")
+        deadline = time.monotonic() + wait
+        while True:
+            done = self.resume_reinstall(server_id, user_data)
+            if done is not None:
+                return done
+            if time.monotonic() >= deadline:
+                return "stopping"
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+    def resume_reinstall(self, server_id: str, user_data: str | Callable[[], str]) -> str | None:
+        """Reinitialize a stopped bare metal server (same image and keys, new user data) and
+        start it; None while it is not stopped."""
+        if self.kind != "bare_metal":
+            return None
+        server = self._must_get(server_id, f"reinstall bare metal server {server_id}")
+        if server.status != "stopped":
+            return None
+        current = self._call(f"get initialization of bare metal server {server_id}",
+                             lambda: self.vpc.get_bare_metal_server_initialization(server_id))
+        data = user_data() if callable(user_data) else user_data
+        image = {"id": current["image"]["id"]}
+        keys = [{"id": k["id"]} for k in current.get("keys") or []]
+        self._call(f"reinitialize bare metal server {server_id}",
+                   lambda: self.vpc.replace_bare_metal_server_initialization(server_id, image, keys,
+                                                                             user_data=data))
+        # The API starts the server itself once it is reinitialized; one left stopped is started.
+        if (self.get(server_id) or server).status == "stopped":
+            self._call(f"start bare metal server {server_id}", lambda: self.vpc.start_bare_metal_server(server_id))
+        return "reinitialized"
+
+    def _must_get(self, server_id: str, what: str) -> Server:
+        server = self.get(server_id)
+        if server is None:
+            raise VpcError(what, 404, "bare_metal_server_not_found", f"no bare metal server {server_id}")
+        return server
+
     def ipxe_image(self) -> str:
         """The first available image with user_data_format ipxe (for bare metal)."""
         from ibm_vpc.vpc_v1 import ImagesPager
 
         pager = ImagesPager(client=self.vpc, limit=100, user_data_format=["ipxe"], status=["available"])
         while pager.has_next():
-            for image in self.retrier.call("list ipxe images", pager.get_next):
+            for image in self.retrier.call("list ipxe images", pager.get_next, kind=VpcError):
                 return image["id"]
         raise VpcError("list ipxe images", 0, "not_found",
                        "no image with user_data_format ipxe in this region; set BOOTFLEET_VPC_IPXE_IMAGE")

@@ -56,6 +56,7 @@ class LocalProvider(Provider):
     """VMs on this machine, one per node."""
 
     name = "local"
+    enrols = True  # each VM runs the user data it was created with
 
     def __init__(self, directory: Path, memory_mb: int = 384, tools: qemu.Tools | None = None):
         self.dir = directory
@@ -177,13 +178,15 @@ class LocalProvider(Provider):
         self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, self._user_data(record))
         self._write(record)
 
-    def reinstall(self, server_id: str, user_data: str) -> None:
+    def reinstall(self, server_id: str, user_data: str, wait: float = 0) -> str:
+        """Restart the VM with its new user data (a new enrolment secret)."""
         record = self._by_id(server_id)
         if record is None:
             raise SettingsError(f"no local VM {server_id}")
         self._kill(record)
         self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, user_data)
         self._write(record)
+        return "restarted"
 
     def _user_data(self, record: dict) -> str | None:
         """The user data the VM was created with (its script, kept beside its record)."""
