@@ -391,6 +391,7 @@ def test_reinstall_stops_reinitializes_and_starts_a_bare_metal_server(cloud, con
     wait_for_status(cloud, "running")
     node = nodes(clean_db)[0]
     record = cloud.records[node["instance_id"]]
+    first_secret = re.search(r"&secret=([A-Za-z0-9_-]+) ", record.user_data).group(1)
     record.user_data = "#!ipxe\necho overwritten\n"  # what the API would hand out before the reinstall
 
     cloud.stop_seconds = 60  # a bare metal server takes its time to stop
@@ -410,6 +411,11 @@ def test_reinstall_stops_reinitializes_and_starts_a_bare_metal_server(cloud, con
     assert put.body == {"image": {"id": "r006-ipxe-netboot"}, "keys": [{"id": "r006-key-1"}],
                         "user_data": record.user_data}
     assert record.user_data.startswith("#!ipxe") and f"{BASE}/boot/ipxe?mac=" in record.user_data
+    # A new enrolment secret came with the new user data; the old one opens nothing now.
+    from bootfleet.tokens import hash_secret
+
+    new_secret = re.search(r"&secret=([A-Za-z0-9_-]+) ", record.user_data).group(1)
+    assert new_secret != first_secret and nodes(clean_db)[0]["secret_hash"] == hash_secret(new_secret)
     assert record.reinitializations == 1 and record.restarts == 0
     wait_for_status(cloud, "running")  # the API starts a reinitialized server itself
     assert cloud.requests("POST", r"/start$") == []
@@ -450,6 +456,10 @@ def test_reinstall_of_an_instance_reboots_it(cloud, config, admin, profile, clea
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
     assert resp.json["reboot"] == {"server": node["instance_id"], "action": "restarted"}
     assert cloud.records[node["instance_id"]].restarts == 1
+    # A VSI boots a custom image that cannot read user data: no enrolment secret (it boots
+    # from a boot network, docs/security.md).
+    assert "secret=" not in cloud.records[node["instance_id"]].user_data
+    assert nodes(clean_db, "vsi")[0]["secret_hash"] is None
 
 
 def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):
