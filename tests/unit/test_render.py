@@ -82,7 +82,16 @@ def test_node_script_lines():
 def test_chainloader_local_boot_and_retry_scripts():
     chain = ipxe.chainloader(BASE, 10)
     assert f"chain --autofree {BASE}/boot/ipxe?{ipxe.CHAIN_QUERY} || goto chain_failed" in chain
-    assert "sanboot --no-describe --drive 0x80" in ipxe.local_boot("n1", "ready")
+    # An address from an earlier script is kept (no second DHCP); a failed fetch configures again.
+    lines = chain.splitlines()
+    assert lines[2] == "isset ${ip} && goto chain ||" and lines.index(":dhcp") == 3
+    assert lines[lines.index(":chain_failed") + 3] == "goto dhcp"
+    # A node script that returns (exit) leaves the chainloader too.
+    assert lines[lines.index(":chain") + 2] == "exit"
+    local = ipxe.local_boot("n1", "ready").splitlines()
+    # BIOS: the first hard disk; UEFI: leave iPXE so the firmware boots the next device.
+    assert local[2:4] == ["iseq ${platform} efi && goto efi ||", "sanboot --no-describe --drive 0x80 || goto none"]
+    assert local[local.index(":efi") + 2] == "exit"
     retry = ipxe.retry("no node is registered", f"{BASE}/boot/ipxe", 30)
     assert retry.splitlines()[1:] == ["echo bootfleet: no node is registered", "echo bootfleet: retrying in 30 s",
                                       "sleep 30", f"chain --autofree {BASE}/boot/ipxe"]

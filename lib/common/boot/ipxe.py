@@ -14,14 +14,24 @@ CHAIN_QUERY = (
 
 
 def chainloader(base_url: str, retry_seconds: int = 10) -> str:
-    """The first script a machine runs: get an address, then ask boot for its own script."""
+    """The first script a machine runs: get an address if it has none yet, then ask boot
+    for its own script.
+
+    A machine whose first script already configured the network (iPXE's own autoboot, the
+    QEMU node's script, an embedded script) keeps its address: a second DHCP costs seconds
+    on every boot. A failed fetch configures the network again before it retries. The node
+    script returns only when it chose to leave iPXE (`exit`, a ready node under UEFI): then
+    the chainloader exits too, so the firmware boots the next device.
+    """
     return f"""#!ipxe
 # bootfleet chainloader
+isset ${{ip}} && goto chain ||
 :dhcp
 echo bootfleet: configuring the network
 dhcp || goto dhcp_failed
 :chain
 chain --autofree {base_url}/boot/ipxe?{CHAIN_QUERY} || goto chain_failed
+exit
 :dhcp_failed
 echo bootfleet: DHCP failed; retrying in {retry_seconds} s
 sleep {retry_seconds}
@@ -29,7 +39,7 @@ goto dhcp
 :chain_failed
 echo bootfleet: could not fetch the node script from {base_url}; retrying in {retry_seconds} s
 sleep {retry_seconds}
-goto chain
+goto dhcp
 """
 
 
@@ -53,10 +63,19 @@ def node_script(node_id: str, profile_name: str, kernel_url: str, initrd_urls: l
 
 
 def local_boot(node_id: str, stage: str) -> str:
-    """The node is installed: boot the first local disk, never the installer again."""
+    """The node is installed: boot the first local disk, never the installer again.
+
+    Under BIOS iPXE hands over to the first hard disk (`sanboot --drive 0x80`); under UEFI
+    drive numbers mean nothing, so iPXE exits and the firmware boots the next device in its
+    boot order (the disk after the network).
+    """
     return f"""#!ipxe
 echo bootfleet: node {node_id} is {stage}; booting from the local disk
+iseq ${{platform}} efi && goto efi ||
 sanboot --no-describe --drive 0x80 || goto none
+:efi
+echo bootfleet: leaving iPXE; the firmware boots the next device
+exit
 :none
 echo bootfleet: no bootable local disk; ask an operator to reinstall node {node_id}
 sleep 60
