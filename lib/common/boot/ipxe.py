@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import re
+from urllib.parse import unquote, urlencode, urlsplit
 
 # Settings iPXE fills in when the chainloader asks for the node's script.
 # ${net0/mac:uristring} mangles the MAC on older iPXE builds; the plain form is safe.
@@ -11,6 +12,8 @@ CHAIN_QUERY = (
     "mac=${net0/mac}&uuid=${uuid}&serial=${serial:uristring}&hostname=${hostname:uristring}"
     "&arch=${buildarch}&platform=${platform}"
 )
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
 def chainloader(base_url: str, retry_seconds: int = 10) -> str:
@@ -45,12 +48,22 @@ goto dhcp
 
 def node_script(node_id: str, profile_name: str, kernel_url: str, initrd_urls: list[str], args: str,
                 retry_url: str, retry_seconds: int) -> str:
+    """Load the profile's kernel and initrds and boot them.
+
+    Each initrd is also named on the kernel command line (`initrd=<name>`): under UEFI, iPXE
+    before 1.21.1 (Debian 12's, QEMU's EFI NIC ROM) starts Linux through its EFI stub, which
+    finds its initrds only by those arguments; with newer iPXE the stub takes them from iPXE
+    directly and ignores the arguments, and a BIOS boot never reads them.
+    """
+    names = _initrd_names(initrd_urls)
+    kernel_args = " ".join(([args] if args else []) + [f"initrd={name}" for name, _ in names])
     lines = [
         "#!ipxe",
         f"echo bootfleet: node {node_id} boots profile {profile_name}",
-        f"kernel {kernel_url} {args}".rstrip() + " || goto failed",
+        f"kernel {kernel_url} {kernel_args}".rstrip() + " || goto failed",
     ]
-    lines += [f"initrd {url} || goto failed" for url in initrd_urls]
+    lines += [f"initrd {'' if plain else f'--name {name} '}{url} || goto failed"
+              for (name, plain), url in zip(names, initrd_urls)]
     lines += [
         "boot || goto failed",
         ":failed",
@@ -60,6 +73,19 @@ def node_script(node_id: str, profile_name: str, kernel_url: str, initrd_urls: l
         "",
     ]
     return "\n".join(lines)
+
+
+def _initrd_names(urls: list[str]) -> list[tuple[str, bool]]:
+    """The name iPXE gives each initrd (the last segment of its URL's path), and whether that
+    name is usable as is; otherwise (odd characters, the same name twice) `initrd<i>`."""
+    names, seen = [], set()
+    for i, url in enumerate(urls):
+        name = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+        plain = bool(_PLAIN_NAME.fullmatch(name)) and name not in seen
+        name = name if plain else f"initrd{i}"
+        seen.add(name)
+        names.append((name, plain))
+    return names
 
 
 def local_boot(node_id: str, stage: str) -> str:

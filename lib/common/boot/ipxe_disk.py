@@ -88,7 +88,7 @@ def find_tools() -> dict[str, str]:
 def _run(command: list[str], what: str) -> None:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=300)
     except OSError as e:
         raise DiskImageError(f"{what}: cannot run {command[0]}: {e}") from None
     if result.returncode != 0:
