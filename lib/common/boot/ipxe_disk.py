@@ -79,7 +79,8 @@ def find_ipxe(ipxe_dir: str | Path) -> tuple[Path, Path]:
 def find_tools() -> dict[str, str]:
     found = {name: shutil.which(name) for name in TOOLS}
     mbr = next((p for p in MBR_PATHS if os.path.isfile(p)), None)
-    missing = sorted({TOOLS[name] for name, path in found.items() if not path} | ({"syslinux-common"} if not mbr else set()))
+    missing = {TOOLS[name] for name, path in found.items() if not path} | ({"syslinux-common"} if not mbr else set())
+    missing = sorted(missing)
     if missing:
         raise DiskImageError(f"missing {', '.join(missing)}; install with: {INSTALL}")
     return {**found, "mbr": mbr}
