@@ -61,7 +61,7 @@ locals {
     BOOTFLEET_VPC_URL         = "https://${var.region}.iaas.cloud.ibm.com/v1"
     BOOTFLEET_VPC_API_VERSION = var.settings.vpc_api_version
     BOOTFLEET_VPC_IPXE_IMAGE  = var.netboot_image == "" ? "" : data.ibm_is_image.netboot[0].id
-    BOOTFLEET_VPC_VSI_IMAGE   = var.vsi_ipxe_image == "" ? "" : data.ibm_is_image.vsi_ipxe[0].id
+    BOOTFLEET_VPC_VSI_IMAGE   = local.vsi_ipxe_image_id
     BOOTFLEET_VPC_TIMEOUT     = tostring(var.settings.vpc_timeout)
     BOOTFLEET_VPC_RETRIES     = tostring(var.settings.vpc_retries)
     BOOTFLEET_VPC_BACKOFF_MS  = tostring(var.settings.vpc_backoff_ms)
