@@ -261,7 +261,11 @@ def test_qemu_uefi_node_installs_then_firmware_boots_local_disk(tools, uefi, nod
         # The firmware's iPXE fetched the chainloader named by DHCP, then the node script as EFI.
         assert re.search(r'"GET /boot/boot\.ipxe HTTP/1\.[01]" 200 .*"iPXE/', log), log[-3000:]
         assert node_script_asked(log, node, "efi"), [line for line in log.splitlines() if "/boot/" in line]
-        assert "iPXE" in vm.log()  # under UEFI iPXE writes to the firmware's console: the serial port
+        # Under UEFI iPXE writes to the firmware's console, the serial port: one DHCP, by the firmware's
+        # iPXE; the chainloader found the address and did not ask again (issue 15: no second DHCP).
+        console = vm.log()
+        assert console.count("Configuring (net0") == 1, console[-3000:]
+        assert "bootfleet: configuring the network" not in console, console[-3000:]
 
         console = boot_installed(server, node, tmp_path / "vms", local_disk.MARKER_EFI, firmware="uefi",
                                  disks=[installed_disk])
@@ -296,7 +300,10 @@ def test_vsi_disk_image_boots_to_ready_under_uefi_and_bios(tools, uefi, node_ima
             assert node_script_asked(log, node, platform), [line for line in log.splitlines() if "/boot/" in line]
         # The chainloader came from the disk: nobody asked boot for it.
         assert "GET /boot/boot.ipxe" not in log
-        assert "iPXE 1.21.1" in runs[0][0].log()  # the UEFI machine's console: Debian 13's iPXE ran
+        # The UEFI machine's console: Debian 13's iPXE ran the disk's script, which configured the network once.
+        console = runs[0][0].log()
+        assert "iPXE 1.21.1" in console and "file:/autoexec.ipxe... ok" in console, console[-3000:]
+        assert console.count("bootfleet: configuring the network") == 1, console[-3000:]
     finally:
         server.stop()
 
