@@ -111,12 +111,21 @@ def test_old_or_missing_ipxe_and_bad_options_are_one_line_errors(ipxe_dir, tmp_p
     assert result.returncode == 1 and "older than 1.21.1" in result.stderr and result.stderr.count("\n") == 1
     for args, says in (
         (["--ipxe-dir", str(tmp_path / "nothing")], "ipxe.efi not found"),
-        (["--ipxe-dir", str(ipxe_dir), "--size", "8"], "--size 8: at least"),
+        (["--ipxe-dir", str(ipxe_dir), "--size", "8"], "--size 8: at least 17 MiB"),
         (["--ipxe-dir", str(ipxe_dir), "--out", str(tmp_path / "no" / "vsi.qcow2")], "no such folder"),
     ):
         result = cli("--url", URL, "--out", str(out), *args) if "--out" not in args else cli("--url", URL, *args)
         assert result.returncode == 1 and says in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert not out.exists() and list(tmp_path.glob("bootfleet-ipxe-disk-*")) == []
+
+
+def test_an_output_it_cannot_write_is_a_one_line_error(ipxe_dir, tmp_path):
+    taken = tmp_path / "taken.qcow2"
+    taken.mkdir()  # a folder where the image should go: the final rename fails
+    result = cli("--url", URL, "--out", str(taken), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"bootfleet: writing {taken}: ") and "Traceback" not in result.stderr
+    assert list(tmp_path.glob("bootfleet-ipxe-disk-*")) == []
 
 
 def test_missing_tools_name_the_packages(ipxe_dir, tmp_path, monkeypatch):

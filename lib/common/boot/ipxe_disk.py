@@ -114,43 +114,50 @@ def build(url: str, out: str | Path, *, ipxe_dir: str | Path = IPXE_DIR, size_mi
     if fmt not in ("qcow2", "raw"):
         raise DiskImageError(f"--format {fmt!r}: qcow2 or raw")
     if size_mib * 2048 < PART_START + FAT_SECTORS:
-        raise DiskImageError(f"--size {size_mib}: at least {(PART_START + FAT_SECTORS) // 2048 + 1} MiB")
+        raise DiskImageError(f"--size {size_mib}: at least {-(-(PART_START + FAT_SECTORS) // 2048)} MiB")
     out = Path(out)
     if not out.parent.is_dir():
         raise DiskImageError(f"{out.parent}: no such folder")
     tools = find_tools()
     efi, lkrn = find_ipxe(ipxe_dir)
-    progress(f"iPXE from {efi.parent}; the chainloader runs {url}/boot/boot.ipxe's script")
+    progress(f"iPXE from {efi.parent}; the chainloader asks {url}/boot/ipxe for each node's script")
 
-    with tempfile.TemporaryDirectory(prefix="bootfleet-ipxe-disk-", dir=out.parent) as tmp:
-        work = Path(tmp)
-        script = work / "autoexec.ipxe"
-        script.write_text(ipxe.chainloader(url))
-        (work / "syslinux.cfg").write_text(SYSLINUX_CFG)
-        fat = work / "esp.img"
-        progress(f"formatting the EFI system partition (FAT, {FAT_SECTORS // 2048} MiB)")
-        _run([tools["mformat"], "-i", str(fat), "-C", "-t", str(FAT_SECTORS // (64 * 32)), "-h", "64", "-s", "32",
-              "-H", str(PART_START), "-v", "BOOTFLEET", "::"], "formatting the partition")
-        progress("copying ipxe.efi (as EFI/BOOT/BOOTX64.EFI), ipxe.lkrn, autoexec.ipxe, syslinux.cfg")
-        _run([tools["mmd"], "-i", str(fat), "::/EFI", "::/EFI/BOOT"], "making EFI/BOOT")
-        _run([tools["mcopy"], "-i", str(fat), str(efi), "::/EFI/BOOT/BOOTX64.EFI"], "copying ipxe.efi")
-        _run([tools["mcopy"], "-i", str(fat), str(lkrn), str(script), str(work / "syslinux.cfg"), "::/"],
-             "copying ipxe.lkrn and the script")
-
-        raw = work / "disk.raw"
-        progress(f"writing the partition table and SYSLINUX (BIOS boot) into a {size_mib} MiB disk")
-        with open(raw, "wb") as f:
-            f.write(master_boot_record(Path(tools["mbr"]).read_bytes(), FAT_SECTORS))
-            f.seek(PART_START * SECTOR)
-            f.write(fat.read_bytes())
-            f.truncate(size_mib * 1024 * 1024)
-        _run([tools["syslinux"], "--install", "--offset", str(PART_START * SECTOR), str(raw)], "installing SYSLINUX")
-
-        if fmt == "qcow2":
-            progress(f"converting to qcow2: {out}")
-            _run([tools["qemu-img"], "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
-                 "converting to qcow2")
-            os.replace(work / "disk.qcow2", out)
-        else:
-            os.replace(raw, out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bootfleet-ipxe-disk-", dir=out.parent) as tmp:
+            _assemble(url, out, Path(tmp), tools, efi, lkrn, size_mib, fmt, progress)
+    except OSError as e:  # a full disk, a folder we may not write to
+        raise DiskImageError(f"writing {out}: {e.strerror or e}") from None
     return out
+
+
+def _assemble(url: str, out: Path, work: Path, tools: dict[str, str], efi: Path, lkrn: Path, size_mib: int,
+              fmt: str, progress: Callable[[str], None]) -> None:
+    script = work / "autoexec.ipxe"
+    script.write_text(ipxe.chainloader(url))
+    (work / "syslinux.cfg").write_text(SYSLINUX_CFG)
+    fat = work / "esp.img"
+    progress(f"formatting the EFI system partition (FAT, {FAT_SECTORS // 2048} MiB)")
+    _run([tools["mformat"], "-i", str(fat), "-C", "-t", str(FAT_SECTORS // (64 * 32)), "-h", "64", "-s", "32",
+          "-H", str(PART_START), "-v", "BOOTFLEET", "::"], "formatting the partition")
+    progress("copying ipxe.efi (as EFI/BOOT/BOOTX64.EFI), ipxe.lkrn, autoexec.ipxe, syslinux.cfg")
+    _run([tools["mmd"], "-i", str(fat), "::/EFI", "::/EFI/BOOT"], "making EFI/BOOT")
+    _run([tools["mcopy"], "-i", str(fat), str(efi), "::/EFI/BOOT/BOOTX64.EFI"], "copying ipxe.efi")
+    _run([tools["mcopy"], "-i", str(fat), str(lkrn), str(script), str(work / "syslinux.cfg"), "::/"],
+         "copying ipxe.lkrn and the script")
+
+    raw = work / "disk.raw"
+    progress(f"writing the partition table and SYSLINUX (BIOS boot) into a {size_mib} MiB disk")
+    with open(raw, "wb") as f:
+        f.write(master_boot_record(Path(tools["mbr"]).read_bytes(), FAT_SECTORS))
+        f.seek(PART_START * SECTOR)
+        f.write(fat.read_bytes())
+        f.truncate(size_mib * 1024 * 1024)
+    _run([tools["syslinux"], "--install", "--offset", str(PART_START * SECTOR), str(raw)], "installing SYSLINUX")
+
+    if fmt == "qcow2":
+        progress(f"converting to qcow2: {out}")
+        _run([tools["qemu-img"], "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "disk.qcow2")],
+             "converting to qcow2")
+        os.replace(work / "disk.qcow2", out)
+    else:
+        os.replace(raw, out)
