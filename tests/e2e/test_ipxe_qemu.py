@@ -280,6 +280,7 @@ def test_vsi_disk_image_boots_to_ready_under_uefi_and_bios(tools, uefi, node_ima
     images = tmp_path / "images"
     server = RunningServer(env={"BOOTFLEET_IMAGES_DIR": str(images), "BOOTFLEET_LOG_LEVEL": "INFO",
                                 "BOOTFLEET_ACCESS_LOG": "-"})
+    runs = []
     try:
         env = {**server.env, "BOOTFLEET_IMAGES_DIR": str(images)}
         bootfleet_cli(env, "images", "upload", "--prefix", "e2e", str(node_image.kernel), str(node_image.initrd))
@@ -289,8 +290,9 @@ def test_vsi_disk_image_boots_to_ready_under_uefi_and_bios(tools, uefi, node_ima
         assert f"wrote {disk}" in built and disk.read_bytes()[:4] == b"QFI\xfb", built
         nodes = create_deployment(server, "e2e-vsi", ["52:54:00:e2:00:04", "52:54:00:e2:00:05"])
         # Both machines at once: one under UEFI (ipxe.efi + autoexec.ipxe), one under BIOS (SYSLINUX + ipxe.lkrn).
-        runs = [start_vm(node, tmp_path / "vms", {qemu.GUEST_ADDRESS: server.port}, firmware=firmware, boot="disk",
-                         disks=[disk]) for node, firmware in zip(nodes, ("uefi", "bios"))]
+        for node, firmware in zip(nodes, ("uefi", "bios")):
+            runs.append(start_vm(node, tmp_path / "vms", {qemu.GUEST_ADDRESS: server.port}, firmware=firmware,
+                                 boot="disk", disks=[disk]))
         for node, (vm, started), firmware in zip(nodes, runs, ("UEFI", "BIOS")):
             finish_install(server, vm, started)
             report_times(f"VSI disk image, {firmware}", server, node, started)
@@ -305,6 +307,8 @@ def test_vsi_disk_image_boots_to_ready_under_uefi_and_bios(tools, uefi, node_ima
         assert "iPXE 1.21.1" in console and "file:/autoexec.ipxe... ok" in console, console[-3000:]
         assert console.count("bootfleet: configuring the network") == 1, console[-3000:]
     finally:
+        for vm, _ in runs:  # a failed install leaves the other VM running
+            vm.stop()
         server.stop()
 
 
