@@ -70,7 +70,7 @@ locals {
     # its own placement's region (the SDK knows them); one pinned URL would override them all.
     BOOTFLEET_VPC_API_VERSION = var.settings.vpc_api_version
     BOOTFLEET_VPC_IPXE_IMAGE  = var.netboot_image == "" ? "" : data.ibm_is_image.netboot[0].id
-    BOOTFLEET_VPC_VSI_IMAGE   = var.vsi_ipxe_image == "" ? "" : data.ibm_is_image.vsi_ipxe[0].id
+    BOOTFLEET_VPC_VSI_IMAGE   = local.vsi_ipxe_image_id
     BOOTFLEET_TAGGING_URL     = "https://tags.global-search-tagging.cloud.ibm.com"
     BOOTFLEET_PROVISION_BATCH = tostring(var.settings.provision_batch)
 

@@ -73,8 +73,18 @@ def test_node_script_lines():
                               "console=ttyS0", f"{BASE}/boot/ipxe?mac=52%3A54", 7)
     lines = script.splitlines()
     assert lines[0] == "#!ipxe"
-    assert lines[2] == f"kernel {BASE}/images/vmlinuz console=ttyS0 || goto failed"
+    # Each initrd is named on the kernel command line (the EFI stub of a kernel an older EFI iPXE boots).
+    assert lines[2] == f"kernel {BASE}/images/vmlinuz console=ttyS0 initrd=a initrd=b || goto failed"
     assert lines[3:5] == [f"initrd {BASE}/images/a || goto failed", f"initrd {BASE}/images/b || goto failed"]
+    # Names iPXE would give twice, or odd ones, are set explicitly; presigned queries do not count.
+    odd = ipxe.node_script("n1", "w", "k", [f"{BASE}/x/initrd.img?X-Amz-Signature=1", f"{BASE}/y/initrd.img",
+                                            f"{BASE}/z/%24%7Bx%7D"], "", "r", 7).splitlines()
+    assert odd[2] == "kernel k initrd=initrd.img initrd=initrd1 initrd=initrd2 || goto failed"
+    assert odd[3:6] == [f"initrd {BASE}/x/initrd.img?X-Amz-Signature=1 || goto failed",
+                        f"initrd --name initrd1 {BASE}/y/initrd.img || goto failed",
+                        f"initrd --name initrd2 {BASE}/z/%24%7Bx%7D || goto failed"]
+    bare = ipxe.node_script("n1", "worker", f"{BASE}/images/vmlinuz", [], "", f"{BASE}/boot/ipxe", 7)
+    assert bare.splitlines()[2] == f"kernel {BASE}/images/vmlinuz || goto failed"
     assert lines[5] == "boot || goto failed"
     assert lines[-2:] == ["sleep 7", f"chain --autofree {BASE}/boot/ipxe?mac=52%3A54"]
 
@@ -82,7 +92,16 @@ def test_node_script_lines():
 def test_chainloader_local_boot_and_retry_scripts():
     chain = ipxe.chainloader(BASE, 10)
     assert f"chain --autofree {BASE}/boot/ipxe?{ipxe.CHAIN_QUERY} || goto chain_failed" in chain
-    assert "sanboot --no-describe --drive 0x80" in ipxe.local_boot("n1", "ready")
+    # An address from an earlier script is kept (no second DHCP); a failed fetch configures again.
+    lines = chain.splitlines()
+    assert lines[2] == "isset ${ip} && goto chain ||" and lines.index(":dhcp") == 3
+    assert lines[lines.index(":chain_failed") + 3] == "goto dhcp"
+    # A node script that returns (exit) leaves the chainloader too.
+    assert lines[lines.index(":chain") + 2] == "exit"
+    local = ipxe.local_boot("n1", "ready").splitlines()
+    # BIOS: the first hard disk; UEFI: leave iPXE so the firmware boots the next device.
+    assert local[2:4] == ["iseq ${platform} efi && goto efi ||", "sanboot --no-describe --drive 0x80 || goto none"]
+    assert local[local.index(":efi") + 2] == "exit"
     retry = ipxe.retry("no node is registered", f"{BASE}/boot/ipxe", 30)
     assert retry.splitlines()[1:] == ["echo bootfleet: no node is registered", "echo bootfleet: retrying in 30 s",
                                       "sleep 30", f"chain --autofree {BASE}/boot/ipxe"]

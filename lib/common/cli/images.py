@@ -1,4 +1,5 @@
-"""`bootfleet images upload | list | rm`: put kernels and initrds where boot points iPXE.
+"""`bootfleet images upload | list | rm`: put kernels and initrds where boot points iPXE;
+`bootfleet images build-ipxe-disk`: the iPXE disk image a VPC virtual server boots.
 
 Images go straight to the storage the settings name (BOOTFLEET_STORAGE: the local
 folder, or an S3 bucket); no bootfleet function ever carries their bytes.
@@ -82,6 +83,21 @@ def cmd_images(args, settings: Settings) -> None:
         print(f"uploaded to {storage.where}")
 
 
+def cmd_build_ipxe_disk(args, settings: Settings) -> None:
+    """Build the VSI iPXE disk image (bootfleet.boot.ipxe_disk), saying what it does as it goes."""
+    from bootfleet.boot import ipxe_disk  # only this command needs it
+
+    def progress(line: str) -> None:
+        print(f"build-ipxe-disk: {line}", flush=True)
+
+    try:
+        out = ipxe_disk.build(args.boot_url, args.out, ipxe_dir=args.ipxe_dir, size_mib=args.size,
+                              fmt=args.format, progress=progress)
+    except ipxe_disk.DiskImageError as e:
+        raise SystemExit(f"bootfleet: {e}") from None
+    print(f"wrote {out} ({_size(out.stat().st_size)}); upload it to COS and import it as a VPC image (docs/vpc.md)")
+
+
 def add_images_parser(sub) -> None:
     p = sub.add_parser("images", help="upload, list and remove boot images (kernels, initrds)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -94,4 +110,13 @@ def add_images_parser(sub) -> None:
     a = actions.add_parser("rm", help="remove images")
     a.add_argument("keys", nargs="+", metavar="KEY")
     p.set_defaults(func=cmd_images)
+    a = actions.add_parser("build-ipxe-disk", help="build the iPXE disk image VPC virtual servers boot (docs/vpc.md)")
+    a.add_argument("--url", dest="boot_url", required=True, metavar="URL",
+                   help="bootfleet's base URL, e.g. https://boot.example.com (the chainloader it runs)")
+    a.add_argument("--out", default="bootfleet-ipxe.qcow2", help="the image file to write (default %(default)s)")
+    a.add_argument("--format", choices=["qcow2", "raw"], default="qcow2")
+    a.add_argument("--size", type=int, default=1024, help="virtual disk size in MiB (default %(default)s)")
+    a.add_argument("--ipxe-dir", default="/usr/lib/ipxe",
+                   help="folder with ipxe.efi (1.21.1 or later) and ipxe.lkrn (default %(default)s)")
+    a.set_defaults(func=cmd_build_ipxe_disk)
 

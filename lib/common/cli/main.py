@@ -7,6 +7,7 @@
     bootfleet watch DEPLOYMENT          the same, live, until it is done
     bootfleet events                    the event stream
     bootfleet images upload|list|rm     boot images in the configured storage
+    bootfleet images build-ipxe-disk    the iPXE disk image VPC virtual servers boot
     bootfleet cleanup [--dry-run]       run cleanup now
     bootfleet dns reconcile|records     DNS records at the provider
 

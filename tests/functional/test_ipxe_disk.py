@@ -1,0 +1,134 @@
+"""`bootfleet images build-ipxe-disk`: the disk image's layout, read back with the tools
+that wrote it, and its one-line errors. The image booting to `ready` under UEFI and BIOS
+is the e2e test (tests/e2e/test_ipxe_qemu.py::test_vsi_disk_image_boots_to_ready_under_uefi_and_bios).
+
+Here ipxe.efi is a stand-in file (the real one, iPXE 1.21.1, is downloaded only by the e2e):
+the layout and the script are what is checked, not iPXE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import pytest
+from support import ROOT
+
+from bootfleet.boot import ipxe, ipxe_disk
+
+HAVE_TOOLS = all(shutil.which(tool) for tool in ("mformat", "syslinux", "qemu-img"))
+pytestmark = pytest.mark.skipif(
+    not HAVE_TOOLS and not os.environ.get("CI"),  # CI installs them (.ci/run): there it must run
+    reason=f"needs mtools, syslinux and qemu-utils: {ipxe_disk.INSTALL}")
+
+URL = "https://boot.example.com"
+
+
+@pytest.fixture
+def ipxe_dir(tmp_path):
+    """A folder that looks like iPXE 1.21.1's: an EFI file naming autoexec.ipxe, Debian's ipxe.lkrn."""
+    folder = tmp_path / "ipxe"
+    folder.mkdir()
+    (folder / "ipxe.efi").write_bytes(b"MZ stand-in for ipxe.efi; loads autoexec.ipxe\0" * 100)
+    lkrn = "/usr/lib/ipxe/ipxe.lkrn"
+    if os.path.exists(lkrn):
+        shutil.copyfile(lkrn, folder / "ipxe.lkrn")
+    else:
+        (folder / "ipxe.lkrn").write_bytes(b"stand-in lkrn")
+    return folder
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bootfleet.cli", "images", "build-ipxe-disk", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def mtype(image, path: str) -> bytes:
+    return subprocess.run(["mtype", "-i", f"{image}@@{ipxe_disk.PART_START * 512}", f"::{path}"], check=True,
+                          capture_output=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout
+
+
+def test_the_disk_has_the_chainloader_for_the_url_beside_both_ipxe_builds(ipxe_dir, tmp_path):
+    out = tmp_path / "vsi.qcow2"
+    result = cli("--url", URL + "/", "--out", str(out), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stdout.splitlines() if line.startswith("build-ipxe-disk: ")]
+    assert len(progress) >= 4 and f"wrote {out}" in result.stdout, result.stdout
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(out)], capture_output=True, text=True, check=True)
+    assert '"format": "qcow2"' in info.stdout and '"virtual-size": 1073741824' in info.stdout
+
+    raw = tmp_path / "vsi.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(out), str(raw)], check=True)
+    mbr = raw.read_bytes()[:512]
+    assert mbr[510:] == b"\x55\xaa"
+    status, kind, start, length = struct.unpack("<B3xB3xII", mbr[446:462])
+    assert (status, kind, start, length) == (0x80, 0xEF, ipxe_disk.PART_START, ipxe_disk.FAT_SECTORS)
+    assert mbr[:440] == open(next(p for p in ipxe_disk.MBR_PATHS if os.path.exists(p)), "rb").read()[:440]
+
+    # UEFI: the removable-media path and the script iPXE runs from beside itself.
+    assert mtype(raw, "/EFI/BOOT/BOOTX64.EFI") == (ipxe_dir / "ipxe.efi").read_bytes()
+    assert mtype(raw, "/autoexec.ipxe").decode() == ipxe.chainloader(URL)
+    # BIOS: SYSLINUX installed in the partition, booting ipxe.lkrn with the same script.
+    assert mtype(raw, "/ipxe.lkrn") == (ipxe_dir / "ipxe.lkrn").read_bytes()
+    assert "KERNEL ipxe.lkrn" in mtype(raw, "/syslinux.cfg").decode()
+    assert "INITRD autoexec.ipxe" in mtype(raw, "/syslinux.cfg").decode()
+    assert len(mtype(raw, "/ldlinux.sys")) > 0
+    assert b"SYSLINUX" in raw.read_bytes()[ipxe_disk.PART_START * 512:][:512]
+
+
+def test_raw_format_and_size(ipxe_dir, tmp_path):
+    out = tmp_path / "vsi.img"
+    result = cli("--url", "http://10.0.2.100", "--out", str(out), "--ipxe-dir", str(ipxe_dir), "--format", "raw",
+                 "--size", "64")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("url, says", [
+    ("boot.example.com", "give bootfleet's base URL"),
+    ("ftp://boot.example.com", "give bootfleet's base URL"),
+    ("https://", "give bootfleet's base URL"),
+    ("https://boot.example.com/?x=1", "no query"),
+    ("https://boot.example.com/${x}", "no query"),
+    ("https://boot.example.com/a b", "no query"),
+])
+def test_bad_urls_are_one_line_errors_and_write_nothing(ipxe_dir, tmp_path, url, says):
+    out = tmp_path / "vsi.qcow2"
+    result = cli("--url", url, "--out", str(out), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("bootfleet: --url ") and says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_old_or_missing_ipxe_and_bad_options_are_one_line_errors(ipxe_dir, tmp_path):
+    out = tmp_path / "vsi.qcow2"
+    # iPXE before 1.21.1 (Debian 12's): its EFI build cannot run a script beside it.
+    (ipxe_dir / "ipxe.efi").write_bytes(b"MZ an old iPXE EFI build" * 100)
+    result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 1 and "older than 1.21.1" in result.stderr and result.stderr.count("\n") == 1
+    for args, says in (
+        (["--ipxe-dir", str(tmp_path / "nothing")], "ipxe.efi not found"),
+        (["--ipxe-dir", str(ipxe_dir), "--size", "8"], "--size 8: at least 17 MiB"),
+        (["--ipxe-dir", str(ipxe_dir), "--out", str(tmp_path / "no" / "vsi.qcow2")], "no such folder"),
+    ):
+        result = cli("--url", URL, "--out", str(out), *args) if "--out" not in args else cli("--url", URL, *args)
+        assert result.returncode == 1 and says in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert not out.exists() and list(tmp_path.glob("bootfleet-ipxe-disk-*")) == []
+
+
+def test_an_output_it_cannot_write_is_a_one_line_error(ipxe_dir, tmp_path):
+    taken = tmp_path / "taken.qcow2"
+    taken.mkdir()  # a folder where the image should go: the final rename fails
+    result = cli("--url", URL, "--out", str(taken), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"bootfleet: writing {taken}: ") and "Traceback" not in result.stderr
+    assert list(tmp_path.glob("bootfleet-ipxe-disk-*")) == []
+
+
+def test_missing_tools_name_the_packages(ipxe_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mtools, syslinux or qemu-img on it
+    with pytest.raises(ipxe_disk.DiskImageError, match="missing mtools, qemu-utils, syslinux; install with: apt-get"):
+        ipxe_disk.build(URL, tmp_path / "vsi.qcow2", ipxe_dir=ipxe_dir)
