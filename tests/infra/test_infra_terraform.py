@@ -40,6 +40,9 @@ NOT_WIRED = {
     "BOOTFLEET_DNS_TSIG_ALGORITHM": "RFC 2136 TSIG algorithm",
     # each deployment's VPC calls go to its own region's endpoint; one pinned URL would override them all
     "BOOTFLEET_VPC_URL": "a VPC endpoint for every region (a local fake, a private endpoint)",
+    # on Code Engine the functions learn the client from the gateway (BOOTFLEET_GATEWAY_SECRET);
+    # a trusted proxy by address is the self-hosted VM's nginx on loopback
+    "BOOTFLEET_TRUSTED_PROXIES": "the self-hosted VM's nginx (docs/security.md)",
 }
 
 
