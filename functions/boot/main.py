@@ -33,6 +33,7 @@ def _parse(request) -> BootRequest:
         uuid=normalize_uuid(uuid) if uuid else None,
         serial=check_serial(serial) if serial else None,
         hostname=check_hostname(hostname) if hostname else None,
+        address=request.remote_addr,
     )
     for name in ("arch", "platform"):
         value = args.get(name, "").strip()

@@ -149,7 +149,7 @@ def test_images_cli_on_the_local_folder(tmp_path):
     assert "debian/12/vmlinuz" in result.stdout and "2.0 KiB" in result.stdout
     listed = json.loads(cli(env, "--json", "images", "list").stdout)
     assert [(i["key"], i["size"]) for i in listed] == [("debian/12/initrd.img", 10), ("debian/12/vmlinuz", 2048)]
-    result = cli(env, "images", "rm", "debian/12/vmlinuz")
+    result = cli(env, "images", "rm", "--yes", "debian/12/vmlinuz")
     assert result.returncode == 0 and "removed debian/12/vmlinuz" in result.stdout
     assert not (tmp_path / "images" / "debian" / "12" / "vmlinuz").exists()
 
@@ -158,7 +158,7 @@ def test_images_cli_on_the_local_folder(tmp_path):
     (["images", "upload", "--key", "../escape", "FILE"], "image key '../escape'"),
     (["images", "upload", "/no/such/file"], "/no/such/file: no such file"),
     (["images", "upload", "--key", "one", "FILE", "FILE"], "--key names one image"),
-    (["images", "rm", "never-uploaded"], "no image 'never-uploaded' in folder"),
+    (["images", "rm", "--yes", "never-uploaded"], "no image 'never-uploaded' in folder"),
 ])
 def test_images_cli_errors_are_clear_and_change_nothing(tmp_path, args, message):
     source = tmp_path / "vmlinuz"
@@ -178,7 +178,7 @@ def test_images_cli_on_s3(s3, bucket, tmp_path):
     assert cli(env, "images", "upload", "--key", "fleet/kernel", str(tmp_path / "vmlinuz")).returncode == 0
     listed = json.loads(cli(env, "--json", "images", "list").stdout)
     assert [(i["key"], i["size"]) for i in listed] == [("fleet/kernel", 100)]
-    result = cli(env, "images", "rm", "fleet/kernel")
+    result = cli(env, "images", "rm", "--yes", "fleet/kernel")
     assert result.returncode == 0 and f"from bucket {bucket}" in result.stdout
-    result = cli(env, "images", "rm", "fleet/kernel")
+    result = cli(env, "images", "rm", "--yes", "fleet/kernel")
     assert result.returncode == 1 and "no image 'fleet/kernel' in bucket" in result.stderr

@@ -44,7 +44,10 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = Path(data) if data else Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
         self.data.mkdir(parents=True, exist_ok=True)
-        merged = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), **(env or {})}
+        # Its client settings (cli/config.py) go into the data dir, not the user's ~/.config,
+        # unless the caller names an XDG_CONFIG_HOME.
+        merged = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), "XDG_CONFIG_HOME": str(self.data / "config"),
+                  **(env or {})}
         self.env = {name: value for name, value in merged.items() if value is not None}
         self.log_path = self.data / log_name
         self.log = open(self.log_path, "w+")

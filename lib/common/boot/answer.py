@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
-from bootfleet.db import nodes, profiles
+from bootfleet.db import events, nodes, profiles, unknown
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import RenderError, ValidationError
-from bootfleet.providers.storage.choose import image_url
+from bootfleet.providers.storage.choose import image_url, missing_images
 from bootfleet.settings import Settings
 from bootfleet.stages import LOCAL_BOOT, TERMINAL
 from bootfleet.tokens import issue_node_token
@@ -37,6 +37,7 @@ class BootRequest:
     hostname: str | None = None
     arch: str | None = None
     platform: str | None = None
+    address: str | None = None  # the client's address, as the boot function sees it
 
     def query(self) -> dict[str, str]:
         return {
@@ -54,41 +55,52 @@ class BootAnswer:
     script: str
     node_id: str | None = None
     outcome: str = ""
+    profile: str | None = None
+    missing_images: list[str] = field(default_factory=list)
 
 
 def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> BootAnswer:
     retry_url = ipxe.script_url(base, req.query())
-    wait = settings.retry_seconds
     node = nodes.find(tx, req.macs, req.uuid)
     if node is None:
         node = _discover(tx, settings, req)
         if node is None:
             who = f"MAC {req.macs[0]}" if req.macs else f"UUID {req.uuid}" if req.uuid else "no MAC or UUID"
             message = f"no node is registered with {who}; register it (bootfleet node create --mac ...)"
-            return BootAnswer(ipxe.retry(message, retry_url, wait), None, "unknown")
+            if req.macs:  # what an operator sees: bootfleet node unknown, the dashboard
+                unknown.record(tx, req.macs[0], req.address, "no node has this MAC")
+            return BootAnswer(ipxe.retry(message, retry_url, settings.retry_seconds), None, "unknown")
 
+    result = script_for(tx, settings, base, node, retry_url)
     node_id, stage = node["id"], node["stage"]
-    if stage in LOCAL_BOOT:
+    if result.outcome == "install":
+        nodes.remember_identity(tx, node, req.uuid, req.serial)
+    if result.outcome == "install" and stage in RESTART_FROM:
+        note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
+        nodes.set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {result.profile}{note}",
+                        node["deployment_id"], seen=True)
+    else:
         nodes.touch(tx, node_id)
+    if result.missing_images:
+        _report_missing(tx, settings, node, result)
+    return result
+
+
+def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry_url: str) -> BootAnswer:
+    """The script boot answers `node` with, changing nothing: what `answer` serves, and what
+    an operator previews (bootfleet node script)."""
+    node_id, stage = node["id"], node["stage"]
+    wait = settings.retry_seconds
+    if stage in LOCAL_BOOT:
         return BootAnswer(ipxe.local_boot(node_id, stage), node_id, "local-disk")
     if stage in TERMINAL:
-        nodes.touch(tx, node_id)
         message = f"node {node_id} is {stage}; an operator must reinstall it (bootfleet node reinstall {node_id})"
         return BootAnswer(ipxe.retry(message, retry_url, max(wait, 60)), node_id, stage)
 
     profile, deployment = nodes.boot_plan(tx, node)
     if profile is None:
-        nodes.touch(tx, node_id)
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
-
-    nodes.remember_identity(tx, node, req.uuid, req.serial)
-    if stage in RESTART_FROM:
-        note = "" if stage in ("registered", "provisioning") else f" (install restarted; was {stage})"
-        nodes.set_stage(tx, node_id, "booting", "boot", f"boot script served, profile {profile['name']}{note}",
-                             node["deployment_id"], seen=True)
-    else:
-        nodes.touch(tx, node_id)
 
     token = issue_node_token(settings.require("token_secret"), node_id, node["token_version"], settings.token_ttl)
     context = node_context(node, profile, deployment, base, token)
@@ -106,7 +118,17 @@ def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> 
         retry_url,
         wait,
     )
-    return BootAnswer(script, node_id, "install")
+    missing = missing_images(settings, [profile["kernel"], *profile["initrds"]])
+    return BootAnswer(script, node_id, "install", profile["name"], missing)
+
+
+def _report_missing(tx: Transaction, settings: Settings, node: dict, result: BootAnswer) -> None:
+    """An event on the node when its profile names images the storage does not hold (once
+    per BOOTFLEET_UNKNOWN_EVENT_SECONDS per node): iPXE would fail to load them and retry."""
+    message = (f"profile {result.profile} names image(s) that are not in storage: {', '.join(result.missing_images)}"
+               " (bootfleet images upload ...)")
+    events.add_unless_recent(tx, "image-missing", message, "boot", settings.unknown_event_seconds,
+                             node_id=node["id"], deployment_id=node["deployment_id"])
 
 
 def _discover(tx: Transaction, settings: Settings, req: BootRequest) -> dict | None:

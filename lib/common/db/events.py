@@ -28,6 +28,20 @@ def add(
     )
 
 
+def add_unless_recent(tx: Transaction, kind: str, message: str, source: str, seconds: int,
+                      node_id: str | None = None, deployment_id: str | None = None) -> bool:
+    """Add the event unless the node already has one of this kind from the last `seconds`
+    (a condition that holds on every boot is said once in a while, not on each). True if added."""
+    recent = tx.scalar(
+        "SELECT count(*) FROM event WHERE node_id = :node_id AND kind = :kind"
+        " AND created_at > now() - make_interval(secs => :s)", node_id=node_id, kind=kind, s=seconds,
+    )
+    if recent:
+        return False
+    add(tx, kind, message, source, node_id=node_id, deployment_id=deployment_id)
+    return True
+
+
 def listing(
     tx: Transaction,
     after_id: int = 0,
@@ -35,7 +49,9 @@ def listing(
     node_id: str | None = None,
     deployment_id: str | None = None,
     limit: int = 500,
+    newest_first: bool = False,
 ) -> list[dict]:
+    """Events after `after_id` (and `since`), oldest first; `newest_first`: the newest `limit`, newest first."""
     where, params = ["id > :after_id"], {"after_id": after_id, "limit": limit}
     if since is not None:
         where.append("created_at > :since")
@@ -46,7 +62,8 @@ def listing(
     if deployment_id:
         where.append("deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
-    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit", **params)
+    order = "id DESC" if newest_first else "id"
+    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit", **params)
 
 
 def count_before(tx: Transaction, days: int) -> int:

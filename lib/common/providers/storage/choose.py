@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from bootfleet.errors import SettingsError
-from bootfleet.providers.storage.base import BACKENDS, Storage
+from bootfleet.providers.storage.base import BACKENDS, Storage, StorageError
 from bootfleet.providers.storage.folder import LocalStorage
 from bootfleet.providers.storage.s3 import S3Storage
 from bootfleet.settings import Settings
@@ -36,3 +38,31 @@ def image_url(key: str, base_url: str, settings: Settings) -> str:
     if key.startswith(("http://", "https://")):
         return key
     return get_storage(settings).image_url(key, base_url)
+
+
+_seen: dict[tuple[str, str], tuple[float, bool]] = {}
+_SEEN_SECONDS = 60.0
+
+
+def missing_images(settings: Settings, keys: list[str], fresh: bool = False) -> list[str]:
+    """The keys among `keys` (URLs are not checked) that the storage does not hold. Answers
+    are kept a minute per process, so a boot storm asks the storage once per image; a
+    storage that cannot be asked counts as holding them (boot must not fail on a check)."""
+    storage = get_storage(settings)
+    now = time.monotonic()
+    missing = []
+    for key in keys:
+        if key.startswith(("http://", "https://")):
+            continue
+        cached = _seen.get((storage.where, key))
+        if fresh or cached is None or now - cached[0] > _SEEN_SECONDS:
+            try:
+                present = any(image.key == key for image in storage.image_list(key))
+            except (StorageError, OSError):
+                present = True
+            if len(_seen) > 1000:
+                _seen.clear()
+            cached = _seen[(storage.where, key)] = (now, present)
+        if not cached[1]:
+            missing.append(key)
+    return missing
