@@ -6,6 +6,7 @@ Where each value comes from, first found wins:
     URL          --url, BOOTFLEET_URL, the file, http://127.0.0.1:8080
     admin token  --token, BOOTFLEET_ADMIN_TOKEN, the file, <BOOTFLEET_DATA_DIR>/secrets.json
     data dir     BOOTFLEET_DATA_DIR, the file (migrate, and images in the local folder)
+    database     BOOTFLEET_DATABASE_URL, the file (an external one), the data dir's embedded one (migrate)
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ def config_path(settings: Settings) -> Path:
     return Path(settings.xdg_config_home) / "bootfleet" / "client.json"
 
 
-def write_client_config(settings: Settings, url: str, admin_token: str, data_dir: Path) -> Path:
-    """Written by serve: readable by this user only (it holds the admin token)."""
+def write_client_config(settings: Settings, url: str, admin_token: str, data_dir: Path,
+                        database_url: str | None = None) -> Path:
+    """Written by serve: readable by this user only (it holds the admin token, and the URL of
+    an external database, which `bootfleet migrate` then uses; an embedded one is found
+    through the data dir)."""
     path = config_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    body = json.dumps({"url": url, "admin_token": admin_token, "data_dir": str(data_dir)}, indent=2) + "\n"
+    values = {"url": url, "admin_token": admin_token, "data_dir": str(data_dir)}
+    if database_url:
+        values["database_url"] = database_url
+    body = json.dumps(values, indent=2) + "\n"
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(body)

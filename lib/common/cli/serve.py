@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from bootfleet.cli.client import CliError
-from bootfleet.cli.config import server_data_dir, write_client_config
+from bootfleet.cli.config import read_client_config, server_data_dir, write_client_config
 from bootfleet.settings import Settings, get_settings, reset_settings
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,10 @@ def cmd_migrate(args, settings: Settings) -> None:
     from bootfleet.db import get_database
     from bootfleet.db.migrate import apply_migrations
 
-    if not settings.database_url:  # the embedded database of the server this user runs, wherever it is
+    if not settings.database_url:  # the database of the server this user runs, from any directory
+        saved = read_client_config(settings).get("database_url")
+        if saved:
+            os.environ["BOOTFLEET_DATABASE_URL"] = saved
         os.environ["BOOTFLEET_DATA_DIR"] = str(server_data_dir(settings))
         reset_settings()
         settings = get_settings()
@@ -177,6 +180,7 @@ class CleanupSchedule:
 
 def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings,
           cleanup: bool = True) -> None:
+    external = settings.database_url  # not the embedded one prepare_environment may start
     from gunicorn.app.base import BaseApplication
     from gunicorn.util import import_app
 
@@ -192,7 +196,8 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
 
     base = f"http://{host}:{port}"
     local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    client_config = write_client_config(settings, local, settings.admin_token, Path(settings.data_dir).resolve())
+    client_config = write_client_config(settings, local, settings.admin_token, Path(settings.data_dir).resolve(),
+                                        external)
     schedule = CleanupSchedule(local, settings.admin_token, settings.cleanup_every)
     every = (f"every {settings.cleanup_every} s (BOOTFLEET_CLEANUP_EVERY; --no-cleanup: never)"
              if cleanup and settings.cleanup_every > 0 else "off")
