@@ -133,3 +133,197 @@ def srv_root():
     from support import ROOT
 
     return ROOT
+
+
+# --- 3: filters and views ------------------------------------------------------------------------
+
+
+def test_filters_lookups_events_and_confirmations(srv, tmp_path, clean_db, database):
+    run(srv, "profile", "create", "--name", "filt", "--kernel", "k", cwd=tmp_path)
+    run(srv, "deployment", "create", "--name", "rack-f", "--profile", "filt", cwd=tmp_path)
+    run(srv, "deployment", "create", "--name", "gone-f", "--profile", "filt", cwd=tmp_path)
+    a = json.loads(run(srv, "node", "create", "--mac", "52:54:00:e3:00:01", "--hostname", "fa", "--label", "rack=r1",
+                       "--deployment", "rack-f", "--json", cwd=tmp_path).stdout)
+    b = json.loads(run(srv, "node", "create", "--mac", "52:54:00:e3:00:02", "--hostname", "fb", "--label", "rack=r2",
+                       "--profile", "filt", "--json", cwd=tmp_path).stdout)
+
+    def ids(*args):
+        return {n["id"] for n in json.loads(run(srv, "node", "list", *args, "--json", cwd=tmp_path).stdout)["items"]}
+
+    assert ids("--mac", "52-54-00-E3-00-01") == {a["id"]}
+    assert ids("--hostname", "fb") == {b["id"]}
+    assert ids("--label", "rack=r2") == {b["id"]}
+    assert ids("--deployment", "rack-f") == {a["id"]}
+    assert ids("--deployment", "-") == {b["id"]}
+    assert ids("--stage", "registered") == {a["id"], b["id"]}
+
+    # get by id, unique prefix, MAC or hostname
+    for key in (a["id"], a["id"][:8], "52:54:00:e3:00:01", "fa"):
+        assert json.loads(run(srv, "node", "get", key, "--json", cwd=tmp_path).stdout)["id"] == a["id"]
+    assert "not found" in run(srv, "node", "get", "nobody", cwd=tmp_path, check=False).stderr
+
+    # destructive commands ask; without a terminal they need --yes
+    refused = run(srv, "node", "delete", "fb", cwd=tmp_path, check=False)
+    assert "--yes" in refused.stderr and ids("--hostname", "fb") == {b["id"]}
+    run(srv, "node", "delete", "fb", "--yes", cwd=tmp_path)
+    assert ids() == {a["id"]}
+    d = json.loads(run(srv, "node", "create", "--mac", "52:54:00:e3:00:04", "--json", cwd=tmp_path).stdout)
+    from bootfleet.db import nodes
+
+    with database.transaction() as tx:  # what cleanup does to a node whose server went
+        nodes.set_stage(tx, d["id"], "deleted", "test")
+    assert ids() == {a["id"]} and ids("--all") == {a["id"], d["id"]}  # deleted nodes only when asked
+
+    run(srv, "deployment", "delete", "gone-f", "-y", cwd=tmp_path)
+    states = json.loads(run(srv, "deployment", "list", "--state", "active", "--json", cwd=tmp_path).stdout)
+    assert [d["name"] for d in states["items"]] == ["rack-f"]
+
+    history = run(srv, "node", "events", "fa", cwd=tmp_path).stdout
+    assert "registered" in history and "node registered" in history
+    newest = json.loads(run(srv, "events", "--tail", "2", "--json", cwd=tmp_path).stdout)["events"]
+    assert len(newest) == 2 and newest[0]["id"] > newest[1]["id"]  # newest first
+    assert json.loads(run(srv, "events", "--since", "1h", "--json", cwd=tmp_path).stdout)["events"]
+    assert json.loads(run(srv, "events", "--since", "0s", "--json", cwd=tmp_path).stdout)["events"] == []
+    assert "10m" in run(srv, "events", "--since", "yesterday", cwd=tmp_path, check=False).stderr
+
+    follow = subprocess.Popen([sys.executable, "-m", "bootfleet.cli", "events", "--follow", "--tail", "1",
+                               "--interval", "0.3"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                              env={**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")})
+    try:
+        time.sleep(2)
+        run(srv, "node", "create", "--mac", "52:54:00:e3:00:03", "--hostname", "fc", cwd=tmp_path)
+        time.sleep(2)
+    finally:
+        follow.terminate()
+        out = follow.communicate(timeout=10)[0]
+    assert "node registered" in out.splitlines()[-1]
+
+
+def test_version_and_completion(srv, tmp_path):
+    assert run(srv, "--version", cwd=tmp_path).stdout.startswith("bootfleet ")
+    out = tmp_path / "completions"
+    line = "bootfleet node li"
+    env = {**CLIENT_ENV, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+    subprocess.run([sys.executable, "-m", "bootfleet.cli"], cwd=tmp_path, env=env, timeout=60, capture_output=True)
+    assert "list" in out.read_text().split()
+
+
+def test_cleanup_errors_exit_non_zero_and_status_shows_errors(srv, tmp_path):
+    result = run(srv, "status", "no-such-deployment", cwd=tmp_path, check=False)
+    assert "404" in result.stderr
+
+
+# --- 4: bulk import ------------------------------------------------------------------------------
+
+
+def test_import_csv_and_json_all_or_nothing(srv, tmp_path, clean_db):
+    run(srv, "profile", "create", "--name", "bulk", "--kernel", "k", cwd=tmp_path)
+    run(srv, "deployment", "create", "--name", "rack-b", "--profile", "bulk", cwd=tmp_path)
+    rows = ["mac,hostname,ip,labels,profile,deployment"]
+    rows += [f"52:54:01:00:{i // 256:02x}:{i % 256:02x},bulk{i},10.1.{i // 256}.{i % 256},rack=r{i % 4};role=w,"
+             f"bulk,{'rack-b' if i % 2 else ''}" for i in range(600)]
+    bad = rows[:300] + ["52:54:01:00:00:01,dup,,,bulk,"] + rows[300:]  # a MAC twice, and a bad row
+    bad[5] = bad[5].replace(",bulk4,", ",Not_A_Hostname,")
+    (tmp_path / "bad.csv").write_text("\n".join(bad) + "\n")
+    refused = run(srv, "node", "import", "bad.csv", cwd=tmp_path, check=False)
+    assert "nothing imported" in refused.stderr and "row 5" in refused.stderr and "also in row" in refused.stderr
+    assert api(srv, "GET", "/config/api/v1/nodes", params={"limit": 1})["total"] == 0
+
+    (tmp_path / "fleet.csv").write_text("\n".join(rows) + "\n")
+    done = run(srv, "node", "import", "fleet.csv", cwd=tmp_path)
+    assert "imported 600 nodes" in done.stdout
+    listed = api(srv, "GET", "/config/api/v1/nodes", params={"label": "rack=r1", "deployment": "rack-b",
+                                                               "limit": 1000})
+    assert listed["total"] == 150 and all(n["labels"] == {"rack": "r1", "role": "w"} for n in listed["items"])
+
+    (tmp_path / "more.json").write_text(json.dumps([{"mac": "52:54:01:ff:00:01", "hostname": "j1"},
+                                                    {"mac": "52:54:01:00:00:07", "hostname": "j2"}]))
+    clash = run(srv, "node", "import", "more.json", cwd=tmp_path, check=False)
+    assert "row 2" in clash.stderr and "already belongs" in clash.stderr
+    assert api(srv, "GET", "/config/api/v1/nodes", params={"hostname": "j1"})["total"] == 0
+
+
+# --- 5: unknown machines, adopt, boot script preview -----------------------------------------------
+
+
+def test_unknown_machines_are_remembered_capped_and_adopted(srv, tmp_path, clean_db):
+    run(srv, "profile", "create", "--name", "adoptp", "--kernel", "adopt/vmlinuz", "--args", "st={{ status_url }}",
+        cwd=tmp_path)
+    for _ in range(3):
+        requests.get(srv.url + "/boot/ipxe", params={"mac": "52:54:00:e5:00:01"}, timeout=10)
+    listed = json.loads(run(srv, "node", "unknown", "--json", cwd=tmp_path).stdout)["items"]
+    assert [(m["mac"], m["attempts"]) for m in listed] == [("52:54:00:e5:00:01", 3)]
+    assert listed[0]["last_address"] == "127.0.0.1"
+    events = json.loads(run(srv, "events", "--json", cwd=tmp_path).stdout)["events"]
+    assert len([e for e in events if e["kind"] == "unknown-boot"]) == 1  # rate-limited: one event, three tries
+
+    for i in range(2, 7):  # a scan of made-up MACs: the table keeps the 3 most recent (BOOTFLEET_UNKNOWN_MAX)
+        requests.get(srv.url + "/boot/ipxe", params={"mac": f"52:54:00:e5:00:0{i}"}, timeout=10)
+    assert json.loads(run(srv, "node", "unknown", "--json", cwd=tmp_path).stdout)["total"] == 3
+
+    adopted = json.loads(run(srv, "node", "adopt", "52:54:00:e5:00:06", "--profile", "adoptp", "--hostname", "ad1",
+                             "--json", cwd=tmp_path).stdout)
+    assert adopted["macs"] == ["52:54:00:e5:00:06"] and adopted["stage"] == "registered"
+    assert "52:54:00:e5:00:06" not in run(srv, "node", "unknown", cwd=tmp_path).stdout
+    assert "profile" in run(srv, "node", "adopt", "52:54:00:e5:00:05", cwd=tmp_path, check=False).stderr
+
+    before = api(srv, "GET", f"/status/events?node={adopted['id']}")["events"]
+    script = run(srv, "node", "script", "ad1", cwd=tmp_path)
+    assert script.stdout.startswith("#!ipxe") and "/images/adopt/vmlinuz st=" in script.stdout
+    assert "adopt/vmlinuz" in script.stderr  # not uploaded: said
+    after = api(srv, "GET", f"/config/api/v1/nodes/{adopted['id']}")
+    assert after["stage"] == "registered" and after["last_seen"] is None
+    assert api(srv, "GET", f"/status/events?node={adopted['id']}")["events"] == before
+    served = requests.get(srv.url + "/boot/ipxe", params={"mac": "52:54:00:e5:00:06"}, timeout=10).text
+    strip = [line for line in served.splitlines() if "token=" not in line]
+    assert strip == [line for line in script.stdout.splitlines() if "token=" not in line]  # the same script
+
+
+# --- 6: nodes outside deployments, and cleanup on a schedule ----------------------------------------
+
+
+def test_stuck_and_failed_outside_deployments(srv, tmp_path, clean_db):
+    run(srv, "profile", "create", "--name", "lone", "--kernel", "k", cwd=tmp_path)
+    run(srv, "node", "create", "--mac", "52:54:00:e6:00:01", "--hostname", "lone1", "--profile", "lone", cwd=tmp_path)
+    requests.get(srv.url + "/boot/ipxe", params={"mac": "52:54:00:e6:00:01"}, timeout=10).raise_for_status()
+    time.sleep(2)  # past BOOTFLEET_STAGE_TIMEOUTS booting=1
+    result = run(srv, "status", cwd=tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "(outside deployments)" in result.stdout and "stuck" in result.stdout and "lone1" in result.stdout
+    standalone = api(srv, "GET", "/status/standalone")
+    assert standalone["deployment"] is None and [n["hostname"] for n in standalone["stuck"]] == ["lone1"]
+
+
+def test_serve_runs_cleanup_on_its_schedule(tmp_path, clean_db):
+    with RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "1", "BOOTFLEET_STAGE_TIMEOUTS": "booting=1"}) as sched:
+        assert "cleanup       every 1 s" in sched.output()
+        run(sched, "profile", "create", "--name", "sched", "--kernel", "k", cwd=tmp_path)
+        run(sched, "node", "create", "--mac", "52:54:00:e6:00:02", "--hostname", "lone2", "--profile", "sched",
+            cwd=tmp_path)
+        requests.get(sched.url + "/boot/ipxe", params={"mac": "52:54:00:e6:00:02"}, timeout=10).raise_for_status()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            node = api(sched, "GET", "/config/api/v1/nodes/lone2")
+            if node["stage"] == "failed":
+                break
+            time.sleep(0.5)
+        assert node["stage"] == "failed"
+        status = run(sched, "status", "-", cwd=tmp_path, check=False)
+        assert status.returncode == 2 and "failed" in status.stdout and "timed out in booting" in status.stdout
+
+
+# --- doctor -------------------------------------------------------------------------------------
+
+
+def test_doctor(srv, tmp_path, clean_db):
+    run(srv, "profile", "create", "--name", "doc", "--kernel", "doc/vmlinuz", cwd=tmp_path)
+    result = run(srv, "doctor", cwd=tmp_path, check=False)
+    assert "doctor: " in result.stderr
+    for name in ("gateway", "database", "migrations", "clock", "boot"):
+        assert any(line.startswith("ok") and name in line for line in result.stdout.splitlines()), result.stdout
+    assert any(line.startswith("FAIL") and "images of doc" in line and "doc/vmlinuz" in line
+               for line in result.stdout.splitlines())
+    (tmp_path / "vmlinuz").write_bytes(b"k")
+    run(srv, "images", "upload", "--key", "doc/vmlinuz", str(tmp_path / "vmlinuz"), cwd=tmp_path)
+    assert "FAIL" not in run(srv, "doctor", cwd=tmp_path).stdout

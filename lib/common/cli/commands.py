@@ -3,6 +3,7 @@ that are not resources."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 from bootfleet.cli.client import CliError
@@ -40,8 +41,10 @@ def cmd_status(args, settings: Settings) -> None:
         print("no deployments and no nodes yet (bootfleet node create, bootfleet deployment create)")
     for status in statuses:
         _print_status(status)
-    if any(s["failed"] or s["stuck"] for s in statuses):
-        raise SystemExit(2)  # for scripts: something needs an operator
+    failed, stuck = sum(len(s["failed"]) for s in statuses), sum(len(s["stuck"]) for s in statuses)
+    if failed or stuck:  # for scripts: exit status 2, something needs an operator
+        print(f"bootfleet: {failed} failed and {stuck} stuck node(s) need an operator", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def cmd_watch(args, settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from email.utils import parsedate_to_datetime
 
@@ -75,7 +76,7 @@ def cmd_import(args, settings: Settings) -> None:
     client = connect(args, settings)
     rows = read_rows(args.file)
     body = json.dumps({"nodes": rows}).encode()
-    if len(rows) <= PROGRESS_ROWS or args.json:
+    if len(rows) <= PROGRESS_ROWS or args.json or not sys.stderr.isatty():  # a bar only on a terminal
         result = client.call("POST", "/config/api/v1/nodes/import", data=body, timeout=300)
     else:
         result = _with_progress(client, body, len(rows))
@@ -88,7 +89,7 @@ def cmd_import(args, settings: Settings) -> None:
 def _with_progress(client: Client, body: bytes, count: int) -> dict:
     """The upload as a bar, then a spinner while the server checks and inserts every row."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
-    with Progress(*columns, console=console(stderr=True), transient=False) as progress:
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"sending {count} nodes", total=len(body))
 
         def chunks():
