@@ -35,11 +35,12 @@ class RunningServer:
     port, data: a fixed port, or data dir (e.g. the demo's .data); default: a free port, a temp dir.
     timeout: seconds to wait for /healthz (raises RuntimeError with the server's output).
     new_session: start it in its own session, so a Ctrl-C in the terminal reaches only the caller.
+    demo: let serve create its demo profile (as `make run` does).
     """
 
     def __init__(self, env: dict[str, str | None] | None = None, workers: int | None = 1, threads: int | None = 8,
                  *, port: int | None = None, data: Path | str | None = None, timeout: float = 30,
-                 log_name: str = "server.log", new_session: bool = False):
+                 log_name: str = "server.log", new_session: bool = False, demo: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = Path(data) if data else Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
@@ -56,7 +57,7 @@ class RunningServer:
             args += ["--workers", str(workers)]
         if threads is not None:
             args += ["--threads", str(threads)]
-        self.proc = subprocess.Popen(args + ["--no-demo"], cwd=ROOT, env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen(args + ([] if demo else ["--no-demo"]), cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=new_session)
         try:
             self.wait_ready(timeout)
