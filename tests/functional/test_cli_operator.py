@@ -327,3 +327,49 @@ def test_doctor(srv, tmp_path, clean_db):
     (tmp_path / "vmlinuz").write_bytes(b"k")
     run(srv, "images", "upload", "--key", "doc/vmlinuz", str(tmp_path / "vmlinuz"), cwd=tmp_path)
     assert "FAIL" not in run(srv, "doctor", cwd=tmp_path).stdout
+
+
+# --- watch over a keep-alive the server closed ------------------------------------------------------
+
+
+def test_the_client_retries_a_get_on_a_connection_the_server_closed():
+    """`bootfleet watch` died with a false "cannot reach bootfleet" when a poll went out on a
+    kept-alive connection just as the server closed it. This server answers the first request
+    of each connection and keeps it open, then drops the connection when the next request
+    arrives on it, as a keep-alive timeout racing the poll does."""
+    import http.server
+    import threading
+
+    from bootfleet.cli.client import Client
+
+    class Racing(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle(self):
+            self.served = 0
+            super().handle()
+
+        def do_GET(self):  # noqa: N802
+            if self.served:  # the keep-alive "timed out" as this request came in
+                self.close_connection = True
+                return
+            self.served += 1
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Racing)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = Client(f"http://127.0.0.1:{httpd.server_address[1]}", None)
+        for _ in range(40):
+            assert client.call("GET", "/status/deployments/x") == {"ok": True}
+            time.sleep(0.02)
+    finally:
+        httpd.shutdown()
