@@ -306,7 +306,8 @@
     const body = $("nodes").querySelector("tbody");
     body.replaceChildren();
     for (const n of state.nodes) {
-      const stuck = state.stuck.get(n.id);
+      // The status answers list 100 stuck nodes each; the node list flags every one.
+      const stuck = state.stuck.get(n.id) || (n.stuck ? { stage: n.stage, seconds_in_stage: Math.round((Date.now() - Date.parse(n.stage_changed_at)) / 1000) } : null);
       const row = el("tr", {
         class: ["node", n.stage === "failed" ? "failed" : "", stuck ? "stuck" : ""].filter(Boolean).join(" "),
         "data-node-id": n.id,

@@ -187,6 +187,7 @@ def test_filters_lookups_events_and_confirmations(srv, tmp_path, clean_db, datab
     assert json.loads(run(srv, "events", "--since", "1h", "--json", cwd=tmp_path).stdout)["events"]
     assert json.loads(run(srv, "events", "--since", "0s", "--json", cwd=tmp_path).stdout)["events"] == []
     assert "10m" in run(srv, "events", "--since", "yesterday", cwd=tmp_path, check=False).stderr
+    assert "invalid choice" in run(srv, "node", "list", "--stage", "nope", cwd=tmp_path, check=False).stderr
 
     follow = subprocess.Popen([sys.executable, "-m", "bootfleet.cli", "events", "--follow", "--tail", "1",
                                "--interval", "0.3"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
@@ -294,6 +295,8 @@ def test_stuck_and_failed_outside_deployments(srv, tmp_path, clean_db):
     result = run(srv, "status", cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
     assert "(outside deployments)" in result.stdout and "stuck" in result.stdout and "lone1" in result.stdout
+    assert "booting (stuck)" in run(srv, "node", "list", "--deployment", "-", cwd=tmp_path).stdout
+    assert json.loads(run(srv, "node", "get", "lone1", "--json", cwd=tmp_path).stdout)["stuck"] is True
     standalone = api(srv, "GET", "/status/standalone")
     assert standalone["deployment"] is None and [n["hostname"] for n in standalone["stuck"]] == ["lone1"]
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 import argparse
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake as one line (not the usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"bootfleet: {message} (see: {self.prog} --help)\n")
+
+
 def globals_parser(defaults: bool) -> argparse.ArgumentParser:
     """--url, --token, --json, --yes: on the top parser with defaults, on each subcommand
     without (argparse.SUPPRESS), so that one given after the subcommand is kept, not reset."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     keep = {} if defaults else {"default": argparse.SUPPRESS}
     p.add_argument("--url", help="bootfleet's base URL (else BOOTFLEET_URL, else what serve wrote)",
                    **({"default": None} if defaults else keep))

@@ -79,7 +79,8 @@ def show(args, data: Any, kind: str | None = None) -> None:
     elif data is None:
         print("done")
     elif isinstance(data, dict) and "items" in data:
-        print_table(data["items"], COLUMNS[kind])
+        items = [{**i, "stage": f"{i['stage']} (stuck)"} if i.get("stuck") else i for i in data["items"]]
+        print_table(items, COLUMNS[kind])
         shown = len(data["items"])
         if data["total"] > shown:
             print(f"({shown} of {data['total']}; --offset {data['offset'] + shown} for more)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from bootfleet.cli import commands, fleet, resources
-from bootfleet.cli.args import Sub, globals_parser
+from bootfleet.cli.args import Parser, Sub, globals_parser
 from bootfleet.cli.images import add_images_parser
 from bootfleet.cli.serve import cmd_migrate, cmd_serve
 from bootfleet.stages import ALL as STAGES
@@ -17,7 +17,7 @@ VERSION = "0.1.0"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bootfleet", description="Network-boot and provision fleets of machines.",
+    parser = Parser(prog="bootfleet", description="Network-boot and provision fleets of machines.",
                                      parents=[globals_parser(defaults=True)])
     parser.add_argument("--version", action="version", version=f"bootfleet {VERSION}")
     sub = Sub(parser, "command", "COMMAND")

@@ -212,7 +212,8 @@ def node_list(request):
         elif args.get("deployment"):
             filters["deployment_id"] = deployments.get(tx, args["deployment"])["id"]
         items, total = nodes.listing(tx, limit, offset, **filters)
-    return _listing(items, total, limit, offset, node_view)
+    timeouts = get_settings().stage_timeouts
+    return _listing(items, total, limit, offset, lambda row: node_view(row, timeouts))
 
 
 @routes.route("/nodes", methods=("POST",), admin=True)
@@ -229,7 +230,7 @@ def node_create(request):
 def node_get(request, node_id):
     """By id, unique id prefix, MAC or hostname (nodes.resolve)."""
     with get_database().transaction() as tx:
-        return json_response(node_view(nodes.resolve(tx, node_id)))
+        return json_response(node_view(nodes.resolve(tx, node_id), get_settings().stage_timeouts))
 
 
 @routes.route("/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
