@@ -123,7 +123,8 @@ def cmd_doctor(args, settings: Settings) -> None:
     """The client's checks (config, the gateway, the clocks), then the server's."""
     found = target(args, settings)
     checks = [{"name": "client settings", "ok": True,
-               "detail": f"URL {found.url}, token from {found.token_from or 'nowhere'} ({config_path(settings)})"}]
+               "detail": f"URL {found.url}, admin token from {found.token_from or 'nowhere'}"
+                         + ("" if config_path(settings).exists() else f" ({config_path(settings)} not written yet)")}]
     client = Client(found.url, found.token, found.token_from)
     try:
         before = time.time()

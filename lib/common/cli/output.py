@@ -42,7 +42,14 @@ def print_table(items: list[dict], columns: list[str]) -> None:
         table.add_column(column.upper(), no_wrap=True, overflow="ignore")
     for item in items:
         table.add_row(*(cell(item.get(c)) for c in columns))
-    console().print(table)
+    out = console()
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:  # piped: plain rows, no trailing blanks
+        out.print(table)
+    for line in captured.get().splitlines():
+        print(line.rstrip())
 
 
 def print_item(item: dict) -> None:
