@@ -348,6 +348,10 @@ variable "settings" {
     vpc_retries       = optional(number, 5)
     vpc_backoff_ms    = optional(number, 1000)
     provision_batch   = optional(number, 50)
+
+    # unknown machines at boot: how many are kept, and one event per MAC this often
+    unknown_max           = optional(number, 10000)
+    unknown_event_seconds = optional(number, 300)
   })
   default = {}
 

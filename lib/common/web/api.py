@@ -70,17 +70,16 @@ def check_no_nul(request: flask.Request) -> None:
         raise BadRequestError("NUL characters are not allowed in paths, parameters or forms")
 
 
-def check_body_size(request: flask.Request, settings: Settings | None = None, limit: int | None = None) -> None:
-    limit = limit or (settings or get_settings()).max_body_bytes
+def check_body_size(request: flask.Request, settings: Settings | None = None) -> None:
+    limit = (settings or get_settings()).max_body_bytes
     if (request.content_length or 0) > limit:
         raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
 
 
-def json_body(request: flask.Request, settings: Settings | None = None, max_bytes: int | None = None) -> dict:
-    """The request's JSON object, or a 400 that says why not (413 beyond `max_bytes`, default
-    BOOTFLEET_MAX_BODY_BYTES)."""
+def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
+    """The request's JSON object, or a 400 that says why not."""
     data = request.get_data(cache=True)
-    limit = max_bytes or (settings or get_settings()).max_body_bytes
+    limit = (settings or get_settings()).max_body_bytes
     if len(data) > limit:
         raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
     if b"\x00" in data or b"\\u0000" in data:
@@ -112,12 +111,11 @@ class Routes:
     `Api.include(routes, prefix)` adds them to a function's Api."""
 
     def __init__(self):
-        self.entries: list[tuple[str, tuple[str, ...], bool, Callable, Callable | None]] = []
+        self.entries: list[tuple[str, tuple[str, ...], bool, Callable]] = []
 
-    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False,
-              max_body: Callable[[Settings], int] | None = None):
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
         def register(handler: Callable) -> Callable:
-            self.entries.append((rule, methods, admin, handler, max_body))
+            self.entries.append((rule, methods, admin, handler))
             return handler
 
         return register
@@ -131,24 +129,22 @@ class Api:
         self.errors = errors
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
-        self.handlers: dict[str, tuple[Callable, bool, Callable | None]] = {}
+        self.handlers: dict[str, tuple[Callable, bool]] = {}
 
-    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False,
-              max_body: Callable[[Settings], int] | None = None):
-        """Register a handler; `admin=True` requires the operator's bearer token; `max_body`
-        gives this endpoint a larger body limit than BOOTFLEET_MAX_BODY_BYTES (from the settings)."""
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
+        """Register a handler; `admin=True` requires the operator's bearer token."""
 
         def register(handler: Callable) -> Callable:
             endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
             self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
-            self.handlers[endpoint] = (handler, admin, max_body)
+            self.handlers[endpoint] = (handler, admin)
             return handler
 
         return register
 
     def include(self, routes: Routes, prefix: str = "") -> None:
-        for rule, methods, admin, handler, max_body in routes.entries:
-            self.route(prefix + rule, methods, admin, max_body)(handler)
+        for rule, methods, admin, handler in routes.entries:
+            self.route(prefix + rule, methods, admin)(handler)
 
     def error(self, status: int, message: str) -> flask.Response:
         if self.errors == "text":
@@ -173,10 +169,10 @@ class Api:
         settings = None
         try:
             settings = get_settings()  # once per request; a SettingsError is answered like any error
-            endpoint, args = adapter.match(request.path or "/", method=request.method)
-            handler, admin, max_body = self.handlers[endpoint]
-            check_body_size(request, settings, max_body(settings) if max_body else None)
+            check_body_size(request, settings)
             check_no_nul(request)
+            endpoint, args = adapter.match(request.path or "/", method=request.method)
+            handler, admin = self.handlers[endpoint]
             if admin:
                 require_admin(request, settings)
             return handler(request, **args)

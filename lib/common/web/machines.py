@@ -65,10 +65,10 @@ def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
     return checked
 
 
-@routes.route("/nodes/import", methods=("POST",), admin=True, max_body=lambda s: s.import_max_bytes)
+@routes.route("/nodes/import", methods=("POST",), admin=True)
 def node_import_all(request):
     """All rows or none: checked first, then inserted in one transaction."""
-    body = parse(ImportIn, json_body(request, max_bytes=get_settings().import_max_bytes))
+    body = parse(ImportIn, json_body(request))
     if not body.nodes:
         raise BadRequestError("nodes: give at least one node")
     items = _import_rows(body.nodes)
