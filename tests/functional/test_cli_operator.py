@@ -379,3 +379,14 @@ def test_the_client_retries_a_get_on_a_connection_the_server_closed():
             time.sleep(0.02)
     finally:
         httpd.shutdown()
+
+
+def test_import_and_preview_problems_are_4xx_naming_the_row_or_the_profile(srv, tmp_path, clean_db):
+    (tmp_path / "n.json").write_text(json.dumps([{"mac": "52:54:01:aa:00:01"},
+                                                 {"mac": "52:54:01:aa:00:02", "deployment": "nowhere"}]))
+    result = run(srv, "node", "import", "n.json", cwd=tmp_path, check=False)
+    assert "400" in result.stderr and "row 2" in result.stderr and "nowhere" in result.stderr
+    run(srv, "profile", "create", "--name", "broken", "--kernel", "k", "--args", "x={{ node.nothing }}", cwd=tmp_path)
+    run(srv, "node", "create", "--mac", "52:54:01:aa:00:03", "--hostname", "br", "--profile", "broken", cwd=tmp_path)
+    result = run(srv, "node", "script", "br", cwd=tmp_path, check=False)
+    assert "409" in result.stderr and "nothing" in result.stderr

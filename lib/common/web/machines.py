@@ -17,7 +17,7 @@ from bootfleet import doctor, validation
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import script_for
 from bootfleet.db import events, get_database, node_import, nodes, unknown
-from bootfleet.errors import BadRequestError
+from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
 from bootfleet.settings import get_settings
 from bootfleet.web import schemas
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse, pydantic_message
@@ -81,7 +81,7 @@ def node_import_all(request):
             if key not in refs:
                 try:
                     refs[key] = _node_fields(tx, {k: v for k, v in zip(("deployment", "profile"), key) if v})
-                except BadRequestError as e:
+                except (BadRequestError, NotFoundError) as e:  # a deployment or profile that is not there
                     raise BadRequestError(f"nothing imported: row {number}: {e.message}") from None
             data.pop("deployment", None)
             data.pop("profile", None)
@@ -105,7 +105,10 @@ def node_script_preview(request, key):
     with get_database().transaction() as tx:
         node = nodes.resolve(tx, key)
         query = {"mac": (node["macs"] or [""])[0], "uuid": node.get("smbios_uuid") or ""}
-        result = script_for(tx, settings, base, node, ipxe.script_url(base, query))
+        try:
+            result = script_for(tx, settings, base, node, ipxe.script_url(base, query))
+        except RenderError as e:  # what boot would answer with a 500: the profile needs fixing
+            raise ConflictError(f"boot cannot render this node's script: {e.message}") from None
     return json_response({"node_id": node["id"], "stage": node["stage"], "outcome": result.outcome,
                           "profile": result.profile, "missing_images": result.missing_images,
                           "script": result.script})
