@@ -182,3 +182,27 @@ def test_images_cli_on_s3(s3, bucket, tmp_path):
     assert result.returncode == 0 and f"from bucket {bucket}" in result.stdout
     result = cli(env, "images", "rm", "--yes", "fleet/kernel")
     assert result.returncode == 1 and "no image 'fleet/kernel' in bucket" in result.stderr
+
+
+def test_boot_says_when_a_profile_names_an_image_the_bucket_lacks(s3, bucket, settings, boot, config, admin,
+                                                                   clean_db):
+    """Checked from a thread (boot never waits on the bucket): the first boot finds out, a later
+    one records it on the node, once."""
+    import time
+
+    settings(s3.env(bucket))
+    make_profile(config, admin, kernel="fleet/not-uploaded")
+    node = make_node(config, admin, profile="worker")
+
+    def missing_events():
+        with clean_db.transaction() as tx:
+            return tx.all("SELECT message FROM event WHERE node_id = :id AND kind = 'image-missing'", id=node["id"])
+
+    deadline = time.monotonic() + 10
+    while not missing_events() and time.monotonic() < deadline:
+        assert boot.get("/ipxe?mac=52:54:00:00:00:01").status_code == 200
+        time.sleep(0.2)
+    assert [e["message"] for e in missing_events()] == ["profile worker names image(s) that are not in storage:"
+                                                        " fleet/not-uploaded, initrd.img (bootfleet images upload ...)"]
+    boot.get("/ipxe?mac=52:54:00:00:00:01")
+    assert len(missing_events()) == 1
