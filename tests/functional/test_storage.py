@@ -203,6 +203,6 @@ def test_boot_says_when_a_profile_names_an_image_the_bucket_lacks(s3, bucket, se
         assert boot.get("/ipxe?mac=52:54:00:00:00:01").status_code == 200
         time.sleep(0.2)
     assert [e["message"] for e in missing_events()] == ["profile worker names image(s) that are not in storage:"
-                                                        " fleet/not-uploaded, initrd.img (bootfleet images upload ...)"]
+                                                        " fleet/not-uploaded, initrd.img (bootfleet images upload ...); its nodes cannot boot"]
     boot.get("/ipxe?mac=52:54:00:00:00:01")
     assert len(missing_events()) == 1

@@ -8,6 +8,7 @@ everyone else gets kernel, initrd(s) and arguments carrying a fresh token.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from bootfleet.boot import ipxe
@@ -57,6 +58,7 @@ class BootAnswer:
     outcome: str = ""
     profile: str | None = None
     missing_images: list[str] = field(default_factory=list)
+    profile_id: str | None = None
 
 
 def answer(tx: Transaction, settings: Settings, base: str, req: BootRequest) -> BootAnswer:
@@ -119,16 +121,26 @@ def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry
         wait,
     )
     missing = missing_images(settings, [profile["kernel"], *profile["initrds"]])
-    return BootAnswer(script, node_id, "install", profile["name"], missing)
+    return BootAnswer(script, node_id, "install", profile["name"], missing, profile["id"])
+
+
+_reported: dict[str, float] = {}  # profile id -> when this process last said its images are missing
 
 
 def _report_missing(tx: Transaction, settings: Settings, node: dict, result: BootAnswer) -> None:
-    """An event on the node when its profile names images the storage does not hold (once
-    per BOOTFLEET_UNKNOWN_EVENT_SECONDS per node): iPXE would fail to load them and retry."""
+    """An event when a profile names images the storage does not hold (iPXE will fail to load
+    them and retry): at most once per profile per BOOTFLEET_UNKNOWN_EVENT_SECONDS in each process,
+    so a storm of nodes on a broken profile costs no database work beyond the first."""
+    now = time.monotonic()
+    last = _reported.get(result.profile_id)
+    if last is not None and now - last < settings.unknown_event_seconds:
+        return
+    if len(_reported) > 1000:
+        _reported.clear()
+    _reported[result.profile_id] = now
     message = (f"profile {result.profile} names image(s) that are not in storage: {', '.join(result.missing_images)}"
-               " (bootfleet images upload ...)")
-    events.add_unless_recent(tx, "image-missing", message, "boot", settings.unknown_event_seconds,
-                             node_id=node["id"], deployment_id=node["deployment_id"])
+               " (bootfleet images upload ...); its nodes cannot boot")
+    events.add(tx, "image-missing", message, "boot", node_id=node["id"], deployment_id=node["deployment_id"])
 
 
 def _discover(tx: Transaction, settings: Settings, req: BootRequest) -> dict | None:

@@ -28,20 +28,6 @@ def add(
     )
 
 
-def add_unless_recent(tx: Transaction, kind: str, message: str, source: str, seconds: int,
-                      node_id: str | None = None, deployment_id: str | None = None) -> bool:
-    """Add the event unless the node already has one of this kind from the last `seconds`
-    (a condition that holds on every boot is said once in a while, not on each). True if added."""
-    recent = tx.scalar(
-        "SELECT count(*) FROM event WHERE node_id = :node_id AND kind = :kind"
-        " AND created_at > now() - make_interval(secs => :s)", node_id=node_id, kind=kind, s=seconds,
-    )
-    if recent:
-        return False
-    add(tx, kind, message, source, node_id=node_id, deployment_id=deployment_id)
-    return True
-
-
 def listing(
     tx: Transaction,
     after_id: int = 0,
