@@ -75,11 +75,17 @@ def read_rows(path: str) -> list[dict]:
 def cmd_import(args, settings: Settings) -> None:
     client = connect(args, settings)
     rows = read_rows(args.file)
-    body = json.dumps({"nodes": rows}).encode()
-    if len(rows) <= PROGRESS_ROWS or args.json or not sys.stderr.isatty():  # a bar only on a terminal
-        result = client.call("POST", "/config/api/v1/nodes/import", data=body, timeout=300)
-    else:
-        result = _with_progress(client, body, len(rows))
+    body = json.dumps({"nodes": rows}, separators=(",", ":")).encode()
+    try:
+        if len(rows) <= PROGRESS_ROWS or args.json or not sys.stderr.isatty():  # a bar only on a terminal
+            result = client.call("POST", "/config/api/v1/nodes/import", data=body, timeout=300)
+        else:
+            result = _with_progress(client, body, len(rows))
+    except CliError as e:
+        if ": 413 " in str(e):  # all or nothing is one request: the server's body limit bounds a file
+            raise CliError(f"{e}; {len(rows)} nodes make {len(body)} bytes: import them in smaller files, or raise"
+                           " BOOTFLEET_MAX_BODY_BYTES on the server (and its gateway)") from None
+        raise
     if args.json:
         print_json(result)
     else:
