@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench bench-dns bench-cleanup demo clean
+.PHONY: run test bench bench-dns bench-cleanup bench-import demo clean
 
 # checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
 CHECKOV = .venv-checkov/bin/checkov
@@ -44,6 +44,10 @@ bench-dns: $(STAMP)
 
 bench-cleanup: $(STAMP)
 	$(BIN)/python bench/cleanup_sweep.py --nodes 100000
+
+## bench-import: bootfleet node import of 9,000 nodes (all or nothing)
+bench-import: $(STAMP)
+	$(BIN)/python bench/node_import.py --nodes 9000
 
 ## demo: 3 QEMU VMs network-boot the local system with iPXE; watch them reach ready (docs/e2e.md)
 demo: $(STAMP)
