@@ -132,6 +132,16 @@ def env_names() -> list[str]:
     return [env_name(f) for f in fields(Settings)]
 
 
+def _home_config() -> str:
+    """~/.config, the XDG default; a process without a home (a container's arbitrary user) gets none."""
+    try:
+        return str(Path.home() / ".config")
+    except RuntimeError:
+        return ".config"
+
+
+_HOME_CONFIG = _home_config()
+
 # The checkout: lib/common/settings.py -> the repository, which holds functions/ and static/.
 _CHECKOUT = str(Path(__file__).resolve().parents[2])
 
@@ -200,7 +210,7 @@ class Settings:
     data_dir: str = setting(".data")  # serve's database, secrets and images; the local provider's VMs
     access_log: str | None = setting()  # serve's gunicorn access log ("-": stderr)
     # the client settings serve writes (<XDG_CONFIG_HOME>/bootfleet/client.json) and the CLI reads
-    xdg_config_home: str = setting(str(Path.home() / ".config"), env="XDG_CONFIG_HOME")
+    xdg_config_home: str = setting(_HOME_CONFIG, env="XDG_CONFIG_HOME")
     root: str = setting(_CHECKOUT)  # where the router finds functions/ and static/ (the image sets /app)
     # Unprefixed on purpose: Code Engine tells an app its port in PORT (functions-framework
     # listens on it); `bootfleet serve` takes the same variable for its --port default.
