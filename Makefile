@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench bench-dns bench-cleanup demo clean
+.PHONY: run test bench bench-dns bench-cleanup bench-import demo clean
 
 # checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
 CHECKOV = .venv-checkov/bin/checkov
@@ -19,9 +19,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
 
-## run: set up and start the whole system on http://127.0.0.1:8080 (embedded PostgreSQL)
+# make run PORT=8091, make demo PORT=8091: another port; BOOTFLEET_DATA_DIR=...: another data directory.
+PORT ?= 8080
+BOOTFLEET_DATA_DIR ?= .data
+
+## run: set up and start the whole system on http://127.0.0.1:$(PORT) (embedded PostgreSQL), with the demo
+## profile's kernel and initramfs (the e2e node image, built once into ~/.cache/bootfleet/e2e)
 run: $(STAMP)
-	$(BIN)/bootfleet serve
+	@$(BIN)/python tests/e2e/node_image.py --out $(BOOTFLEET_DATA_DIR)/images \
+	  || echo "make run: no demo images (see above); the demo profile will not boot until you upload some"
+	BOOTFLEET_DATA_DIR=$(BOOTFLEET_DATA_DIR) $(BIN)/bootfleet serve --port $(PORT)
 
 ## test: the whole test suite (starts its own PostgreSQL)
 test: $(STAMP) $(CHECKOV)
@@ -38,9 +45,13 @@ bench-dns: $(STAMP)
 bench-cleanup: $(STAMP)
 	$(BIN)/python bench/cleanup_sweep.py --nodes 100000
 
+## bench-import: bootfleet node import of 9,000 nodes (all or nothing)
+bench-import: $(STAMP)
+	$(BIN)/python bench/node_import.py --nodes 9000
+
 ## demo: 3 QEMU VMs network-boot the local system with iPXE; watch them reach ready (docs/e2e.md)
 demo: $(STAMP)
-	$(BIN)/python tests/e2e/demo.py
+	$(BIN)/python tests/e2e/demo.py --port $(PORT)
 
 clean:
 	rm -rf $(VENV) .venv-checkov .data .pytest_cache

@@ -23,6 +23,8 @@
     since: null, // the `next` of the last /status/events answer
     events: [], // newest first
     deployments: [], // [{deployment, status}]
+    standalone: null, // /status/standalone: the nodes outside every deployment
+    unknown: { items: [], total: 0 }, // /config/api/v1/unknown: machines that tried to boot
     nodes: [],
     nodesTotal: 0,
     offset: 0,
@@ -198,75 +200,99 @@
     } else {
       show("overview");
       renderDeployments();
+      renderUnknown();
       renderNodes();
     }
     renderEvents();
   }
 
+  const OUTSIDE = "-"; // the deployment filter's value for the nodes outside every deployment
+
   function renderDeployments() {
     const box = $("deployments");
     box.replaceChildren();
-    if (!state.deployments.length) {
+    const standalone = state.standalone && state.standalone.nodes ? state.standalone : null;
+    if (!state.deployments.length && !standalone) {
       box.append(el("p", { class: "muted", text: "No deployments yet. Create one: bootfleet deployment create --name rack-a --profile demo" }));
       return;
     }
     const current = route().deployment;
     for (const { deployment, status } of state.deployments) {
-      const counts = (status && status.counts) || {};
-      const total = (status && status.nodes) || 0;
-      const card = el("article", {
-        class: "deployment" + (current === deployment.name ? " selected" : "") + (status && status.done ? " done" : ""),
-        "data-deployment": deployment.name,
-      });
-      const head = el("div", { class: "deployment-head" },
-        el("a", { class: "deployment-name", href: `#/?deployment=${encodeURIComponent(deployment.name)}`, text: deployment.name }));
-      if (deployment.state !== "active") head.append(el("span", { class: "tag", text: deployment.state }));
-      card.append(head);
-      const ready = (status && status.ready) || 0;
-      const percent = status ? status.percent : 0;
-      card.append(el("p", { class: "deployment-summary" },
-        el("strong", { class: "ready-count", text: `${ready} of ${total}` }), " ready",
-        el("span", { class: "percent", text: ` · ${percent}%` }),
-        deployment.count ? el("span", { class: "muted", text: ` · ${deployment.count} wanted` }) : null));
-
-      const bar = el("div", { class: "bar", role: "img", "aria-label": STAGES.filter((s) => counts[s]).map((s) => `${s} ${counts[s]}`).join(", ") || "no nodes" });
-      for (const stage of STAGES) {
-        if (!counts[stage] || stage === "deleted") continue;
-        const seg = el("span", { class: `seg stage-${stage}`, title: `${stage}: ${counts[stage]}`, "data-stage": stage });
-        seg.style.width = `${(100 * counts[stage]) / total}%`;
-        bar.append(seg);
-      }
-      card.append(bar);
-
-      const legend = el("ul", { class: "legend" });
-      for (const stage of STAGES) {
-        if (!counts[stage]) continue;
-        legend.append(el("li", { "data-stage": stage },
-          el("a", { href: `#/?deployment=${encodeURIComponent(deployment.name)}&stage=${stage}` },
-            stageChip(stage), el("span", { class: "count", text: String(counts[stage]) }))));
-      }
-      card.append(legend);
-
-      const failed = (status && status.failed) || [];
-      const stuck = (status && status.stuck) || [];
-      if (failed.length || stuck.length) {
-        const alerts = el("p", { class: "alerts" });
-        if (failed.length) {
-          alerts.append(el("a", { class: "alert-failed", href: `#/?deployment=${encodeURIComponent(deployment.name)}&stage=failed`, text: `${failed.length} failed` }));
-        }
-        if (stuck.length) alerts.append(el("span", { class: "alert-stuck", text: `${stuck.length} stuck` }));
-        card.append(alerts);
-      }
-      box.append(card);
+      box.append(card(deployment.name, deployment.name, status, deployment, current));
     }
+    // The nodes outside deployments, summarised as a deployment is (stuck and failed flagged too).
+    if (standalone) box.append(card(OUTSIDE, "Outside deployments", standalone, null, current));
+  }
+
+  function card(key, title, status, deployment, current) {
+    const counts = (status && status.counts) || {};
+    const total = (status && status.nodes) || 0;
+    const link = (stage) => `#/?deployment=${encodeURIComponent(key)}` + (stage ? `&stage=${stage}` : "");
+    const box = el("article", {
+      class: "deployment" + (deployment ? "" : " standalone") + (current === key ? " selected" : "") + (status && status.done ? " done" : ""),
+      "data-deployment": key,
+    });
+    const head = el("div", { class: "deployment-head" }, el("a", { class: "deployment-name", href: link(""), text: title }));
+    if (deployment && deployment.state !== "active") head.append(el("span", { class: "tag", text: deployment.state }));
+    box.append(head);
+    const ready = (status && status.ready) || 0;
+    const percent = status ? status.percent : 0;
+    box.append(el("p", { class: "deployment-summary" },
+      el("strong", { class: "ready-count", text: `${ready} of ${total}` }), " ready",
+      el("span", { class: "percent", text: ` · ${percent}%` }),
+      deployment && deployment.count ? el("span", { class: "muted", text: ` · ${deployment.count} wanted` }) : null));
+
+    const bar = el("div", { class: "bar", role: "img", "aria-label": STAGES.filter((s) => counts[s]).map((s) => `${s} ${counts[s]}`).join(", ") || "no nodes" });
+    for (const stage of STAGES) {
+      if (!counts[stage] || stage === "deleted") continue;
+      const seg = el("span", { class: `seg stage-${stage}`, title: `${stage}: ${counts[stage]}`, "data-stage": stage });
+      seg.style.width = `${(100 * counts[stage]) / total}%`;
+      bar.append(seg);
+    }
+    box.append(bar);
+
+    const legend = el("ul", { class: "legend" });
+    for (const stage of STAGES) {
+      if (!counts[stage]) continue;
+      legend.append(el("li", { "data-stage": stage },
+        el("a", { href: link(stage) }, stageChip(stage), el("span", { class: "count", text: String(counts[stage]) }))));
+    }
+    box.append(legend);
+
+    const failed = (status && status.failed) || [];
+    const stuck = (status && status.stuck) || [];
+    if (failed.length || stuck.length) {
+      const alerts = el("p", { class: "alerts" });
+      if (failed.length) alerts.append(el("a", { class: "alert-failed", href: link("failed"), text: `${failed.length} failed` }));
+      if (stuck.length) alerts.append(el("span", { class: "alert-stuck", text: `${stuck.length} stuck` }));
+      box.append(alerts);
+    }
+    return box;
+  }
+
+  function renderUnknown() {
+    const { items, total } = state.unknown;
+    $("unknown-panel").hidden = !total;
+    $("unknown-summary").textContent = total
+      ? `${total} machine${total === 1 ? "" : "s"} asked to boot with a MAC no node has. Adopt one: bootfleet node adopt MAC --profile PROFILE`
+      : "";
+    $("unknown").querySelector("tbody").replaceChildren(...items.map((m) => el("tr", { class: "unknown", "data-mac": m.mac },
+      el("td", { class: "mac", "data-label": "MAC", text: m.mac }),
+      el("td", { class: "attempts", "data-label": "Attempts", text: String(m.attempts) }),
+      el("td", { class: "seen", "data-label": "Last seen" }, timeEl(m.last_seen)),
+      el("td", { class: "first", "data-label": "First seen" }, timeEl(m.first_seen)),
+      el("td", { class: "address", "data-label": "Address", text: m.last_address || "—" }),
+    )));
   }
 
   function renderFilters() {
     const r = route();
     const dep = $("filter-deployment");
     const wanted = ["", ...state.deployments.map((d) => d.deployment.name)];
+    if (state.standalone && state.standalone.nodes) wanted.push(OUTSIDE);
     if (r.deployment && !wanted.includes(r.deployment)) wanted.push(r.deployment);
-    dep.replaceChildren(...wanted.map((name) => el("option", { value: name, text: name || "all" })));
+    const label = (name) => (name === OUTSIDE ? "outside deployments" : name || "all");
+    dep.replaceChildren(...wanted.map((name) => el("option", { value: name, text: label(name) })));
     dep.value = r.deployment;
     const stage = $("filter-stage");
     if (stage.options.length === 1) {
@@ -280,7 +306,8 @@
     const body = $("nodes").querySelector("tbody");
     body.replaceChildren();
     for (const n of state.nodes) {
-      const stuck = state.stuck.get(n.id);
+      // The status answers list 100 stuck nodes each; the node list flags every one.
+      const stuck = state.stuck.get(n.id) || (n.stuck ? { stage: n.stage, seconds_in_stage: Math.round((Date.now() - Date.parse(n.stage_changed_at)) / 1000) } : null);
       const row = el("tr", {
         class: ["node", n.stage === "failed" ? "failed" : "", stuck ? "stuck" : ""].filter(Boolean).join(" "),
         "data-node-id": n.id,
@@ -302,7 +329,8 @@
     }
     const r = route();
     const shown = state.nodes.length;
-    const what = [r.deployment && `in ${r.deployment}`, r.stage && `${r.stage}`].filter(Boolean).join(", ");
+    const where = r.deployment === OUTSIDE ? "outside deployments" : r.deployment && `in ${r.deployment}`;
+    const what = [where, r.stage && `${r.stage}`].filter(Boolean).join(", ");
     $("nodes-summary").textContent = shown
       ? `${state.offset + 1}–${state.offset + shown} of ${state.nodesTotal} nodes${what ? " (" + what + ")" : ""}`
       : `No nodes${what ? " (" + what + ")" : ""}.`;
@@ -409,8 +437,9 @@
     })));
     state.deployments = live.map((deployment, i) => ({ deployment, status: statuses[i] }));
     state.deploymentNames = new Map((list.items || []).map((d) => [d.id, d.name]));
+    [state.standalone, state.unknown] = await Promise.all([api("/status/standalone"), api("/config/api/v1/unknown", { limit: 50 })]);
     state.stuck = new Map();
-    for (const s of statuses) for (const n of (s && s.stuck) || []) state.stuck.set(n.id, n);
+    for (const s of [...statuses, state.standalone]) for (const n of (s && s.stuck) || []) state.stuck.set(n.id, n);
   }
 
   async function loadNodes() {

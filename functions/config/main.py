@@ -7,6 +7,7 @@ Operators (Authorization: Bearer <admin token>):
   /config/api/v1/deployments/<id>/reconcile   POST  one provisioning pass now
   /config/api/v1/nodes[/<id>]                 GET POST PATCH DELETE
   /config/api/v1/nodes/<id>/reinstall         POST
+  /config/api/v1/nodes/import, nodes/<id>/script, unknown[/<mac>[/adopt]], doctor   (web/machines.py)
 Nodes (their token, ?token=... or Authorization: Bearer ...):
   /config/nodes/<id>/ignition | user-data | meta-data
   /config/nodes/<id>/t/<token>/user-data | meta-data     (cloud-init NoCloud seed URL)
@@ -17,7 +18,7 @@ import logging
 from bootfleet.boot import node_config
 from bootfleet.db import get_database
 from bootfleet.log import setup_logging
-from bootfleet.web import operator
+from bootfleet.web import machines, operator
 from bootfleet.web.api import Api, base_url, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
 
@@ -25,6 +26,7 @@ setup_logging("config")
 log = logging.getLogger("bootfleet.config")
 api = Api("config", cors=True)
 api.include(operator.routes, prefix="/api/v1")  # the operator API: web/operator.py
+api.include(machines.routes, prefix="/api/v1")  # import, script preview, unknown machines, doctor
 
 
 @api.route("/nodes/<node_id>/<any(ignition, 'user-data', 'meta-data'):kind>")

@@ -4,9 +4,10 @@ Nodes (their token):
   POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."} or a cloud-init phone_home form
 Operators (admin token):
   GET  /status/deployments/<id or name>   counts per stage, percent done, failed and stuck nodes
+  GET  /status/standalone                 the same for the nodes outside every deployment
   GET  /status/nodes/<id>                 the node
   GET  /status/nodes/<id>/events          its history
-  GET  /status/events?since=<event id or ISO time>&deployment=&limit=
+  GET  /status/events?since=<event id or ISO time>&deployment=&node=&limit=&order=asc|desc
 """
 
 import datetime
@@ -62,6 +63,13 @@ def deployment_status(request, key):
         return json_response(progress.deployment_progress(tx, deployment, get_settings().stage_timeouts))
 
 
+@api.route("/standalone", admin=True)
+def standalone_status(request):
+    """The nodes outside every deployment, summarised as a deployment is (failed, stuck)."""
+    with get_database().transaction() as tx:
+        return json_response(progress.standalone_progress(tx, get_settings().stage_timeouts))
+
+
 @api.route("/nodes/<node_id>", admin=True)
 def node_status(request, node_id):
     with get_database().transaction() as tx:
@@ -100,12 +108,19 @@ def _since(raw: str) -> tuple[int, datetime.datetime | None]:
 def event_feed(request):
     after_id, since = _since(request.args.get("since", ""))
     limit = _limit(request)
+    order = request.args.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise BadRequestError(f"order: asc (oldest first, the default) or desc (the newest first), got {order[:20]!r}")
     with get_database().transaction() as tx:
-        deployment_id = None
+        deployment_id = node_id = None
         if request.args.get("deployment"):
             deployment_id = deployments.get(tx, request.args["deployment"])["id"]
-        items = events.listing(tx, after_id=after_id, since=since, deployment_id=deployment_id, limit=limit)
-    return json_response({"events": items, "next": items[-1]["id"] if items else after_id})
+        if request.args.get("node"):
+            node_id = nodes.resolve(tx, request.args["node"])["id"]
+        items = events.listing(tx, after_id=after_id, since=since, deployment_id=deployment_id, node_id=node_id,
+                               limit=limit, newest_first=order == "desc")
+    last = max((e["id"] for e in items), default=after_id)
+    return json_response({"events": items, "next": last})
 
 
 def status(request):

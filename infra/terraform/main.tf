@@ -57,6 +57,10 @@ locals {
     BOOTFLEET_CLEANUP_GRACE     = tostring(var.settings.cleanup_grace)
     BOOTFLEET_RETENTION_DAYS    = tostring(var.settings.retention_days)
 
+    # machines that ask boot for a script with a MAC no node has (bootfleet node unknown)
+    BOOTFLEET_UNKNOWN_MAX           = tostring(var.settings.unknown_max)
+    BOOTFLEET_UNKNOWN_EVENT_SECONDS = tostring(var.settings.unknown_event_seconds)
+
     # images: COS through its S3 API; nodes get presigned public URLs (or the CDN's)
     BOOTFLEET_STORAGE            = "s3"
     BOOTFLEET_S3_ENDPOINT        = local.cos_endpoint

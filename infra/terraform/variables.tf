@@ -364,6 +364,10 @@ variable "settings" {
     boot_networks   = optional(string, "")
     boot_rate_limit = optional(number, 20)
     discovery_cap   = optional(number, 50)
+
+    # unknown machines at boot: how many are kept, and one event per MAC this often
+    unknown_max           = optional(number, 10000)
+    unknown_event_seconds = optional(number, 300)
   })
   default = {}
 

@@ -149,6 +149,16 @@ def env_names() -> list[str]:
     return [env_name(f) for f in fields(Settings)]
 
 
+def _home_config() -> str:
+    """~/.config, the XDG default; a process without a home (a container's arbitrary user) gets none."""
+    try:
+        return str(Path.home() / ".config")
+    except RuntimeError:
+        return ".config"
+
+
+_HOME_CONFIG = _home_config()
+
 # The checkout: lib/common/settings.py -> the repository, which holds functions/ and static/.
 _CHECKOUT = str(Path(__file__).resolve().parents[2])
 
@@ -189,6 +199,9 @@ class Settings:
     cleanup_cap: int = setting(50, _int)
     cleanup_grace: int = setting(3600, _int)
     retention_days: int = setting(30, _int)
+    cleanup_every: int = setting(300, _int)  # serve runs cleanup this often (seconds; 0: never), as the cron does
+    unknown_max: int = setting(10000, _int)  # most unknown machines remembered (the least recently seen go)
+    unknown_event_seconds: int = setting(300, _int)  # at most one event per unknown MAC this often
     # vpc provisioning (docs/vpc.md); the API key is BOOTFLEET_IBMCLOUD_API_KEY
     vpc_url: str | None = setting()
     vpc_api_version: str = setting("2026-10-06")
@@ -220,6 +233,8 @@ class Settings:
     url: str = setting("http://127.0.0.1:8080")  # where operator commands send requests (the client side)
     data_dir: str = setting(".data")  # serve's database, secrets and images; the local provider's VMs
     access_log: str | None = setting()  # serve's gunicorn access log ("-": stderr)
+    # the client settings serve writes (<XDG_CONFIG_HOME>/bootfleet/client.json) and the CLI reads
+    xdg_config_home: str = setting(_HOME_CONFIG, env="XDG_CONFIG_HOME")
     root: str = setting(_CHECKOUT)  # where the router finds functions/ and static/ (the image sets /app)
     # Unprefixed on purpose: Code Engine tells an app its port in PORT (functions-framework
     # listens on it); `bootfleet serve` takes the same variable for its --port default.

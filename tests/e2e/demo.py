@@ -128,7 +128,7 @@ def main() -> int:
 def _tear_down(url: str, name: str, env: dict) -> None:
     """Delete the demo deployment; provisioning passes stop its VMs until it is deleted."""
     print(f"demo: deleting deployment {name} (stops its VMs)")
-    subprocess.run([sys.executable, "-m", "bootfleet.cli", "deployment", "delete", name], cwd=ROOT, env=env,
+    subprocess.run([sys.executable, "-m", "bootfleet.cli", "deployment", "delete", name, "--yes"], cwd=ROOT, env=env,
                    stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

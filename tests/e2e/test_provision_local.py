@@ -46,7 +46,7 @@ def local_server(database):
 
 def cli(server, *args: str) -> str:
     env = {**server.env, "BOOTFLEET_URL": server.url}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--json", *args], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "--json", "--yes", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -108,7 +108,7 @@ def test_local_deployment_boots_vms_scales_and_deletes(local_server, clean_db):
     wait_for(lambda: json.loads(cli(srv, "deployment", "reconcile", "demo"))["state"] == "deleted", 30,
              "the deployment to be deleted")
     assert not alive(pids["demo-0"]) and vm_pids(srv) == {}
-    stages = {n["stage"] for n in api(srv, "/config/api/v1/nodes", deployment="demo")["items"]}
+    stages = {n["stage"] for n in api(srv, "/config/api/v1/nodes", deployment="demo", deleted="true")["items"]}
     assert stages == {"deleted"}
 
 

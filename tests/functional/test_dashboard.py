@@ -412,3 +412,34 @@ def test_no_cors_header_when_no_origin_is_configured(server):
     )
     assert resp.status_code == 204
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_nodes_outside_deployments_are_summarised_and_flagged_and_unknown_machines_listed(browser, clean_db):
+    """3,000 nodes registered by MAC sat in booting for an hour and none was shown stuck (issue 16):
+    the nodes outside deployments get a card like a deployment's, their stuck and failed nodes
+    are flagged, and machines that tried to boot unregistered are listed."""
+    with RunningServer(env={"BOOTFLEET_STAGE_TIMEOUTS": "booting=1", "BOOTFLEET_CLEANUP_EVERY": "0"}) as srv:
+        fleet = Fleet(srv.url, deployment="rack-s", hosts=("in-1",))
+        lone = {}
+        for host in ("lone-1", "lone-2"):
+            mac = next(MACS)
+            lone[host] = fleet.api("POST", "/config/api/v1/nodes", {"macs": [mac], "hostname": host, "profile": "web"})
+            lone[host]["token"] = fleet.token(mac)  # booting now
+        resp = requests.post(f"{srv.url}/status/nodes/{lone['lone-2']['id']}/progress",
+                             params={"token": lone["lone-2"]["token"]}, json={"stage": "failed", "message": "no disk"},
+                             timeout=10)
+        assert resp.status_code == 200, resp.text
+        requests.get(f"{srv.url}/boot/ipxe", params={"mac": "52:54:00:db:00:99"}, timeout=10)
+
+        page = open_dashboard(browser, srv.url)
+        outside = page.locator('.deployment.standalone[data-deployment="-"]')
+        expect(outside).to_contain_text("Outside deployments", timeout=WAIT)
+        expect(outside.locator(".alert-failed")).to_have_text("1 failed")
+        expect(outside.locator(".alert-stuck")).to_have_text("1 stuck", timeout=WAIT)  # booting past 1 s
+        expect(page.locator('#unknown tr[data-mac="52:54:00:db:00:99"]')).to_be_visible()
+        outside.locator('.legend li[data-stage="booting"] a').click()
+        expect(page.locator("#nodes tbody tr")).to_have_count(1)
+        expect(node_row(page, lone["lone-1"]["id"]).locator(".stuck-tag")).to_be_visible()
+        expect(page.locator("#nodes-summary")).to_contain_text("outside deployments, booting")
+        screenshot(page, "dashboard-outside-deployments.png")
+        assert page.errors == [] and page.console_errors == []

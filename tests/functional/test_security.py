@@ -58,10 +58,15 @@ def test_discovery_only_from_a_boot_network_and_only_up_to_the_cap(boot, config,
         boot.get(f"/ipxe?mac=52:54:00:77:01:{i:02x}")
     listed = config.get("/api/v1/nodes", headers=admin).json["items"]
     assert len(listed) == 3 and all(n["discovered"] for n in listed)
+    # The machines discovery did not take are remembered for an operator to adopt, with why.
+    machines = {m["mac"]: m for m in config.get("/api/v1/unknown", headers=admin).json["items"]}
+    assert sorted(machines) == ["52:54:00:77:00:01", "52:54:00:77:01:03", "52:54:00:77:01:04"]
+    assert "not on a boot network" in machines["52:54:00:77:00:01"]["last_reason"]
+    assert machines["52:54:00:77:00:01"]["last_address"] == "203.0.113.7"
+    assert "discovery cap reached" in machines["52:54:00:77:01:04"]["last_reason"]
     with clean_db.transaction() as tx:
-        unknown = tx.all("SELECT message FROM event WHERE kind = 'boot-unknown' ORDER BY id")
-    assert any("discovery cap reached" in e["message"] for e in unknown)
-    assert any("52:54:00:77:00:01 from 203.0.113.7" in e["message"] for e in unknown)
+        unknown = tx.all("SELECT message FROM event WHERE kind = 'unknown-boot' ORDER BY id")
+    assert any("52:54:00:77:00:01 tried to boot from 203.0.113.7" in e["message"] for e in unknown)
 
 
 def test_a_token_stops_at_failed_and_at_the_install_s_time_limit(boot, config, status, admin, clean_db, settings):

@@ -149,7 +149,7 @@ def test_images_cli_on_the_local_folder(tmp_path):
     assert "debian/12/vmlinuz" in result.stdout and "2.0 KiB" in result.stdout
     listed = json.loads(cli(env, "--json", "images", "list").stdout)
     assert [(i["key"], i["size"]) for i in listed] == [("debian/12/initrd.img", 10), ("debian/12/vmlinuz", 2048)]
-    result = cli(env, "images", "rm", "debian/12/vmlinuz")
+    result = cli(env, "images", "rm", "--yes", "debian/12/vmlinuz")
     assert result.returncode == 0 and "removed debian/12/vmlinuz" in result.stdout
     assert not (tmp_path / "images" / "debian" / "12" / "vmlinuz").exists()
 
@@ -158,7 +158,7 @@ def test_images_cli_on_the_local_folder(tmp_path):
     (["images", "upload", "--key", "../escape", "FILE"], "image key '../escape'"),
     (["images", "upload", "/no/such/file"], "/no/such/file: no such file"),
     (["images", "upload", "--key", "one", "FILE", "FILE"], "--key names one image"),
-    (["images", "rm", "never-uploaded"], "no image 'never-uploaded' in folder"),
+    (["images", "rm", "--yes", "never-uploaded"], "no image 'never-uploaded' in folder"),
 ])
 def test_images_cli_errors_are_clear_and_change_nothing(tmp_path, args, message):
     source = tmp_path / "vmlinuz"
@@ -178,9 +178,9 @@ def test_images_cli_on_s3(s3, bucket, tmp_path):
     assert cli(env, "images", "upload", "--key", "fleet/kernel", str(tmp_path / "vmlinuz")).returncode == 0
     listed = json.loads(cli(env, "--json", "images", "list").stdout)
     assert [(i["key"], i["size"]) for i in listed] == [("fleet/kernel", 100)]
-    result = cli(env, "images", "rm", "fleet/kernel")
+    result = cli(env, "images", "rm", "--yes", "fleet/kernel")
     assert result.returncode == 0 and f"from bucket {bucket}" in result.stdout
-    result = cli(env, "images", "rm", "fleet/kernel")
+    result = cli(env, "images", "rm", "--yes", "fleet/kernel")
     assert result.returncode == 1 and "no image 'fleet/kernel' in bucket" in result.stderr
 
 
@@ -231,3 +231,27 @@ def test_the_wire_check_sees_what_boto3_sends_by_default(s3, bucket, tmp_path):
         _, headers, body = upload_through(proxy, client, bucket, tmp_path)
     assert "aws-chunked" in headers["content-encoding"] and headers["x-amz-trailer"] == "x-amz-checksum-crc32"
     assert headers["x-amz-content-sha256"].startswith("STREAMING-") and b"x-amz-checksum-crc32:" in body
+
+
+def test_boot_says_when_a_profile_names_an_image_the_bucket_lacks(s3, bucket, settings, boot, config, admin,
+                                                                   clean_db):
+    """Checked from a thread (boot never waits on the bucket): the first boot finds out, a later
+    one records it on the node, once."""
+    import time
+
+    settings(s3.env(bucket))
+    make_profile(config, admin, kernel="fleet/not-uploaded")
+    node = make_node(config, admin, profile="worker")
+
+    def missing_events():
+        with clean_db.transaction() as tx:
+            return tx.all("SELECT message FROM event WHERE node_id = :id AND kind = 'image-missing'", id=node["id"])
+
+    deadline = time.monotonic() + 10
+    while not missing_events() and time.monotonic() < deadline:
+        assert boot.get("/ipxe?mac=52:54:00:00:00:01").status_code == 200
+        time.sleep(0.2)
+    assert [e["message"] for e in missing_events()] == ["profile worker names image(s) that are not in storage:"
+                                                        " fleet/not-uploaded, initrd.img (bootfleet images upload ...); its nodes cannot boot"]
+    boot.get("/ipxe?mac=52:54:00:00:00:01")
+    assert len(missing_events()) == 1

@@ -28,6 +28,7 @@ NOT_WIRED = {
     "BOOTFLEET_DATA_DIR": "serve's embedded database, secrets and images folder",
     "BOOTFLEET_ACCESS_LOG": "serve's gunicorn access log",
     "BOOTFLEET_URL": "where the bootfleet command sends requests (the operator's machine)",
+    "BOOTFLEET_CLEANUP_EVERY": "serve's own cleanup schedule (the cloud has its cron subscription)",
     # set by the image itself (Containerfile ENV), the same for every app
     "BOOTFLEET_ROOT": "where the image keeps functions/ and static/",
     # local storage; the cloud uses COS (BOOTFLEET_STORAGE=s3)

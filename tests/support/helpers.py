@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-TABLES = ("event", "dns_record", "node_mac", "node", "deployment", "profile")
+TABLES = ("event", "dns_record", "unknown_machine", "node_mac", "node", "deployment", "profile")
 
 
 def snapshot(database) -> dict:

@@ -35,16 +35,20 @@ class RunningServer:
     port, data: a fixed port, or data dir (e.g. the demo's .data); default: a free port, a temp dir.
     timeout: seconds to wait for /healthz (raises RuntimeError with the server's output).
     new_session: start it in its own session, so a Ctrl-C in the terminal reaches only the caller.
+    demo: let serve create its demo profile (as `make run` does).
     """
 
     def __init__(self, env: dict[str, str | None] | None = None, workers: int | None = 1, threads: int | None = 8,
                  *, port: int | None = None, data: Path | str | None = None, timeout: float = 30,
-                 log_name: str = "server.log", new_session: bool = False):
+                 log_name: str = "server.log", new_session: bool = False, demo: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = Path(data) if data else Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
         self.data.mkdir(parents=True, exist_ok=True)
-        merged = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), **(env or {})}
+        # Its client settings (cli/config.py) go into the data dir, not the user's ~/.config,
+        # unless the caller names an XDG_CONFIG_HOME.
+        merged = {**os.environ, "BOOTFLEET_DATA_DIR": str(self.data), "XDG_CONFIG_HOME": str(self.data / "config"),
+                  **(env or {})}
         self.env = {name: value for name, value in merged.items() if value is not None}
         self.log_path = self.data / log_name
         self.log = open(self.log_path, "w+")
@@ -53,7 +57,7 @@ class RunningServer:
             args += ["--workers", str(workers)]
         if threads is not None:
             args += ["--threads", str(threads)]
-        self.proc = subprocess.Popen(args + ["--no-demo"], cwd=ROOT, env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen(args + ([] if demo else ["--no-demo"]), cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=new_session)
         try:
             self.wait_ready(timeout)

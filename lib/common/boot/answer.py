@@ -14,16 +14,17 @@ node not already booting opens a new install (a new token version).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
 from bootfleet.boot.trust import Client
-from bootfleet.db import events, nodes, profiles
+from bootfleet.db import events, nodes, profiles, unknown
 from bootfleet.db.boot import step as boot_step
 from bootfleet.db.connection import Database, Transaction
 from bootfleet.errors import RenderError, ValidationError
-from bootfleet.providers.storage.choose import image_url
+from bootfleet.providers.storage.choose import image_url, missing_images
 from bootfleet.settings import Settings
 from bootfleet.stages import LOCAL_BOOT, TERMINAL
 from bootfleet.tokens import hash_secret, issue_node_token
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 # The one answer a machine gets without proof, whatever the reason.
 REFUSED = ("no boot script for this machine: it is not registered here, or its enrolment secret is wrong,"
            " or it is not on a boot network")
-# How often a refused boot writes an event, per node (or per unknown MAC), in seconds.
+# How often a refused boot writes an event, per node, in seconds (an unknown MAC: db/unknown.py).
 REFUSAL_EVENT_SECONDS = 60
 
 
@@ -67,6 +68,9 @@ class BootAnswer:
     script: str
     node_id: str | None = None
     outcome: str = ""
+    profile: str | None = None
+    missing_images: list[str] = field(default_factory=list)
+    profile_id: str | None = None
 
 
 def answer(database: Database, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
@@ -78,16 +82,30 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     if done is None:
         with database.transaction() as tx:
             discovered = _discover(tx, settings, req, client)
-            if discovered is None:
-                _record_unknown(tx, req, client)
+            if discovered is None and req.macs:  # what an operator sees: bootfleet node unknown, the dashboard
+                unknown.record(tx, req.macs[0], str(client) if client.address else None, _why_unknown(client))
         if discovered is None:
             return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
         done = _step(database, settings, req, client)
     if done["why"]:
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
+    node = {**done["node"], "stage": done["stage"]}
+    result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
+    if result.missing_images:
+        _report_missing(database, settings, node, result)
+    return result
 
-    node, profile, deployment, stage = done["node"], done["profile"], done["deployment"], done["stage"]
-    node_id = node["id"]
+
+def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry_url: str) -> BootAnswer:
+    """The script boot answers `node` with now, changing nothing: what an operator previews
+    (bootfleet node script). The token is of the node's current install."""
+    profile, deployment = nodes.boot_plan(tx, node)
+    return _answer_for(settings, base, node, profile, deployment, node["token_version"], retry_url)
+
+
+def _answer_for(settings: Settings, base: str, node: dict, profile: dict | None, deployment: dict | None,
+                token_version: int, retry_url: str) -> BootAnswer:
+    node_id, stage, wait = node["id"], node["stage"], settings.retry_seconds
     if stage in LOCAL_BOOT:
         return BootAnswer(ipxe.local_boot(node_id, stage), node_id, "local-disk")
     if stage in TERMINAL:
@@ -96,8 +114,9 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     if profile is None:
         message = f"node {node_id} has no profile: give it one, a deployment, or labels a profile selects"
         return BootAnswer(ipxe.retry(message, retry_url, wait), node_id, "no-profile")
-    return BootAnswer(install_script(settings, base, node, profile, deployment, done["token_version"], retry_url),
-                      node_id, "install")
+    script = install_script(settings, base, node, profile, deployment, token_version, retry_url)
+    missing = missing_images(settings, [profile["kernel"], *profile["initrds"]])
+    return BootAnswer(script, node_id, "install", profile["name"], missing, profile["id"])
 
 
 def install_script(settings: Settings, base: str, node: dict, profile: dict, deployment: dict | None,
@@ -122,16 +141,34 @@ def install_script(settings: Settings, base: str, node: dict, profile: dict, dep
     )
 
 
+_reported: dict[str, float] = {}  # profile id -> when this process last said its images are missing
+
+
+def _report_missing(database: Database, settings: Settings, node: dict, result: BootAnswer) -> None:
+    """An event when a profile names images the storage does not hold (iPXE will fail to load
+    them and retry): at most once per profile per BOOTFLEET_UNKNOWN_EVENT_SECONDS in each process,
+    so a storm of nodes on a broken profile costs no database work beyond the first."""
+    now = time.monotonic()
+    last = _reported.get(result.profile_id)
+    if last is not None and now - last < settings.unknown_event_seconds:
+        return
+    if len(_reported) > 1000:
+        _reported.clear()
+    _reported[result.profile_id] = now
+    message = (f"profile {result.profile} names image(s) that are not in storage: {', '.join(result.missing_images)}"
+               " (bootfleet images upload ...); its nodes cannot boot")
+    with database.transaction() as tx:
+        events.add(tx, "image-missing", message, "boot", node_id=node["id"], deployment_id=node["deployment_id"])
+
+
 def _step(database: Database, settings: Settings, req: BootRequest, client: Client) -> dict | None:
     secret_hash = hash_secret(req.secret) if req.secret else None
     return boot_step(database, req.macs, req.uuid, req.serial, secret_hash, client.trusted, str(client),
                      REFUSAL_EVENT_SECONDS)
 
 
-def _record_unknown(tx: Transaction, req: BootRequest, client: Client, why: str = "unknown machine") -> None:
-    who = f"MAC {req.macs[0]}" if req.macs else f"UUID {req.uuid}"
-    events.add_unless_recent(tx, "boot-unknown", f"boot attempt by {who} from {client}: {why}", "boot",
-                             REFUSAL_EVENT_SECONDS)
+def _why_unknown(client: Client, why: str = "no node has this MAC") -> str:
+    return why if client.trusted else f"{why}; not on a boot network"
 
 
 def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | None:
@@ -145,8 +182,9 @@ def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Cli
         log.error("BOOTFLEET_DISCOVERY_PROFILE names profile %r, which does not exist", settings.discovery_profile)
         return None
     if nodes.pending_discovered(tx) >= settings.discovery_cap:
-        _record_unknown(tx, req, client, f"discovery cap reached ({settings.discovery_cap} discovered nodes pending;"
-                                         " BOOTFLEET_DISCOVERY_CAP)")
+        if req.macs:
+            unknown.record(tx, req.macs[0], str(client), f"discovery cap reached ({settings.discovery_cap} discovered"
+                                                         " nodes pending; BOOTFLEET_DISCOVERY_CAP)")
         return None
     fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial,
               "discovered": True}

@@ -22,17 +22,28 @@ def report(tx: Transaction, settings: Settings, node: dict, stage: str, message:
 
 
 def deployment_progress(tx: Transaction, deployment: dict, timeouts: dict[str, int]) -> dict:
+    return _progress(tx, deployment["id"], timeouts, {
+        "id": deployment["id"], "name": deployment["name"], "state": deployment["state"],
+        "count": deployment["desired_count"]})
+
+
+def standalone_progress(tx: Transaction, timeouts: dict[str, int]) -> dict:
+    """The nodes outside every deployment, in the shape of a deployment's progress
+    (its `deployment` is null)."""
+    return _progress(tx, None, timeouts, None)
+
+
+def _progress(tx: Transaction, deployment_id: str | None, timeouts: dict[str, int], summary: dict | None) -> dict:
     counts = {s: 0 for s in stages.ALL}
-    counts.update(nodes.stage_counts(tx, deployment["id"]))
+    counts.update(nodes.stage_counts(tx, deployment_id))
     total = sum(n for s, n in counts.items() if s != "deleted")
     ready = counts["ready"]
-    failed = nodes.failed(tx, deployment["id"])
+    failed = nodes.failed(tx, deployment_id)
     stuck = []
     for stage, seconds in timeouts.items():
-        stuck += nodes.stuck(tx, deployment["id"], stage, seconds)
+        stuck += nodes.stuck(tx, deployment_id, stage, seconds)
     return {
-        "deployment": {"id": deployment["id"], "name": deployment["name"], "state": deployment["state"],
-                       "count": deployment["desired_count"]},
+        "deployment": summary,
         "nodes": total,
         "counts": counts,
         "ready": ready,

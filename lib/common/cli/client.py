@@ -2,50 +2,75 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-
-from bootfleet.settings import Settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 
 class CliError(Exception):
-    """Something the operator should read; printed without a traceback."""
+    """Something the operator should read; printed as one line, without a traceback."""
+
+
+def _session(token: str | None) -> requests.Session:
+    session = requests.Session()
+    # A connection the server's keep-alive closed between two polls (watch, events --follow)
+    # is retried: for every method on a connect error (nothing was sent), and for reads also on
+    # a reset mid-request (GET is safe to repeat).
+    retry = Retry(total=3, connect=3, read=2, status=0, backoff_factor=0.2, allowed_methods={"GET", "HEAD"},
+                  raise_on_status=False)
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CliError(f"--url {url!r} is not a base URL; give one like http://127.0.0.1:8080")
+    return url.rstrip("/")
 
 
 class Client:
-    def __init__(self, url: str, token: str | None):
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+    def __init__(self, url: str, token: str | None, token_from: str = ""):
+        self.url = check_url(url)
+        self.token_from = token_from
+        self.session = _session(token)
+        self.last_response: requests.Response | None = None
 
-    def call(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None, data: Any = None,
+             timeout: float = 30) -> Any:
         try:
-            resp = self.session.request(method, self.url + path, json=body, params=params, timeout=30)
+            resp = self.session.request(method, self.url + path, json=body, data=data, params=params,
+                                        timeout=timeout,
+                                        headers={"Content-Type": "application/json"} if data is not None else None)
         except requests.ConnectionError:
             raise CliError(f"cannot reach bootfleet at {self.url}; is it running (make run)?") from None
+        except requests.Timeout:
+            raise CliError(f"bootfleet at {self.url} did not answer within {timeout:.0f} s") from None
+        except requests.RequestException as e:
+            raise CliError(f"{method} {self.url}{path}: {e}") from None
+        self.last_response = resp
         if resp.status_code == 204:
             return None
         try:
             data = resp.json()
         except ValueError:
-            data = {"error": resp.text.strip()}
+            data = {"error": resp.text.strip()[:300] or resp.reason}
         if resp.status_code >= 400:
-            raise CliError(f"{method} {path}: {resp.status_code} {data.get('error', data)}")
+            message = data.get("error", data) if isinstance(data, dict) else data
+            raise CliError(f"{method} {path}: {resp.status_code} {message}{self._hint(resp.status_code)}")
         return data
 
-
-def local_token(settings: Settings) -> str | None:
-    """The admin token `bootfleet serve` keeps in <BOOTFLEET_DATA_DIR>/secrets.json, if there is one."""
-    path = Path(settings.data_dir) / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text()).get("admin_token")
-    return None
-
-
-def connect(args, settings: Settings) -> Client:
-    """A client for --url (else BOOTFLEET_URL) with --token (else BOOTFLEET_ADMIN_TOKEN, else the local one)."""
-    return Client(args.url or settings.url, args.token or settings.admin_token or local_token(settings))
+    def _hint(self, status: int) -> str:
+        if status == 401:
+            return ("; no admin token: pass --token, set BOOTFLEET_ADMIN_TOKEN, or start bootfleet serve"
+                    " (it writes the token where this command finds it)")
+        if status == 403 and self.token_from:
+            return f"; the admin token from {self.token_from} is not this server's (--url {self.url})"
+        return ""

@@ -3,25 +3,48 @@ that are not resources."""
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 
-from bootfleet.cli.client import CliError, connect
-from bootfleet.cli.output import print_table, progress_line
+from bootfleet.cli.client import CliError
+from bootfleet.cli.config import connect
+from bootfleet.cli.events import line, show_events
+from bootfleet.cli.output import print_json, print_table, progress_line
 from bootfleet.settings import Settings
 
 
-def cmd_status(args, settings: Settings) -> None:
-    client = connect(args, settings)
-    status = client.call("GET", f"/status/deployments/{args.deployment}")
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return
+def _print_status(status: dict) -> None:
     print(progress_line(status))
     for node in status["failed"]:
         print(f"  failed  {node['id']} {node['hostname'] or ''}  {node['last_message'] or ''}")
     for node in status["stuck"]:
         print(f"  stuck   {node['id']} {node['hostname'] or ''}  {node['stage']} for {node['seconds_in_stage']} s")
+
+
+def cmd_status(args, settings: Settings) -> None:
+    """One deployment's progress; `-`: the nodes outside deployments; none: all of them."""
+    client = connect(args, settings)
+    if args.deployment and args.deployment != "-":
+        statuses = [client.call("GET", f"/status/deployments/{args.deployment}")]
+    else:
+        statuses = []
+        if not args.deployment:
+            listing = client.call("GET", "/config/api/v1/deployments", params={"limit": 1000, "state": "active"})
+            statuses = [client.call("GET", f"/status/deployments/{d['id']}") for d in listing["items"]]
+        standalone = client.call("GET", "/status/standalone")
+        if standalone["nodes"] or args.deployment == "-":
+            statuses.append(standalone)
+    if args.json:
+        print_json(statuses[0] if args.deployment else statuses)
+        return
+    if not statuses:
+        print("no deployments and no nodes yet (bootfleet node create, bootfleet deployment create)")
+    for status in statuses:
+        _print_status(status)
+    failed, stuck = sum(len(s["failed"]) for s in statuses), sum(len(s["stuck"]) for s in statuses)
+    if failed or stuck:  # for scripts: exit status 2, something needs an operator
+        print(f"bootfleet: {failed} failed and {stuck} stuck node(s) need an operator", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def cmd_watch(args, settings: Settings) -> None:
@@ -34,13 +57,12 @@ def cmd_watch(args, settings: Settings) -> None:
         status = client.call("GET", f"/status/deployments/{args.deployment}")
         events = client.call("GET", "/status/events", params={"deployment": args.deployment, "since": cursor})
         for event in events["events"]:
-            node = (event["node_id"] or "")[:8]
-            print(f"  {event['created_at'][11:19]} {node:8} {event['stage'] or event['kind']:14} {event['message']}")
+            print("  " + line(event))
         cursor = events["next"]
-        line = progress_line(status)
-        if line != last_line or events["events"] or time.monotonic() - last_print > 15:
-            print(line, flush=True)  # on a change, or now and then to show it is alive
-            last_line, last_print = line, time.monotonic()
+        text = progress_line(status)
+        if text != last_line or events["events"] or time.monotonic() - last_print > 15:
+            print(text, flush=True)  # on a change, or now and then to show it is alive
+            last_line, last_print = text, time.monotonic()
         if status["done"]:
             print("all nodes ready")
             return
@@ -51,14 +73,7 @@ def cmd_watch(args, settings: Settings) -> None:
 
 def cmd_events(args, settings: Settings) -> None:
     client = connect(args, settings)
-    params = {"since": args.since, "limit": args.limit}
-    if args.deployment:
-        params["deployment"] = args.deployment
-    data = client.call("GET", "/status/events", params=params)
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return
-    print_table(data["events"], ["id", "created_at", "node_id", "stage", "source", "message"])
+    show_events(args, client, {"deployment": args.deployment} if args.deployment else {})
 
 
 def cmd_dns(args, settings: Settings) -> None:
@@ -67,14 +82,14 @@ def cmd_dns(args, settings: Settings) -> None:
         params = {"limit": args.limit, **({"deployment": args.deployment} if args.deployment else {})}
         data = client.call("GET", "/dns/records", params=params)
         if args.json:
-            print(json.dumps(data, indent=2))
+            print_json(data)
         else:
             print_table(data["items"], ["zone", "name", "type", "value"])
         return
     body = {"dry_run": args.dry_run, **({"deployment": args.deployment} if args.deployment else {})}
     result = client.call("POST", "/dns/reconcile", body)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return
     counts = result["counts"]
     print(("plan (dry run): " if result["dry_run"] else "") + ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -83,16 +98,19 @@ def cmd_dns(args, settings: Settings) -> None:
         print(f"  {op['action']:7} {op['type']:5} {op['name']} {op['value']}")
     for item in result["conflicts"] + result["failed"]:
         print(f"  problem: {item}")
+    if result["failed"]:
+        raise CliError(f"{len(result['failed'])} DNS change(s) failed")
 
 
 def cmd_cleanup(args, settings: Settings) -> None:
     client = connect(args, settings)
     summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"})
     if args.json:
-        print(json.dumps(summary, indent=2))
-        return
-    print(("plan (dry run): " if summary["dry_run"] else "") + summary["message"])
-    for action, count in sorted(summary["counts"].items()):
-        print(f"  {action:22} {count}")
-    for error in summary["errors"]:
-        print(f"  error: {error['action']}: {error['error']}")
+        print_json(summary)
+    else:
+        print(("plan (dry run): " if summary["dry_run"] else "") + summary["message"])
+        for action, count in sorted(summary["counts"].items()):
+            print(f"  {action:22} {count}")
+    if summary["errors"]:
+        first = summary["errors"][0]
+        raise CliError(f"cleanup had {len(summary['errors'])} error(s); first: {first['action']}: {first['error']}")

@@ -12,7 +12,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from bootfleet.cli.args import Sub
+from bootfleet.cli.client import CliError
+from bootfleet.cli.config import server_data_dir
 from bootfleet.cli.output import print_table
+from bootfleet.cli.prompt import confirm
 from bootfleet.errors import SettingsError
 from bootfleet.providers.storage.base import Image, Storage, StorageError, check_image_key
 from bootfleet.providers.storage.choose import storage_from_settings
@@ -20,10 +24,10 @@ from bootfleet.settings import Settings
 
 
 def open_storage(settings: Settings) -> Storage:
-    """The configured storage; locally the same folder `bootfleet serve` serves
-    (<BOOTFLEET_DATA_DIR>/images, unless BOOTFLEET_IMAGES_DIR names another)."""
+    """The configured storage; locally the same folder `bootfleet serve` serves (the server's
+    <data dir>/images, from any directory, unless BOOTFLEET_IMAGES_DIR names another)."""
     if settings.storage == "local" and settings.is_default("images_dir"):
-        settings = replace(settings, images_dir=str(Path(settings.data_dir) / "images"))
+        settings = replace(settings, images_dir=str(server_data_dir(settings) / "images"))
     return storage_from_settings(settings)
 
 
@@ -60,6 +64,8 @@ def _as_dict(image: Image) -> dict:
 def cmd_images(args, settings: Settings) -> None:
     try:
         storage = open_storage(settings)
+        if args.action == "rm":
+            confirm(args, f"remove {', '.join(args.keys)} from {storage.where}?")
         if args.action == "upload":
             images = upload(storage, args.files, args.key, args.prefix)
         elif args.action == "list":
@@ -68,8 +74,7 @@ def cmd_images(args, settings: Settings) -> None:
             remove(storage, args.keys)
             images = []
     except (StorageError, SettingsError) as e:
-        # What `bootfleet` prints for any operator error (exit status 1), without a traceback.
-        raise SystemExit(f"bootfleet: {e}") from None
+        raise CliError(str(e)) from None
     if args.json:
         print(json.dumps([_as_dict(i) for i in images], indent=2))
         return
@@ -99,15 +104,15 @@ def cmd_build_ipxe_disk(args, settings: Settings) -> None:
 
 
 def add_images_parser(sub) -> None:
-    p = sub.add_parser("images", help="upload, list and remove boot images (kernels, initrds)")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = actions.add_parser("upload", help="upload files; each is stored under its file name (or --key)")
+    p = sub.add("images", "upload, list and remove boot images (kernels, initrds)")
+    actions = Sub(p, "action", "ACTION")
+    a = actions.add("upload", "upload files; each is stored under its file name (or --key)")
     a.add_argument("files", nargs="+", metavar="FILE")
     a.add_argument("--key", help="the key to store one file under, e.g. debian/vmlinuz")
     a.add_argument("--prefix", default="", help="a folder to put the files in, e.g. debian/12")
-    a = actions.add_parser("list", help="list images")
+    a = actions.add("list", "list images")
     a.add_argument("--prefix", default="", help="only keys starting with this")
-    a = actions.add_parser("rm", help="remove images")
+    a = actions.add("rm", "remove images")
     a.add_argument("keys", nargs="+", metavar="KEY")
     p.set_defaults(func=cmd_images)
     a = actions.add_parser("build-ipxe-disk", help="build the iPXE disk image VPC virtual servers boot (docs/vpc.md)")

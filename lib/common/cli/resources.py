@@ -1,35 +1,33 @@
 """`bootfleet profile|deployment|node ...`: list, get, create, update, delete (and scale,
-reconcile, reinstall) over the operator API."""
+reconcile, reinstall, a node's events and boot script) over the operator API."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from bootfleet.cli.client import CliError, connect
-from bootfleet.cli.output import show
+from bootfleet.cli.client import CliError
+from bootfleet.cli.config import connect
+from bootfleet.cli.events import show_events
+from bootfleet.cli.output import print_json, show, warn
+from bootfleet.cli.prompt import confirm
 from bootfleet.settings import Settings
 
 
-def _labels(pairs: list[str] | None) -> dict | None:
+def labels(pairs: list[str] | None, option: str = "--label") -> dict | None:
     if pairs is None:
         return None
-    labels = {}
+    result = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise CliError(f"--label takes key=value, got {pair!r}")
-        labels[key] = value
-    return labels
+            raise CliError(f"{option} takes key=value, got {pair!r}")
+        result[key] = value
+    return result
 
 
 def _body(args, names: list[str]) -> dict:
-    body = {}
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None:
-            body[name] = value
-    return body
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def cmd_resource(args, settings: Settings) -> None:
@@ -37,51 +35,92 @@ def cmd_resource(args, settings: Settings) -> None:
     kind = args.resource
     base = f"/config/api/v1/{kind}s"
     if args.action == "list":
-        params = {"limit": args.limit, "offset": args.offset}
-        if kind == "node":
-            params.update({k: v for k, v in (("deployment", args.deployment), ("stage", args.stage)) if v})
-        show(args, client.call("GET", base, params=params), kind)
-    elif args.action == "get":
-        show(args, client.call("GET", f"{base}/{args.key}"))
+        show(args, client.call("GET", base, params=_list_params(args, kind)), kind)
+        return
+    if args.action == "create":
+        show(args, client.call("POST", base, _resource_body(args, kind)))
+        return
+    # A node named by a prefix, MAC or hostname: the server says which node that is.
+    key = client.call("GET", f"{base}/{args.key}")["id"] if kind == "node" else args.key
+    if args.action == "get":
+        show(args, client.call("GET", f"{base}/{key}"))
     elif args.action == "delete":
-        show(args, client.call("DELETE", f"{base}/{args.key}"))
+        confirm(args, f"delete {kind} {args.key}?")
+        show(args, client.call("DELETE", f"{base}/{key}"))
     elif args.action == "reinstall":
-        show(args, client.call("POST", f"{base}/{args.key}/reinstall"))
+        confirm(args, f"reinstall node {args.key} (its next boot installs it again)?")
+        show(args, client.call("POST", f"{base}/{key}/reinstall"))
+    elif args.action == "events":
+        show_events(args, client, {"node": key})
+    elif args.action == "script":
+        preview = client.call("GET", f"{base}/{key}/script")
+        if args.json:
+            print_json(preview)
+            return
+        for image in preview["missing_images"]:
+            warn(f"image {image!r} is not in storage; this node cannot boot until it is uploaded")
+        print(preview["script"], end="")
     elif args.action == "scale":
-        show(args, client.call("PATCH", f"{base}/{args.key}", {"count": args.count}))
+        current = client.call("GET", f"{base}/{key}")
+        if args.count < current["count"]:
+            confirm(args, f"scale {current['name']} down from {current['count']} to {args.count} nodes"
+                          " (their servers are deleted)?")
+        show(args, client.call("PATCH", f"{base}/{key}", {"count": args.count}))
     elif args.action == "reconcile":
-        show(args, client.call("POST", f"{base}/{args.key}/reconcile"))
+        show(args, client.call("POST", f"{base}/{key}/reconcile"))
     else:
-        body = _resource_body(args, kind)
-        if args.action == "create":
-            show(args, client.call("POST", base, body))
-        else:
-            show(args, client.call("PATCH", f"{base}/{args.key}", body))
+        show(args, client.call("PATCH", f"{base}/{key}", _resource_body(args, kind)))
+
+
+def _list_params(args, kind: str) -> dict:
+    params = {"limit": args.limit, "offset": args.offset}
+    if kind == "deployment" and args.state:
+        params["state"] = args.state
+    if kind == "node":
+        params.update(_body(args, ["deployment", "stage", "mac", "hostname"]))
+        if args.label:
+            params["label"] = args.label
+        if args.all:
+            params["deleted"] = "true"
+    return params
+
+
+def read_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise CliError(f"{what} {path}: {e.strerror or e}") from None
 
 
 def _resource_body(args, kind: str) -> dict:
     if getattr(args, "from_file", None):
-        return json.loads(Path(args.from_file).read_text())
+        text = read_file(args.from_file, "--from-file")
+        try:
+            body = json.loads(text)
+        except ValueError as e:
+            raise CliError(f"--from-file {args.from_file}: not JSON ({e}); give the request body as a JSON object"
+                           + (" (for a CSV of nodes: bootfleet node import FILE)" if kind == "node" else "")) from None
+        if not isinstance(body, dict):
+            raise CliError(f"--from-file {args.from_file}: give the request body as a JSON object")
+        return body
     if kind == "profile":
         body = _body(args, ["name", "kernel", "args", "config_format"])
         if args.initrd is not None:
             body["initrds"] = args.initrd
         if args.template is not None:
-            body["config_template"] = Path(args.template).read_text()
+            body["config_template"] = read_file(args.template, "--template")
         if args.selector is not None:
-            body["selectors"] = _labels(args.selector)
+            body["selectors"] = labels(args.selector, "--selector")
         return body
     if kind == "deployment":
         body = _body(args, ["name", "profile", "count", "provider", "dns_zone"])
         if args.placement is not None:
-            pairs = [p.partition("=") for p in args.placement]
-            if any(not sep for _, sep, _ in pairs):
-                raise CliError("--placement takes key=value, e.g. --placement zone=us-south-1")
-            body["placement"] = {k: v for k, _, v in pairs}
+            body["placement"] = labels(args.placement, "--placement")
         return body
     body = _body(args, ["hostname", "ip", "uuid", "serial", "profile", "deployment"])
     if args.mac is not None:
         body["macs"] = args.mac
     if args.label is not None:
-        body["labels"] = _labels(args.label)
+        body["labels"] = labels(args.label)
     return body
+

@@ -3,7 +3,10 @@
 Without BOOTFLEET_DATABASE_URL it starts an embedded PostgreSQL (pgserver)
 under .data/pg; it keeps the admin token and token secret in
 .data/secrets.json so they survive restarts; applies migrations; adds the demo
-profile; then serves the router with gunicorn.
+profile; writes the client settings (URL, admin token, data dir) where the
+`bootfleet` command finds them from any directory (cli/config.py); runs cleanup
+on the cloud cron's schedule (BOOTFLEET_CLEANUP_EVERY); then serves the router
+with gunicorn.
 
 What it fills in goes into the environment, for gunicorn's workers to inherit;
 it is read back, like every setting, through `Settings` (after reset_settings()).
@@ -12,13 +15,20 @@ Also `bootfleet migrate`, which prepares the same way.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import secrets
+import socket
 import sys
+import threading
 from pathlib import Path
 
+import requests
+
+from bootfleet.cli.client import CliError
+from bootfleet.cli.config import read_client_config, server_data_dir, write_client_config
 from bootfleet.log import redact
 from bootfleet.settings import Settings, get_settings, reset_settings
 
@@ -107,22 +117,78 @@ def add_demo_profile() -> bool:
     return True
 
 
+def check_port(host: str, port: int) -> None:
+    """A one-line error now, rather than the banner and then gunicorn's `Address already in use`."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise CliError(f"port {port} on {host} is in use (another bootfleet serve?); choose another with"
+                               f" --port (make run PORT=...)") from None
+            raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
 def cmd_serve(args, settings: Settings) -> None:
     os.environ.setdefault("BOOTFLEET_DB_POOL_SIZE", str(args.threads))  # read back by prepare_environment
     port = settings.port if args.port is None else args.port
-    serve(args.host, port, args.workers, args.threads, demo=not args.no_demo, settings=settings)
+    if not 0 < port < 65536:
+        raise CliError(f"--port {port}: a port number from 1 to 65535")
+    check_port(args.host, port)
+    serve(args.host, port, args.workers, args.threads, demo=not args.no_demo, settings=settings,
+          cleanup=not args.no_cleanup)
 
 
 def cmd_migrate(args, settings: Settings) -> None:
     from bootfleet.db import get_database
     from bootfleet.db.migrate import apply_migrations
 
+    if not settings.database_url:  # the database of the server this user runs, from any directory
+        saved = read_client_config(settings).get("database_url")
+        if saved:
+            os.environ["BOOTFLEET_DATABASE_URL"] = saved
+        os.environ["BOOTFLEET_DATA_DIR"] = str(server_data_dir(settings))
+        reset_settings()
+        settings = get_settings()
     prepare_environment(settings)
     applied = apply_migrations(get_database())
     print(f"applied: {', '.join(applied)}" if applied else "the database is up to date")
 
 
-def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings) -> None:
+class CleanupSchedule:
+    """Cleanup every BOOTFLEET_CLEANUP_EVERY seconds, as the cloud's cron subscription runs it:
+    a POST to this server's /cleanup/run (the same path, lock and cap), from a thread of
+    serve's main process."""
+
+    def __init__(self, url: str, token: str, every: int):
+        self.url, self.token, self.every = url, token, every
+        self.stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="bootfleet-cleanup", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                resp = requests.post(f"{self.url}/cleanup/run", headers={"Authorization": f"Bearer {self.token}"},
+                                     timeout=max(self.every, 60))
+                summary = resp.json()
+            except (requests.RequestException, ValueError) as e:
+                print(f"bootfleet: scheduled cleanup failed: {e}", file=sys.stderr, flush=True)
+                continue
+            if resp.status_code == 409:  # another run holds the lock: this one is skipped, as in the cloud
+                continue
+            if resp.status_code >= 400:
+                print(f"bootfleet: scheduled cleanup: {resp.status_code} {summary.get('error')}", file=sys.stderr,
+                      flush=True)
+            elif summary.get("counts") or summary.get("errors"):
+                print(f"bootfleet: scheduled cleanup: {summary.get('message')}", flush=True)
+
+
+def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings,
+          cleanup: bool = True) -> None:
+    external = settings.database_url  # not the embedded one prepare_environment may start
     from gunicorn.app.base import BaseApplication
     from gunicorn.util import import_app
 
@@ -142,6 +208,12 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     # printed; the ones serve made itself for this machine are, so the quick start works.
     admin = settings.admin_token if admin_token_is_local else "(BOOTFLEET_ADMIN_TOKEN, as you set it)"
     networks = ", ".join(str(n) for n in settings.boot_networks or ()) or "none"
+    local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    client_config = write_client_config(settings, local, settings.admin_token, Path(settings.data_dir).resolve(),
+                                        external)
+    schedule = CleanupSchedule(local, settings.admin_token, settings.cleanup_every)
+    every = (f"every {settings.cleanup_every} s (BOOTFLEET_CLEANUP_EVERY; --no-cleanup: never)"
+             if cleanup and settings.cleanup_every > 0 else "off")
     print(
         f"""
 bootfleet is running
@@ -153,6 +225,8 @@ bootfleet is running
   admin token   {admin}
   database      {redact(settings.database_url or "")}
   boot networks {networks}   (machines there boot without an enrolment secret)
+  cleanup       {every}
+  CLI settings  {client_config} (bootfleet finds this server from any directory)
 Try: bootfleet node create --mac 52:54:00:12:34:56 --profile demo
 Stop with Ctrl-C.
 """,
@@ -168,6 +242,9 @@ Stop with Ctrl-C.
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", settings.access_log)
             self.cfg.set("logger_class", "bootfleet.web.accesslog.RedactingLogger")
+
+            if cleanup and settings.cleanup_every > 0:
+                self.cfg.set("when_ready", lambda arbiter: schedule.start())
 
         def load(self):  # by its import string, as the systemd unit and the container name it
             return import_app("bootfleet.web.router:create_router()")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bootfleet.db import events, nodes, rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import ConflictError
@@ -83,3 +85,14 @@ def finished_without_provider(tx: Transaction, counting_deprovisioning: bool = F
         "SELECT d.id, d.name FROM deployment d WHERE d.state = 'deleting' AND d.provider = 'none'"
         f" AND NOT EXISTS (SELECT 1 FROM node n WHERE n.deployment_id = d.id AND n.stage <> 'deleted'{also})"
     )
+
+
+def in_use(tx: Transaction) -> list[dict]:
+    """What live deployments need: [{provider, zoned, n}] (zoned: a DNS zone is set)."""
+    return tx.all("SELECT provider, dns_zone IS NOT NULL AS zoned, count(*) AS n FROM deployment"
+                  " WHERE state <> 'deleted' GROUP BY provider, dns_zone IS NOT NULL ORDER BY provider")
+
+
+def clock_skew(tx: Transaction) -> float:
+    """Seconds the database's clock is ahead of this process's."""
+    return tx.scalar("SELECT extract(epoch FROM clock_timestamp())::float8") - time.time()

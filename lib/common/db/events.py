@@ -50,7 +50,9 @@ def listing(
     node_id: str | None = None,
     deployment_id: str | None = None,
     limit: int = 500,
+    newest_first: bool = False,
 ) -> list[dict]:
+    """Events after `after_id` (and `since`), oldest first; `newest_first`: the newest `limit`, newest first."""
     where, params = ["id > :after_id"], {"after_id": after_id, "limit": limit}
     if since is not None:
         where.append("created_at > :since")
@@ -61,7 +63,8 @@ def listing(
     if deployment_id:
         where.append("deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
-    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit", **params)
+    order = "id DESC" if newest_first else "id"
+    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit", **params)
 
 
 def count_before(tx: Transaction, days: int) -> int:

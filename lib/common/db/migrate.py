@@ -51,3 +51,11 @@ def apply_migrations(database: Database) -> list[str]:
     except CONNECTION_ERRORS as e:
         raise DatabaseUnavailableError(f"cannot apply migrations: {e}") from e
     return applied_now
+
+
+def pending(database: Database) -> list[str]:
+    """The migrations not applied yet (all of them on a database never migrated)."""
+    with database.connection() as conn:
+        exists = conn.run("SELECT to_regclass('schema_migration') IS NOT NULL")[0][0]
+        done = {row[0] for row in conn.run("SELECT version FROM schema_migration")} if exists else set()
+    return [version for version, _ in migration_files() if version not in done]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 from bootfleet.db import events, profiles, rows
 from bootfleet.db.connection import Transaction
-from bootfleet.errors import ConflictError, NotFoundError
-from bootfleet.validation import is_uuid
+from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, ValidationError
+from bootfleet.validation import is_uuid, normalize_mac
 
 SELECT = "SELECT n.*, ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = n.id ORDER BY m.mac) AS macs FROM node n"
 
@@ -43,14 +44,22 @@ def listing(
     mac: str | None = None,
     hostname: str | None = None,
     labels: dict | None = None,
+    outside: bool = False,
+    include_deleted: bool = False,
 ) -> tuple[list[dict], int]:
+    """A page of nodes; `outside`: only those in no deployment; deleted ones only if asked
+    (or when `stage` is deleted)."""
     where, params = [], {}
     if deployment_id:
         where.append("n.deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
+    if outside:
+        where.append("n.deployment_id IS NULL")
     if stage:
         where.append("n.stage = :stage")
         params["stage"] = stage
+    elif not include_deleted:
+        where.append("n.stage <> 'deleted'")
     if mac:
         where.append("n.id IN (SELECT node_id FROM node_mac WHERE mac = :mac)")
         params["mac"] = mac
@@ -62,6 +71,33 @@ def listing(
         params["labels"] = json.dumps(labels)
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     return rows.page(tx, SELECT, "node n", clause, "n.created_at, n.id", limit, offset, **params)
+
+
+_PREFIX = re.compile(r"^[0-9a-f-]{4,35}$")
+
+
+def resolve(tx: Transaction, key: str) -> dict:
+    """The node an operator means by `key`: its id, a unique prefix of its id (what `watch`
+    prints), one of its MACs, or its hostname (unique among nodes not deleted)."""
+    key = key.strip().lower()
+    if is_uuid(key):
+        return get(tx, key)
+    try:
+        mac = normalize_mac(key)
+    except ValidationError:
+        mac = None
+    if mac:
+        row = tx.one("SELECT node_id FROM node_mac WHERE mac = :mac", mac=mac)
+        if row:
+            return get(tx, row["node_id"])
+    found = tx.all("SELECT id FROM node WHERE hostname = :key AND stage <> 'deleted' LIMIT 2", key=key)
+    if not found and _PREFIX.match(key):
+        found = tx.all("SELECT id FROM node WHERE CAST(id AS text) LIKE :prefix LIMIT 2", prefix=key + "%")
+    if len(found) > 1:
+        raise BadRequestError(f"{key!r} matches more than one node; give more of the id (or the whole id)")
+    if not found:
+        raise NotFoundError(f"node {key!r} not found (give its id, a unique id prefix, a MAC or its hostname)")
+    return get(tx, found[0]["id"])
 
 
 def _set_macs(tx: Transaction, node_id: str, macs: list[str]) -> None:
@@ -284,27 +320,33 @@ def servers_to_delete(tx: Transaction, deployment_id: str) -> list[dict]:
 # --- a deployment's progress -----------------------------------------------------------------
 
 
-def stage_counts(tx: Transaction, deployment_id: str) -> dict[str, int]:
-    rows_ = tx.all("SELECT stage, count(*) AS n FROM node WHERE deployment_id = :id GROUP BY stage", id=deployment_id)
+def _in(deployment_id: str | None) -> str:
+    """A deployment's nodes, or (None) the nodes outside every deployment."""
+    return "deployment_id = :id" if deployment_id else "deployment_id IS NULL AND CAST(:id AS uuid) IS NULL"
+
+
+def stage_counts(tx: Transaction, deployment_id: str | None) -> dict[str, int]:
+    rows_ = tx.all(f"SELECT stage, count(*) AS n FROM node WHERE {_in(deployment_id)} GROUP BY stage", id=deployment_id)
     return {r["stage"]: r["n"] for r in rows_}
 
 
-def failed(tx: Transaction, deployment_id: str, limit: int = 100) -> list[dict]:
-    """A deployment's failed nodes, oldest failure first, each with its last event's message."""
+def failed(tx: Transaction, deployment_id: str | None, limit: int = 100) -> list[dict]:
+    """A deployment's failed nodes (None: those outside deployments), oldest failure first,
+    each with its last event's message."""
     return tx.all(
         "SELECT id, hostname, stage_changed_at,"
         " (SELECT message FROM event e WHERE e.node_id = n.id ORDER BY e.id DESC LIMIT 1) AS last_message"
-        " FROM node n WHERE deployment_id = :id AND stage = 'failed' ORDER BY stage_changed_at LIMIT :limit",
+        f" FROM node n WHERE {_in(deployment_id)} AND stage = 'failed' ORDER BY stage_changed_at LIMIT :limit",
         id=deployment_id, limit=limit,
     )
 
 
-def stuck(tx: Transaction, deployment_id: str, stage: str, seconds: int, limit: int = 100) -> list[dict]:
-    """A deployment's nodes in `stage` for longer than `seconds`."""
+def stuck(tx: Transaction, deployment_id: str | None, stage: str, seconds: int, limit: int = 100) -> list[dict]:
+    """A deployment's nodes (None: those outside deployments) in `stage` for longer than `seconds`."""
     return tx.all(
         "SELECT id, hostname, stage, stage_changed_at,"
         " extract(epoch FROM now() - stage_changed_at)::int AS seconds_in_stage"
-        " FROM node WHERE deployment_id = :id AND stage = :stage"
+        f" FROM node WHERE {_in(deployment_id)} AND stage = :stage"
         " AND stage_changed_at < now() - make_interval(secs => :seconds)"
         " ORDER BY stage_changed_at LIMIT :limit",
         id=deployment_id, stage=stage, seconds=seconds, limit=limit,

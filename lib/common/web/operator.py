@@ -7,10 +7,11 @@ one provisioning pass right after a create, update or delete (bootfleet.provisio
 
 from __future__ import annotations
 
-from bootfleet import validation
+from bootfleet import stages, validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
 from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
+from bootfleet.providers.storage.choose import missing_images
 from bootfleet.provision.fleet import reinstall_server
 from bootfleet.provision.placement import check_placement
 from bootfleet.provision.provisioner import reconcile
@@ -52,7 +53,7 @@ def profile_create(request):
     with get_database().transaction() as tx:
         profile = profiles.create(tx, body.model_dump())
         events.add(tx, "profile", f"profile {profile['name']} created", "operator")
-    return json_response(profile_view(profile), 201)
+    return json_response(_warned(profile), 201)
 
 
 @routes.route("/profiles/<key>", admin=True)
@@ -68,7 +69,18 @@ def profile_update(request, key):
     with get_database().transaction() as tx:
         profile = profiles.update(tx, key, changes)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
-    return json_response(profile_view(profile))
+    return json_response(_warned(profile))
+
+
+def _warned(profile: dict) -> dict:
+    """The profile, with `warnings` when it names images the storage does not hold (saved anyway:
+    they may be uploaded next)."""
+    view = profile_view(profile)
+    missing = missing_images(get_settings(), [profile["kernel"], *profile["initrds"]], fresh=True)
+    if missing:
+        view["warnings"] = [f"image {key!r} is not in storage yet; nodes cannot boot this profile until it is"
+                            f" (bootfleet images upload)" for key in missing]
+    return view
 
 
 @routes.route("/profiles/<key>", methods=("DELETE",), admin=True)
@@ -181,7 +193,10 @@ def _node_fields(tx, changes: dict) -> dict:
 def node_list(request):
     limit, offset = page(request)
     args = request.args
-    filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None}
+    filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None,
+               "include_deleted": args.get("deleted", "").lower() in ("1", "true", "yes")}
+    if filters["stage"] and filters["stage"] not in stages.ALL:
+        raise BadRequestError(f"stage: one of {', '.join(stages.ALL)}")
     if args.get("mac"):
         filters["mac"] = validation.normalize_mac(args["mac"])
     labels = {}
@@ -192,10 +207,13 @@ def node_list(request):
         labels[key] = value
     filters["labels"] = labels or None
     with get_database().transaction() as tx:
-        if args.get("deployment"):
+        if args.get("deployment") == "-":  # the nodes outside every deployment
+            filters["outside"] = True
+        elif args.get("deployment"):
             filters["deployment_id"] = deployments.get(tx, args["deployment"])["id"]
         items, total = nodes.listing(tx, limit, offset, **filters)
-    return _listing(items, total, limit, offset, node_view)
+    timeouts = get_settings().stage_timeouts
+    return _listing(items, total, limit, offset, lambda row: node_view(row, timeouts))
 
 
 @routes.route("/nodes", methods=("POST",), admin=True)
@@ -210,8 +228,9 @@ def node_create(request):
 
 @routes.route("/nodes/<node_id>", admin=True)
 def node_get(request, node_id):
+    """By id, unique id prefix, MAC or hostname (nodes.resolve)."""
     with get_database().transaction() as tx:
-        return json_response(node_view(nodes.get(tx, node_id)))
+        return json_response(node_view(nodes.resolve(tx, node_id), get_settings().stage_timeouts))
 
 
 @routes.route("/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)

@@ -1,0 +1,151 @@
+"""More of the operator API (`/config/api/v1/...`, admin token): the bulk node import,
+a node's boot script previewed, unknown machines and adopting them, and `doctor`.
+
+    POST   /nodes/import              {"nodes": [{mac, hostname, ip, labels, profile, deployment}, ...]}
+    GET    /nodes/<key>/script        the iPXE script boot would answer now; nothing changes
+    GET    /unknown                   machines that tried to boot and are no node's
+    POST   /unknown/<mac>/adopt       {"profile": ..., "deployment": ..., "hostname": ..., ...}: a node now
+    DELETE /unknown/<mac>             forget one
+    GET    /doctor                    the server's own checks (bootfleet doctor)
+"""
+
+from __future__ import annotations
+
+import pydantic
+
+from bootfleet import doctor, validation
+from bootfleet.boot import ipxe
+from bootfleet.boot.answer import script_for
+from bootfleet.db import events, get_database, node_import, nodes, unknown
+from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
+from bootfleet.settings import get_settings
+from bootfleet.web import schemas
+from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse, pydantic_message
+from bootfleet.web.operator import _node_fields
+from bootfleet.web.views import node_view
+
+routes = Routes()
+MOST_PROBLEMS = 20
+
+
+class ImportIn(schemas._Strict):
+    nodes: list[dict] = pydantic.Field(max_length=100_000)
+
+
+class AdoptIn(schemas._Strict):
+    hostname: schemas.Hostname | None = None
+    ip: schemas.Ip | None = None
+    labels: schemas.Labels = pydantic.Field(default_factory=dict)
+    deployment: schemas.Ref | None = None
+    profile: schemas.Ref | None = None
+
+
+def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
+    """Every row checked (all problems, by row number from 1) before anything is written."""
+    checked, problems, macs, hostnames = [], [], {}, {}
+    for number, row in enumerate(raw, 1):
+        try:
+            item = schemas.NodeIn.model_validate(row)
+        except pydantic.ValidationError as e:
+            problems.append(f"row {number}: {pydantic_message(e)}")
+            continue
+        if not item.macs and not item.uuid:
+            problems.append(f"row {number}: give a mac (or a uuid) so boot can find the node")
+        for mac in item.macs:
+            if mac in macs:
+                problems.append(f"row {number}: MAC {mac} is also in row {macs[mac]}")
+            macs.setdefault(mac, number)
+        if item.hostname and item.hostname in hostnames:
+            problems.append(f"row {number}: hostname {item.hostname} is also in row {hostnames[item.hostname]}")
+        hostnames.setdefault(item.hostname, number)
+        checked.append(item)
+    if problems:
+        more = f" (and {len(problems) - MOST_PROBLEMS} more)" if len(problems) > MOST_PROBLEMS else ""
+        raise BadRequestError("nothing imported: " + "; ".join(problems[:MOST_PROBLEMS]) + more)
+    return checked
+
+
+@routes.route("/nodes/import", methods=("POST",), admin=True)
+def node_import_all(request):
+    """All rows or none: checked first, then inserted in one transaction."""
+    body = parse(ImportIn, json_body(request))
+    if not body.nodes:
+        raise BadRequestError("nodes: give at least one node")
+    items = _import_rows(body.nodes)
+    refs: dict[tuple, dict] = {}  # a deployment or profile named by many rows is looked up once
+    with get_database().transaction() as tx:
+        fields = []
+        for number, item in enumerate(items, 1):
+            data = item.model_dump(exclude_none=True)
+            key = (data.get("deployment"), data.get("profile"))
+            if key not in refs:
+                try:
+                    refs[key] = _node_fields(tx, {k: v for k, v in zip(("deployment", "profile"), key) if v})
+                except (BadRequestError, NotFoundError) as e:  # a deployment or profile that is not there
+                    raise BadRequestError(f"nothing imported: row {number}: {e.message}") from None
+            data.pop("deployment", None)
+            data.pop("profile", None)
+            if "uuid" in data:
+                data["smbios_uuid"] = data.pop("uuid")
+            fields.append({**data, **refs[key]})
+        clashes = node_import.conflicts(tx, fields, MOST_PROBLEMS)
+        if clashes:
+            raise BadRequestError("nothing imported: " + "; ".join(clashes))
+        ids = node_import.create_many(tx, fields, "operator")
+        events.add(tx, "node", f"{len(ids)} nodes imported", "operator")
+    return json_response({"imported": len(ids), "ids": ids}, 201)
+
+
+@routes.route("/nodes/<key>/script", admin=True)
+def node_script_preview(request, key):
+    """Exactly what boot would answer this node now (a fresh token included); no stage moves,
+    no event, no last_seen."""
+    settings = get_settings()
+    base = base_url(request)
+    with get_database().transaction() as tx:
+        node = nodes.resolve(tx, key)
+        query = {"mac": (node["macs"] or [""])[0], "uuid": node.get("smbios_uuid") or ""}
+        try:
+            result = script_for(tx, settings, base, node, ipxe.script_url(base, query))
+        except RenderError as e:  # what boot would answer with a 500: the profile needs fixing
+            raise ConflictError(f"boot cannot render this node's script: {e.message}") from None
+    return json_response({"node_id": node["id"], "stage": node["stage"], "outcome": result.outcome,
+                          "profile": result.profile, "missing_images": result.missing_images,
+                          "script": result.script})
+
+
+@routes.route("/unknown", admin=True)
+def unknown_list(request):
+    limit, offset = page(request)
+    with get_database().transaction() as tx:
+        items, total = unknown.listing(tx, limit, offset)
+    return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
+
+
+@routes.route("/unknown/<mac>/adopt", methods=("POST",), admin=True)
+def unknown_adopt(request, mac):
+    """One step: the unknown machine becomes a node with this MAC (and a profile or deployment)."""
+    mac = validation.normalize_mac(mac)
+    body = parse(AdoptIn, json_body(request) if request.get_data(cache=True) else {})
+    if not body.profile and not body.deployment:
+        raise BadRequestError("give a profile or a deployment for the node to boot with")
+    with get_database().transaction() as tx:
+        unknown.get(tx, mac)
+        fields = _node_fields(tx, {**body.model_dump(exclude_none=True), "macs": [mac]})
+        node = nodes.create(tx, fields, "operator", f"node registered: adopted unknown machine {mac}")
+        unknown.forget(tx, mac)
+    return json_response(node_view(node), 201)
+
+
+@routes.route("/unknown/<mac>", methods=("DELETE",), admin=True)
+def unknown_forget(request, mac):
+    mac = validation.normalize_mac(mac)
+    with get_database().transaction() as tx:
+        unknown.get(tx, mac)
+        unknown.forget(tx, mac)
+    return json_response(None, 204)
+
+
+@routes.route("/doctor", admin=True)
+def doctor_checks(request):
+    return json_response({"checks": doctor.server_checks(get_database(), get_settings())})
