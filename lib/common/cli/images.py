@@ -95,8 +95,11 @@ def cmd_build_ipxe_disk(args, settings: Settings) -> None:
     def progress(line: str) -> None:
         print(f"build-ipxe-disk: {line}", flush=True)
 
+    boot_url = getattr(args, "url", None)
+    if not boot_url:
+        raise CliError("build-ipxe-disk needs --url, the boot domain the image chains, e.g. --url https://boot.example.com")
     try:
-        out = ipxe_disk.build(args.boot_url, args.out, ipxe_dir=args.ipxe_dir, size_mib=args.size,
+        out = ipxe_disk.build(boot_url, args.out, ipxe_dir=args.ipxe_dir, size_mib=args.size,
                               fmt=args.format, progress=progress)
     except ipxe_disk.DiskImageError as e:
         raise SystemExit(f"bootfleet: {e}") from None
@@ -115,9 +118,9 @@ def add_images_parser(sub) -> None:
     a = actions.add("rm", "remove images")
     a.add_argument("keys", nargs="+", metavar="KEY")
     p.set_defaults(func=cmd_images)
-    a = actions.add_parser("build-ipxe-disk", help="build the iPXE disk image VPC virtual servers boot (docs/vpc.md)")
-    a.add_argument("--url", dest="boot_url", required=True, metavar="URL",
-                   help="bootfleet's base URL, e.g. https://boot.example.com (the chainloader it runs)")
+    # --url (the global option) is the boot domain the image's chainloader asks: required here.
+    a = actions.add("build-ipxe-disk", "build the iPXE disk image VPC virtual servers boot (docs/vpc.md);"
+                    " --url https://boot.example.com names the domain it chains")
     a.add_argument("--out", default="bootfleet-ipxe.qcow2", help="the image file to write (default %(default)s)")
     a.add_argument("--format", choices=["qcow2", "raw"], default="qcow2")
     a.add_argument("--size", type=int, default=1024, help="virtual disk size in MiB (default %(default)s)")
