@@ -82,9 +82,9 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     if done is None:
         with database.transaction() as tx:
             discovered = _discover(tx, settings, req, client)
-            if discovered is None and req.macs:  # what an operator sees: bootfleet node unknown, the dashboard
-                unknown.record(tx, req.macs[0], str(client) if client.address else None, _why_unknown(client))
-        if discovered is None:
+            if isinstance(discovered, str) and req.macs:  # what an operator sees: bootfleet node unknown, the dashboard
+                unknown.record(tx, req.macs[0], str(client) if client.address else None, discovered)
+        if isinstance(discovered, str):
             return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
         done = _step(database, settings, req, client)
     if done["why"]:
@@ -167,25 +167,21 @@ def _step(database: Database, settings: Settings, req: BootRequest, client: Clie
                      REFUSAL_EVENT_SECONDS)
 
 
-def _why_unknown(client: Client, why: str = "no node has this MAC") -> str:
-    return why if client.trusted else f"{why}; not on a boot network"
-
-
-def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | None:
+def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | str:
     """Register an unknown machine under the discovery profile, if one is set, the machine
     asks from a boot network, and fewer than BOOTFLEET_DISCOVERY_CAP discovered nodes are
-    pending."""
-    if not settings.discovery_profile or not (req.macs or req.uuid) or not client.trusted or req.secret:
-        return None
+    pending. The new node, or why not (what `bootfleet node unknown` shows)."""
+    if not client.trusted:
+        return "no node has this MAC; not on a boot network"
+    if not settings.discovery_profile or req.secret:
+        return "no node has this MAC"
     profile = profiles.find(tx, settings.discovery_profile)
     if profile is None:
         log.error("BOOTFLEET_DISCOVERY_PROFILE names profile %r, which does not exist", settings.discovery_profile)
-        return None
+        return f"no node has this MAC; the discovery profile {settings.discovery_profile!r} does not exist"
     if nodes.pending_discovered(tx) >= settings.discovery_cap:
-        if req.macs:
-            unknown.record(tx, req.macs[0], str(client), f"discovery cap reached ({settings.discovery_cap} discovered"
-                                                         " nodes pending; BOOTFLEET_DISCOVERY_CAP)")
-        return None
+        return (f"no node has this MAC; discovery cap reached ({settings.discovery_cap} discovered nodes pending;"
+                " BOOTFLEET_DISCOVERY_CAP)")
     fields = {"profile_id": profile["id"], "macs": req.macs, "smbios_uuid": req.uuid, "serial": req.serial,
               "discovered": True}
     return nodes.create(tx, fields, "boot", f"discovered from {client}: registered by boot with the discovery profile")
