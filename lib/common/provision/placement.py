@@ -33,7 +33,7 @@ def check_placement(provider: str, name: str, placement: dict) -> dict:
         for key, value in placement.items():
             values = value.split(",") if key == "keys" else [value]
             for item in values:
-                if not _IDENT.match(item.strip()):
+                if not isinstance(item, str) or not _IDENT.fullmatch(item.strip()):
                     raise ValidationError(f"placement.{key}", f"{item[:60]!r} is not a VPC name or identifier")
         if placement.get("kind", "bare_metal") not in KINDS:
             raise ValidationError("placement.kind", f"one of {', '.join(KINDS)}")
@@ -44,7 +44,7 @@ def check_placement(provider: str, name: str, placement: dict) -> dict:
         if unknown:
             raise ValidationError("placement", f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(LOCAL_KEYS)}")
         for key, value in placement.items():
-            if not value.isdigit() or not 0 < int(value) <= 65536:
+            if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) <= 65536:
                 raise ValidationError(f"placement.{key}", f"a whole number, got {value[:20]!r}")
     return placement
 

@@ -7,7 +7,7 @@ one provisioning pass right after a create, update or delete (bootfleet.provisio
 
 from __future__ import annotations
 
-from bootfleet import validation
+from bootfleet import stages, validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
 from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
@@ -182,6 +182,8 @@ def node_list(request):
     limit, offset = page(request)
     args = request.args
     filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None}
+    if filters["stage"] and filters["stage"] not in stages.ALL:
+        raise BadRequestError(f"stage: one of {', '.join(stages.ALL)}, got {filters['stage'][:40]!r}")
     if args.get("mac"):
         filters["mac"] = validation.normalize_mac(args["mac"])
     labels = {}
