@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bootfleet.errors import ValidationError
+from bootfleet.errors import SettingsError, ValidationError
 from bootfleet.providers.vpc.base import KINDS
+from bootfleet.settings import Settings
 
 _IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -47,6 +48,20 @@ def check_placement(provider: str, name: str, placement: dict) -> dict:
             if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) <= 65536:
                 raise ValidationError(f"placement.{key}", f"a whole number, got {value[:20]!r}")
     return placement
+
+
+def check_provider(provider: str, placement: dict, settings: Settings) -> None:
+    """Refuse (400) a deployment whose provider cannot act here (no credentials, no QEMU, ...):
+    it could neither make its servers nor, later, delete them."""
+    if provider == "none":
+        return
+    from bootfleet.providers.vpc.base import VpcError
+    from bootfleet.providers.vpc.choose import provider_for
+
+    try:
+        provider_for({"provider": provider, "placement": placement}, settings)
+    except (SettingsError, VpcError) as e:
+        raise ValidationError("provider", f"the {provider} provider cannot act here: {e}") from None
 
 
 def node_name(deployment: str, index: int) -> str:
