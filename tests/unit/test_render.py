@@ -1,6 +1,7 @@
 """Rendering without a database: templates in the sandbox, a node's context and config, iPXE scripts."""
 
 import json
+import re
 
 import pytest
 
@@ -98,7 +99,8 @@ def test_chainloader_local_boot_and_retry_scripts():
     ("{{ '%100000000s' % 'a' }}", "larger"),
     ("{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
      "larger"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range"),
+    # range() hands out at most 200,000 items per render (or the time limit comes first on a busy machine)
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range|longer than"),
     ("{% set l = range(3000) | list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}", "longer than"),
     ("{% for i in range(2000) %}{{ 'x' * 4000 }}{% endfor %}", "output is larger"),
 ])
@@ -110,10 +112,10 @@ def test_templates_cannot_hurt_the_service(source, needle):
     started = time.monotonic()
     with pytest.raises(ValidationError) as saved:
         check_template(source, "config_template")
-    assert saved.value.status == 400 and needle in saved.value.message
+    assert saved.value.status == 400 and re.search(needle, saved.value.message)
     with pytest.raises(RenderError) as rendered:
         render(source, node_context(NODE, PROFILE, None, BASE, "tok"), "profile 'worker' config_template")
-    assert needle in rendered.value.message
+    assert re.search(needle, rendered.value.message)
     assert time.monotonic() - started < 6
 
 

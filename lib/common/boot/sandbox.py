@@ -31,7 +31,7 @@ from jinja2.utils import Namespace
 
 MAX_OUTPUT = 4 * 1024 * 1024  # characters in one rendered template
 MAX_BITS = 64 * 1024  # bits in one number
-MAX_ITEMS = 1_000_000  # items range() hands out in one render
+MAX_ITEMS = 200_000  # items range() hands out in one render
 MAX_SECONDS = 2.0  # one render
 _TEMPLATE_FILE = "<template>"  # what jinja2 names the code compiled from a string
 
