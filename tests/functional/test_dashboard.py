@@ -412,3 +412,18 @@ def test_no_cors_header_when_no_origin_is_configured(server):
     )
     assert resp.status_code == 204
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_a_link_cannot_switch_the_api_without_the_operator(browser, server, clean_db):
+    """Before: ?api= was taken at once and the signed-in session's admin token went to that host."""
+    page = open_dashboard(browser, server.url)
+    expect(page.locator("#overview")).to_be_visible(timeout=WAIT)
+    elsewhere = []
+    page.on("request", lambda r: r.url.startswith("http://127.0.0.1:9/") and elsewhere.append(r.url))
+    page.goto(server.url + "/?api=http://127.0.0.1:9")
+    expect(page.locator("#signin")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#signin-error")).to_contain_text("asks to use the API at http://127.0.0.1:9")
+    expect(page.locator("#api-input")).to_have_value("http://127.0.0.1:9")
+    assert page.evaluate("localStorage.getItem('bootfleet.apiBase')") in (None, server.url)
+    page.wait_for_timeout(500)
+    assert elsewhere == []
