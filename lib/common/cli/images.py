@@ -69,6 +69,9 @@ def cmd_images(args, settings: Settings) -> None:
     except (StorageError, SettingsError) as e:
         # What `bootfleet` prints for any operator error (exit status 1), without a traceback.
         raise SystemExit(f"bootfleet: {e}") from None
+    except OSError as e:  # a full or read-only disk, no permission: one line too
+        where = f" {e.filename}" if e.filename else ""
+        raise SystemExit(f"bootfleet: images {args.action}: cannot write{where}: {e.strerror or e}") from None
     if args.json:
         print(json.dumps([_as_dict(i) for i in images], indent=2))
         return
