@@ -156,6 +156,12 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
+        if flask.has_app_context() and not flask.has_request_context():
+            # functions-framework loads the function inside its Flask app's context. What that app
+            # answers itself (a path its `/<path:path>` rule does not match, e.g. one holding a
+            # newline; /favicon.ico) is answered like every other error, not as an HTML page.
+            flask.current_app.register_error_handler(
+                HTTPException, lambda e: self.answer_error(flask.request, e))
 
     def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
         """Register a handler; `admin=True` requires the operator's bearer token."""

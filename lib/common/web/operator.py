@@ -35,6 +35,14 @@ def _listing(items, total, limit, offset, view):
     return json_response({"items": [view(i) for i in items], "total": total, "limit": limit, "offset": offset})
 
 
+@routes.route("/openapi.json")
+def openapi_document(request):
+    """The OpenAPI 3.1 document of every function's endpoints (web/openapi.py); no token needed."""
+    from bootfleet.web.openapi import document
+
+    return json_response(document())
+
+
 # --- profiles ---------------------------------------------------------------
 
 
