@@ -42,7 +42,8 @@ DEPLOYMENT = {"type": "object", "required": ["id", "name", "profile_id", "provid
 NODE = {"type": "object", "required": ["id", "macs", "stage", "labels"],
         "properties": {"id": UUID, "deployment_id": {"type": ["string", "null"]},
                        "profile_id": {"type": ["string", "null"]}, "hostname": {"type": ["string", "null"]},
-                       "macs": {"type": "array", "items": {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}},
+                       "macs": {"type": "array",
+                                "items": {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}},
                        "uuid": {"type": ["string", "null"]}, "serial": {"type": ["string", "null"]},
                        "ip": {"type": ["string", "null"]}, "labels": OBJ, "stage": {"enum": list(STAGES)},
                        "stage_times": OBJ, "token_version": {"type": "integer"}, "last_seen": NULLABLE_TIME}}
