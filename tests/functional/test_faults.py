@@ -136,3 +136,22 @@ def test_concurrent_creates_with_the_same_mac_are_409_never_500(function_apps, c
         for t in threads:
             t.join(30)
         assert sorted(statuses) == [201] + [409] * 11, statuses
+
+
+def test_a_request_that_already_committed_is_not_run_again(database, clean_db):
+    """Run again only when nothing of it was committed: a create that committed, then lost its
+    connection in a later transaction, must not create twice."""
+    attempts = []
+
+    def handler(request):
+        attempts.append(1)
+        with database.transaction() as tx:
+            tx.run("INSERT INTO profile (name, kernel) VALUES (:n, 'k')", n=f"p{len(attempts)}")
+        with database.transaction():
+            raise RetryableDatabaseError("database connection lost: (as if) the server went away")
+
+    with pytest.raises(RetryableDatabaseError):
+        Api.run_retrying(handler, flask.Request.from_values(path="/x", method="POST"), {})
+    assert len(attempts) == 1
+    with database.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM profile") == 1

@@ -82,6 +82,13 @@ def _plain(value: Any) -> Any:
 
 # SQLSTATEs after which running the whole transaction again may succeed.
 RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock"}
+_thread = threading.local()
+
+
+def commits() -> int:
+    """How many transactions this thread has committed (web/api.py runs a request again after a
+    retryable error only if none committed meanwhile: nothing is then done twice)."""
+    return getattr(_thread, "commits", 0)
 
 
 class Transaction:
@@ -221,6 +228,7 @@ class Database:
                     self._discard(conn)
                     conn = None
                     raise DatabaseUnavailableError(f"database connection lost at commit: {e}") from e
+                _thread.commits = commits() + 1
                 return
             finally:
                 if conn is not None:

@@ -27,6 +27,7 @@ import pydantic
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
+from bootfleet.db.connection import commits
 from bootfleet.errors import (
     BadRequestError,
     BootfleetError,
@@ -214,12 +215,14 @@ class Api:
     @staticmethod
     def run_retrying(handler: Callable, request: flask.Request, args: dict) -> flask.Response:
         """The handler; run again (up to RETRIES times, after a short pause) when its transaction
-        was rolled back for a deadlock, a serialization failure or a lost connection."""
+        was rolled back for a deadlock, a serialization failure or a lost connection, and no
+        other transaction of this attempt had committed (so nothing is done twice)."""
         for attempt in range(RETRIES + 1):
+            committed = commits()
             try:
                 return handler(request, **args)
             except RetryableDatabaseError as e:
-                if attempt == RETRIES:
+                if attempt == RETRIES or commits() != committed:
                     raise
                 log.info("retrying %s %s: %s", request.method, request.path, e.message)
                 time.sleep(0.05 * 4**attempt)
