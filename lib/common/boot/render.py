@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, render_limited
+from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops, render_limited
 from bootfleet.errors import RenderError, ValidationError
 
 _LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
@@ -93,7 +93,13 @@ _ENVS = {"args": _environment(), "ignition": _environment(_finalize_ignition),
 
 @functools.lru_cache(maxsize=256)
 def _compile(source: str, kind: str = "args") -> jinja2.Template:
-    return _ENVS[kind].from_string(source)
+    template = _ENVS[kind].from_string(source)
+    template.bootfleet_loops = has_loops(_ENVS[kind], source)
+    return template
+
+
+def _render(template: jinja2.Template, context: dict) -> str:
+    return render_limited(template, context, loops=template.bootfleet_loops)
 
 
 def check_template(source: str, field: str, kind: str = "args") -> str:
@@ -106,7 +112,7 @@ def check_template(source: str, field: str, kind: str = "args") -> str:
     except RecursionError:
         raise ValidationError(field, "the template is nested too deeply") from None
     try:
-        render_limited(template, _SAMPLE)
+        _render(template, _SAMPLE)
     except TemplateLimitError as e:
         raise ValidationError(field, f"tried on a sample node, the template {e.message}") from None
     except Exception:  # noqa: BLE001 - the sample lacks what real nodes have; only limits matter here
@@ -116,7 +122,7 @@ def check_template(source: str, field: str, kind: str = "args") -> str:
 
 def render(source: str, context: dict, what: str, kind: str = "args") -> str:
     try:
-        return render_limited(_compile(source, kind), context)
+        return _render(_compile(source, kind), context)
     except jinja2.UndefinedError as e:
         raise RenderError(f"{what}: {e.message}") from None
     except jinja2.TemplateError as e:
