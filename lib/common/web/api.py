@@ -269,7 +269,7 @@ def add_cors_headers(request: flask.Request, response: flask.Response,
 
 
 # A Host header as it may appear in a URL handed to nodes: a DNS name or an address, and a port.
-_HOST = re.compile(r"([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+_HOST = re.compile(r"([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 # The largest offset or event id accepted: PostgreSQL's bigint.
 MAX_BIGINT = 2**63 - 1
 
