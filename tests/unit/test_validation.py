@@ -162,3 +162,18 @@ def test_stage_reports_that_are_refused(current, reported, status):
     with pytest.raises(stages.StageError) as e:
         stages.check_report(current, reported)
     assert e.value.status == status
+
+
+def test_input_patterns_are_only_ever_full_matches():
+    """`^...$` with re.match accepts a trailing newline; every check of input uses fullmatch."""
+    import re
+
+    from support import ROOT
+
+    offenders = []
+    for path in [*(ROOT / "lib" / "common").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            # re.match / re.search, or a pattern constant (_RE, _IDENT, _WORD, _HEX, ...) with .match
+            if re.search(r"\bre\.(match|search)\(|\b_?[A-Z][A-Z_]*\.match\(", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
