@@ -103,8 +103,12 @@ def test_postgres_killed_by_pid_mid_stream_loses_nothing_and_serve_restarts_it(t
             assert stages == ["registered", "booting", *STAGES], (node_id, stages)
             ids = [e["id"] for e in events]
             assert ids == sorted(ids)
+        new_pg = _postmaster_pid(server.data)
     finally:
         server.stop()
+    # serve stopping its PostgreSQL on exit is not a death to restart from: it stays stopped.
+    gone = psutil.wait_procs([psutil.Process(new_pg)], timeout=15)[0] if psutil.pid_exists(new_pg) else [new_pg]
+    assert gone, "the embedded PostgreSQL outlived serve"
 
 
 def test_bootfleet_restarted_under_load_answers_no_5xx(database, clean_db, tmp_path):

@@ -10,7 +10,9 @@ else restarts.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -32,14 +34,25 @@ class PostgresWatch:
         self.interval = interval
         self.restarts = 0
         self._stop = threading.Event()
+        self._checking = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="postgres-watch", daemon=True)
 
     def start(self) -> PostgresWatch:
+        # Registered after pgserver's own exit handler, so it runs first: serve stopping
+        # PostgreSQL on exit is not a death to restart from.
+        self._pid = os.getpid()
+        atexit.register(self.stop)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop watching (waits for a check under way to finish). Nothing to do in a forked
+        gunicorn worker: the watching thread lives in serve's own process only."""
         self._stop.set()
+        if os.getpid() != self._pid:
+            return
+        with self._checking:
+            pass
 
     def alive(self) -> bool:
         info = self.server.get_postmaster_info()
@@ -47,8 +60,12 @@ class PostgresWatch:
 
     def check(self) -> bool:
         """One check; True if the server was dead and has been started again."""
-        if self.alive():
-            return False
+        with self._checking:
+            if self._stop.is_set() or self.alive():
+                return False
+            return self._restart()
+
+    def _restart(self) -> bool:
         old = self.server.get_postmaster_info().pid
         _say(f"the embedded PostgreSQL (pid {old}) is not running; starting it again")
         with self.server._lock:  # pgserver's own inter-process lock, as get_server takes it
