@@ -47,11 +47,13 @@
     return String(url || "").trim().replace(/\/+$/, "");
   }
 
+  // A link's ?api= is only offered on the sign-in form: the admin token goes to another
+  // host only after the operator has seen that host there and signed in to it.
+  function linkApiBase() {
+    return cleanBase(params.get("api") || "");
+  }
+
   function initialApiBase() {
-    const fromParam = params.get("api");
-    if (fromParam) {
-      localStorage.setItem(API_KEY, cleanBase(fromParam));
-    }
     const own = location.origin && location.origin !== "null" ? location.origin : "";
     return cleanBase(localStorage.getItem(API_KEY) || cfg.apiBase || own);
   }
@@ -594,7 +596,12 @@
       refresh();
     });
     setInterval(tick, 5000);
-    if (state.token) start();
+    const linked = linkApiBase();
+    if (linked && linked !== state.api) {
+      signOut(`This link asks to use the API at ${linked}. Check it, then sign in to use it: ` +
+        "your admin token is sent there only when you do.");
+      $("api-input").value = linked;
+    } else if (state.token) start();
     else signOut("");
   }
 

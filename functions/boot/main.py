@@ -39,7 +39,7 @@ def _parse(request) -> BootRequest:
     )
     for name in ("arch", "platform"):
         value = args.get(name, "").strip()
-        if value and not _WORD.match(value):
+        if value and not _WORD.fullmatch(value):
             raise BadRequestError(f"{name}: expected a short word like x86_64 or pcbios, got {value[:40]!r}")
         setattr(req, name, value or None)
     secret = args.get("secret", "").strip()

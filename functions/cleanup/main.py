@@ -27,11 +27,14 @@ def _authorize(request) -> None:
     secret = get_settings().cron_secret
     if secret:
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        try:
-            presented = presented or (json.loads(request.get_data() or b"{}") or {}).get("secret", "")
-        except (ValueError, AttributeError):
-            presented = presented or ""
-        if presented and hmac.compare_digest(presented.encode(), secret.encode()):
+        if not presented:
+            try:
+                presented = (json.loads(request.get_data() or b"{}") or {}).get("secret", "")
+            except (ValueError, AttributeError, RecursionError):  # not JSON, not an object
+                presented = ""
+        # Only a string can be the secret (a number, a list or a lone surrogate is not).
+        presented = presented.encode("utf-8", "replace") if isinstance(presented, str) else b""
+        if presented and hmac.compare_digest(presented, secret.encode()):
             return
     try:
         require_admin(request)

@@ -19,7 +19,7 @@ from bootfleet.errors import BadRequestError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
 from bootfleet.web import schemas
-from bootfleet.web.api import Api, json_body, json_response, parse
+from bootfleet.web.api import MAX_BIGINT, Api, json_body, json_response, parse, whole_number
 from bootfleet.web.nodeauth import authenticate_node
 from bootfleet.web.views import node_view
 
@@ -85,23 +85,21 @@ def node_events(request, node_id):
 
 
 def _limit(request) -> int:
-    raw = request.args.get("limit", "500")
-    if not raw.isdigit() or not 1 <= int(raw) <= 5000:
-        raise BadRequestError("limit: a whole number from 1 to 5000")
-    return int(raw)
+    return whole_number(request.args.get("limit"), "limit", 500, 1, 5000)
 
 
 def _since(raw: str) -> tuple[int, datetime.datetime | None]:
     """An event id (the `next` of the last answer) or an ISO 8601 time."""
     if not raw:
         return 0, None
-    if raw.isdigit():
-        return int(raw), None
+    if raw.isascii() and raw.isdigit():
+        return whole_number(raw, "since", 0, 0, MAX_BIGINT), None
     try:
         when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        when = (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
         raise BadRequestError(f"since: an event id or an ISO 8601 time, got {raw[:40]!r}") from None
-    return 0, when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return 0, when
 
 
 @api.route("/events", admin=True)

@@ -110,3 +110,8 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     @property
     def public(self) -> str:
         return "the database is unavailable; try again shortly"
+
+
+class RetryableDatabaseError(DatabaseUnavailableError):
+    """The transaction was rolled back and nothing was committed (a deadlock, a serialization
+    failure, a connection lost before COMMIT): running the request again is safe."""

@@ -105,7 +105,7 @@ def _origins(raw: str, name: str) -> tuple[str, ...]:
         origin = item.strip().rstrip("/").lower()
         if not origin:
             continue
-        if not _ORIGIN.match(origin):
+        if not _ORIGIN.fullmatch(origin):
             raise SettingsError(f"{name}: expected an origin like https://dashboard.example.com, got {item!r}")
         origins.append(origin)
     return tuple(origins)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import lzma
 import os
@@ -47,6 +48,7 @@ NODE=$(arg bootfleet.node)
 CONFIG=$(arg bootfleet.config)
 STATUS=$(arg bootfleet.status)
 say "kernel $(uname -r) up; node $NODE"
+say "cmdline: $(cat /proc/cmdline)"
 if [ -z "$CONFIG" ] || [ -z "$STATUS" ]; then
   say "no bootfleet.config= or bootfleet.status= on the kernel command line"
   halt_node
@@ -192,7 +194,9 @@ def build(cache: Path | None = None) -> NodeImage:
     cache = cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     package = kernel_package()
-    target = cache / package
+    # A change to the node's scripts builds a new initramfs (the cache is keyed by them too).
+    scripts = hashlib.sha256((INIT + UDHCPC_SCRIPT + "\n".join(MODULES)).encode()).hexdigest()[:12]
+    target = cache / f"{package}-{scripts}"
     image = NodeImage(target / "vmlinuz", target / "initrd.img", package)
     if image.kernel.exists() and image.initrd.exists():
         return image

@@ -47,7 +47,7 @@ PROFILE = {
     "kernel": "e2e/vmlinuz",
     "initrds": ["e2e/initrd.img"],
     "args": "console=ttyS0 panic=5 bootfleet.node={{ node.id }} bootfleet.config={{ config_url }} "
-    "bootfleet.status={{ status_url }}",
+    "bootfleet.status={{ status_url }} ds=nocloud-net;s={{ cloud_init_url }}",  # NoCloud's form: `;` in a word
     "config_format": "cloud-init",
     "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n",
 }
@@ -223,6 +223,9 @@ def test_qemu_node_installs_from_local_folder_then_boots_local_disk(tools, node_
         vm, started = install(server, node, tmp_path / "vms", {qemu.GUEST_ADDRESS: server.port},
                               disks=[installed_disk])
         assert_installed(server, node, "e2e-local")
+        # The `;` reached the kernel verbatim: the guest's /proc/cmdline has the NoCloud seed URL whole.
+        seed = f"ds=nocloud-net;s=http://{qemu.GUEST_ADDRESS}/config/nodes/{node['id']}/t/"
+        assert re.search(rf"cmdline: .* {re.escape(seed)}[A-Za-z0-9._-]+/\s", vm.log()), vm.log()[-3000:]
         report_times("local folder", server, node, started)
         log = server.output()
         # iPXE itself fetched kernel and initrd from /images/ (its user agent, not ours).

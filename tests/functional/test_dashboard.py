@@ -443,3 +443,18 @@ def test_nodes_outside_deployments_are_summarised_and_flagged_and_unknown_machin
         expect(page.locator("#nodes-summary")).to_contain_text("outside deployments, booting")
         screenshot(page, "dashboard-outside-deployments.png")
         assert page.errors == [] and page.console_errors == []
+
+
+def test_a_link_cannot_switch_the_api_without_the_operator(browser, server, clean_db):
+    """Before: ?api= was taken at once and the signed-in session's admin token went to that host."""
+    page = open_dashboard(browser, server.url)
+    expect(page.locator("#overview")).to_be_visible(timeout=WAIT)
+    elsewhere = []
+    page.on("request", lambda r: r.url.startswith("http://127.0.0.1:9/") and elsewhere.append(r.url))
+    page.goto(server.url + "/?api=http://127.0.0.1:9")
+    expect(page.locator("#signin")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#signin-error")).to_contain_text("asks to use the API at http://127.0.0.1:9")
+    expect(page.locator("#api-input")).to_have_value("http://127.0.0.1:9")
+    assert page.evaluate("localStorage.getItem('bootfleet.apiBase')") in (None, server.url)
+    page.wait_for_timeout(500)
+    assert elsewhere == []

@@ -11,6 +11,7 @@ import re
 import time
 
 import pytest
+from fakes.vpc_api import API_KEY
 from support.helpers import make_profile, snapshot
 from support.provisioning import BASE, PLACEMENT, converge, create, nodes, reconcile
 
@@ -210,11 +211,53 @@ def test_a_bad_placement_update_is_refused_and_nothing_changes(cloud, config, ad
     assert snapshot(clean_db) == before
 
 
-def test_missing_credentials_are_an_event_not_a_500(cloud, config, admin, profile, clean_db, settings):
+def test_without_credentials_a_deployment_is_refused_not_stuck(cloud, config, admin, profile, clean_db, settings):
+    """Before: created (201), then never deletable (`deleting` forever, its name taken)."""
     settings(ibmcloud_api_key=None)
-    deployment = create(config, admin, count=1)
-    assert "BOOTFLEET_IBMCLOUD_API_KEY" in deployment["provisioning"]["errors"][0]
-    assert any("BOOTFLEET_IBMCLOUD_API_KEY" in e["message"] for e in events(clean_db, "error"))
+    before = snapshot(clean_db)
+    for count in (0, 1):
+        resp = config.post("/api/v1/deployments", json={"name": "web", "profile": "worker", "provider": "ibm",
+                                                        "placement": PLACEMENT, "count": count}, headers=admin)
+        assert resp.status_code == 400, resp.json
+        assert "provider: the ibm provider cannot act here" in resp.json["error"]
+        assert "BOOTFLEET_IBMCLOUD_API_KEY" in resp.json["error"]
+    assert snapshot(clean_db) == before and cloud.log == []
+
+
+def test_scaling_is_refused_when_the_provider_cannot_act(cloud, config, admin, profile, clean_db, settings):
+    create(config, admin, count=1)
+    converge(config, admin)
+    settings(ibmcloud_api_key=None)
+    before = snapshot(clean_db)
+    resp = config.patch("/api/v1/deployments/web", json={"count": 3}, headers=admin)
+    assert resp.status_code == 400 and "BOOTFLEET_IBMCLOUD_API_KEY" in resp.json["error"]
+    assert snapshot(clean_db) == before
+
+
+def test_a_forced_delete_records_the_servers_left_behind(cloud, config, admin, profile, clean_db, settings):
+    """The provider cannot delete (its key was taken away): ?force=true deletes the deployment now,
+    frees its nodes' MACs and its name, and names the servers that may be left behind."""
+    create(config, admin, count=2)
+    converge(config, admin)
+    instances = sorted(n["instance_id"] for n in nodes(clean_db))
+    settings(ibmcloud_api_key=None)
+    stuck = config.delete("/api/v1/deployments/web", headers=admin)
+    assert stuck.status_code == 202 and "BOOTFLEET_IBMCLOUD_API_KEY" in stuck.json["provisioning"]["errors"][0]
+    assert config.delete("/api/v1/deployments/web?force=maybe", headers=admin).status_code == 400
+    resp = config.delete("/api/v1/deployments/web?force=true", headers=admin)
+    assert resp.status_code == 200 and resp.json["state"] == "deleted"
+    assert sorted(s["instance_id"] for s in resp.json["left_behind"]) == instances
+    message = [e["message"] for e in events(clean_db, "deployment")][-1]
+    assert message.startswith("deployment deleted by force; servers that may be left behind at provider ibm: ")
+    assert all(i in message for i in instances)
+    assert {n["stage"] for n in nodes(clean_db, live=False)} == {"deleted"}
+    with clean_db.transaction() as tx:
+        assert tx.scalar("SELECT count(*) FROM node_mac") == 0
+    # Its name can be used again; the new deployment is what the name finds now.
+    settings(ibmcloud_api_key=API_KEY)
+    again = create(config, admin, count=0)
+    assert again["id"] != resp.json["id"] and again["state"] == "active"
+    assert config.get("/api/v1/deployments/web", headers=admin).json["id"] == again["id"]
 
 
 def test_a_wrong_api_key_is_reported_with_iam_words(cloud, config, admin, profile, clean_db, settings):

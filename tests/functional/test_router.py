@@ -38,3 +38,20 @@ def test_registered_mac_gets_its_script_over_http(server):
     assert f"kernel {server.url}/images/vmlinuz console=ttyS0" in script.text
     assert requests.get(server.url + f"/config/api/v1/nodes/{node.json()['id']}", headers=ADMIN).json()[
         "stage"] == "booting"
+
+
+def test_every_answer_carries_the_gateways_security_headers(server):
+    """Before: the gateway sent a Content-Security-Policy, `bootfleet serve` none."""
+    import re
+
+    from support import ROOT
+
+    from bootfleet.web.router import SECURITY_HEADERS
+
+    nginx = (ROOT / "infra" / "nginx" / "bootfleet.conf.j2").read_text()
+    gateway = dict(re.findall(r'add_header ([\w-]+) "([^"]*)" always;', nginx))
+    assert dict(SECURITY_HEADERS) == {k: v for k, v in gateway.items() if k != "Strict-Transport-Security"}
+    for path in ["/", "/dashboard.js", "/healthz", "/boot/boot.ipxe", "/config/api/v1/profiles", "/nope"]:
+        resp = requests.get(server.url + path, timeout=10)
+        for name, value in SECURITY_HEADERS:
+            assert resp.headers.get(name) == value, (path, name)

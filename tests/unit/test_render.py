@@ -1,6 +1,7 @@
 """Rendering without a database: templates in the sandbox, a node's context and config, iPXE scripts."""
 
 import json
+import re
 
 import pytest
 
@@ -106,3 +107,38 @@ def test_chainloader_local_boot_and_retry_scripts():
     assert retry.splitlines()[1:] == ["echo bootfleet: no node is registered", "echo bootfleet: retrying in 30 s",
                                       "sleep 30", f"chain --autofree {BASE}/boot/ipxe"]
     assert ipxe.script_url(BASE, {"mac": "52:54:00:00:00:01", "uuid": ""}) == f"{BASE}/boot/ipxe?mac=52%3A54%3A00%3A00%3A00%3A01"
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("{{ 9**(9**9) }}", "bits"),  # hung a worker until gunicorn killed it
+    ("{{ 'a' * 100000000 }}", "100000000"),  # rendered 100 MB
+    ("{{ [1] * 100000000 }}", "100000000"),
+    ("{{ 'a'.center(100000000) }}", "larger"),
+    ("{{ 'a' | center(100000000) }}", "larger"),
+    ("{{ '%100000000s' % 'a' }}", "larger"),
+    ("{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+     "larger"),
+    # range() hands out at most 200,000 items per render (or the time limit comes first on a busy machine)
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range|longer than"),
+    ("{% set l = range(3000) | list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}", "longer than"),
+    ("{% for i in range(2000) %}{{ 'x' * 4000 }}{% endfor %}", "output is larger"),
+])
+def test_templates_cannot_hurt_the_service(source, needle):
+    """Each is refused when saved (a 400) and, rendered anyway, is a RenderError (a 500 naming the limit)
+    within the time limit."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ValidationError) as saved:
+        check_template(source, "config_template")
+    assert saved.value.status == 400 and re.search(needle, saved.value.message)
+    with pytest.raises(RenderError) as rendered:
+        render(source, node_context(NODE, PROFILE, None, BASE, "tok"), "profile 'worker' config_template")
+    assert re.search(needle, rendered.value.message)
+    assert time.monotonic() - started < 6
+
+
+def test_ordinary_arithmetic_and_loops_still_work():
+    context = node_context(NODE, PROFILE, None, BASE, "tok")
+    assert render("{{ 2**10 }} {{ 'ab' * 3 }} {{ '%05d' % 42 }} {% for i in range(3) %}{{ i }}{% endfor %}",
+                  context, "t") == "1024 ababab 00042 012"

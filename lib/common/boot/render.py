@@ -1,55 +1,155 @@
 """Templates: kernel arguments and each node's Ignition or cloud-init.
 
-jinja2 in a sandbox with StrictUndefined: a template that names a variable
-the node does not have fails loudly instead of rendering an empty string.
+jinja2 in a sandbox with limits (boot/sandbox.py) and StrictUndefined: a template that
+names a variable the node does not have fails loudly instead of rendering an empty string.
+
+A value printed into a config cannot add a line or change its structure:
+- Ignition (JSON): every printed value is escaped as the inside of a JSON string, so
+  `"{{ node.hostname }}"` is one JSON string whatever the value holds; `| tojson`
+  prints a whole JSON value, as it is.
+- cloud-init: a printed string that YAML would not read back as the same string on one
+  line (a line break, `: `, ` #`, a leading `-`, `[`, `"`, `true`, `1e3`, ...) is printed
+  as a JSON string, which YAML reads as that string; `| tojson` likewise. A rendered
+  `#cloud-config` must be valid YAML, a rendered Ignition valid JSON.
+Kernel arguments are checked after rendering against what iPXE would interpret
+(validation.check_safe_text).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+import yaml
 
+from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops, render_limited
 from bootfleet.errors import RenderError, ValidationError
 
-_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_env.filters["tojson"] = lambda value: json.dumps(value)
+_LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+
+
+class Json(str):
+    """Text that is already a whole JSON value (the output of `tojson`): printed as it is."""
+
+
+def _tojson(value: Any) -> Json:
+    try:
+        return Json(json_text(value))
+    except (TypeError, ValueError) as e:
+        raise jinja2.TemplateRuntimeError(f"tojson: {e}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_yaml(text: str) -> bool:
+    """Whether `text` printed after `key: ` reads back as the same string, on one line."""
+    if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
+        return False
+    try:
+        return yaml.safe_load(f"k: {text}\n") == {"k": text}
+    except yaml.YAMLError:
+        return False
+
+
+def _finalize_ignition(value: Any) -> str:
+    if isinstance(value, Json):
+        return value
+    return json.dumps(value if isinstance(value, str) else str(value))[1:-1]
+
+
+def _yaml_printable(char: str) -> bool:
+    """YAML 1.1's printable set (what a YAML stream may hold unescaped), less its line breaks."""
+    code = ord(char)
+    return (0x20 <= code <= 0x7E or 0xA0 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000) \
+        and char not in _LINE_BREAKS
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON on one line that YAML reads as the same value too: JSON's escapes (which
+    YAML's double-quoted scalars share) for what JSON escapes, \\uXXXX for the rest of what YAML
+    may not hold or would read as a line break, and characters beyond U+FFFF as they are
+    (PyYAML, which cloud-init uses, reads an escaped surrogate pair as two characters)."""
+    return "".join(c if _yaml_printable(c) or c in '\\"' else f"\\u{ord(c):04x}"
+                   for c in json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+def _finalize_cloud_init(value: Any) -> Any:
+    if isinstance(value, Json) or not isinstance(value, str) or _plain_yaml(value):
+        return value
+    return json_text(value)
+
+
+def _environment(finalize=None) -> LimitedSandbox:
+    env = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                         finalize=finalize)
+    env.filters["tojson"] = _tojson
+    return env
+
+
+_ENVS = {"args": _environment(), "ignition": _environment(_finalize_ignition),
+         "cloud-init": _environment(_finalize_cloud_init), "none": _environment()}
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(source: str) -> jinja2.Template:
-    return _env.from_string(source)
+def _compile(source: str, kind: str = "args") -> jinja2.Template:
+    template = _ENVS[kind].from_string(source)
+    template.bootfleet_loops = has_loops(_ENVS[kind], source)
+    return template
 
 
-def check_template(source: str, field: str) -> str:
-    """Raise ValidationError if `source` is not a valid template."""
+def _render(template: jinja2.Template, context: dict) -> str:
+    return render_limited(template, context, loops=template.bootfleet_loops)
+
+
+def check_template(source: str, field: str, kind: str = "args") -> str:
+    """Raise ValidationError if `source` is not a valid template, or if trying it on a
+    sample node goes past a limit (boot/sandbox.py)."""
     try:
-        _compile(source)
+        template = _compile(source, kind)
     except jinja2.TemplateSyntaxError as e:
         raise ValidationError(field, f"template syntax error on line {e.lineno}: {e.message}") from None
+    except RecursionError:
+        raise ValidationError(field, "the template is nested too deeply") from None
+    try:
+        _render(template, _SAMPLE)
+    except TemplateLimitError as e:
+        raise ValidationError(field, f"tried on a sample node, the template {e.message}") from None
+    except Exception:  # noqa: BLE001 - the sample lacks what real nodes have; only limits matter here
+        pass
     return source
 
 
-def render(source: str, context: dict, what: str) -> str:
+def render(source: str, context: dict, what: str, kind: str = "args") -> str:
     try:
-        return _compile(source).render(context)
+        return _render(_compile(source, kind), context)
     except jinja2.UndefinedError as e:
         raise RenderError(f"{what}: {e.message}") from None
     except jinja2.TemplateError as e:
         raise RenderError(f"{what}: {e}") from None
+    except RecursionError:
+        raise RenderError(f"{what}: the template recursed too deeply") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError) as e:
+        raise RenderError(f"{what}: {type(e).__name__}: {e}") from None
 
 
 def render_config(profile: dict, context: dict) -> tuple[str, str]:
     """The node's rendered config and its content type."""
-    text = render(profile["config_template"], context, f"profile {profile['name']!r} config_template")
-    if profile["config_format"] == "ignition":
+    kind = profile["config_format"]
+    text = render(profile["config_template"], context, f"profile {profile['name']!r} config_template",
+                  kind if kind in _ENVS else "none")
+    if kind == "ignition":
         try:
             json.loads(text)
         except ValueError as e:
             raise RenderError(f"profile {profile['name']!r}: the rendered Ignition is not valid JSON: {e}") from None
         return text, "application/vnd.coreos.ignition+json"
+    if text.startswith("#cloud-config"):
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RenderError(f"profile {profile['name']!r}: the rendered cloud-config is not valid YAML: {e}") \
+                from None
     return text, "text/cloud-config; charset=utf-8"
 
 
@@ -83,3 +183,13 @@ def node_context(node: dict, profile: dict, deployment: dict | None, base: str, 
         "config_url": urls["ignition_url"] if profile["config_format"] == "ignition" else urls["user_data_url"],
         **urls,
     }
+
+
+# What check_template tries a template on: a node with every field set.
+_SAMPLE = node_context(
+    {"id": "00000000-0000-4000-8000-000000000000", "hostname": "sample-0", "macs": ["52:54:00:00:00:00"],
+     "ip": "10.0.0.1", "smbios_uuid": "00000000-0000-4000-8000-000000000000", "serial": "S0", "labels": {},
+     "instance_id": "i-0"},
+    {"name": "sample", "metadata": {}, "config_format": "cloud-init"},
+    {"id": "00000000-0000-4000-8000-000000000001", "name": "sample", "dns_zone": "example.com", "spec": {}},
+    "http://bootfleet.example", "0.sample")

@@ -75,6 +75,9 @@ def cmd_images(args, settings: Settings) -> None:
             images = []
     except (StorageError, SettingsError) as e:
         raise CliError(str(e)) from None
+    except OSError as e:  # a full or read-only disk, no permission: one line too
+        where = f" {e.filename}" if e.filename else ""
+        raise CliError(f"images {args.action}: cannot write{where}: {e.strerror or e}") from None
     if args.json:
         print(json.dumps([_as_dict(i) for i in images], indent=2))
         return

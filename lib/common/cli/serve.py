@@ -76,6 +76,9 @@ def start_embedded_postgres(data: Path) -> str:
         sys.exit("bootfleet: no BOOTFLEET_DATABASE_URL and no embedded PostgreSQL: pip install 'bootfleet[local]'")
     print(f"bootfleet: starting the embedded PostgreSQL in {data / 'pg'}", flush=True)
     server = pgserver.get_server(data / "pg", cleanup_mode="stop")
+    from bootfleet.cli.pgwatch import watch
+
+    watch(server)  # if it dies, say so and start it again (cli/pgwatch.py)
     return server.get_uri("postgres")
 
 

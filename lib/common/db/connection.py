@@ -5,6 +5,13 @@ connections that are reused across requests, checks a reused connection with
 the transaction's own BEGIN (a dead one is replaced once, before anything ran),
 and turns every connection failure into `DatabaseUnavailableError` so callers
 can answer sensibly (boot answers a retry script, the APIs a 503).
+
+After PostgreSQL restarts every pooled connection is dead: the first one found dead
+at BEGIN empties the pool, so the next request reconnects instead of failing once per
+dead connection. A deadlock, a serialization failure, or a connection lost before
+COMMIT raises `RetryableDatabaseError`: nothing was committed, and `web/api.py` runs
+the request again. A value the database refuses (SQLSTATE class 22: out of range,
+bad encoding) is the caller's mistake, a 400.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.exceptions
 import pg8000.native
 
-from bootfleet.errors import DatabaseUnavailableError, SettingsError
+from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RetryableDatabaseError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +81,47 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# SQLSTATEs after which running the whole transaction again may succeed.
+RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock"}
+_thread = threading.local()
+
+
+def commits() -> int:
+    """How many transactions this thread has committed (web/api.py runs a request again after a
+    retryable error only if none committed meanwhile: nothing is then done twice)."""
+    return getattr(_thread, "commits", 0)
+
+
+def _mapped(run: Callable[[], Any]) -> Any:
+    """`run()`, with the database's refusals as bootfleet's errors: a deadlock or a
+    serialization failure retryable, a value it refuses (SQLSTATE class 22) a 400."""
+    try:
+        return run()
+    except pg8000.exceptions.DatabaseError as e:
+        code = error_code(e) or ""
+        if code in RETRYABLE:
+            raise RetryableDatabaseError(f"{RETRYABLE[code]}: {_message(e)}") from e
+        if code.startswith("22"):  # data exception: a value from the request the database refuses
+            raise BadRequestError(f"the database refused a value: {_message(e)}") from e
+        raise
+    except UnicodeEncodeError as e:  # a lone surrogate that got this far
+        raise BadRequestError("text must be valid Unicode (no lone surrogates)") from e
+
+
 class Transaction:
     """Queries inside one transaction. Parameters are named: `:name`."""
 
     def __init__(self, conn: pg8000.native.Connection):
         self.conn = conn
 
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
+        return _mapped(lambda: self.conn.run(sql, **params))
+
     def run(self, sql: str, **params: Any) -> None:
-        self.conn.run(sql, **params)
+        self._run(sql, params)
 
     def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        rows = self.conn.run(sql, **params) or []
+        rows = self._run(sql, params) or []
         names = [c["name"] for c in (self.conn.columns or [])]
         return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
 
@@ -93,7 +130,7 @@ class Transaction:
         return rows[0] if rows else None
 
     def scalar(self, sql: str, **params: Any) -> Any:
-        rows = self.conn.run(sql, **params)
+        rows = self._run(sql, params)
         return _plain(rows[0][0]) if rows else None
 
 
@@ -172,7 +209,9 @@ class Database:
                     self._discard(conn)
                     conn = None
                     if reused and attempt == 1:
-                        log.info("pooled database connection was dead; reconnecting")
+                        # The server went away (a restart): the other idle connections are as dead.
+                        dropped = self._drain()
+                        log.warning("pooled database connection was dead; dropped %d idle, reconnecting", dropped + 1)
                         continue
                     raise DatabaseUnavailableError(f"database connection failed: {e}") from e
                 try:
@@ -180,7 +219,9 @@ class Database:
                 except CONNECTION_ERRORS as e:
                     self._discard(conn)
                     conn = None
-                    raise DatabaseUnavailableError(f"database connection lost: {e}") from e
+                    self._drain()
+                    # Lost before COMMIT: nothing was committed, so the request may run again.
+                    raise RetryableDatabaseError(f"database connection lost: {e}") from e
                 except BaseException:
                     try:
                         conn.run("ROLLBACK")
@@ -194,6 +235,7 @@ class Database:
                     self._discard(conn)
                     conn = None
                     raise DatabaseUnavailableError(f"database connection lost at commit: {e}") from e
+                _thread.commits = commits() + 1
                 return
             finally:
                 if conn is not None:
@@ -229,7 +271,7 @@ class Database:
                 if sql not in prepared:
                     prepared[sql] = conn.prepare(sql)
                 statement = prepared[sql]
-                rows = statement.run(**params) or []
+                rows = _mapped(lambda: statement.run(**params)) or []
             except CONNECTION_ERRORS as e:
                 self._discard(conn)
                 conn = None
@@ -241,6 +283,16 @@ class Database:
             if conn is not None:
                 self._idle.put(conn)
             self._slots.release()
+
+    def _drain(self) -> int:
+        """Close every idle connection; how many there were."""
+        count = 0
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return count
+            count += 1
 
     def ping(self) -> None:
         """Check the database answers (a health check); DatabaseUnavailableError if not."""
@@ -287,11 +339,7 @@ class Database:
                 self._discard(conn)
 
     def close(self) -> None:
-        while True:
-            try:
-                self._discard(self._idle.get_nowait())
-            except queue.Empty:
-                return
+        self._drain()
 
 
 def _gone(conn: pg8000.native.Connection) -> bool:

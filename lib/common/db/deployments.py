@@ -6,11 +6,19 @@ import time
 
 from bootfleet.db import events, nodes, rows
 from bootfleet.db.connection import Transaction
-from bootfleet.errors import ConflictError
+from bootfleet.errors import ConflictError, NotFoundError
+from bootfleet.validation import is_uuid
 
 
 def get(tx: Transaction, key: str, lock: bool = False) -> dict:
-    return rows.by_id_or_name(tx, "deployment", key, "deployment", lock)
+    """By id, or by name: the live deployment of that name, else the latest deleted one."""
+    if is_uuid(key):
+        return rows.by_id_or_name(tx, "deployment", key, "deployment", lock)
+    row = tx.one("SELECT * FROM deployment WHERE name = :key ORDER BY state = 'deleted', created_at DESC LIMIT 1"
+                 + (" FOR UPDATE" if lock else ""), key=key)
+    if row is None:
+        raise NotFoundError(f"deployment {key!r} not found")
+    return row
 
 
 def listing(tx: Transaction, limit: int, offset: int, state: str | None = None) -> tuple[list[dict], int]:
@@ -47,6 +55,29 @@ def mark_deleted(tx: Transaction, key: str, source: str) -> dict:
         nodes.set_stage(tx, node["id"], "deprovisioning", source, "deployment deleted", deployment["id"])
     events.add(tx, "deployment", "deployment marked for deletion", source, deployment_id=deployment["id"])
     return deployment
+
+
+def force_delete(tx: Transaction, key: str, source: str) -> tuple[dict, list[dict]]:
+    """Delete a deployment now, without waiting for its provider: every node not yet deleted
+    becomes `deleted` (its MACs freed) and the deployment `deleted`. Returns the deployment
+    and the servers that may be left behind ({node_id, hostname, instance_id}); the event
+    names them, so an operator can remove them by hand."""
+    deployment = get(tx, key, lock=True)
+    if deployment["state"] == "deleted":
+        return deployment, []
+    left = tx.all(
+        "SELECT id AS node_id, hostname, instance_id FROM node WHERE deployment_id = :id AND stage <> 'deleted'"
+        " AND instance_id IS NOT NULL ORDER BY hostname, id", id=deployment["id"])
+    for node in tx.all("SELECT id FROM node WHERE deployment_id = :id AND stage <> 'deleted'", id=deployment["id"]):
+        nodes.set_stage(tx, node["id"], "deleted", source, "deployment deleted by force", deployment["id"])
+    servers = ", ".join(f"{s['instance_id']} ({s['hostname'] or s['node_id']})" for s in left)
+    message = "deployment deleted by force; " + (
+        f"servers that may be left behind at provider {deployment['provider']}: {servers}" if left
+        else "no node recorded a server")
+    tx.run("UPDATE deployment SET state = 'deleted', deleted_at = COALESCE(deleted_at, now()), updated_at = now()"
+           " WHERE id = :id", id=deployment["id"])
+    events.add(tx, "deployment", message, source, deployment_id=deployment["id"])
+    return get(tx, deployment["id"]), left
 
 
 def set_deleted(tx: Transaction, deployment_id: str, message: str, source: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pg8000.exceptions
+
 from bootfleet.db import events, profiles, rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, ValidationError
@@ -106,7 +108,10 @@ def _set_macs(tx: Transaction, node_id: str, macs: list[str]) -> None:
         owner = tx.one("SELECT node_id FROM node_mac WHERE mac = :mac", mac=mac)
         if owner:
             raise ConflictError(f"MAC {mac} already belongs to node {owner['node_id']}")
-        tx.run("INSERT INTO node_mac (mac, node_id) VALUES (:mac, :id)", mac=mac, id=node_id)
+        try:
+            tx.run("INSERT INTO node_mac (mac, node_id) VALUES (:mac, :id)", mac=mac, id=node_id)
+        except pg8000.exceptions.DatabaseError as e:  # another transaction took it after the check above
+            raise rows.conflict(e, f"MAC {mac}") from None
 
 
 def create(tx: Transaction, fields: dict, source: str, message: str = "node registered") -> dict:

@@ -44,18 +44,18 @@ def parse_dns_spec(spec: dict, deployment: str, zone: str) -> list[dict]:
         if unknown:
             raise DnsSpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         name = f"{fqdn(item['name'])}.{deployment}.{zone}"
-        if not HOSTNAME_RE.match(name):
+        if not HOSTNAME_RE.fullmatch(name):
             raise DnsSpecError(f"{where}: {item['name']!r} does not make a DNS name")
         labels = item.get("labels") or {}
-        if not isinstance(labels, dict) or not all(isinstance(k, str) and LABEL_KEY_RE.match(k) and isinstance(v, str)
-                                                   for k, v in labels.items()):
+        if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and LABEL_KEY_RE.fullmatch(k) and isinstance(v, str) for k, v in labels.items()):
             raise DnsSpecError(f"{where}.labels: an object of label keys and string values")
         cname = item.get("cname")
         if cname is not None:
             if not isinstance(cname, str) or labels:
                 raise DnsSpecError(f"{where}.cname: a DNS name, and no labels with it")
             target = fqdn(cname) if "." in cname else f"{fqdn(cname)}.{deployment}.{zone}"
-            if not HOSTNAME_RE.match(target):
+            if not HOSTNAME_RE.fullmatch(target):
                 raise DnsSpecError(f"{where}.cname: {cname!r} is not a DNS name")
             cname = target
         entries.append({"name": name, "labels": labels, "cname": cname})

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,11 +27,19 @@ import pydantic
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from bootfleet.errors import BadRequestError, BootfleetError, PayloadTooLargeError, SettingsError
+from bootfleet.db.connection import commits
+from bootfleet.errors import (
+    BadRequestError,
+    BootfleetError,
+    PayloadTooLargeError,
+    RetryableDatabaseError,
+    SettingsError,
+)
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
 
 log = logging.getLogger(__name__)
+RETRIES = 3  # times a request is run again after a retryable database error
 
 
 def _json_default(value: Any) -> Any:
@@ -87,12 +97,29 @@ def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
     if not data:
         raise BadRequestError("the request body must be a JSON object")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
+        # Lone surrogates (\ud800) parse, but no UTF-8 column can hold them.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise BadRequestError("the request body is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadRequestError("the request body must not contain lone surrogates (\\ud800-\\udfff)") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequestError(f"the request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise BadRequestError("the request body must be a JSON object")
     return body
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
 
 
 def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
@@ -130,6 +157,12 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
+        if flask.has_app_context() and not flask.has_request_context():
+            # functions-framework loads the function inside its Flask app's context. What that app
+            # answers itself (a path its `/<path:path>` rule does not match, e.g. one holding a
+            # newline; /favicon.ico) is answered like every other error, not as an HTML page.
+            flask.current_app.register_error_handler(
+                HTTPException, lambda e: self.answer_error(flask.request, e))
 
     def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
         """Register a handler; `admin=True` requires the operator's bearer token."""
@@ -175,9 +208,25 @@ class Api:
             handler, admin = self.handlers[endpoint]
             if admin:
                 require_admin(request, settings)
-            return handler(request, **args)
+            return self.run_retrying(handler, request, args)
         except Exception as e:  # noqa: BLE001 - every error becomes an answer
             return self.answer_error(request, e, settings)
+
+    @staticmethod
+    def run_retrying(handler: Callable, request: flask.Request, args: dict) -> flask.Response:
+        """The handler; run again (up to RETRIES times, after a short pause) when its transaction
+        was rolled back for a deadlock, a serialization failure or a lost connection, and no
+        other transaction of this attempt had committed (so nothing is done twice)."""
+        for attempt in range(RETRIES + 1):
+            committed = commits()
+            try:
+                return handler(request, **args)
+            except RetryableDatabaseError as e:
+                if attempt == RETRIES or commits() != committed:
+                    raise
+                log.info("retrying %s %s: %s", request.method, request.path, e.message)
+                time.sleep(0.05 * 4**attempt)
+        raise AssertionError("unreachable")
 
     def answer_error(self, request: flask.Request, e: Exception, settings: Settings | None = None) -> flask.Response:
         """The one place errors become answers: bootfleet's own errors carry their status."""
@@ -219,24 +268,36 @@ def add_cors_headers(request: flask.Request, response: flask.Response,
     return response
 
 
+# A Host header as it may appear in a URL handed to nodes: a DNS name or an address, and a port.
+_HOST = re.compile(r"([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+# The largest offset or event id accepted: PostgreSQL's bigint.
+MAX_BIGINT = 2**63 - 1
+
+
 def base_url(request: flask.Request, settings: Settings | None = None) -> str:
     """The public URL of the routed domain: BOOTFLEET_BASE_URL, else the scheme and host
-    this request came to."""
+    this request came to (a Host header that is not a host name is a 400: it would go
+    into boot scripts and configs as it is)."""
     configured = (settings or get_settings()).base_url
     if configured:
         return configured
+    if not _HOST.fullmatch(request.host or ""):
+        raise BadRequestError(f"the Host header {request.host[:60]!r} is not a host name")
     return request.host_url.rstrip("/")
+
+
+def whole_number(raw: str | None, field: str, default: int, low: int, high: int) -> int:
+    """A query parameter that is a whole number from `low` to `high` (ASCII digits only:
+    `²` passes str.isdigit but not int()), or a 400 that says so."""
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
+        raise BadRequestError(f"{field}: a whole number from {low} to {high}, got {raw[:40]!r}")
+    return int(raw)
 
 
 def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:
     """`?limit=&offset=` as numbers, or a 400 that says what is allowed."""
-    try:
-        limit = int(request.args.get("limit", default))
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise BadRequestError("limit and offset must be whole numbers") from None
-    if not 1 <= limit <= maximum:
-        raise BadRequestError(f"limit: between 1 and {maximum}")
-    if offset < 0:
-        raise BadRequestError("offset: 0 or more")
+    limit = whole_number(request.args.get("limit"), "limit", default, 1, maximum)
+    offset = whole_number(request.args.get("offset"), "offset", 0, 0, MAX_BIGINT)
     return limit, offset

@@ -13,7 +13,7 @@ from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
 from bootfleet.providers.storage.choose import missing_images
 from bootfleet.provision.fleet import reinstall_server
-from bootfleet.provision.placement import check_placement
+from bootfleet.provision.placement import check_placement, check_provider
 from bootfleet.provision.provisioner import reconcile
 from bootfleet.settings import get_settings
 from bootfleet.web import schemas
@@ -34,6 +34,14 @@ def _changes(model, not_null=()) -> dict:
 
 def _listing(items, total, limit, offset, view):
     return json_response({"items": [view(i) for i in items], "total": total, "limit": limit, "offset": offset})
+
+
+@routes.route("/openapi.json")
+def openapi_document(request):
+    """The OpenAPI 3.1 document of every function's endpoints (web/openapi.py); no token needed."""
+    from bootfleet.web.openapi import document
+
+    return json_response(document())
 
 
 # --- profiles ---------------------------------------------------------------
@@ -117,6 +125,7 @@ def deployment_list(request):
 def deployment_create(request):
     body = parse(schemas.DeploymentIn, json_body(request))
     check_placement(body.provider, body.name, body.placement)
+    check_provider(body.provider, body.placement, get_settings())
     with get_database().transaction() as tx:
         deployment = deployments.create(tx, _deployment_fields(tx, body.model_dump()))
         events.add(
@@ -145,9 +154,11 @@ def deployment_update(request, key):
     body = parse(schemas.DeploymentUpdate, json_body(request))
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
+        current = deployments.get(tx, key)
         if "placement" in changes:
-            current = deployments.get(tx, key)
             check_placement(current["provider"], current["name"], changes["placement"])
+        if {"placement", "count"} & set(changes):  # a scale the provider must carry out
+            check_provider(current["provider"], changes.get("placement", current["placement"]), get_settings())
         deployment = deployments.update(tx, key, _deployment_fields(tx, changes))
         events.add(
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
@@ -158,6 +169,15 @@ def deployment_update(request, key):
 
 @routes.route("/deployments/<key>", methods=("DELETE",), admin=True)
 def deployment_delete(request, key):
+    """Mark for teardown (202; the provider deletes the servers), or with ?force=true delete it now
+    (200), whatever its provider can do, naming the servers that may be left behind."""
+    force = request.args.get("force", "false").lower()
+    if force not in ("true", "false", "1", "0"):
+        raise BadRequestError(f"force: true or false, got {force[:20]!r}")
+    if force in ("true", "1"):
+        with get_database().transaction() as tx:
+            deployment, left = deployments.force_delete(tx, key, "operator")
+        return json_response({**deployment_view(deployment), "left_behind": left})
     with get_database().transaction() as tx:
         deployment = deployments.mark_deleted(tx, key, "operator")
     return _provisioned(request, deployment, 202)
@@ -196,7 +216,7 @@ def node_list(request):
     filters = {"stage": args.get("stage") or None, "hostname": args.get("hostname") or None,
                "include_deleted": args.get("deleted", "").lower() in ("1", "true", "yes")}
     if filters["stage"] and filters["stage"] not in stages.ALL:
-        raise BadRequestError(f"stage: one of {', '.join(stages.ALL)}")
+        raise BadRequestError(f"stage: one of {', '.join(stages.ALL)}, got {filters['stage'][:40]!r}")
     if args.get("mac"):
         filters["mac"] = validation.normalize_mac(args["mac"])
     labels = {}

@@ -21,6 +21,16 @@ from bootfleet.settings import Settings, get_settings
 from bootfleet.web.ratelimit import limit_requests
 
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
+# What the gateway adds to every answer (infra/nginx/bootfleet.conf.j2, security_headers; HSTS
+# only there, behind TLS); tests/functional/test_router.py checks they stay the same.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none';"
+                                " form-action 'self'; frame-ancestors 'none'"),
+)
 
 
 def function_source(name: str, root: Path | None = None) -> str:
@@ -80,10 +90,24 @@ def _slash_root(app):
     return wsgi
 
 
-def create_router(root: Path | None = None, settings: Settings | None = None) -> DispatcherMiddleware:
+def _security_headers(app):
+    """Every answer gets SECURITY_HEADERS, as behind the gateway (an answer's own value wins)."""
+
+    def wsgi(environ, start_response):
+        def start(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            headers = list(headers) + [(n, v) for n, v in SECURITY_HEADERS if n.lower() not in present]
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
+
+
+def create_router(root: Path | None = None, settings: Settings | None = None):
     settings = settings or get_settings()
     root = Path(root or settings.root)
     setup_logging("bootfleet", settings.log_level)
     mounts = {f"/{name}": _slash_root(create_function_app(name, root)) for name in FUNCTIONS}
     mounts["/boot"] = limit_requests(mounts["/boot"], settings)
-    return DispatcherMiddleware(_site(root, settings), mounts)
+    return _security_headers(DispatcherMiddleware(_site(root, settings), mounts))

@@ -3,7 +3,6 @@ is checked with the rules in validation.py, and errors name the field."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
@@ -23,23 +22,17 @@ def _wrap(check):
     return run
 
 
-def _ip(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value[:40]!r} is not an IP address") from None
-
-
 Name = Annotated[str, AfterValidator(_wrap(validation.check_name))]
 Hostname = Annotated[str, AfterValidator(_wrap(validation.check_hostname))]
 Mac = Annotated[str, AfterValidator(_wrap(validation.normalize_mac))]
 Uuid = Annotated[str, AfterValidator(_wrap(validation.normalize_uuid))]
 Labels = Annotated[dict[str, str], AfterValidator(_wrap(validation.check_labels))]
 Serial = Annotated[str, AfterValidator(_wrap(validation.check_serial))]
-Ip = Annotated[str, AfterValidator(_ip)]
-_safe_text = _wrap(lambda v: validation.check_safe_text(v, "value"))
-ImageRef = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_safe_text)]
-KernelArgs = Annotated[str, AfterValidator(_safe_text)]
+Ip = Annotated[str, AfterValidator(_wrap(validation.check_ip))]
+ImageRef = Annotated[str, Field(min_length=1, max_length=1024),
+                     AfterValidator(_wrap(lambda v: validation.check_image_ref(v, "value")))]
+KernelArgs = Annotated[str, Field(max_length=4096),
+                       AfterValidator(_wrap(lambda v: validation.check_safe_text(v, "value")))]
 Ref = Annotated[str, Field(min_length=1, max_length=63)]
 
 

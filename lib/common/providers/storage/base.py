@@ -49,7 +49,7 @@ def check_image_key(key: str) -> str:
     """A key both backends can hold: `debian/vmlinuz`, not `../x`, `/abs` or `a//b`."""
     if not isinstance(key, str) or not 1 <= len(key) <= 1024:
         raise StorageError(f"image key must be 1 to 1024 characters, got {str(key)[:40]!r}")
-    if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
+    if not _KEY_RE.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
         raise StorageError(
             f"image key {key[:80]!r}: use letters, digits and . _ - + = in segments separated by /"
             " (no leading /, no . or .. segments)"

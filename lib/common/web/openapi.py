@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document of all five functions, served at /config/api/v1/openapi.json.
+
+Built, not written by hand: the paths and methods are every function's own routes (each
+function module's `api.url_map`), request bodies are the pydantic models of web/schemas.py,
+and the table below adds what a route map cannot say: query parameters, answers, who may
+call. A route missing from the table is still in the document (with a generic answer), so
+a new endpoint is never left out; tests/unit/test_openapi.py checks every one is described.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import re
+from typing import Any
+
+from bootfleet.stages import ALL as STAGES
+from bootfleet.web import schemas
+
+FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
+TEXT_FUNCTIONS = ("boot",)  # answer errors as text/plain
+UUID = {"type": "string", "format": "uuid"}
+TIME = {"type": "string", "format": "date-time"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+OBJ = {"type": "object"}
+ERROR = {"type": "object", "required": ["error", "status"],
+         "properties": {"error": {"type": "string", "minLength": 1}, "status": {"type": "integer"}}}
+PROFILE = {"type": "object", "required": ["id", "name", "kernel", "initrds", "args", "config_format"],
+           "properties": {"id": UUID, "name": {"type": "string"}, "kernel": {"type": "string"},
+                          "initrds": {"type": "array", "items": {"type": "string"}}, "args": {"type": "string"},
+                          "config_format": {"enum": ["none", "ignition", "cloud-init"]},
+                          "config_template": {"type": "string"}, "selectors": OBJ, "metadata": OBJ,
+                          "created_at": TIME, "updated_at": TIME}}
+DEPLOYMENT = {"type": "object", "required": ["id", "name", "profile_id", "provider", "count", "state"],
+              "properties": {"id": UUID, "name": {"type": "string"}, "profile_id": UUID,
+                             "provider": {"enum": ["none", "local", "ibm"]}, "dns_zone": {"type": ["string", "null"]},
+                             "placement": OBJ, "spec": OBJ, "count": {"type": "integer", "minimum": 0},
+                             "state": {"enum": ["active", "deleting", "deleted"]}, "provisioning": OBJ,
+                             "left_behind": {"type": "array", "items": OBJ},
+                             "created_at": TIME, "updated_at": TIME, "deleted_at": NULLABLE_TIME}}
+NODE = {"type": "object", "required": ["id", "macs", "stage", "labels"],
+        "properties": {"id": UUID, "deployment_id": {"type": ["string", "null"]},
+                       "profile_id": {"type": ["string", "null"]}, "hostname": {"type": ["string", "null"]},
+                       "macs": {"type": "array",
+                                "items": {"type": "string", "pattern": "^([0-9a-f]{2}:){5}[0-9a-f]{2}$"}},
+                       "uuid": {"type": ["string", "null"]}, "serial": {"type": ["string", "null"]},
+                       "ip": {"type": ["string", "null"]}, "labels": OBJ, "stage": {"enum": list(STAGES)},
+                       "stage_times": OBJ, "token_version": {"type": "integer"}, "last_seen": NULLABLE_TIME}}
+EVENT = {"type": "object", "required": ["id", "kind", "message", "source", "created_at"],
+         "properties": {"id": {"type": "integer"}, "node_id": {"type": ["string", "null"]},
+                        "deployment_id": {"type": ["string", "null"]}, "stage": {"type": ["string", "null"]},
+                        "kind": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
+                        "created_at": TIME}}
+
+
+def listing(item: dict) -> dict:
+    return {"type": "object", "required": ["items", "total", "limit", "offset"],
+            "properties": {"items": {"type": "array", "items": item}, "total": {"type": "integer", "minimum": 0},
+                           "limit": {"type": "integer"}, "offset": {"type": "integer"}}}
+
+
+def q(name: str, schema: dict, description: str = "") -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+PAGE = [q("limit", {"type": "integer", "minimum": 1}, "page size"),
+        q("offset", {"type": "integer", "minimum": 0}, "rows to skip")]
+TOKEN = [q("token", {"type": "string"}, "the node's token (or Authorization: Bearer)")]
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+# (method, path) -> description. "admin": needs the admin token; "body": a pydantic model;
+# "ok": {status: schema or content}; "query": parameters.
+DOCS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/boot/boot.ipxe"): {"summary": "The chainloader script", "ok": {200: TEXT}},
+    ("GET", "/boot/ipxe"): {"summary": "A machine's iPXE script", "ok": {200: TEXT}, "query": [
+        q("mac", {"type": "string"}), q("uuid", {"type": "string"}), q("serial", {"type": "string"}),
+        q("hostname", {"type": "string"}), q("arch", {"type": "string"}), q("platform", {"type": "string"})]},
+    ("GET", "/config/api/v1/openapi.json"): {"summary": "This document", "ok": {200: OBJ}},
+    ("GET", "/config/api/v1/profiles"): {"admin": True, "query": PAGE, "ok": {200: listing(PROFILE)}},
+    ("POST", "/config/api/v1/profiles"): {"admin": True, "body": schemas.ProfileIn, "ok": {201: PROFILE}},
+    ("GET", "/config/api/v1/profiles/{key}"): {"admin": True, "ok": {200: PROFILE}},
+    ("PATCH", "/config/api/v1/profiles/{key}"): {"admin": True, "body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
+    ("PUT", "/config/api/v1/profiles/{key}"): {"admin": True, "body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
+    ("DELETE", "/config/api/v1/profiles/{key}"): {"admin": True, "ok": {204: None}},
+    ("GET", "/config/api/v1/deployments"): {"admin": True, "ok": {200: listing(DEPLOYMENT)}, "query": [
+        *PAGE, q("state", {"enum": ["active", "deleting", "deleted"]})]},
+    ("POST", "/config/api/v1/deployments"): {"admin": True, "body": schemas.DeploymentIn, "ok": {201: DEPLOYMENT}},
+    ("GET", "/config/api/v1/deployments/{key}"): {"admin": True, "ok": {200: DEPLOYMENT}},
+    ("PATCH", "/config/api/v1/deployments/{key}"): {"admin": True, "body": schemas.DeploymentUpdate,
+                                                     "ok": {200: DEPLOYMENT}},
+    ("PUT", "/config/api/v1/deployments/{key}"): {"admin": True, "body": schemas.DeploymentUpdate,
+                                                   "ok": {200: DEPLOYMENT}},
+    ("DELETE", "/config/api/v1/deployments/{key}"): {"admin": True, "ok": {200: DEPLOYMENT, 202: DEPLOYMENT},
+                                                      "query": [q("force", {"enum": ["true", "false"]})]},
+    ("POST", "/config/api/v1/deployments/{key}/reconcile"): {"admin": True, "ok": {200: OBJ}},
+    ("GET", "/config/api/v1/nodes"): {"admin": True, "ok": {200: listing(NODE)}, "query": [
+        *PAGE, q("stage", {"enum": list(STAGES)}), q("hostname", {"type": "string"}), q("mac", {"type": "string"}),
+        q("deployment", {"type": "string"}), q("label", {"type": "string"}, "key=value")]},
+    ("POST", "/config/api/v1/nodes"): {"admin": True, "body": schemas.NodeIn, "ok": {201: NODE}},
+    ("GET", "/config/api/v1/nodes/{node_id}"): {"admin": True, "ok": {200: NODE}},
+    ("PATCH", "/config/api/v1/nodes/{node_id}"): {"admin": True, "body": schemas.NodeUpdate, "ok": {200: NODE}},
+    ("PUT", "/config/api/v1/nodes/{node_id}"): {"admin": True, "body": schemas.NodeUpdate, "ok": {200: NODE}},
+    ("DELETE", "/config/api/v1/nodes/{node_id}"): {"admin": True, "ok": {204: None, 202: NODE}},
+    ("POST", "/config/api/v1/nodes/{node_id}/reinstall"): {"admin": True, "ok": {200: NODE}},
+    ("GET", "/config/nodes/{node_id}/{kind}"): {"summary": "A node's rendered config", "query": TOKEN, "ok": {
+        200: {"text/plain": {"schema": {"type": "string"}}, "text/cloud-config": {"schema": {"type": "string"}},
+              "application/vnd.coreos.ignition+json": {"schema": OBJ}}}},
+    ("GET", "/config/nodes/{node_id}/t/{path_token}/{kind}"): {"summary": "cloud-init's NoCloud seed", "ok": {
+        200: {"text/plain": {"schema": {"type": "string"}}, "text/cloud-config": {"schema": {"type": "string"}}}}},
+    ("POST", "/status/nodes/{node_id}/progress"): {"summary": "A node's progress report", "body": schemas.ProgressIn,
+                                                   "query": [*TOKEN, q("stage", {"type": "string"})], "ok": {200: {
+        "type": "object", "required": ["node", "stage", "changed"],
+        "properties": {"node": UUID, "stage": {"enum": list(STAGES)}, "changed": {"type": "boolean"}}}}},
+    ("GET", "/status/deployments/{key}"): {"admin": True, "ok": {200: {
+        "type": "object", "required": ["deployment", "nodes", "counts", "percent", "done"],
+        "properties": {"nodes": {"type": "integer"}, "percent": {"type": "number"}, "done": {"type": "boolean"}}}}},
+    ("GET", "/status/nodes/{node_id}"): {"admin": True, "ok": {200: NODE}},
+    ("GET", "/status/nodes/{node_id}/events"): {"admin": True, "query": [q("limit", {"type": "integer"})], "ok": {
+        200: {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": EVENT}}}}},
+    ("GET", "/status/events"): {"admin": True, "ok": {200: {
+        "type": "object", "required": ["events", "next"],
+        "properties": {"events": {"type": "array", "items": EVENT}, "next": {"type": "integer"}}}}, "query": [
+        q("since", {"type": "string"}, "an event id or an ISO 8601 time"), q("deployment", {"type": "string"}),
+        q("limit", {"type": "integer", "minimum": 1, "maximum": 5000})]},
+    ("POST", "/dns/reconcile"): {"admin": True, "body": schemas.DnsReconcileIn, "optional_body": True,
+                                 "ok": {200: OBJ}},
+    ("GET", "/dns/records"): {"admin": True, "query": [*PAGE, q("deployment", {"type": "string"})],
+                              "ok": {200: listing(OBJ)}},
+    ("POST", "/cleanup/run"): {"summary": "One cleanup run (admin token or the cron secret)", "ok": {200: OBJ},
+                               "query": [q("dry_run", {"enum": ["true", "false"]})], "bearer": True},
+}
+
+
+def _function_routes(name: str) -> list[tuple[str, str, list[tuple[str, list[str] | None]]]]:
+    """(method, OpenAPI path, [(parameter, enum or None)]) for each route of functions/<name>/main.py."""
+    from bootfleet.web.router import function_source
+
+    spec = importlib.util.spec_from_file_location(f"bootfleet_openapi_{name}", function_source(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    routes = []
+    for rule in module.api.url_map.iter_rules():
+        params, path = [], f"/{name}"
+        for part in re.split(r"(<[^>]+>)", rule.rule):
+            match = re.fullmatch(r"<(?:(\w+)(?:\((.*)\))?:)?(\w+)>", part)
+            if not match:
+                path += part
+                continue
+            converter, args, variable = match.groups()
+            choices = re.findall(r"'([^']*)'|(\w[\w-]*)", args or "") if converter == "any" else []
+            params.append((variable, [a or b for a, b in choices] or None))
+            path += f"{{{variable}}}"
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((method, path.rstrip("/") or "/", params))
+    return routes
+
+
+def _body_schema(model, components: dict) -> dict:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+@functools.lru_cache(maxsize=1)
+def _document() -> dict:
+    components: dict[str, Any] = {"Error": ERROR}
+    paths: dict[str, dict] = {}
+    for name in FUNCTIONS:
+        for method, path, params in _function_routes(name):
+            doc = DOCS.get((method, path), {})
+            error_type = "text/plain" if name in TEXT_FUNCTIONS else "application/json"
+            error = {"schema": {"type": "string"}} if name in TEXT_FUNCTIONS else {
+                "schema": {"$ref": "#/components/schemas/Error"}}
+            operation: dict[str, Any] = {
+                "operationId": f"{method.lower()}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
+                "summary": doc.get("summary", f"{method} {path}"),
+                "tags": [name],
+                "parameters": [
+                    {"name": p, "in": "path", "required": True,
+                     "schema": {"enum": choices} if choices else {"type": "string"}} for p, choices in params
+                ] + copy.deepcopy(doc.get("query", [])),
+                "responses": {"default": {"description": "an error, saying what was wrong",
+                                          "content": {error_type: error}}},
+            }
+            for status, schema in doc.get("ok", {200: None}).items():
+                answer: dict[str, Any] = {"description": "success"}
+                if isinstance(schema, dict) and schema and all("/" in k for k in schema):
+                    answer["content"] = copy.deepcopy(schema)
+                elif schema is not None:
+                    answer["content"] = {"application/json": {"schema": copy.deepcopy(schema)}}
+                operation["responses"][str(status)] = answer
+            if doc.get("admin") or doc.get("bearer"):
+                operation["security"] = [{"bearer": []}]
+            if doc.get("body") is not None:
+                operation["requestBody"] = {"required": not doc.get("optional_body"), "content": {
+                    "application/json": {"schema": _body_schema(doc["body"], components)}}}
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bootfleet", "version": "1",
+                 "description": "All five functions behind one domain: boot, config, status, dns, cleanup."},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def document() -> dict:
+    """The document (built once per process; a copy)."""
+    return copy.deepcopy(_document())
+
+
+def undescribed() -> list[str]:
+    """Routes that the table above does not describe (should be none)."""
+    return sorted(f"{m} {p}" for name in FUNCTIONS for m, p, _ in _function_routes(name) if (m, p) not in DOCS)
