@@ -118,7 +118,7 @@ def test_nocloud_kernel_args_with_a_semicolon_boot(config, boot, clean_db):
     script = boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True)
     token = re.search(r"/t/([A-Za-z0-9._-]+)/", script).group(1)
     expected = f"autoinstall ds=nocloud-net;s=http://localhost/config/nodes/{node['id']}/t/{token}/ console=ttyS0"
-    assert f"kernel http://localhost/images/vmlinuz {expected} || goto failed" in script.splitlines()
+    assert f"kernel http://localhost/images/vmlinuz {expected} initrd=initrd.img || goto failed" in script.splitlines()
 
 
 def test_a_host_header_that_is_not_a_host_is_refused(config, boot, clean_db):

@@ -86,8 +86,9 @@ def test_accepted_kernel_args_reach_the_kernel_as_given(args):
     kernel = [line for line in lines if line.startswith("kernel ")]
     assert len(kernel) == 1
     commands = ipxe_commands(kernel[0])
-    # exactly: kernel <url> <args...> || goto failed; iPXE joins the words with single spaces
-    assert commands == [["kernel", "http://h/vmlinuz", *args.split()], ["goto", "failed"]]
+    # exactly: kernel <url> <args...> initrd=<name> || goto failed (the name for UEFI's EFI stub);
+    # iPXE joins the words with single spaces
+    assert commands == [["kernel", "http://h/vmlinuz", *args.split(), "initrd=initrd"], ["goto", "failed"]]
     assert not any("${" in word for command in commands for word in command)  # nothing to expand
 
 
@@ -98,8 +99,9 @@ def test_accepted_image_refs_are_one_word(ref):
         return
     script = ipxe.node_script(NODE["id"], "p", ref, [ref], "", "http://h/retry", 5)
     kernel, initrd = [line for line in ipxe_lines(script) if line.startswith(("kernel ", "initrd "))]
-    assert ipxe_commands(kernel) == [["kernel", ref], ["goto", "failed"]]
-    assert ipxe_commands(initrd) == [["initrd", ref], ["goto", "failed"]]
+    [(name, plain)] = ipxe._initrd_names([ref])  # the initrd's name, for UEFI's EFI stub
+    assert ipxe_commands(kernel) == [["kernel", ref, f"initrd={name}"], ["goto", "failed"]]
+    assert ipxe_commands(initrd) == [["initrd", *([] if plain else ["--name", name]), ref], ["goto", "failed"]]
 
 
 @given(NASTY)

@@ -21,9 +21,9 @@ def since_param(raw: str | None) -> str:
     if not raw:
         return ""
     raw = raw.strip()
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         return raw
-    age = _AGE.match(raw.lower())
+    age = _AGE.fullmatch(raw.lower())
     if age:
         seconds = int(age.group(1)) * _UNIT[age.group(2)]
         return (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)).isoformat()

@@ -93,7 +93,7 @@ def resolve(tx: Transaction, key: str) -> dict:
         if row:
             return get(tx, row["node_id"])
     found = tx.all("SELECT id FROM node WHERE hostname = :key AND stage <> 'deleted' LIMIT 2", key=key)
-    if not found and _PREFIX.match(key):
+    if not found and _PREFIX.fullmatch(key):
         found = tx.all("SELECT id FROM node WHERE CAST(id AS text) LIKE :prefix LIMIT 2", prefix=key + "%")
     if len(found) > 1:
         raise BadRequestError(f"{key!r} matches more than one node; give more of the id (or the whole id)")

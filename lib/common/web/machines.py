@@ -28,18 +28,6 @@ routes = Routes()
 MOST_PROBLEMS = 20
 
 
-class ImportIn(schemas._Strict):
-    nodes: list[dict] = pydantic.Field(max_length=100_000)
-
-
-class AdoptIn(schemas._Strict):
-    hostname: schemas.Hostname | None = None
-    ip: schemas.Ip | None = None
-    labels: schemas.Labels = pydantic.Field(default_factory=dict)
-    deployment: schemas.Ref | None = None
-    profile: schemas.Ref | None = None
-
-
 def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
     """Every row checked (all problems, by row number from 1) before anything is written."""
     checked, problems, macs, hostnames = [], [], {}, {}
@@ -68,7 +56,7 @@ def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
 @routes.route("/nodes/import", methods=("POST",), admin=True)
 def node_import_all(request):
     """All rows or none: checked first, then inserted in one transaction."""
-    body = parse(ImportIn, json_body(request))
+    body = parse(schemas.ImportIn, json_body(request))
     if not body.nodes:
         raise BadRequestError("nodes: give at least one node")
     items = _import_rows(body.nodes)
@@ -126,7 +114,7 @@ def unknown_list(request):
 def unknown_adopt(request, mac):
     """One step: the unknown machine becomes a node with this MAC (and a profile or deployment)."""
     mac = validation.normalize_mac(mac)
-    body = parse(AdoptIn, json_body(request) if request.get_data(cache=True) else {})
+    body = parse(schemas.AdoptIn, json_body(request) if request.get_data(cache=True) else {})
     if not body.profile and not body.deployment:
         raise BadRequestError("give a profile or a deployment for the node to boot with")
     with get_database().transaction() as tx:

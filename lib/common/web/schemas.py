@@ -128,3 +128,19 @@ class DnsReconcileIn(_Strict):
 
     deployment: Ref | None = None
     dry_run: StrictBool = False
+
+
+class ImportIn(_Strict):
+    """POST /config/api/v1/nodes/import: rows as NodeIn takes them, checked row by row."""
+
+    nodes: list[dict] = Field(max_length=100_000)
+
+
+class AdoptIn(_Strict):
+    """POST /config/api/v1/unknown/{mac}/adopt: the new node's fields (its MAC is the path's)."""
+
+    hostname: Hostname | None = None
+    ip: Ip | None = None
+    labels: Labels = Field(default_factory=dict)
+    deployment: Ref | None = None
+    profile: Ref | None = None
