@@ -18,16 +18,18 @@ import datetime
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
-import pydantic
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
 from bootfleet.errors import BadRequestError, BootfleetError, PayloadTooLargeError, SettingsError
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
+
+if TYPE_CHECKING:  # pydantic is imported by parse(), off the cold start of functions that parse no body
+    import pydantic
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
 
 
 def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
+    import pydantic
+
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as e:
