@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.exceptions
 import pg8000.native
 
+from bootfleet import metrics
 from bootfleet.errors import DatabaseUnavailableError, SettingsError
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,28 @@ class Database:
 
     def _connect(self) -> pg8000.native.Connection:
         try:
-            return pg8000.native.Connection(**self.args)
+            conn = pg8000.native.Connection(**self.args)
         except CONNECTION_ERRORS as e:
+            metrics.DB_CONNECTS.labels("error").inc()
             raise DatabaseUnavailableError(f"cannot connect to the database: {e}") from e
         except pg8000.exceptions.DatabaseError as e:
+            metrics.DB_CONNECTS.labels("refused").inc()
             # Wrong password, unknown database, server starting up: all mean "not usable now".
             raise DatabaseUnavailableError(f"the database refused the connection: {_message(e)}") from e
+        metrics.DB_CONNECTS.labels("ok").inc()
+        return conn
+
+    def _take_slot(self) -> None:
+        """A place in the pool (waiting up to 30 s); counted in use until `_give_slot`."""
+        if not self._slots.acquire(blocking=False):
+            metrics.DB_POOL_WAITS.inc()
+            if not self._slots.acquire(timeout=30):
+                raise DatabaseUnavailableError("no database connection free after 30 s")
+        metrics.DB_IN_USE.inc()
+
+    def _give_slot(self) -> None:
+        metrics.DB_IN_USE.dec()
+        self._slots.release()
 
     @staticmethod
     def _discard(conn: pg8000.native.Connection) -> None:
@@ -128,8 +145,7 @@ class Database:
     @contextlib.contextmanager
     def connection(self) -> Iterator[pg8000.native.Connection]:
         """A connection from the pool, returned after use (or dropped if broken)."""
-        if not self._slots.acquire(timeout=30):
-            raise DatabaseUnavailableError("no database connection free after 30 s")
+        self._take_slot()
         conn = None
         try:
             try:
@@ -145,7 +161,7 @@ class Database:
         finally:
             if conn is not None:
                 self._idle.put(conn)
-            self._slots.release()
+            self._give_slot()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -156,8 +172,7 @@ class Database:
         """
         self.ensure_migrated()
         for attempt in (1, 2):
-            if not self._slots.acquire(timeout=30):
-                raise DatabaseUnavailableError("no database connection free after 30 s")
+            self._take_slot()
             conn = None
             try:
                 reused = not self._idle.empty()
@@ -197,7 +212,7 @@ class Database:
             finally:
                 if conn is not None:
                     self._idle.put(conn)
-                self._slots.release()
+                self._give_slot()
 
     def ping(self) -> None:
         """Check the database answers (a health check); DatabaseUnavailableError if not."""

@@ -27,6 +27,7 @@ from werkzeug.routing import Map, Rule
 from bootfleet.errors import BadRequestError, BootfleetError, PayloadTooLargeError, SettingsError
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
+from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
 
 if TYPE_CHECKING:  # pydantic is imported by parse(), off the cold start of functions that parse no body
     import pydantic
@@ -134,6 +135,7 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
+        self.route("/metrics", admin=True)(metrics_endpoint)  # Prometheus (web/metrics.py)
 
     def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
         """Register a handler; `admin=True` requires the operator's bearer token."""
@@ -155,6 +157,7 @@ class Api:
             return text_response(f"{self.service}: {message}\n", status)
         return json_response({"error": message, "status": status}, status)
 
+    @timed  # request counts and latency by endpoint (web/metrics.py)
     def __call__(self, request: flask.Request) -> flask.Response:
         if not self.cors:
             return self.dispatch(request)
@@ -177,6 +180,7 @@ class Api:
             check_no_nul(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
             handler, admin = self.handlers[endpoint]
+            request.environ[HANDLER] = handler.__name__
             if admin:
                 require_admin(request, settings)
             return handler(request, **args)

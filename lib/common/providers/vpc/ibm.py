@@ -28,6 +28,7 @@ import requests
 from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import IAMAuthenticator
 
+from bootfleet import metrics
 from bootfleet.errors import SettingsError
 from bootfleet.providers.vpc.base import (
     KINDS,
@@ -84,10 +85,13 @@ class Retrier:
     def call(self, what: str, fn: Callable[[], Any], before_retry: Callable[[], Any] | None = None) -> Any:
         """fn(), retried. `before_retry` runs before each retry; if it returns something,
         that is the answer (a create that had worked after all)."""
+        operation = what.split(" ", 1)[0]  # create, get, list, tag, delete, ...: the metrics label
         for attempt in range(self.retries + 1):
             retry_after = None
             try:
-                return fn()
+                answer = fn()
+                metrics.provider_call("ibm", operation, "ok")
+                return answer
             except ApiException as e:
                 error = vpc_error(what, e)
                 if e.http_response is not None:
@@ -96,7 +100,9 @@ class Retrier:
                 kind = "timed out" if isinstance(e, requests.Timeout) else "connection failed"
                 error = VpcError(what, 0, "timeout", f"{kind}: {e}", retryable=True)
             if not error.retryable or attempt == self.retries:
+                metrics.provider_call("ibm", operation, "error")
                 raise error
+            metrics.provider_call("ibm", operation, "retry")
             delay = self.wait(attempt, retry_after)
             log.warning("vpc call failed; retrying", extra={"what": what, "error": str(error), "wait": round(delay, 2)})
             self.sleep(delay)
