@@ -15,8 +15,12 @@ infra/container/entrypoint.sh); gunicorn's child_exit calls `worker_exited`.
 
 from __future__ import annotations
 
+import bisect
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -59,26 +63,85 @@ CLEANUP_LAST_OK = Gauge("bootfleet_cleanup_last_success_timestamp_seconds",
                         "When the last cleanup run (not a dry run) finished without errors, in this deployment's"
                         " processes", multiprocess_mode="max")
 
-# labels() resolves its label values on every call; the node-script path asks for the same few
-# children each time, so they are kept.
-_children: dict[tuple, object] = {}
+# --- counting: cheap on the request path ---------------------------------------------------
+#
+# Under gunicorn every change to a prometheus_client value is a locked write to this process's
+# file; a node-script request makes about ten. So the request path only adds to a dict here, and
+# `flush()` hands the sums to prometheus_client: once a second from a thread of this process,
+# and before every scrape this process answers. A scrape answered by another worker sees this
+# one's figures at most FLUSH_SECONDS late. (bench/metrics_cost.py measures both ways.)
+
+FLUSH_SECONDS = 1.0
+_lock = threading.Lock()
+_children: dict[tuple, Any] = {}  # labels() resolves its labels on every call: the children are kept
+_adds: dict[Any, float] = {}  # counter or gauge child -> amount to add
+_observed: dict[Any, list] = {}  # histogram child -> [sum, count per bucket]
+_flusher_pid = 0
 
 
 def _child(metric, *labels: str):
     key = (metric._name, *labels)
     child = _children.get(key)
     if child is None:
-        child = _children[key] = metric.labels(*labels)
+        child = _children[key] = metric.labels(*labels) if labels else metric
     return child
 
 
+def _start_flusher() -> None:
+    """The flushing thread of this process (a gunicorn worker is forked without it)."""
+    global _flusher_pid
+    _flusher_pid = os.getpid()
+
+    def loop():
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            flush()
+
+    threading.Thread(target=loop, name="bootfleet-metrics", daemon=True).start()
+
+
+def _add(child, amount: float = 1.0) -> None:
+    if _flusher_pid != os.getpid():
+        _start_flusher()
+    with _lock:
+        _adds[child] = _adds.get(child, 0.0) + amount
+
+
+def _observe(child, value: float) -> None:
+    if _flusher_pid != os.getpid():
+        _start_flusher()
+    bucket = bisect.bisect_left(child._upper_bounds, value)
+    with _lock:
+        pending = _observed.get(child)
+        if pending is None:
+            pending = _observed[child] = [0.0, [0] * len(child._upper_bounds)]
+        pending[0] += value
+        pending[1][bucket] += 1
+
+
+def flush() -> None:
+    """Hand what was counted since the last flush to prometheus_client."""
+    global _adds, _observed
+    with _lock:
+        adds, observed = _adds, _observed
+        _adds, _observed = {}, {}
+    for child, amount in adds.items():
+        if amount:
+            child.inc(amount)
+    for child, (total, buckets) in observed.items():  # what Histogram.observe does, n at a time
+        child._sum.inc(total)
+        for index, count in enumerate(buckets):
+            if count:
+                child._buckets[index].inc(count)
+
+
 def request_done(function: str, endpoint: str, status: int, seconds: float) -> None:
-    _child(REQUESTS, function, endpoint, str(status)).inc()
-    _child(REQUEST_SECONDS, function, endpoint).observe(seconds)
+    _add(_child(REQUESTS, function, endpoint, str(status)))
+    _observe(_child(REQUEST_SECONDS, function, endpoint), seconds)
 
 
 def boot_answer(outcome: str) -> None:
-    _child(BOOT_ANSWERS, outcome).inc()
+    _add(_child(BOOT_ANSWERS, outcome))
 
 
 def stages_moved(stage: str, moved: Iterable[dict]) -> None:
@@ -86,22 +149,37 @@ def stages_moved(stage: str, moved: Iterable[dict]) -> None:
     they spent there (`in_stage_s`), as db.nodes returns them."""
     for row in moved:
         before = row.get("from_stage") or "none"
-        _child(STAGE_CHANGES, before, stage).inc()
+        _add(_child(STAGE_CHANGES, before, stage))
         if row.get("in_stage_s") is not None and before != stage:
-            _child(STAGE_SECONDS, before).observe(max(0.0, float(row["in_stage_s"])))
+            _observe(_child(STAGE_SECONDS, before), max(0.0, float(row["in_stage_s"])))
+
+
+def pool_taken(waited: bool) -> None:
+    """A transaction took a pooled connection (`waited`: none was free at first)."""
+    _add(DB_IN_USE)
+    if waited:
+        _add(DB_POOL_WAITS)
+
+
+def pool_given() -> None:
+    _add(DB_IN_USE, -1)
+
+
+def db_connect(result: str) -> None:
+    _add(_child(DB_CONNECTS, result))
 
 
 def provider_call(provider: str, operation: str, result: str) -> None:
-    _child(PROVIDER_CALLS, provider, operation, result).inc()
+    _add(_child(PROVIDER_CALLS, provider, operation, result))
 
 
 def dns_call(provider: str, operation: str, result: str, count: int = 1) -> None:
     if count:
-        _child(DNS_CALLS, provider, operation, result).inc(count)
+        _add(_child(DNS_CALLS, provider, operation, result), count)
 
 
 def cleanup_run(result: str, dry_run: bool) -> None:
-    _child(CLEANUP_RUNS, result, "true" if dry_run else "false").inc()
+    _add(_child(CLEANUP_RUNS, result, "true" if dry_run else "false"))
     if result == "ok" and not dry_run:
         CLEANUP_LAST_OK.set(time.time())
 
@@ -142,6 +220,7 @@ class NodeStages:
 
 def render(settings: Settings, extra: Iterable = ()) -> tuple[bytes, str]:
     """The exposition text of a scrape (every process's values under gunicorn) and its content type."""
+    flush()
     if settings.metrics_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=settings.metrics_dir)

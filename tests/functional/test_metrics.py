@@ -3,6 +3,8 @@ gunicorn (bootfleet serve, 2 workers) the workers' figures add up."""
 
 from __future__ import annotations
 
+import time
+
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support import ADMIN, ADMIN_TOKEN, TOKEN_SECRET
@@ -60,6 +62,9 @@ def test_a_boot_moves_the_figures(boot, config, status, admin, database):
     assert grew("bootfleet_stage_transitions_total", from_stage="booting", stage="installing") == 1
     assert grew("bootfleet_stage_seconds_count", stage="registered") == 1
     assert grew("bootfleet_stage_seconds_count", stage="booting") == 1
+    assert grew("bootfleet_stage_seconds_bucket", stage="registered", le="5.0") == 1  # registered for under 5 s
+    assert grew("bootfleet_stage_seconds_bucket", stage="registered", le="+Inf") == 1
+    assert 0 < grew("bootfleet_request_seconds_sum", function="boot", endpoint="node_script") < 60
     assert grew("bootfleet_requests_total", function="boot", endpoint="node_script", status="200") == 2
     assert grew("bootfleet_request_seconds_count", function="boot", endpoint="node_script") == 2
     assert grew("bootfleet_requests_total", function="status", endpoint="node_progress", status="200") == 1
@@ -100,11 +105,19 @@ def test_gunicorn_workers_add_up(database, clean_db):
         for i in range(20):  # a connection each: gunicorn hands them to either worker
             resp = requests.get(f"{server.url}/boot/ipxe?mac=52:54:00:00:01:{i:02x}", timeout=30)
             assert resp.status_code == 200 and "\nkernel " in resp.text
-        figures = {}
-        for _ in range(3):  # new connections: scrapes reach either worker, and see the same sums
+
+
+        def scrape_server():  # a new connection each: either worker may answer
             resp = requests.get(f"{server.url}/status/metrics", headers=ADMIN, timeout=30)
             assert resp.status_code == 200
-            figures = samples(resp.text)
+            return samples(resp.text)
+
+        deadline = time.monotonic() + 10  # a worker hands its counts over within a second (metrics.FLUSH_SECONDS)
+        while value(figures := scrape_server(), "bootfleet_boot_answers_total", outcome="install") < 20:
+            assert time.monotonic() < deadline, figures
+            time.sleep(0.2)
+        for _ in range(3):  # and then every scrape, from either worker, sees the same sums
+            figures = scrape_server()
             assert value(figures, "bootfleet_boot_answers_total", outcome="install") == 20
             assert value(figures, "bootfleet_stage_transitions_total", from_stage="registered", stage="booting") == 20
         assert value(figures, "bootfleet_nodes", stage="booting") == 20

@@ -116,25 +116,24 @@ class Database:
         try:
             conn = pg8000.native.Connection(**self.args)
         except CONNECTION_ERRORS as e:
-            metrics.DB_CONNECTS.labels("error").inc()
+            metrics.db_connect("error")
             raise DatabaseUnavailableError(f"cannot connect to the database: {e}") from e
         except pg8000.exceptions.DatabaseError as e:
-            metrics.DB_CONNECTS.labels("refused").inc()
+            metrics.db_connect("refused")
             # Wrong password, unknown database, server starting up: all mean "not usable now".
             raise DatabaseUnavailableError(f"the database refused the connection: {_message(e)}") from e
-        metrics.DB_CONNECTS.labels("ok").inc()
+        metrics.db_connect("ok")
         return conn
 
     def _take_slot(self) -> None:
         """A place in the pool (waiting up to 30 s); counted in use until `_give_slot`."""
-        if not self._slots.acquire(blocking=False):
-            metrics.DB_POOL_WAITS.inc()
-            if not self._slots.acquire(timeout=30):
-                raise DatabaseUnavailableError("no database connection free after 30 s")
-        metrics.DB_IN_USE.inc()
+        waited = not self._slots.acquire(blocking=False)
+        if waited and not self._slots.acquire(timeout=30):
+            raise DatabaseUnavailableError("no database connection free after 30 s")
+        metrics.pool_taken(waited)
 
     def _give_slot(self) -> None:
-        metrics.DB_IN_USE.dec()
+        metrics.pool_given()
         self._slots.release()
 
     @staticmethod
