@@ -43,14 +43,15 @@ TARGET = 1.3  # issue 15: each function's cold start at most 1.3 x the hello wor
 MEMORY_MB = 80
 
 
-def prepare_database(data: Path) -> tuple[str, dict]:
-    """An embedded PostgreSQL, migrated, with a profile and one node; returns (url, node)."""
+def prepare_database(data: Path):
+    """An embedded PostgreSQL, migrated, with a profile and one node; returns (server, url, node)."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data))
     import pgserver
 
-    url = pgserver.get_server(data / "pg", cleanup_mode="delete").get_uri("postgres")
+    server = pgserver.get_server(data / "pg", cleanup_mode="delete")
+    url = server.get_uri("postgres")
     os.environ.update(BOOTFLEET_DATABASE_URL=url, BOOTFLEET_LOG_LEVEL="WARNING")
-    from bootfleet.db import get_database, nodes, profiles
+    from bootfleet.db import get_database, nodes, profiles, reset_database
     from bootfleet.settings import reset_settings
 
     reset_settings()
@@ -63,7 +64,8 @@ def prepare_database(data: Path) -> tuple[str, dict]:
                                        "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n"})
         node = nodes.create(tx, {"macs": [MAC], "profile_id": profile["id"], "hostname": "cold-1"}, "bench")
         nodes.set_stage(tx, node["id"], "booting", "bench", "cold start bench")
-    return url, node
+    reset_database()  # its connections would keep the server from stopping
+    return server, url, node
 
 
 def first_request(name: str, node: dict) -> tuple[str, str, dict]:
@@ -170,32 +172,46 @@ def main() -> int:
         return 0
     names = [n.strip() for n in args.functions.split(",") if n.strip()]
     with tempfile.TemporaryDirectory(prefix="bootfleet-cold-") as data:
-        url, node = prepare_database(Path(data))
-        env = {**os.environ, "BOOTFLEET_DATABASE_URL": url, "BOOTFLEET_ADMIN_TOKEN": ADMIN,
-               "BOOTFLEET_TOKEN_SECRET": SECRET, "BOOTFLEET_LOG_LEVEL": "WARNING", "WORKERS": "1"}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in ["hello", *names]}
-        ratios: dict[str, list[float]] = {n: [] for n in names}
-        for round_no in range(args.runs + 1):  # round 0 warms the disk cache and is not counted
-            hello = cold_start("hello", node, env)
-            measured = {n: cold_start(n, node, env) for n in names}
-            if round_no == 0:
-                continue
-            results["hello"].append(hello)
-            for n, figures in measured.items():
-                results[n].append(figures)
-                ratios[n].append(figures[0] / hello[0])
-            print(f"round {round_no}: " + "  ".join(f"{n} {f[0] * 1000:.0f} ms"
-                                                    for n, f in [("hello", hello), *measured.items()]),
-                  file=sys.stderr, flush=True)
-    print(f"\ncold start, process start to first answer: median (min-max) of {args.runs} rounds,"
+        server, url, node = prepare_database(Path(data))
+        try:
+            results, ratios = rounds(names, node, url, args.runs)
+        finally:
+            server.cleanup()
+    return report(results, ratios, args.runs)
+
+
+def rounds(names: list[str], node: dict, url: str, runs: int) -> tuple[dict, dict]:
+    """Each round starts the hello world, then each function; round 0 warms the disk cache and
+    is not counted. Returns ({name: [(seconds, rss, pss)]}, {name: [ratio to the round's hello]})."""
+    env = {**os.environ, "BOOTFLEET_DATABASE_URL": url, "BOOTFLEET_ADMIN_TOKEN": ADMIN,
+           "BOOTFLEET_TOKEN_SECRET": SECRET, "BOOTFLEET_LOG_LEVEL": "WARNING", "WORKERS": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in ["hello", *names]}
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    for round_no in range(runs + 1):
+        hello = cold_start("hello", node, env)
+        measured = {n: cold_start(n, node, env) for n in names}
+        if round_no == 0:
+            continue
+        results["hello"].append(hello)
+        for n, figures in measured.items():
+            results[n].append(figures)
+            ratios[n].append(figures[0] / hello[0])
+        print(f"round {round_no}: " + "  ".join(f"{n} {f[0] * 1000:.0f} ms"
+                                                for n, f in [("hello", hello), *measured.items()]),
+              file=sys.stderr, flush=True)
+    return results, ratios
+
+
+def report(results: dict, ratios: dict, runs: int) -> int:
+    print(f"\ncold start, process start to first answer: median (min-max) of {runs} rounds,"
           f" ratio to the same round's hello world (target {TARGET} x); memory after 21 answers")
     print(f"{'':10}{'first answer ms':>22}{'ratio':>16}{'worker RSS MB':>15}{'tree PSS MB':>13}")
     failed = False
-    for n, runs in results.items():
-        times = [r[0] * 1000 for r in runs]
-        rss = statistics.median(r[1] for r in runs)
-        pss = statistics.median(r[2] for r in runs)
+    for n, figures in results.items():
+        times = [r[0] * 1000 for r in figures]
+        rss = statistics.median(r[1] for r in figures)
+        pss = statistics.median(r[2] for r in figures)
         line = f"{n:10}{statistics.median(times):>8.0f} ({min(times):.0f}-{max(times):.0f})".ljust(32)
         if n in ratios:
             ratio = statistics.median(ratios[n])

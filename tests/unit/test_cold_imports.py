@@ -29,8 +29,9 @@ SDKS = (
     "pgserver",
     "gunicorn",
 )
-# Also kept off the functions that never parse a request body with it.
-NOT_NEEDED = {"boot": ("pydantic",), "cleanup": ("pydantic",)}
+# Also kept off the functions whose first requests parse no body with it (status parses
+# every node report, so it imports pydantic at start; its models compile on first use).
+NOT_NEEDED = {"boot": ("pydantic",), "cleanup": ("pydantic",), "config": ("pydantic",), "dns": ("pydantic",)}
 
 PROBE = """
 import importlib.util, json, sys

@@ -57,7 +57,11 @@ def connect_args(url: str, timeout: int = 5) -> dict[str, Any]:
         args["host"] = host or "127.0.0.1"
         args["port"] = port
     sslmode = query.get("sslmode", "prefer" if args.get("host") not in ("127.0.0.1", "localhost") else "disable")
-    if "unix_sock" not in args and sslmode in ("require", "verify-ca", "verify-full"):
+    if "unix_sock" in args or sslmode == "disable":
+        # No TLS: pg8000's default would still ask for it (a round trip) after loading the
+        # system's CA bundle into a new SSL context, tens of ms on every connection.
+        args["ssl_context"] = False
+    elif sslmode in ("require", "verify-ca", "verify-full"):
         context = ssl.create_default_context(cafile=query.get("sslrootcert"))
         if sslmode == "require":
             context.check_hostname = False

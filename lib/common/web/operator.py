@@ -3,6 +3,8 @@
 Handlers parse and check the request (web/schemas.py), call the queries in db/ in one
 transaction, and answer with the views (web/views.py). A deployment with a provider gets
 one provisioning pass right after a create, update or delete (bootfleet.provision).
+The handlers that parse a body import web/schemas.py (pydantic) themselves: the config
+function's cold start, a node fetching its user-data, does without it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from bootfleet.provision.fleet import reboot_server
 from bootfleet.provision.placement import check_placement
 from bootfleet.provision.provisioner import reconcile
 from bootfleet.settings import get_settings
-from bootfleet.web import schemas
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
 from bootfleet.web.views import deployment_view, node_view, profile_view
 
@@ -48,6 +49,7 @@ def profile_list(request):
 
 @routes.route("/profiles", methods=("POST",), admin=True)
 def profile_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.ProfileIn, json_body(request))
     with get_database().transaction() as tx:
         profile = profiles.create(tx, body.model_dump())
@@ -63,6 +65,7 @@ def profile_get(request, key):
 
 @routes.route("/profiles/<key>", methods=("PATCH", "PUT"), admin=True)
 def profile_update(request, key):
+    from bootfleet.web import schemas
     body = parse(schemas.ProfileUpdate, json_body(request))
     changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
     with get_database().transaction() as tx:
@@ -103,6 +106,7 @@ def deployment_list(request):
 
 @routes.route("/deployments", methods=("POST",), admin=True)
 def deployment_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.DeploymentIn, json_body(request))
     check_placement(body.provider, body.name, body.placement)
     with get_database().transaction() as tx:
@@ -130,6 +134,7 @@ def deployment_get(request, key):
 
 @routes.route("/deployments/<key>", methods=("PATCH", "PUT"), admin=True)
 def deployment_update(request, key):
+    from bootfleet.web import schemas
     body = parse(schemas.DeploymentUpdate, json_body(request))
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
@@ -200,6 +205,7 @@ def node_list(request):
 
 @routes.route("/nodes", methods=("POST",), admin=True)
 def node_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.NodeIn, json_body(request))
     if not body.macs and not body.uuid:
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
@@ -216,6 +222,7 @@ def node_get(request, node_id):
 
 @routes.route("/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
 def node_update(request, node_id):
+    from bootfleet.web import schemas
     body = parse(schemas.NodeUpdate, json_body(request))
     changes = _changes(body, not_null=("macs", "labels"))
     with get_database().transaction() as tx:
