@@ -6,10 +6,17 @@ function's Api serves `GET /<function>/metrics` (admin token, web/metrics.py). N
 by stage are not counted in a process at all: they are read from the database at scrape
 time (`NodeStages`), so they are right whichever instance is scraped.
 
+Cheap on the request path, and off the cold start: a request only adds to a dict here.
+`flush()` hands the sums to prometheus_client, once a second from a thread of the process
+and before every scrape it answers; prometheus_client is imported, and the metrics made,
+at the first flush. (Under gunicorn each change to a prometheus_client value is a locked
+write to the process's file, about ten per node-script request; bench/metrics_cost.py.)
+
 Under gunicorn every worker is its own process: with PROMETHEUS_MULTIPROC_DIR set (by
 `bootfleet serve` and the container) prometheus_client keeps each process's values in
-files there and a scrape adds them up (`render`). The variable must be set, and the
-directory exist and be empty, before this module is first imported (cli/serve.py,
+files there and a scrape adds them up (`render`); a scrape answered by one worker sees
+another's figures at most FLUSH_SECONDS late. The variable must be set, and the directory
+exist and be empty, before prometheus_client is first imported (cli/serve.py,
 infra/container/entrypoint.sh); gunicorn's child_exit calls `worker_exited`.
 """
 
@@ -22,69 +29,60 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
-
 from bootfleet.settings import Settings
 
 # The classic text format every Prometheus reads (generate_latest writes it for these names).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FLUSH_SECONDS = 1.0
 # Requests take milliseconds; a DNS or provisioning request can take seconds.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # A node spends seconds (registered, booting) to an hour (installing) in a stage.
 STAGE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 
-REQUESTS = Counter("bootfleet_requests_total", "HTTP requests answered, by function, endpoint (handler) and status",
-                   ["function", "endpoint", "status"])
-REQUEST_SECONDS = Histogram("bootfleet_request_seconds", "Time to answer an HTTP request, by function and endpoint",
-                            ["function", "endpoint"], buckets=REQUEST_BUCKETS)
-BOOT_ANSWERS = Counter("bootfleet_boot_answers_total",
-                       "Node-script answers by outcome: install, local-disk, unknown, no-profile, failed, deleted,"
-                       " database-unavailable, render-error", ["outcome"])
-STAGE_CHANGES = Counter("bootfleet_stage_transitions_total", "Nodes moved from one stage to another",
-                        ["from_stage", "stage"])
-STAGE_SECONDS = Histogram("bootfleet_stage_seconds", "Time a node spent in a stage, observed when it left it",
-                          ["stage"], buckets=STAGE_BUCKETS)
-DB_IN_USE = Gauge("bootfleet_db_connections_in_use", "Pooled database connections in use (all processes)",
-                  multiprocess_mode="livesum")
-DB_POOL_SIZE = Gauge("bootfleet_db_pool_size", "Database connections the pools may open (all processes)",
-                     multiprocess_mode="livesum")
-DB_POOL_WAITS = Counter("bootfleet_db_pool_waits_total",
-                        "Transactions that found every pooled connection in use and had to wait")
-DB_CONNECTS = Counter("bootfleet_db_connects_total", "New database connections, by result", ["result"])
-PROVIDER_CALLS = Counter("bootfleet_provider_calls_total",
-                         "Calls to a VPC provider's API, by operation and result (ok, retry, error)",
-                         ["provider", "operation", "result"])
-DNS_CALLS = Counter("bootfleet_dns_calls_total", "Reads and changes at the DNS provider, by operation and result",
-                    ["provider", "operation", "result"])
-CLEANUP_RUNS = Counter("bootfleet_cleanup_runs_total", "Cleanup runs, by result (ok, errors, busy, failed)",
-                       ["result", "dry_run"])
-CLEANUP_LAST_OK = Gauge("bootfleet_cleanup_last_success_timestamp_seconds",
-                        "When the last cleanup run (not a dry run) finished without errors, in this deployment's"
-                        " processes", multiprocess_mode="max")
+# name -> (kind, help, labels, options): made into prometheus_client metrics at the first flush.
+METRICS: dict[str, tuple[str, str, tuple[str, ...], dict]] = {
+    "bootfleet_requests_total": (
+        "counter", "HTTP requests answered, by function, endpoint (handler) and status",
+        ("function", "endpoint", "status"), {}),
+    "bootfleet_request_seconds": (
+        "histogram", "Time to answer an HTTP request, by function and endpoint",
+        ("function", "endpoint"), {"buckets": REQUEST_BUCKETS}),
+    "bootfleet_boot_answers_total": (
+        "counter", ("Node-script answers by outcome: install, local-disk, unknown, no-profile, failed, deleted,"
+                    " database-unavailable, render-error"), ("outcome",), {}),
+    "bootfleet_stage_transitions_total": (
+        "counter", "Nodes moved from one stage to another", ("from_stage", "stage"), {}),
+    "bootfleet_stage_seconds": (
+        "histogram", "Time a node spent in a stage, observed when it left it", ("stage",),
+        {"buckets": STAGE_BUCKETS}),
+    "bootfleet_db_connections_in_use": (
+        "gauge", "Pooled database connections in use (all processes; sampled each second)", (),
+        {"multiprocess_mode": "livesum"}),
+    "bootfleet_db_pool_size": (
+        "gauge", "Database connections the pools may open (all processes)", (), {"multiprocess_mode": "livesum"}),
+    "bootfleet_db_pool_waits_total": (
+        "counter", "Transactions that found every pooled connection in use and had to wait", (), {}),
+    "bootfleet_db_connects_total": ("counter", "New database connections, by result", ("result",), {}),
+    "bootfleet_provider_calls_total": (
+        "counter", "Calls to a VPC provider's API, by operation and result (ok, retry, error)",
+        ("provider", "operation", "result"), {}),
+    "bootfleet_dns_calls_total": (
+        "counter", "Reads and changes at the DNS provider, by operation and result",
+        ("provider", "operation", "result"), {}),
+    "bootfleet_cleanup_runs_total": (
+        "counter", "Cleanup runs, by result (ok, errors, busy, failed)", ("result", "dry_run"), {}),
+    "bootfleet_cleanup_last_success_timestamp_seconds": (
+        "gauge", "When the last cleanup run (not a dry run) finished without errors, in these processes", (),
+        {"multiprocess_mode": "max"}),
+}
+_BOUNDS = {name: (*spec[3]["buckets"], float("inf")) for name, spec in METRICS.items() if spec[0] == "histogram"}
 
-# --- counting: cheap on the request path ---------------------------------------------------
-#
-# Under gunicorn every change to a prometheus_client value is a locked write to this process's
-# file; a node-script request makes about ten. So the request path only adds to a dict here, and
-# `flush()` hands the sums to prometheus_client: once a second from a thread of this process,
-# and before every scrape this process answers. A scrape answered by another worker sees this
-# one's figures at most FLUSH_SECONDS late. (bench/metrics_cost.py measures both ways.)
-
-FLUSH_SECONDS = 1.0
 _lock = threading.Lock()
-_children: dict[tuple, Any] = {}  # labels() resolves its labels on every call: the children are kept
-_adds: dict[Any, float] = {}  # counter or gauge child -> amount to add
-_observed: dict[Any, list] = {}  # histogram child -> [sum, count per bucket]
+_adds: dict[tuple, float] = {}  # (name, *labels) -> amount to add (counters, gauges)
+_sets: dict[tuple, float] = {}  # (name, *labels) -> value to set (gauges)
+_observed: dict[tuple, list] = {}  # (name, *labels) -> [sum, count per bucket] (histograms)
+_made: dict[str, Any] = {}  # name -> the prometheus_client metric
 _flusher_pid = 0
-
-
-def _child(metric, *labels: str):
-    key = (metric._name, *labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels) if labels else metric
-    return child
 
 
 def _start_flusher() -> None:
@@ -100,48 +98,86 @@ def _start_flusher() -> None:
     threading.Thread(target=loop, name="bootfleet-metrics", daemon=True).start()
 
 
-def _add(child, amount: float = 1.0) -> None:
+def _add(key: tuple, amount: float = 1.0) -> None:
     if _flusher_pid != os.getpid():
         _start_flusher()
     with _lock:
-        _adds[child] = _adds.get(child, 0.0) + amount
+        _adds[key] = _adds.get(key, 0.0) + amount
 
 
-def _observe(child, value: float) -> None:
+def _set(key: tuple, value: float) -> None:
     if _flusher_pid != os.getpid():
         _start_flusher()
-    bucket = bisect.bisect_left(child._upper_bounds, value)
     with _lock:
-        pending = _observed.get(child)
+        _sets[key] = value
+
+
+def _observe(key: tuple, value: float) -> None:
+    if _flusher_pid != os.getpid():
+        _start_flusher()
+    bounds = _BOUNDS[key[0]]
+    bucket = bisect.bisect_left(bounds, value)
+    with _lock:
+        pending = _observed.get(key)
         if pending is None:
-            pending = _observed[child] = [0.0, [0] * len(child._upper_bounds)]
+            pending = _observed[key] = [0.0, [0] * len(bounds)]
         pending[0] += value
         pending[1][bucket] += 1
 
 
+def _metric(key: tuple):
+    """The prometheus_client child for (name, *labels), the metric made at first use."""
+    name, labels = key[0], key[1:]
+    metric = _made.get(name)
+    if metric is None:
+        import prometheus_client
+
+        kind, help_text, label_names, options = METRICS[name]
+        made = {"counter": prometheus_client.Counter, "gauge": prometheus_client.Gauge,
+                "histogram": prometheus_client.Histogram}[kind]
+        metric = _made[name] = made(name, help_text, label_names, **options)
+    return metric.labels(*labels) if labels else metric
+
+
+_flush_lock = threading.Lock()
+
+
+def _forked() -> None:
+    """A forked child (a gunicorn worker) gets new locks: the parent's flusher may have held one."""
+    global _lock, _flush_lock
+    _lock, _flush_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def flush() -> None:
     """Hand what was counted since the last flush to prometheus_client."""
-    global _adds, _observed
-    with _lock:
-        adds, observed = _adds, _observed
-        _adds, _observed = {}, {}
-    for child, amount in adds.items():
-        if amount:
-            child.inc(amount)
-    for child, (total, buckets) in observed.items():  # what Histogram.observe does, n at a time
-        child._sum.inc(total)
-        for index, count in enumerate(buckets):
-            if count:
-                child._buckets[index].inc(count)
+    global _adds, _sets, _observed
+    with _flush_lock:  # one flush at a time: the metrics are made once
+        with _lock:
+            adds, sets, observed = _adds, _sets, _observed
+            _adds, _sets, _observed = {}, {}, {}
+        for key, amount in adds.items():
+            if amount:
+                _metric(key).inc(amount)
+        for key, value in sets.items():
+            _metric(key).set(value)
+        for key, (total, buckets) in observed.items():  # what Histogram.observe does, n at a time
+            child = _metric(key)
+            child._sum.inc(total)
+            for index, count in enumerate(buckets):
+                if count:
+                    child._buckets[index].inc(count)
 
 
 def request_done(function: str, endpoint: str, status: int, seconds: float) -> None:
-    _add(_child(REQUESTS, function, endpoint, str(status)))
-    _observe(_child(REQUEST_SECONDS, function, endpoint), seconds)
+    _add(("bootfleet_requests_total", function, endpoint, str(status)))
+    _observe(("bootfleet_request_seconds", function, endpoint), seconds)
 
 
 def boot_answer(outcome: str) -> None:
-    _add(_child(BOOT_ANSWERS, outcome))
+    _add(("bootfleet_boot_answers_total", outcome))
 
 
 def stages_moved(stage: str, moved: Iterable[dict]) -> None:
@@ -149,39 +185,43 @@ def stages_moved(stage: str, moved: Iterable[dict]) -> None:
     they spent there (`in_stage_s`), as db.nodes returns them."""
     for row in moved:
         before = row.get("from_stage") or "none"
-        _add(_child(STAGE_CHANGES, before, stage))
+        _add(("bootfleet_stage_transitions_total", before, stage))
         if row.get("in_stage_s") is not None and before != stage:
-            _observe(_child(STAGE_SECONDS, before), max(0.0, float(row["in_stage_s"])))
+            _observe(("bootfleet_stage_seconds", before), max(0.0, float(row["in_stage_s"])))
+
+
+def pool_size(connections: int) -> None:
+    _set(("bootfleet_db_pool_size",), connections)
 
 
 def pool_taken(waited: bool) -> None:
     """A transaction took a pooled connection (`waited`: none was free at first)."""
-    _add(DB_IN_USE)
+    _add(("bootfleet_db_connections_in_use",))
     if waited:
-        _add(DB_POOL_WAITS)
+        _add(("bootfleet_db_pool_waits_total",))
 
 
 def pool_given() -> None:
-    _add(DB_IN_USE, -1)
+    _add(("bootfleet_db_connections_in_use",), -1)
 
 
 def db_connect(result: str) -> None:
-    _add(_child(DB_CONNECTS, result))
+    _add(("bootfleet_db_connects_total", result))
 
 
 def provider_call(provider: str, operation: str, result: str) -> None:
-    _add(_child(PROVIDER_CALLS, provider, operation, result))
+    _add(("bootfleet_provider_calls_total", provider, operation, result))
 
 
 def dns_call(provider: str, operation: str, result: str, count: int = 1) -> None:
     if count:
-        _add(_child(DNS_CALLS, provider, operation, result), count)
+        _add(("bootfleet_dns_calls_total", provider, operation, result), count)
 
 
 def cleanup_run(result: str, dry_run: bool) -> None:
-    _add(_child(CLEANUP_RUNS, result, "true" if dry_run else "false"))
+    _add(("bootfleet_cleanup_runs_total", result, "true" if dry_run else "false"))
     if result == "ok" and not dry_run:
-        CLEANUP_LAST_OK.set(time.time())
+        _set(("bootfleet_cleanup_last_success_timestamp_seconds",), time.time())
 
 
 # --- the scrape ----------------------------------------------------------------------------
@@ -197,6 +237,8 @@ class NodeStages:
         self.fetch = fetch
 
     def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
         up = GaugeMetricFamily("bootfleet_database_up", "1 if the scrape could read the node counts from the database")
         try:
             rows = self.fetch()
@@ -218,28 +260,33 @@ class NodeStages:
         yield from (counts, oldest, late)
 
 
+class _Process:
+    """This process's own metrics (no PROMETHEUS_MULTIPROC_DIR: one process, or tests)."""
+
+    def collect(self):
+        from prometheus_client import REGISTRY
+
+        yield from REGISTRY.collect()
+
+
 def render(settings: Settings, extra: Iterable = ()) -> tuple[bytes, str]:
     """The exposition text of a scrape (every process's values under gunicorn) and its content type."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
     flush()
+    registry = CollectorRegistry()
     if settings.metrics_dir:
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=settings.metrics_dir)
     else:
-        registry = CollectorRegistry()
-        registry.register(_Default())
+        registry.register(_Process())
     for collector in extra:
         registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE
 
 
-class _Default:
-    """This process's own metrics (no PROMETHEUS_MULTIPROC_DIR: one process, or tests)."""
-
-    def collect(self):
-        yield from REGISTRY.collect()
-
-
 def worker_exited(pid: int, settings: Settings) -> None:
     """gunicorn's child_exit: a dead worker's live gauges (connections in use) stop counting."""
     if settings.metrics_dir:
+        from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(pid, settings.metrics_dir)

@@ -28,6 +28,7 @@ SDKS = (
     "dns",  # dnspython
     "pgserver",
     "gunicorn",
+    "prometheus_client",  # imported by the first flush of the metrics, a second after the first request
 )
 # Also kept off the functions whose first requests parse no body with it (status parses
 # every node report, so it imports pydantic at start; its models compile on first use).

@@ -140,6 +140,7 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     if demo and add_demo_profile():
         print("bootfleet: created the demo profile", flush=True)
     reset_database()  # each worker opens its own connections after the fork
+    metrics.flush()
     metrics.worker_exited(os.getpid(), settings)  # this process serves nothing: its pool is not counted
 
     base = f"http://{host}:{port}"

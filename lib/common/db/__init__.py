@@ -44,7 +44,7 @@ def get_database() -> Database:
         with _database_lock:
             if _database is None:
                 _database = open_database(get_settings())
-                metrics.DB_POOL_SIZE.set(_database.pool_size)
+                metrics.pool_size(_database.pool_size)
     return _database
 
 

@@ -3,19 +3,16 @@
 Handlers parse and check the request (web/schemas.py), call the queries in db/ in one
 transaction, and answer with the views (web/views.py). A deployment with a provider gets
 one provisioning pass right after a create, update or delete (bootfleet.provision).
-The handlers that parse a body import web/schemas.py (pydantic) themselves: the config
-function's cold start, a node fetching its user-data, does without it.
+The handlers import what only they need (web/schemas.py with pydantic, provisioning, DNS):
+the config function's cold start, a node fetching its user-data, does without them.
 """
 
 from __future__ import annotations
 
 from bootfleet import validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
-from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
-from bootfleet.provision.fleet import reboot_server
 from bootfleet.provision.placement import check_placement
-from bootfleet.provision.provisioner import reconcile
 from bootfleet.settings import get_settings
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
 from bootfleet.web.views import deployment_view, node_view, profile_view
@@ -119,6 +116,8 @@ def deployment_create(request):
 
 def _provisioned(request, deployment: dict, status: int):
     """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
+    from bootfleet.provision.provisioner import reconcile
+
     view = deployment_view(deployment)
     if deployment["provider"] != "none":
         view["provisioning"] = reconcile(deployment["id"], base_url(request))
@@ -159,6 +158,7 @@ def deployment_delete(request, key):
 @routes.route("/deployments/<key>/reconcile", methods=("POST",), admin=True)
 def deployment_reconcile(request, key):
     """One provisioning pass now: create what is missing, delete what is extra."""
+    from bootfleet.provision.provisioner import reconcile
     with get_database().transaction() as tx:
         deployment = deployments.get(tx, key)
     return json_response(reconcile(deployment["id"], base_url(request)))
@@ -222,6 +222,7 @@ def node_get(request, node_id):
 
 @routes.route("/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
 def node_update(request, node_id):
+    from bootfleet.dns.reconcile import node_changed
     from bootfleet.web import schemas
     body = parse(schemas.NodeUpdate, json_body(request))
     changes = _changes(body, not_null=("macs", "labels"))
@@ -238,6 +239,7 @@ def node_update(request, node_id):
 
 @routes.route("/nodes/<node_id>", methods=("DELETE",), admin=True)
 def node_delete(request, node_id):
+    from bootfleet.dns.reconcile import node_changed
     with get_database().transaction() as tx:
         node, gone = nodes.delete(tx, node_id, "operator")
         node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
@@ -248,6 +250,7 @@ def node_delete(request, node_id):
 
 @routes.route("/nodes/<node_id>/reinstall", methods=("POST",), admin=True)
 def node_reinstall(request, node_id):
+    from bootfleet.provision.fleet import reboot_server
     with get_database().transaction() as tx:
         node = nodes.reinstall(tx, node_id, "operator")
     view = node_view(node)
