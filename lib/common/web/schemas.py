@@ -119,14 +119,6 @@ class NodeUpdate(_Strict):
     instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
 
 
-class ProgressIn(BaseModel):
-    """A node's progress report (JSON, or cloud-init phone_home's form post)."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-    stage: Annotated[str, Field(min_length=1, max_length=32)]
-    message: Annotated[str, Field(max_length=2000)] = ""
-
-
 class DnsReconcileIn(_Strict):
     """POST /dns/reconcile: both optional."""
 
