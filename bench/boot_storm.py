@@ -28,6 +28,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -191,6 +192,65 @@ def run_wrk(wrk: str, url: str, path: str, fleet: Fleet, expect: str, args, conn
     return result
 
 
+def short(frame: str) -> str:
+    """`handler (/…/site-packages/pkg/mod.py:12)` -> `handler (pkg/mod.py)`."""
+    match = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not match:
+        return frame
+    name, path = match.groups()
+    for marker in ("site-packages/", "/lib/common/", "/functions/", "/lib/python3"):
+        if marker in path:
+            path = ("bootfleet/" if marker == "/lib/common/" else "functions/" if marker == "/functions/" else "") \
+                + path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})"
+
+
+class Profile:
+    """py-spy sampling `bootfleet serve` and its workers while one target runs (--profile):
+    collapsed stacks to a file, then the functions that took the most samples."""
+
+    def __init__(self, pid: int, seconds: int, out: Path):
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise SystemExit("--profile needs py-spy: pip install py-spy")
+        self.out = out
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds),
+                                      "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def report(self, top: int = 20) -> None:
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.out.exists():
+            print(f"py-spy wrote no profile: {self.proc.stderr.read().decode()[-500:]}")
+            return
+        own: collections.Counter = collections.Counter()
+        inclusive: collections.Counter = collections.Counter()
+        total = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            frames = [short(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            if not frames:
+                continue
+            total += int(count)
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
+                if "bootfleet" in frame or "pg8000" in frame or "functions/" in frame:
+                    inclusive[frame] += int(count)
+        print(f"\nprofile of the node-script run ({total} busy samples; collapsed stacks in {self.out}):")
+        print("  most samples in the function itself:")
+        for frame, count in own.most_common(top):
+            print(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+        print("  most samples under a bootfleet or pg8000 function:")
+        for frame, count in inclusive.most_common(top):
+            print(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+
+
 def print_row(name: str, r: dict, base: float) -> None:
     print(f"{name:14}{r['rps']:>11.0f}{r['rps'] / base:>7.2f}x{r['p50_us'] / 1000:>9.1f}"
           f"{r['p99_us'] / 1000:>9.1f}{r['errors'] + r['bad']:>8}{r['requests']:>10}", flush=True)
@@ -225,6 +285,8 @@ def main() -> int:
     parser.add_argument("--threads-wrk", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="sample bootfleet serve with py-spy during the node-script run (collapsed stacks to FILE)")
     parser.add_argument("--instance-concurrency", type=int, default=10,
                         help="one Code Engine boot instance: its container concurrency (threads and pool; 0: skip)")
     args = parser.parse_args()
@@ -257,8 +319,11 @@ def main() -> int:
         runs = {
             "hello world": run_wrk(wrk, hello.url, "/ipxe", fleet, "\nkernel ", args),
             "chainloader": run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args),
-            "node script": run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args),
         }
+        profile = Profile(server.proc.pid, args.duration, Path(args.profile)) if args.profile and server else None
+        runs["node script"] = run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args)
+        if profile:
+            profile.report()
         base = runs["hello world"]["rps"]
         print(f"\n{'':14}{'requests/s':>11}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}")
         for name, r in runs.items():
