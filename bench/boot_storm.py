@@ -203,6 +203,8 @@ def short(frame: str) -> str:
             path = ("bootfleet/" if marker == "/lib/common/" else "functions/" if marker == "/functions/" else "") \
                 + path.split(marker, 1)[1]
             break
+    if path.startswith("common/"):  # py-spy's own shortening of lib/common/...
+        path = "bootfleet/" + path.removeprefix("common/")
     return f"{name} ({path})"
 
 
@@ -240,7 +242,7 @@ class Profile:
             total += int(count)
             own[frames[-1]] += int(count)
             for frame in set(frames):
-                if "bootfleet" in frame or "pg8000" in frame or "functions/" in frame:
+                if any(part in frame for part in ("bootfleet/", "(common/", "pg8000/", "functions/", "main.py")):
                     inclusive[frame] += int(count)
         print(f"\nprofile of the node-script run ({total} busy samples; collapsed stacks in {self.out}):")
         print("  most samples in the function itself:")
