@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test bench bench-dns bench-cleanup bench-import demo clean
+.PHONY: run test bench bench-cold bench-dns bench-cleanup bench-import demo clean
 
 # checkov (tests/infra/test_infra_terraform.py) has its own virtualenv: in .venv it would downgrade boto3.
 CHECKOV = .venv-checkov/bin/checkov
@@ -34,9 +34,14 @@ run: $(STAMP)
 test: $(STAMP) $(CHECKOV)
 	$(BIN)/python -m pytest
 
-## bench: the boot storm against a server it starts (see docs/benchmarks.md)
+## bench: the boot storm with wrk against a server it starts, beside a functions-framework hello world (docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python bench/boot_storm.py --start-server
+
+## bench-cold: each function's cold start and memory against the hello world's; what the metrics cost a request
+bench-cold: $(STAMP)
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/metrics_cost.py
 
 ## bench-dns, bench-cleanup: 10,000 DNS records reconciled; one cleanup run over 100,000 nodes
 bench-dns: $(STAMP)

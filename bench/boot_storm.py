@@ -1,23 +1,40 @@
 #!/usr/bin/env python3
-"""Boot storm: N machines ask for their chainloader and node script at once.
+"""Boot storm: a fleet asks for its boot scripts at once, measured with wrk side by side with a
+functions-framework hello world in the same run.
 
-Registers N nodes (default 10,000) in a fresh deployment, fires
-`GET /boot/boot.ipxe` + `GET /boot/ipxe?mac=...` for each with concurrency C,
-prints requests/s, p50/p99 latency and errors, then verifies through the API
-that every node is `booting` with exactly one boot event.
+`make bench` runs this with --start-server: it starts `bootfleet serve` (its defaults: gunicorn,
+2 workers x 8 threads, embedded PostgreSQL) and the hello world (bench/hello/main.py under
+functions-framework with the same gunicorn workers and threads), registers N nodes (default
+3,000) through the operator API, then runs wrk (1 thread, 50 connections, 10 s by default;
+bench/storm.lua cycles through the nodes' MACs) against, in turn:
 
-    python bench/boot_storm.py --start-server              # its own server + embedded PostgreSQL
-    python bench/boot_storm.py --url http://127.0.0.1:8080 --token ADMIN
+    hello world      GET /ipxe?mac=...        a functions-framework function answering an iPXE script
+    chainloader      GET /boot/boot.ipxe      bootfleet, no database
+    node script      GET /boot/ipxe?mac=...   bootfleet: find the node, move it to booting, its script
+
+and prints requests/s, the ratio to the hello world, p50/p99 latency and errors for each. Then
+it asks the nodes wrk did not reach (and those of its last requests) once more, and verifies through the API that every node
+is booting with exactly one boot event (0 lost: every `booting` node has its event; 0 doubled:
+none has two, however often wrk asked), and exits 1 on any error or failed check.
+wrk comes from Debian (`apt-get install wrk`); run as root, the bench installs it.
+
+    python bench/boot_storm.py --start-server                # what `make bench` runs
+    python bench/boot_storm.py --start-server --nodes 10000 --duration 30
+    python bench/boot_storm.py --url http://127.0.0.1:8080 --token ADMIN   # a server already running
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import re
 import secrets
-import statistics
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,158 +45,367 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.server import RunningServer  # noqa: E402  (the tests' own way to start `bootfleet serve`)
+from support.server import RunningServer, free_port  # noqa: E402  (the tests' own way to start `bootfleet serve`)
+
+LUA = ROOT / "bench" / "storm.lua"
+TARGET_RATIO, TARGET_P99_MS = 0.67, 50  # issue 15: node script >= 0.67 x the hello world, p99 <= 50 ms
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+def find_wrk() -> str:
+    """wrk's path; installs Debian's package when run as root, else says how."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk: apt-get install -y wrk", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise SystemExit("the boot storm needs wrk: sudo apt-get install wrk")
 
 
-class Storm:
-    def __init__(self, url: str, token: str, concurrency: int):
+class Function:
+    """One function under functions-framework (gunicorn), as its container runs it: bench/hello/main.py
+    (target hello), or a bootfleet function with the given extra environment."""
+
+    def __init__(self, target: str, source: Path, workers: int, threads: int, env: dict | None = None,
+                 probe: str = "/ipxe"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "WORKERS": str(workers), "THREADS": str(threads), **(env or {})}
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bootfleet-{target}-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("functions-framework")), "--target", target, "--source", str(source),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{target} exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                requests.get(self.url + probe, timeout=1)
+                return
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"{target} did not answer within 60 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+class Fleet:
+    """N nodes registered through the operator API, in a deployment of their own."""
+
+    def __init__(self, url: str, token: str, count: int):
         self.url = url.rstrip("/")
         self.admin = {"Authorization": f"Bearer {token}"}
-        self.concurrency = concurrency
-        self.local = threading.local()
+        self.count = count
+        self.deployment = f"storm-{secrets.token_hex(3)}"
+        self.prefix = "02:" + ":".join(secrets.token_hex(1) for _ in range(2))
 
-    def session(self) -> requests.Session:
-        if not hasattr(self.local, "session"):
-            self.local.session = requests.Session()
-        return self.local.session
+    def mac(self, index: int) -> str:  # as bench/storm.lua makes them
+        return f"{self.prefix}:{index >> 16 & 255:02x}:{index >> 8 & 255:02x}:{index & 255:02x}"
 
-    def run_all(self, label: str, jobs: list, work) -> tuple[list[float], list[str], float]:
-        latencies: list[float] = []
-        errors: list[str] = []
-        done = [0]
-        lock = threading.Lock()
-        started = time.perf_counter()
-
-        def one(job):
-            try:
-                times = work(job)
-                with lock:
-                    latencies.extend(times)
-            except Exception as e:  # noqa: BLE001 - counted and reported
-                with lock:
-                    errors.append(f"{job}: {e}")
-            with lock:
-                done[0] += 1
-                if done[0] % max(1, len(jobs) // 10) == 0:
-                    print(f"  {label}: {done[0]}/{len(jobs)}", file=sys.stderr, flush=True)
-
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            list(pool.map(one, jobs))
-        return latencies, errors, time.perf_counter() - started
-
-    def call(self, method: str, path: str, **kwargs) -> requests.Response:
-        start = time.perf_counter()
-        resp = self.session().request(method, self.url + path, timeout=60, **kwargs)
-        elapsed = time.perf_counter() - start
+    def call(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
+        resp = session.request(method, self.url + path, headers=self.admin, timeout=60, **kwargs)
         if resp.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:200]}")
-        resp.elapsed_s = elapsed
         return resp
 
-    def register(self, deployment: str, macs: list[str]) -> None:
-        profile = {"name": deployment, "kernel": "vmlinuz", "initrds": ["initrd.img"],
-                   "args": "console=ttyS0 cfg={{ config_url }} st={{ status_url }}"}
-        self.call("POST", "/config/api/v1/profiles", json=profile, headers=self.admin)
-        self.call("POST", "/config/api/v1/deployments", json={"name": deployment, "profile": deployment,
-                                                              "count": len(macs)}, headers=self.admin)
+    def register(self, concurrency: int = 16) -> float:
+        started = time.perf_counter()
+        with requests.Session() as s:
+            self.call(s, "POST", "/config/api/v1/profiles", json={
+                "name": self.deployment, "kernel": "vmlinuz", "initrds": ["initrd.img"],
+                "args": "console=ttyS0 cfg={{ config_url }} st={{ status_url }}"})
+            self.call(s, "POST", "/config/api/v1/deployments", json={
+                "name": self.deployment, "profile": self.deployment, "count": self.count})
+        local = threading.local()
 
-        def create(mac):
-            self.call("POST", "/config/api/v1/nodes", json={"macs": [mac], "deployment": deployment},
-                      headers=self.admin)
-            return []
+        def create(index: int) -> None:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            self.call(local.session, "POST", "/config/api/v1/nodes",
+                      json={"macs": [self.mac(index)], "deployment": self.deployment})
 
-        _, errors, took = self.run_all("register", macs, create)
-        if errors:
-            raise SystemExit(f"registration failed for {len(errors)} nodes, first: {errors[0]}")
-        print(f"registered {len(macs)} nodes in {took:.1f} s", flush=True)
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(create, range(self.count)))
+        return time.perf_counter() - started
 
-    def boot(self, mac: str) -> list[float]:
-        chain = self.call("GET", "/boot/boot.ipxe")
-        script = self.call("GET", "/boot/ipxe", params={"mac": mac, "arch": "x86_64", "platform": "pcbios"})
-        if "\nkernel " not in script.text:
-            raise RuntimeError(f"no kernel line for {mac}: {script.text[:120]!r}")
-        return [chain.elapsed_s, script.elapsed_s]
-
-    def verify(self, deployment: str, count: int) -> list[str]:
-        problems = []
-        status = self.call("GET", f"/status/deployments/{deployment}", headers=self.admin).json()
-        if status["counts"]["booting"] != count:
-            problems.append(f"{status['counts']['booting']} of {count} nodes are booting: {status['counts']}")
-        boot_events = collections.Counter()
-        cursor = 0
-        while True:
-            page = self.call("GET", "/status/events", params={"deployment": deployment, "since": cursor,
-                                                              "limit": 5000}, headers=self.admin).json()
-            for event in page["events"]:
-                if event["stage"] == "booting":
-                    boot_events[event["node_id"]] += 1
-            if not page["events"]:
+    def settle(self, session: requests.Session) -> dict:
+        """The deployment's counts by stage, once they stop changing: wrk stops with requests in
+        flight, which the server finishes."""
+        counts, deadline = None, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = self.call(session, "GET", f"/status/deployments/{self.deployment}").json()["counts"]
+            if now == counts:
                 break
-            cursor = page["next"]
-        if len(boot_events) != count:
-            problems.append(f"{len(boot_events)} of {count} nodes have a boot event")
-        repeated = [n for n, c in boot_events.items() if c != 1]
-        if repeated:
-            problems.append(f"{len(repeated)} nodes have more than one boot event")
-        return problems
+            counts = now
+            time.sleep(1)
+        return counts
+
+    def complete(self, concurrency: int = 16) -> tuple[int, int]:
+        """Ask every node still `registered` (wrk did not reach it, or its request was among those in
+        flight when wrk stopped) for its script once: every node has then been asked. Returns
+        (nodes asked, wrong answers)."""
+        with requests.Session() as s:
+            self.settle(s)
+            macs, offset = [], 0
+            while True:
+                page = self.call(s, "GET", "/config/api/v1/nodes", params={
+                    "deployment": self.deployment, "stage": "registered", "limit": 1000, "offset": offset}).json()
+                items = page["items"]
+                macs += [node["macs"][0] for node in items]
+                offset += len(items)
+                if not items or offset >= page["total"]:
+                    break
+        local = threading.local()
+        wrong = [0]
+
+        def ask(mac: str) -> None:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            resp = local.session.get(f"{self.url}/boot/ipxe", params={"mac": mac}, timeout=60)
+            if resp.status_code != 200 or "\nkernel " not in resp.text:
+                wrong[0] += 1
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(ask, macs))
+        return len(macs), wrong[0]
+
+    def verify(self, answered: int) -> tuple[dict, list[str]]:
+        """Every node that was asked (`answered`: how many install scripts were answered, at most
+        the fleet) is booting with exactly one boot event: (figures, problems)."""
+        with requests.Session() as s:
+            counts = self.settle(s)
+            boot_events: collections.Counter = collections.Counter()
+            cursor = 0
+            while True:
+                page = self.call(s, "GET", "/status/events", params={
+                    "deployment": self.deployment, "since": cursor, "limit": 5000}).json()
+                for event in page["events"]:
+                    if event["stage"] == "booting" and event["kind"] == "stage":
+                        boot_events[event["node_id"]] += 1
+                if not page["events"]:
+                    break
+                cursor = page["next"]
+        booting = counts.get("booting", 0)
+        figures = {"booting": booting, "with_event": len(boot_events),
+                   "lost": abs(booting - len(boot_events)),
+                   "doubled": sum(1 for c in boot_events.values() if c > 1)}
+        problems = []
+        if figures["lost"]:
+            problems.append(f"{booting} nodes booting but {len(boot_events)} with a boot event")
+        if figures["doubled"]:
+            problems.append(f"{figures['doubled']} nodes with more than one boot event")
+        expected = min(self.count, answered)
+        if booting < expected:
+            problems.append(f"{answered} install scripts answered but only {booting} of {self.count} nodes booting")
+        return figures, problems
 
 
-def start_server(port: int, workers: int, threads: int) -> RunningServer:
-    """`bootfleet serve` with its own data dir, embedded PostgreSQL and admin token."""
-    env = {"BOOTFLEET_LOG_LEVEL": "WARNING", "BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None}
-    try:
-        return RunningServer(env=env, workers=workers, threads=threads, port=port, timeout=60)
-    except RuntimeError as e:
-        raise SystemExit(f"server did not start: {e}") from None
+def run_wrk(wrk: str, url: str, path: str, fleet: Fleet, expect: str, args, connections: int | None = None) -> dict:
+    command = [wrk, f"-t{args.threads_wrk}", f"-c{connections or args.connections}", f"-d{args.duration}s", "--timeout", "10s",
+               "-s", str(LUA), url, "--", path, fleet.prefix, str(fleet.count), expect]
+    out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.duration + 120)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("STORM ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    result = json.loads(line.removeprefix("STORM "))
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def short(frame: str) -> str:
+    """`handler (/…/site-packages/pkg/mod.py:12)` -> `handler (pkg/mod.py)`."""
+    match = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not match:
+        return frame
+    name, path = match.groups()
+    for marker in ("site-packages/", "/lib/common/", "/functions/", "/lib/python3"):
+        if marker in path:
+            path = ("bootfleet/" if marker == "/lib/common/" else "functions/" if marker == "/functions/" else "") \
+                + path.split(marker, 1)[1]
+            break
+    if path.startswith("common/"):  # py-spy's own shortening of lib/common/...
+        path = "bootfleet/" + path.removeprefix("common/")
+    return f"{name} ({path})"
+
+
+class Profile:
+    """py-spy sampling `bootfleet serve` and its workers while one target runs (--profile):
+    collapsed stacks to a file, then the functions that took the most samples."""
+
+    def __init__(self, pid: int, seconds: int, out: Path):
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            raise SystemExit("--profile needs py-spy: pip install py-spy")
+        self.out = out
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds),
+                                      "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def report(self, top: int = 20) -> None:
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.out.exists():
+            print(f"py-spy wrote no profile: {self.proc.stderr.read().decode()[-500:]}")
+            return
+        own: collections.Counter = collections.Counter()
+        inclusive: collections.Counter = collections.Counter()
+        total = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            frames = [short(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            if not frames:
+                continue
+            total += int(count)
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
+                if any(part in frame for part in ("bootfleet/", "(common/", "pg8000/", "functions/", "main.py")):
+                    inclusive[frame] += int(count)
+        print(f"\nprofile of the node-script run ({total} busy samples; collapsed stacks in {self.out}):")
+        print("  most samples in the function itself:")
+        for frame, count in own.most_common(top):
+            print(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+        print("  most samples under a bootfleet or pg8000 function:")
+        for frame, count in inclusive.most_common(top):
+            print(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
+
+
+def print_row(name: str, r: dict, base: float) -> None:
+    print(f"{name:14}{r['rps']:>11.0f}{r['rps'] / base:>7.2f}x{r['p50_us'] / 1000:>9.1f}"
+          f"{r['p99_us'] / 1000:>9.1f}{r['errors'] + r['bad']:>8}{r['requests']:>10}", flush=True)
+
+
+def one_instance(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
+    """The boot function as one Code Engine app instance runs it (the container's entrypoint:
+    functions-framework, WORKERS=1, THREADS = container concurrency, a pool as large), loaded with
+    exactly its container concurrency: the per-instance throughput that sizes the boot app."""
+    database = next(line.split()[-1] for line in server.output().splitlines() if line.strip().startswith("database"))
+    concurrency = args.instance_concurrency
+    env = {"BOOTFLEET_DATABASE_URL": database, "BOOTFLEET_ADMIN_TOKEN": server.admin_token,
+           "BOOTFLEET_TOKEN_SECRET": json.loads((server.data / "secrets.json").read_text())["token_secret"],
+           "BOOTFLEET_DB_POOL_SIZE": str(concurrency), "BOOTFLEET_IMAGES_DIR": str(server.data / "images")}
+    with tempfile.TemporaryDirectory(prefix="bootfleet-metrics-") as metrics_dir:  # as the container sets it
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        function = Function("boot", ROOT / "functions" / "boot" / "main.py", 1, concurrency, env, probe="/boot.ipxe")
+        try:
+            return run_wrk(wrk, function.url, "/ipxe", fleet, "\nkernel ", args, connections=concurrency)
+        finally:
+            function.stop()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=os.environ.get("BOOTFLEET_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--token", default=os.environ.get("BOOTFLEET_ADMIN_TOKEN"))
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--start-server", action="store_true", help="start bootfleet serve with its own database")
-    parser.add_argument("--port", type=int, default=18080)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (with --start-server)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker (with --start-server)")
+    parser.add_argument("--nodes", type=int, default=3000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per target")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads-wrk", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both servers)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="sample bootfleet serve with py-spy during the node-script run (collapsed stacks to FILE)")
+    parser.add_argument("--instance-concurrency", type=int, default=10,
+                        help="one Code Engine boot instance: its container concurrency (threads and pool; 0: skip)")
     args = parser.parse_args()
 
-    server = None
-    if args.start_server:
-        server = start_server(args.port, args.workers, args.threads)
-        args.url, args.token = server.url, server.admin_token
-        print(f"started bootfleet serve on {args.url} ({args.workers} workers x {args.threads} threads;"
-              f" log {server.log_path})")
-    if not args.token:
-        raise SystemExit("give --token (or BOOTFLEET_ADMIN_TOKEN), or use --start-server")
+    wrk = find_wrk()
+    server = hello = None
     try:
-        storm = Storm(args.url, args.token, args.concurrency)
-        deployment = f"storm-{secrets.token_hex(3)}"
-        prefix = "02:" + ":".join(secrets.token_hex(1) for _ in range(2))
-        macs = [f"{prefix}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(args.nodes)]
-        storm.register(deployment, macs)
-        latencies, errors, took = storm.run_all("boot", macs, storm.boot)
-        requests_done = len(latencies)
-        print(f"\nboot storm: {args.nodes} nodes, concurrency {args.concurrency}")
-        print(f"  requests     {requests_done} ({requests_done / took:.0f} requests/s over {took:.1f} s)")
-        if latencies:
-            print(f"  latency      p50 {percentile(latencies, 50) * 1000:.1f} ms   "
-                  f"p99 {percentile(latencies, 99) * 1000:.1f} ms   "
-                  f"mean {statistics.fmean(latencies) * 1000:.1f} ms")
-        print(f"  errors       {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-        problems = storm.verify(deployment, args.nodes)
-        print("  verified     " + ("every node booting with exactly one boot event" if not problems
-                                   else "; ".join(problems)))
-        return 1 if errors or problems else 0
+        if args.start_server:
+            server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None},
+                                   workers=args.workers, threads=args.threads, timeout=90)
+            args.url, args.token = server.url, server.admin_token
+            print(f"bootfleet serve on {args.url} ({args.workers} workers x {args.threads} threads; "
+                  f"log {server.log_path})", flush=True)
+        if not args.token:
+            raise SystemExit("give --token (or BOOTFLEET_ADMIN_TOKEN), or use --start-server")
+        hello = Function("hello", ROOT / "bench" / "hello" / "main.py", args.workers, args.threads)
+        print(f"hello world on {hello.url} (functions-framework, {args.workers} workers x {args.threads} threads)",
+              flush=True)
+        fleet = Fleet(args.url, args.token, args.nodes)
+        took = fleet.register()
+        print(f"registered {args.nodes} nodes in {took:.1f} s (deployment {fleet.deployment})", flush=True)
+        instance_fleet = None
+        if args.instance_concurrency and server:
+            instance_fleet = Fleet(args.url, args.token, args.nodes)
+            took = instance_fleet.register()
+            print(f"registered {args.nodes} more nodes for one boot instance in {took:.1f} s", flush=True)
+
+        print(f"wrk: {args.threads_wrk} thread, {args.connections} connections, {args.duration} s per target",
+              flush=True)
+        runs = {
+            "hello world": run_wrk(wrk, hello.url, "/ipxe", fleet, "\nkernel ", args),
+            "chainloader": run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args),
+        }
+        profile = Profile(server.proc.pid, args.duration, Path(args.profile)) if args.profile and server else None
+        runs["node script"] = run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args)
+        if profile:
+            profile.report()
+        base = runs["hello world"]["rps"]
+        print(f"\n{'':14}{'requests/s':>11}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}")
+        for name, r in runs.items():
+            print_row(name, r, base)
+
+        if instance_fleet:
+            runs["one instance"] = one_instance(wrk, server, instance_fleet, args)
+            print_row("one instance", runs["one instance"], base)
+            print(f"{'':14}one Code Engine boot instance: functions-framework, 1 worker x "
+                  f"{args.instance_concurrency} threads, pool {args.instance_concurrency}, "
+                  f"wrk -c{args.instance_concurrency} (its container concurrency)")
+
+        node = runs["node script"]
+        answered = node["requests"] - node["bad"]
+        asked, wrong = fleet.complete()
+        if asked:
+            print(f"\nasked the {asked} nodes still registered (not reached by wrk, or its last requests) once each",
+                  flush=True)
+            node["bad"] += wrong
+            answered = args.nodes
+        figures, problems = fleet.verify(answered)
+        print(f"\nverified: {figures['booting']} of {args.nodes} nodes booting, "
+              f"{figures['with_event']} with a boot event; lost {figures['lost']}, doubled {figures['doubled']}")
+        if instance_fleet:
+            one = runs["one instance"]
+            one["bad"] += instance_fleet.complete()[1]
+            more, other_problems = instance_fleet.verify(args.nodes)
+            print(f"verified (one instance): {more['booting']} of {args.nodes} nodes booting, lost {more['lost']},"
+                  f" doubled {more['doubled']}")
+            problems += other_problems
+        for problem in problems:
+            print(f"  FAILED: {problem}")
+        ratio = node["rps"] / base
+        print(f"targets: node script {ratio:.2f} x the hello world (>= {TARGET_RATIO}: "
+              f"{'met' if ratio >= TARGET_RATIO else 'not met'}), p99 {node['p99_us'] / 1000:.0f} ms "
+              f"(<= {TARGET_P99_MS}: {'met' if node['p99_us'] / 1000 <= TARGET_P99_MS else 'not met'})")
+        total_errors = sum(r["errors"] + r["bad"] for r in runs.values())
+        return 1 if problems or total_errors else 0
     finally:
+        if hello:
+            hello.stop()
         if server:
             server.stop(timeout=20)
+            shutil.rmtree(server.data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&a
 import logging
 import re
 
+from bootfleet import metrics
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import BootRequest, answer
 from bootfleet.boot.trust import client
@@ -65,12 +66,15 @@ def node_script(request):
         result = answer(get_database(), settings, base, req, client(request.remote_addr, request.headers, settings))
     except DatabaseUnavailableError as e:
         log.warning("database unavailable, telling the node to retry: %s", e, extra={"mac": req.macs})
+        metrics.boot_answer("database-unavailable")
         message = "the boot service cannot reach its database"
         return text_response(ipxe.retry(message, ipxe.script_url(base, req.query()), settings.retry_seconds))
     except RenderError as e:
         log.error("cannot render boot script: %s", e, extra={"mac": req.macs})
+        metrics.boot_answer("render-error")
         return text_response(f"boot: cannot render this node's boot script: {e}\n", 500)
     log.info("boot script", extra={"mac": req.macs, "node_id": result.node_id, "outcome": result.outcome})
+    metrics.boot_answer(result.outcome)
     return text_response(result.script)
 
 

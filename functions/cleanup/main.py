@@ -8,7 +8,8 @@ import hmac
 import json
 import logging
 
-from bootfleet.cleanup import Cleanup
+from bootfleet import metrics
+from bootfleet.cleanup import Cleanup, CleanupBusyError
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
 from bootfleet.log import setup_logging
@@ -55,8 +56,17 @@ def _dry_run(request) -> bool:
 def run(request):
     _authorize(request)
     settings = get_settings()
-    return json_response(Cleanup(get_database(), settings, Fleet(settings), make_provider(settings),
-                                 dry_run=_dry_run(request)).run())
+    dry_run = _dry_run(request)
+    try:
+        summary = Cleanup(get_database(), settings, Fleet(settings), make_provider(settings), dry_run=dry_run).run()
+    except CleanupBusyError:
+        metrics.cleanup_run("busy", dry_run)
+        raise
+    except Exception:
+        metrics.cleanup_run("failed", dry_run)
+        raise
+    metrics.cleanup_run("errors" if summary["errors"] else "ok", dry_run)
+    return json_response(summary)
 
 
 def cleanup(request):

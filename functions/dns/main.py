@@ -16,7 +16,6 @@ from bootfleet.dns.reconcile import reconcile_records
 from bootfleet.errors import ConflictError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
-from bootfleet.web import schemas
 from bootfleet.web.api import Api, json_body, json_response, page, parse
 
 setup_logging("dns")
@@ -26,6 +25,8 @@ api = Api("dns")
 
 @api.route("/reconcile", methods=("POST",), admin=True)
 def reconcile(request):
+    from bootfleet.web import schemas  # pydantic: off the cold start of /dns/records
+
     body = parse(schemas.DnsReconcileIn, json_body(request) if request.get_data(cache=True) else {})
     if get_settings().dns_provider == "none":
         raise ConflictError("no DNS provider configured: set BOOTFLEET_DNS_PROVIDER to ibm or rfc2136")

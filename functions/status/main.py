@@ -12,14 +12,14 @@ Operators (admin token):
 
 import datetime
 import logging
+from dataclasses import dataclass
 
 from bootfleet.boot import progress
 from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.errors import BadRequestError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
-from bootfleet.web import schemas
-from bootfleet.web.api import MAX_BIGINT, Api, json_body, json_response, parse, whole_number
+from bootfleet.web.api import MAX_BIGINT, Api, json_body, json_response, whole_number
 from bootfleet.web.nodeauth import authenticate_node
 from bootfleet.web.views import node_view
 
@@ -29,7 +29,16 @@ api = Api("status", cors=True)
 PHONE_HOME_FIELDS = ("hostname", "fqdn", "instance_id")
 
 
-def _report_body(request) -> schemas.ProgressIn:
+@dataclass
+class Report:
+    """A node's progress report. Checked here rather than with a pydantic model (web/schemas.py):
+    two plain fields, and status's cold start stays without pydantic."""
+
+    stage: str
+    message: str
+
+
+def _report_body(request) -> Report:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = request.form
         data = {"stage": form.get("stage") or request.args.get("stage", ""), "message": form.get("message", "")}
@@ -40,9 +49,14 @@ def _report_body(request) -> schemas.ProgressIn:
         data = json_body(request)
         if "stage" not in data and request.args.get("stage"):
             data["stage"] = request.args["stage"]
-    if not data.get("stage"):
+    stage, message = data.get("stage"), data.get("message", "")
+    if not stage:
         raise BadRequestError("stage: required (in the body, or ?stage= for cloud-init phone_home)")
-    return parse(schemas.ProgressIn, data)
+    if not isinstance(stage, str) or len(stage) > 32:
+        raise BadRequestError("stage: a stage name of at most 32 characters, such as installing or ready")
+    if not isinstance(message, str) or len(message) > 2000:
+        raise BadRequestError("message: text of at most 2000 characters")
+    return Report(stage, message)
 
 
 @api.route("/nodes/<node_id>/progress", methods=("POST",))

@@ -15,9 +15,18 @@ port="${PORT:-8080}"
 host="${HOST:-0.0.0.0}"   # all interfaces in a container; tests set 127.0.0.1
 target="${FUNCTION_TARGET:-}"
 
+# Prometheus metrics (GET /<function>/metrics): gunicorn's processes add theirs up through files
+# in this directory, which must be empty when the server starts.
+metrics_dir() {
+  export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/bootfleet-metrics}"
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+}
+
 case "$target" in
   boot | config | status | dns | cleanup)
     export FUNCTION_SOURCE="${FUNCTION_SOURCE:-$root/functions/$target/main.py}"
+    metrics_dir
     exec functions-framework --target "$target" --source "$FUNCTION_SOURCE" --host "$host" --port "$port"
     ;;
   gateway)
@@ -28,6 +37,7 @@ case "$target" in
     exec nginx -e stderr -p "$runtime" -c "$runtime/nginx.conf" -g 'daemon off;'
     ;;
   router)
+    metrics_dir
     exec gunicorn --bind "$host:$port" --worker-class gthread --workers "${WORKERS:-2}" \
       --threads "${THREADS:-8}" --timeout 60 --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
       --logger-class bootfleet.web.accesslog.RedactingLogger \

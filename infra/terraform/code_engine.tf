@@ -11,6 +11,15 @@ locals {
   project_id   = ibm_code_engine_project.bootfleet.project_id
   image_secret = var.registry_api_key == "" ? null : ibm_code_engine_secret.registry[0].name
   image_host   = split("/", var.image)[0]
+
+  # gunicorn in each function's container: a process per whole vCPU (one saturates one), threads
+  # for its share of the container concurrency, a database pool as large as its threads (a request
+  # never waits for a connection). The most connections the apps can open: every instance of every
+  # app at once, plus the one cleanup holds its lock on.
+  function_workers     = { for name, f in var.functions : name => max(1, floor(tonumber(f.cpu))) }
+  function_threads     = { for name, f in var.functions : name => ceil(f.concurrency / local.function_workers[name]) }
+  function_connections = [for name, f in var.functions : f.max_instances * local.function_workers[name] * local.function_threads[name]]
+  database_connections = 1 + sum(local.function_connections)
 }
 
 # Pulls the image from a private registry (Container Registry: user iamapikey).
@@ -63,17 +72,36 @@ resource "ibm_code_engine_app" "function" {
   # Reachable only inside the project: the world comes in through the gateway.
   managed_domain_mappings = "local"
 
-  scale_cpu_limit       = each.value.cpu
-  scale_memory_limit    = each.value.memory
-  scale_min_instances   = each.value.min_instances
-  scale_max_instances   = each.value.max_instances
-  scale_concurrency     = 50
-  scale_request_timeout = 120
+  scale_cpu_limit          = each.value.cpu
+  scale_memory_limit       = each.value.memory
+  scale_min_instances      = each.value.min_instances
+  scale_max_instances      = each.value.max_instances
+  scale_concurrency        = each.value.concurrency
+  scale_concurrency_target = max(1, floor(each.value.concurrency * 0.8)) # a new instance before this one queues
+  scale_request_timeout    = 120
 
   run_env_variables {
     type  = "literal"
     name  = "FUNCTION_TARGET"
     value = each.key
+  }
+
+  run_env_variables { # functions-framework's gunicorn processes and threads
+    type  = "literal"
+    name  = "WORKERS"
+    value = tostring(local.function_workers[each.key])
+  }
+
+  run_env_variables {
+    type  = "literal"
+    name  = "THREADS"
+    value = tostring(local.function_threads[each.key])
+  }
+
+  run_env_variables {
+    type  = "literal"
+    name  = "BOOTFLEET_DB_POOL_SIZE"
+    value = tostring(local.function_threads[each.key])
   }
 
   run_env_variables {
@@ -99,6 +127,13 @@ resource "ibm_code_engine_app" "function" {
   probe_readiness {
     type = "tcp"
     port = 8080
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.database_connections <= var.database_connection_limit
+      error_message = "the function apps could open ${local.database_connections} database connections (max_instances x concurrency, summed), more than database_connection_limit (${var.database_connection_limit}): lower max_instances or concurrency, or raise the database's max_connections and database_connection_limit (docs/deployment.md, Sizing)."
+    }
   }
 }
 

@@ -43,7 +43,6 @@ locals {
     BOOTFLEET_TOKEN_TTL         = tostring(var.settings.token_ttl)
     BOOTFLEET_RETRY_SECONDS     = tostring(var.settings.retry_seconds)
     BOOTFLEET_MAX_BODY_BYTES    = tostring(var.settings.max_body_bytes)
-    BOOTFLEET_DB_POOL_SIZE      = tostring(var.settings.db_pool_size)
     BOOTFLEET_DB_TIMEOUT        = tostring(var.settings.db_timeout)
     BOOTFLEET_AUTO_MIGRATE      = tostring(var.settings.auto_migrate)
     BOOTFLEET_STAGE_TIMEOUTS    = var.settings.stage_timeouts

@@ -60,19 +60,24 @@ variable "registry_api_key" {
 }
 
 variable "functions" {
-  description = "Size and scaling of each function's app. min_instances 0 scales to zero when idle."
+  description = "Size and scaling of each function's app (docs/deployment.md, Sizing): CPU and memory per instance; min_instances 0 scales to zero when idle; concurrency is the requests one instance takes at once (Code Engine's container concurrency), which are also its gunicorn threads and its database connections."
   type = map(object({
     cpu           = string
     memory        = string
     min_instances = number
     max_instances = number
+    concurrency   = optional(number, 8)
   }))
+  # boot: one Python process saturates one vCPU; 10 requests in flight keep it busy while each
+  # waits on its database round trip; 4 instances serve a 10,000-node storm (docs/deployment.md).
+  # Connections at most: 4 x 10 + 2 x 8 + 2 x 8 + 4 + 2, and cleanup's lock: 79 of the 100 that
+  # Databases for PostgreSQL gives applications (database_connection_limit).
   default = {
-    boot    = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 20 }
-    config  = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 10 }
-    status  = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 10 }
-    dns     = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 2 }
-    cleanup = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 1 }
+    boot    = { cpu = "1", memory = "2G", min_instances = 0, max_instances = 4, concurrency = 10 }
+    config  = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 2, concurrency = 8 }
+    status  = { cpu = "0.5", memory = "1G", min_instances = 0, max_instances = 2, concurrency = 8 }
+    dns     = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 1, concurrency = 4 }
+    cleanup = { cpu = "0.25", memory = "0.5G", min_instances = 0, max_instances = 1, concurrency = 2 }
   }
 
   validation {
@@ -92,6 +97,22 @@ variable "functions" {
   validation {
     condition     = alltrue([for f in values(var.functions) : f.min_instances >= 0 && f.max_instances >= f.min_instances && f.max_instances > 0])
     error_message = "each function needs 0 <= min_instances <= max_instances and max_instances > 0."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.concurrency >= 1 && f.concurrency <= 100])
+    error_message = "each function's concurrency must be between 1 and 100."
+  }
+}
+
+variable "database_connection_limit" {
+  description = "Connections the functions may open to the database at most: Databases for PostgreSQL sets max_connections to 115 and keeps 15 for its superuser. Raise it with max_connections (docs/deployment.md, Sizing)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.database_connection_limit >= 10
+    error_message = "database_connection_limit must be at least 10."
   }
 }
 
@@ -341,7 +362,6 @@ variable "settings" {
     token_ttl         = optional(number, 21600)
     retry_seconds     = optional(number, 30)
     max_body_bytes    = optional(number, 1048576)
-    db_pool_size      = optional(number, 4)
     db_timeout        = optional(number, 5)
     auto_migrate      = optional(bool, true)
     stage_timeouts    = optional(string, "")
@@ -377,7 +397,7 @@ variable "settings" {
   }
 
   validation {
-    condition     = var.settings.token_ttl >= 300 && var.settings.max_body_bytes >= 1024 && var.settings.db_pool_size >= 1
-    error_message = "settings: token_ttl >= 300, max_body_bytes >= 1024 and db_pool_size >= 1."
+    condition     = var.settings.token_ttl >= 300 && var.settings.max_body_bytes >= 1024
+    error_message = "settings: token_ttl >= 300 and max_body_bytes >= 1024."
   }
 }

@@ -239,6 +239,9 @@ class Settings:
     # Unprefixed on purpose: Code Engine tells an app its port in PORT (functions-framework
     # listens on it); `bootfleet serve` takes the same variable for its --port default.
     port: int = setting(8080, _int, env="PORT")
+    # prometheus_client's own variable: where gunicorn's processes keep their metrics (serve and
+    # the container set it); read here only to know whether a scrape adds up several processes.
+    metrics_dir: str | None = setting(None, env="PROMETHEUS_MULTIPROC_DIR")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -126,3 +126,11 @@ def test_database_urls(url, expected):
         assert args[key] == value
     if "sslmode=require" in url:
         assert args["ssl_context"] is not None
+    else:  # a unix socket: no TLS, and no SSL request nor CA bundle loaded on each connection
+        assert args["ssl_context"] is False
+
+
+def test_sslmode_disable_and_prefer():
+    assert connect_args("postgresql://u@127.0.0.1/db")["ssl_context"] is False  # local: disable by default
+    assert connect_args("postgresql://u@db.example/db?sslmode=disable")["ssl_context"] is False
+    assert "ssl_context" not in connect_args("postgresql://u@db.example/db")  # prefer: pg8000 tries TLS, falls back

@@ -6,8 +6,8 @@ tests/support/provisioning.py (test_cleanup uses them too)."""
 
 from __future__ import annotations
 
-import threading
 import re
+import threading
 import time
 
 import pytest

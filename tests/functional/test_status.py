@@ -82,6 +82,21 @@ def test_stages_move_forward_only(status, booted):
     assert status.post(url, json={"stage": "ready"}).json["stage"] == "ready"
 
 
+@pytest.mark.parametrize("body,field", [
+    ({"stage": 5}, "stage"),
+    ({"stage": ["installing"]}, "stage"),
+    ({"stage": "x" * 33}, "stage"),
+    ({"stage": "installing", "message": 7}, "message"),
+    ({"stage": "installing", "message": "m" * 2001}, "message"),
+])
+def test_a_malformed_report_is_a_400_naming_the_field(status, booted, clean_db, body, field):
+    node, token = booted
+    before = snapshot(clean_db)
+    resp = status.post(f"/nodes/{node['id']}/progress?token={token}", json=body)
+    assert resp.status_code == 400 and resp.json["error"].startswith(f"{field}: ")
+    assert snapshot(clean_db) == before
+
+
 def test_cloud_init_phone_home_form_post(status, booted, admin):
     node, token = booted
     resp = status.post(f"/nodes/{node['id']}/progress?token={token}&stage=ready",

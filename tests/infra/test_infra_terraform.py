@@ -93,6 +93,9 @@ def wired() -> dict[str, str]:
     local = config()["locals"]
     names = {k: "config map" for k in local["settings"]}
     names.update({k: "secret" for k in local["secret_settings"]})
+    app = config()["resource"][("ibm_code_engine_app", "function")]  # per app: the pool follows its concurrency
+    names.update({unquote(e["name"]): "app" for e in app["run_env_variables"]
+                  if unquote(e["type"]) == "literal" and unquote(e["name"]).startswith("BOOTFLEET_")})
     return names
 
 

@@ -12,7 +12,6 @@ from urllib.parse import urlparse, urlunparse
 
 from bootfleet.db.connection import connect_args
 
-
 PRE_STARTUP = {80877103, 80877104}  # SSLRequest, GSSENCRequest
 
 

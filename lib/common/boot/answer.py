@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from bootfleet import metrics
 from bootfleet.boot import ipxe
 from bootfleet.boot.render import node_context, render
 from bootfleet.boot.trust import Client
@@ -89,6 +90,8 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
         done = _step(database, settings, req, client)
     if done["why"]:
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
+    if done["opens"]:  # the stage change db/boot.py made, counted as db.nodes counts its own
+        metrics.stages_moved("booting", [{"from_stage": done["stage"], "in_stage_s": done["in_stage_s"]}])
     node = {**done["node"], "stage": done["stage"]}
     result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
     if result.missing_images:

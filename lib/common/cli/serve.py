@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sys
 import threading
@@ -133,6 +134,16 @@ def check_port(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
+def metrics_environment(settings: Settings) -> None:
+    """gunicorn's workers add up their metrics through files in PROMETHEUS_MULTIPROC_DIR
+    (bootfleet.metrics): set before prometheus_client is first imported, emptied at each start."""
+    if not settings.metrics_dir:
+        path = data_dir(settings) / "metrics"
+        shutil.rmtree(path, ignore_errors=True)  # old files would add stale values
+        path.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def cmd_serve(args, settings: Settings) -> None:
     os.environ.setdefault("BOOTFLEET_DB_POOL_SIZE", str(args.threads))  # read back by prepare_environment
     port = settings.port if args.port is None else args.port
@@ -195,6 +206,8 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     from gunicorn.app.base import BaseApplication
     from gunicorn.util import import_app
 
+    metrics_environment(settings)  # before anything imports prometheus_client
+    from bootfleet import metrics
     from bootfleet.db import get_database, reset_database
     from bootfleet.db.migrate import apply_migrations
     admin_token_is_local = not settings.admin_token
@@ -205,6 +218,8 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     if demo and add_demo_profile():
         print("bootfleet: created the demo profile", flush=True)
     reset_database()  # each worker opens its own connections after the fork
+    metrics.flush()
+    metrics.worker_exited(os.getpid(), settings)  # this process serves nothing: its pool is not counted
 
     base = f"http://{host}:{port}"
     # Secrets given from outside (an external database, an operator's admin token) are not
@@ -248,6 +263,7 @@ Stop with Ctrl-C.
 
             if cleanup and settings.cleanup_every > 0:
                 self.cfg.set("when_ready", lambda arbiter: schedule.start())
+            self.cfg.set("child_exit", lambda server, worker: metrics.worker_exited(worker.pid, settings))
 
         def load(self):  # by its import string, as the systemd unit and the container name it
             return import_app("bootfleet.web.router:create_router()")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 
+from bootfleet import metrics
 from bootfleet.db.connection import Database, Transaction
 from bootfleet.errors import DatabaseUnavailableError
 from bootfleet.settings import Settings, get_settings
@@ -43,6 +44,7 @@ def get_database() -> Database:
         with _database_lock:
             if _database is None:
                 _database = open_database(get_settings())
+                metrics.pool_size(_database.pool_size)
     return _database
 
 

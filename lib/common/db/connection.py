@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.exceptions
 import pg8000.native
 
+from bootfleet import metrics
 from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RetryableDatabaseError, SettingsError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,11 @@ def connect_args(url: str, timeout: int = 5) -> dict[str, Any]:
         args["host"] = host or "127.0.0.1"
         args["port"] = port
     sslmode = query.get("sslmode", "prefer" if args.get("host") not in ("127.0.0.1", "localhost") else "disable")
-    if "unix_sock" not in args and sslmode in ("require", "verify-ca", "verify-full"):
+    if "unix_sock" in args or sslmode == "disable":
+        # No TLS: pg8000's default would still ask for it (a round trip) after loading the
+        # system's CA bundle into a new SSL context, tens of ms on every connection.
+        args["ssl_context"] = False
+    elif sslmode in ("require", "verify-ca", "verify-full"):
         context = ssl.create_default_context(cafile=query.get("sslrootcert"))
         if sslmode == "require":
             context.check_hostname = False
@@ -151,12 +156,27 @@ class Database:
 
     def _connect(self) -> pg8000.native.Connection:
         try:
-            return pg8000.native.Connection(**self.args)
+            conn = pg8000.native.Connection(**self.args)
         except CONNECTION_ERRORS as e:
+            metrics.db_connect("error")
             raise DatabaseUnavailableError(f"cannot connect to the database: {e}") from e
         except pg8000.exceptions.DatabaseError as e:
+            metrics.db_connect("refused")
             # Wrong password, unknown database, server starting up: all mean "not usable now".
             raise DatabaseUnavailableError(f"the database refused the connection: {_message(e)}") from e
+        metrics.db_connect("ok")
+        return conn
+
+    def _take_slot(self) -> None:
+        """A place in the pool (waiting up to 30 s); counted in use until `_give_slot`."""
+        waited = not self._slots.acquire(blocking=False)
+        if waited and not self._slots.acquire(timeout=30):
+            raise DatabaseUnavailableError("no database connection free after 30 s")
+        metrics.pool_taken(waited)
+
+    def _give_slot(self) -> None:
+        metrics.pool_given()
+        self._slots.release()
 
     @staticmethod
     def _discard(conn: pg8000.native.Connection) -> None:
@@ -166,8 +186,7 @@ class Database:
     @contextlib.contextmanager
     def connection(self) -> Iterator[pg8000.native.Connection]:
         """A connection from the pool, returned after use (or dropped if broken)."""
-        if not self._slots.acquire(timeout=30):
-            raise DatabaseUnavailableError("no database connection free after 30 s")
+        self._take_slot()
         conn = None
         try:
             try:
@@ -183,7 +202,7 @@ class Database:
         finally:
             if conn is not None:
                 self._idle.put(conn)
-            self._slots.release()
+            self._give_slot()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -194,8 +213,7 @@ class Database:
         """
         self.ensure_migrated()
         for attempt in (1, 2):
-            if not self._slots.acquire(timeout=30):
-                raise DatabaseUnavailableError("no database connection free after 30 s")
+            self._take_slot()
             conn = None
             try:
                 reused = not self._idle.empty()
@@ -240,7 +258,7 @@ class Database:
             finally:
                 if conn is not None:
                     self._idle.put(conn)
-                self._slots.release()
+                self._give_slot()
 
     def statement(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         """Run one statement on its own (it commits by itself): one round trip on a statement
@@ -249,8 +267,7 @@ class Database:
         restart) is noticed without asking it (its socket is readable: the server's goodbye)
         and replaced, with every other idle one. Not retried once sent: it may have run."""
         self.ensure_migrated()
-        if not self._slots.acquire(timeout=30):
-            raise DatabaseUnavailableError("no database connection free after 30 s")
+        self._take_slot()
         conn = None
         try:
             while True:
@@ -282,7 +299,7 @@ class Database:
         finally:
             if conn is not None:
                 self._idle.put(conn)
-            self._slots.release()
+            self._give_slot()
 
     def _drain(self) -> int:
         """Close every idle connection; how many there were."""

@@ -7,6 +7,7 @@ import re
 
 import pg8000.exceptions
 
+from bootfleet import metrics
 from bootfleet.db import events, profiles, rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, ValidationError
@@ -159,23 +160,28 @@ def _move(tx: Transaction, stage: str, source: str, chosen: str, message_sql: st
     any columns `message` uses) to `stage`: sets stage, stage_changed_at, stage_times,
     updated_at (and last_seen when `seen`), frees their MACs when the stage is `deleted` (a
     later server may get the same MAC), and writes one `stage` event each whose message is
-    the SQL expression `message_sql`. Returns [{node_id, message}] of the nodes moved."""
+    the SQL expression `message_sql`. Returns [{node_id, message, from_stage, in_stage_s}] of
+    the nodes moved (the stage each left and its seconds there, for bootfleet.metrics)."""
     freed = ", freed AS (DELETE FROM node_mac WHERE node_id IN (SELECT node_id FROM moved))" if stage == "deleted" \
         else ""
-    return tx.all(
+    moved = tx.all(
         f"WITH chosen AS ({chosen}),"
         " moved AS (UPDATE node n SET stage = :stage, stage_changed_at = now(), updated_at = now(),"
         "  stage_times = n.stage_times || jsonb_build_object(CAST(:stage AS text), now()),"
         "  last_seen = CASE WHEN :seen THEN now() ELSE n.last_seen END"
-        "  FROM chosen WHERE n.id = chosen.id"
-        "  RETURNING n.id AS node_id, n.deployment_id AS node_deployment_id, chosen.*)"
-        f"{freed}"
-        " INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
+        "  FROM chosen JOIN node prev ON prev.id = chosen.id WHERE n.id = chosen.id"  # prev: the row before
+        "  RETURNING n.id AS node_id, n.deployment_id AS node_deployment_id, prev.stage AS from_stage,"
+        "  extract(epoch FROM now() - prev.stage_changed_at)::float8 AS in_stage_s, chosen.*)"
+        f"{freed},"
+        " logged AS (INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
         " SELECT node_id, COALESCE(CAST(:deployment_id AS uuid), node_deployment_id), :stage, 'stage',"
         f"  left({message_sql}, 2000), :source FROM moved"
-        " RETURNING node_id, message",
+        " RETURNING node_id, message)"
+        " SELECT logged.node_id, logged.message, moved.from_stage, moved.in_stage_s FROM logged JOIN moved USING (node_id)",
         stage=stage, source=source, seen=seen, deployment_id=deployment_id, **params,
     )
+    metrics.stages_moved(stage, moved)
+    return moved
 
 
 def set_stage(

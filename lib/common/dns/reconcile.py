@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TypeVar
 
+from bootfleet import metrics
 from bootfleet.db import dns_records, events, get_database
 from bootfleet.db.connection import Database, Transaction
 from bootfleet.dns.plan import (
@@ -101,10 +102,12 @@ def reconcile_records(settings: Settings, scope: Scope | None = None, dry_run: b
             else:
                 here = provider.records(zone, zone_names)
         except DnsProviderError as e:
+            metrics.dns_call(provider.kind, "read", "error")
             # nothing in this zone can be judged; say so and leave it for the next run
             result.failed.append({"zone": zone, "action": "read", "error": str(e)})
             desired.records = {r: m for r, m in desired.records.items() if r.zone != zone}
             continue
+        metrics.dns_call(provider.kind, "read", "ok")
         found += here
     listed_zones = {f.record.zone for f in found} | {r.zone for r in desired.records}
     row_by_record = {Record(r["zone"], r["name"], r["type"], r["value"]): r for r in rows}
@@ -214,8 +217,10 @@ def _apply(provider: DnsProvider, result: Result, found: list[Found], writer: _R
                 ids = provider.change_name(zone, name, deletes, creates, owned_before=before > 0,
                                            left_after=before - len(deletes) + len(creates))
             except DnsProviderError as e:
+                metrics.dns_call(provider.kind, "change", "error")
                 result.failed += [{**op.view(), "error": str(e)} for op in ops]
                 continue
+            metrics.dns_call(provider.kind, "change", "ok")
             for op in ops:
                 _done(op, ids.get(op.record) if op.action != "delete" else None, result, writer)
     else:
@@ -229,8 +234,10 @@ def _apply(provider: DnsProvider, result: Result, found: list[Found], writer: _R
                     provider.delete(op.old)
                     provider_id = None
             except DnsProviderError as e:
+                metrics.dns_call(provider.kind, op.action, "error")
                 result.failed.append({**op.view(), "error": str(e)})
                 continue
+            metrics.dns_call(provider.kind, op.action, "ok")
             _done(op, provider_id, result, writer)
 
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bootfleet import metrics
 from bootfleet.errors import BadGatewayError, SettingsError
 from bootfleet.settings import Settings
 
@@ -133,17 +134,22 @@ class Retrier:
         import requests
         from ibm_cloud_sdk_core import ApiException
 
+        operation = what.split(" ", 1)[0]  # create, get, list, tag, delete, ...: the metrics label
         for attempt in range(self.retries + 1):
             try:
-                return fn()
+                answer = fn()
+                metrics.provider_call("ibm", operation, "ok")
+                return answer
             except (ApiException, requests.RequestException) as e:
                 error = error_from(what, e, kind)
                 response = getattr(e, "http_response", None)
                 after = retry_after(response.headers.get("Retry-After")) if response is not None else None
             if not error.retryable or attempt == self.retries:
+                metrics.provider_call("ibm", operation, "error")
                 log.warning("IBM Cloud call failed", extra={"what": what, "status": error.http_status,
                                                             "code": error.code, "trace": error.trace})
                 raise error
+            metrics.provider_call("ibm", operation, "retry")
             delay = self.wait(attempt, after)
             log.warning("IBM Cloud call failed; retrying", extra={
                 "what": what, "status": error.http_status, "code": error.code, "trace": error.trace,

@@ -20,10 +20,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
-import pydantic
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
@@ -37,6 +36,10 @@ from bootfleet.errors import (
 )
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
+from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
+
+if TYPE_CHECKING:  # pydantic is imported by parse(), off the cold start of functions that parse no body
+    import pydantic
 
 log = logging.getLogger(__name__)
 RETRIES = 3  # times a request is run again after a retryable database error
@@ -123,6 +126,8 @@ def _finite_float(text: str) -> float:
 
 
 def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
+    import pydantic
+
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as e:
@@ -157,6 +162,7 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, bool]] = {}
+        self.route("/metrics", admin=True)(metrics_endpoint)  # Prometheus (web/metrics.py)
         if flask.has_app_context() and not flask.has_request_context():
             # functions-framework loads the function inside its Flask app's context. What that app
             # answers itself (a path its `/<path:path>` rule does not match, e.g. one holding a
@@ -184,6 +190,7 @@ class Api:
             return text_response(f"{self.service}: {message}\n", status)
         return json_response({"error": message, "status": status}, status)
 
+    @timed  # request counts and latency by endpoint (web/metrics.py)
     def __call__(self, request: flask.Request) -> flask.Response:
         if not self.cors:
             return self.dispatch(request)
@@ -206,6 +213,7 @@ class Api:
             check_no_nul(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
             handler, admin = self.handlers[endpoint]
+            request.environ[HANDLER] = handler.__name__
             if admin:
                 require_admin(request, settings)
             return self.run_retrying(handler, request, args)

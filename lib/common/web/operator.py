@@ -3,20 +3,17 @@
 Handlers parse and check the request (web/schemas.py), call the queries in db/ in one
 transaction, and answer with the views (web/views.py). A deployment with a provider gets
 one provisioning pass right after a create, update or delete (bootfleet.provision).
+The handlers import what only they need (web/schemas.py with pydantic, provisioning, DNS):
+the config function's cold start, a node fetching its user-data, does without them.
 """
 
 from __future__ import annotations
 
 from bootfleet import stages, validation
 from bootfleet.db import deployments, events, get_database, nodes, profiles
-from bootfleet.dns.reconcile import node_changed
 from bootfleet.errors import BadRequestError
-from bootfleet.providers.storage.choose import missing_images
-from bootfleet.provision.fleet import reinstall_server
 from bootfleet.provision.placement import check_placement, check_provider
-from bootfleet.provision.provisioner import reconcile
 from bootfleet.settings import get_settings
-from bootfleet.web import schemas
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
 from bootfleet.web.views import deployment_view, node_view, profile_view
 
@@ -57,6 +54,7 @@ def profile_list(request):
 
 @routes.route("/profiles", methods=("POST",), admin=True)
 def profile_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.ProfileIn, json_body(request))
     with get_database().transaction() as tx:
         profile = profiles.create(tx, body.model_dump())
@@ -72,6 +70,7 @@ def profile_get(request, key):
 
 @routes.route("/profiles/<key>", methods=("PATCH", "PUT"), admin=True)
 def profile_update(request, key):
+    from bootfleet.web import schemas
     body = parse(schemas.ProfileUpdate, json_body(request))
     changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
     with get_database().transaction() as tx:
@@ -83,6 +82,8 @@ def profile_update(request, key):
 def _warned(profile: dict) -> dict:
     """The profile, with `warnings` when it names images the storage does not hold (saved anyway:
     they may be uploaded next)."""
+    from bootfleet.providers.storage.choose import missing_images
+
     view = profile_view(profile)
     missing = missing_images(get_settings(), [profile["kernel"], *profile["initrds"]], fresh=True)
     if missing:
@@ -123,6 +124,7 @@ def deployment_list(request):
 
 @routes.route("/deployments", methods=("POST",), admin=True)
 def deployment_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.DeploymentIn, json_body(request))
     check_placement(body.provider, body.name, body.placement)
     check_provider(body.provider, body.placement, get_settings())
@@ -136,6 +138,8 @@ def deployment_create(request):
 
 def _provisioned(request, deployment: dict, status: int):
     """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
+    from bootfleet.provision.provisioner import reconcile
+
     view = deployment_view(deployment)
     if deployment["provider"] != "none":
         view["provisioning"] = reconcile(deployment["id"], base_url(request))
@@ -151,6 +155,7 @@ def deployment_get(request, key):
 
 @routes.route("/deployments/<key>", methods=("PATCH", "PUT"), admin=True)
 def deployment_update(request, key):
+    from bootfleet.web import schemas
     body = parse(schemas.DeploymentUpdate, json_body(request))
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
@@ -186,6 +191,7 @@ def deployment_delete(request, key):
 @routes.route("/deployments/<key>/reconcile", methods=("POST",), admin=True)
 def deployment_reconcile(request, key):
     """One provisioning pass now: create what is missing, delete what is extra."""
+    from bootfleet.provision.provisioner import reconcile
     with get_database().transaction() as tx:
         deployment = deployments.get(tx, key)
     return json_response(reconcile(deployment["id"], base_url(request)))
@@ -238,6 +244,7 @@ def node_list(request):
 
 @routes.route("/nodes", methods=("POST",), admin=True)
 def node_create(request):
+    from bootfleet.web import schemas
     body = parse(schemas.NodeIn, json_body(request))
     if not body.macs and not body.uuid:
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
@@ -255,6 +262,8 @@ def node_get(request, node_id):
 
 @routes.route("/nodes/<node_id>", methods=("PATCH", "PUT"), admin=True)
 def node_update(request, node_id):
+    from bootfleet.dns.reconcile import node_changed
+    from bootfleet.web import schemas
     body = parse(schemas.NodeUpdate, json_body(request))
     changes = _changes(body, not_null=("macs", "labels"))
     with get_database().transaction() as tx:
@@ -270,6 +279,7 @@ def node_update(request, node_id):
 
 @routes.route("/nodes/<node_id>", methods=("DELETE",), admin=True)
 def node_delete(request, node_id):
+    from bootfleet.dns.reconcile import node_changed
     with get_database().transaction() as tx:
         node, gone = nodes.delete(tx, node_id, "operator")
         node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
@@ -280,6 +290,8 @@ def node_delete(request, node_id):
 
 @routes.route("/nodes/<node_id>/reinstall", methods=("POST",), admin=True)
 def node_reinstall(request, node_id):
+    from bootfleet.provision.fleet import reinstall_server
+
     with get_database().transaction() as tx:
         node = nodes.reinstall(tx, node_id, "operator")
     view = node_view(node)

@@ -44,7 +44,8 @@ Template = Annotated[str, Field(max_length=256 * 1024), AfterValidator(_template
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # defer_build: a model is compiled when it first validates, not at import (cold start)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
 class ProfileIn(_Strict):
@@ -113,14 +114,6 @@ class NodeUpdate(_Strict):
     deployment: Ref | None = None
     profile: Ref | None = None
     instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
-
-
-class ProgressIn(BaseModel):
-    """A node's progress report (JSON, or cloud-init phone_home's form post)."""
-
-    model_config = ConfigDict(extra="ignore")
-    stage: Annotated[str, Field(min_length=1, max_length=32)]
-    message: Annotated[str, Field(max_length=2000)] = ""
 
 
 class DnsReconcileIn(_Strict):

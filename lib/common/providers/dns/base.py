@@ -29,11 +29,6 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-import dns.flags
-import dns.name
-import dns.rdatatype
-import dns.reversename
-
 from bootfleet.errors import BadGatewayError
 from bootfleet.settings import Settings
 
@@ -84,6 +79,9 @@ def address_type(ip: str) -> str:
 
 
 def ip_from_reverse(name: str) -> str:
+    import dns.name  # dnspython only where it is used: off the functions' cold start
+    import dns.reversename
+
     return dns.reversename.to_address(dns.name.from_text(name))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bootfleet.errors import SettingsError
 from bootfleet.providers.vpc.base import Provider, region_of
-from bootfleet.providers.vpc.ibm import IbmProvider
 from bootfleet.settings import Settings
 
 
@@ -12,6 +11,9 @@ def provider_for(deployment: dict, settings: Settings) -> Provider | None:
     """The provider a deployment's placement asks for (None for `none`)."""
     placement = deployment["placement"] or {}
     if deployment["provider"] == "ibm":
+        # imported when chosen: ibm-vpc and its SDK core stay off the functions' cold start
+        from bootfleet.providers.vpc.ibm import IbmProvider
+
         region = placement.get("region") or region_of(placement["zone"])
         return IbmProvider.from_settings(placement.get("kind", "bare_metal"), region, placement.get("vpc"),
                                         settings)
