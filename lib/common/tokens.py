@@ -60,7 +60,7 @@ def verify_node_token(secret: str, token: str | None, node_id: str, version: int
     if not token:
         raise TokenError("a node token is required (?token=... or Authorization: Bearer ...)", 401)
     expiry_text, _, signature = token.partition(".")
-    if not _EXPIRY.fullmatch(expiry_text) or not signature:
+    if not _EXPIRY.fullmatch(expiry_text) or not signature or not signature.isascii():
         raise TokenError("the node token is malformed", 403)
     expected = _sign(secret, node_id, version, int(expiry_text))
     if not hmac.compare_digest(expected, signature):
@@ -78,5 +78,5 @@ def verify_admin_token(expected: str | None, authorization: str | None) -> None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise TokenError("Authorization must be 'Bearer <admin token>'", 401)
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if not hmac.compare_digest(token.strip().encode(errors="replace"), expected.encode()):
         raise TokenError("the admin token is not valid", 403)

@@ -60,5 +60,5 @@ def test_importing_a_function_loads_no_cloud_sdk(function):
 def test_the_probe_sees_an_sdk_that_is_imported(tmp_path):
     """The check above can fail: a module that imports an SDK is caught."""
     source = tmp_path / "main.py"
-    source.write_text("import flask\nimport bootfleet.providers.vpc.ibm\n")
+    source.write_text("import flask\nimport ibm_vpc\n")
     assert "ibm_cloud_sdk_core" in imported_by(source)

@@ -11,15 +11,12 @@ a node's boot script previewed, unknown machines and adopting them, and `doctor`
 
 from __future__ import annotations
 
-import pydantic
-
 from bootfleet import doctor, validation
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import script_for
 from bootfleet.db import events, get_database, node_import, nodes, unknown
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
 from bootfleet.settings import get_settings
-from bootfleet.web import schemas
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse, pydantic_message
 from bootfleet.web.operator import _node_fields
 from bootfleet.web.views import node_view
@@ -28,12 +25,16 @@ routes = Routes()
 MOST_PROBLEMS = 20
 
 
-def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
+def _import_rows(raw: list[dict]) -> list:
     """Every row checked (all problems, by row number from 1) before anything is written."""
+    import pydantic
+
+    from bootfleet.web.schemas import NodeIn
+
     checked, problems, macs, hostnames = [], [], {}, {}
     for number, row in enumerate(raw, 1):
         try:
-            item = schemas.NodeIn.model_validate(row)
+            item = NodeIn.model_validate(row)
         except pydantic.ValidationError as e:
             problems.append(f"row {number}: {pydantic_message(e)}")
             continue
@@ -56,7 +57,9 @@ def _import_rows(raw: list[dict]) -> list[schemas.NodeIn]:
 @routes.route("/nodes/import", methods=("POST",), admin=True)
 def node_import_all(request):
     """All rows or none: checked first, then inserted in one transaction."""
-    body = parse(schemas.ImportIn, json_body(request))
+    from bootfleet.web.schemas import ImportIn  # pydantic stays off the config function's cold start
+
+    body = parse(ImportIn, json_body(request))
     if not body.nodes:
         raise BadRequestError("nodes: give at least one node")
     items = _import_rows(body.nodes)
@@ -114,7 +117,9 @@ def unknown_list(request):
 def unknown_adopt(request, mac):
     """One step: the unknown machine becomes a node with this MAC (and a profile or deployment)."""
     mac = validation.normalize_mac(mac)
-    body = parse(schemas.AdoptIn, json_body(request) if request.get_data(cache=True) else {})
+    from bootfleet.web.schemas import AdoptIn
+
+    body = parse(AdoptIn, json_body(request) if request.get_data(cache=True) else {})
     if not body.profile and not body.deployment:
         raise BadRequestError("give a profile or a deployment for the node to boot with")
     with get_database().transaction() as tx:

@@ -149,6 +149,9 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
                                  "ok": {200: OBJ}},
     ("GET", "/dns/records"): {"admin": True, "query": [*PAGE, q("deployment", {"type": "string"})],
                               "ok": {200: listing(OBJ)}},
+    **{("GET", f"/{name}/metrics"): {"admin": True, "ok": {200: TEXT},
+                                      "summary": "Prometheus metrics of this function (text exposition format)"}
+       for name in FUNCTIONS},
     ("POST", "/cleanup/run"): {"summary": "One cleanup run (admin token or the cron secret)", "ok": {200: OBJ},
                                "query": [q("dry_run", {"enum": ["true", "false"]})], "bearer": True},
 }
