@@ -119,11 +119,12 @@ def test_router_target_serves_everything_on_one_port(database):
 def test_gateway_target_renders_nginx_and_routes_to_the_function_apps(database, tmp_path):
     need("nginx", "nginx")
     tmp_path.chmod(0o755)
-    boot = entrypoint("boot", free_port())
+    shared = {"BOOTFLEET_GATEWAY_SECRET": "a-secret-the-gateway-and-functions-share"}  # Terraform makes one
+    boot = entrypoint("boot", free_port(), env=shared)
     try:
         gateway = entrypoint("gateway", free_port(), env={
             "BOOTFLEET_UPSTREAM_BOOT": boot.url, "BOOTFLEET_UPSTREAM": "http://127.0.0.1:9",
-            "NGINX_RUNTIME_DIR": str(tmp_path / "nginx"),
+            "NGINX_RUNTIME_DIR": str(tmp_path / "nginx"), **shared,
         })
         try:
             assert wait_http(gateway.url + "/healthz").json() == {"status": "ok", "service": "gateway"}
