@@ -302,7 +302,9 @@ def one_instance(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
     concurrency = args.instance_concurrency
     env = {"BOOTFLEET_DATABASE_URL": database, "BOOTFLEET_ADMIN_TOKEN": server.admin_token,
            "BOOTFLEET_TOKEN_SECRET": json.loads((server.data / "secrets.json").read_text())["token_secret"],
-           "BOOTFLEET_DB_POOL_SIZE": str(concurrency), "BOOTFLEET_IMAGES_DIR": str(server.data / "images")}
+           "BOOTFLEET_DB_POOL_SIZE": str(concurrency), "BOOTFLEET_IMAGES_DIR": str(server.data / "images"),
+           # wrk asks from loopback: a boot network, as `bootfleet serve` has it by default
+           "BOOTFLEET_BOOT_NETWORKS": "127.0.0.0/8"}
     with tempfile.TemporaryDirectory(prefix="bootfleet-metrics-") as metrics_dir:  # as the container sets it
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         function = Function("boot", ROOT / "functions" / "boot" / "main.py", 1, concurrency, env, probe="/boot.ipxe")
@@ -333,7 +335,10 @@ def main() -> int:
     server = hello = None
     try:
         if args.start_server:
-            server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None},
+            # Serve's defaults, but for the per-client limit on /boot/ (20/s): wrk is one address
+            # standing in for thousands of machines, each of which asks a handful of times.
+            server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None,
+                                        "BOOTFLEET_BOOT_RATE_LIMIT": "0"},
                                    workers=args.workers, threads=args.threads, timeout=90)
             args.url, args.token = server.url, server.admin_token
             print(f"bootfleet serve on {args.url} ({args.workers} workers x {args.threads} threads; "

@@ -108,9 +108,9 @@ def ipxe_problem(value: str) -> str | None:
     A character outside printable text (control characters, line and paragraph separators,
     lone surrogates), `${` (settings expansion), or a word that ends the command (`||`,
     `&&`, `;`) or starts a comment (`#...`)."""
-    for char in value:
-        if char != " " and not char.isprintable():
-            return f"must be printable text on one line (found {char!r})"
+    if not value.replace(" ", "").isprintable():  # one C loop; the character, only when there is one
+        char = next(c for c in value if c != " " and not c.isprintable())
+        return f"must be printable text on one line (found {char!r})"
     if "${" in value:
         return "must not contain ${ (iPXE would expand it as a setting)"
     for word in value.split(" "):
