@@ -6,8 +6,10 @@ bench/boot_storm.py --start-server and `make demo` (tests/e2e/demo.py) start it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +26,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_TEMP_DIRS: list[Path] = []
+
+
+def _temp_dir() -> Path:
+    """A temp data dir for one server, removed when this process ends (tests may still read
+    a stopped server's log or VM records)."""
+    if not _TEMP_DIRS:
+        atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _TEMP_DIRS])
+    _TEMP_DIRS.append(Path(tempfile.mkdtemp(prefix="bootfleet-serve-")))
+    return _TEMP_DIRS[-1]
 
 
 class RunningServer:
@@ -43,7 +57,7 @@ class RunningServer:
                  log_name: str = "server.log", new_session: bool = False, demo: bool = False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.data = Path(data) if data else Path(tempfile.mkdtemp(prefix="bootfleet-serve-"))
+        self.data = Path(data) if data else _temp_dir()
         self.data.mkdir(parents=True, exist_ok=True)
         # Its client settings (cli/config.py) go into the data dir, not the user's ~/.config,
         # unless the caller names an XDG_CONFIG_HOME.
