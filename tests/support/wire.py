@@ -48,8 +48,10 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 class RecordingProxy:
-    def __init__(self, upstream_host: str, upstream_port: int, tls: bool = False):
-        self.upstream = (upstream_host, upstream_port)
+    """`upstream_port` None: `upstream_host` is a unix socket's path (a local PostgreSQL)."""
+
+    def __init__(self, upstream_host: str, upstream_port: int | None, tls: bool = False):
+        self.upstream = upstream_host if upstream_port is None else (upstream_host, upstream_port)
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -90,12 +92,22 @@ class RecordingProxy:
                 except (OSError, ssl.SSLError):
                     client.close()
                     continue
-            upstream = socket.create_connection(self.upstream, timeout=30)
+            upstream = self._connect_upstream()
             record = bytearray()
             with self.lock:
                 self.sent.append(record)
             threading.Thread(target=self._pipe, args=(client, upstream, record), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    def _connect_upstream(self) -> socket.socket:
+        if isinstance(self.upstream, str):
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.settimeout(30)
+            upstream.connect(self.upstream)
+        else:
+            upstream = socket.create_connection(self.upstream, timeout=30)
+        upstream.settimeout(None)  # the timeout is for connecting; a pooled connection may idle longer
+        return upstream
 
     def _pipe(self, source: socket.socket, target: socket.socket, record: bytearray | None) -> None:
         try:

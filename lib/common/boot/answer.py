@@ -90,9 +90,9 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
         done = _step(database, settings, req, client)
     if done["why"]:
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
+    node = done["node"]
     if done["opens"]:  # the stage change db/boot.py made, counted as db.nodes counts its own
-        metrics.stages_moved("booting", [{"from_stage": done["stage"], "in_stage_s": done["in_stage_s"]}])
-    node = {**done["node"], "stage": done["stage"]}
+        metrics.stages_moved("booting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
     result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
     if result.missing_images:
         _report_missing(database, settings, node, result)

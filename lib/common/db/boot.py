@@ -103,7 +103,7 @@ refused_event AS (
       AND e.created_at > now() - make_interval(secs => CAST(:quiet AS integer)))
   RETURNING id
 )
-SELECT a.node_row AS node, a.profile_row AS profile, a.deployment_row AS deployment, a.stage, a.why, a.opens,
+SELECT a.node_row AS node, a.profile_row AS profile, a.deployment_row AS deployment, a.why, a.opens,
   a.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END AS token_version,
   extract(epoch FROM now() - a.stage_changed_at)::float8 AS in_stage_s
 FROM acted a
@@ -113,8 +113,8 @@ FROM acted a
 def step(database: Database, macs: list[str], uuid: str | None, serial: str | None, secret_hash: str | None,
          trusted: bool, client: str, quiet_seconds: int) -> dict[str, Any] | None:
     """The node's boot step, done (see the module docstring); None for an unknown machine.
-    {node, profile, deployment, stage (before), why (refused: the reason), opens, token_version,
-    in_stage_s (seconds it had been in that stage)}"""
+    {node (as it was: its stage before this step), profile, deployment, why (refused: the reason),
+    opens, token_version, in_stage_s (seconds it had been in that stage)}"""
     rows = database.statement(STATEMENT, macs=macs or [""], uuid=uuid, serial=serial, secret_hash=secret_hash,
                               trusted=trusted, client=client, quiet=quiet_seconds)
     return rows[0] if rows else None

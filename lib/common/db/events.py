@@ -28,21 +28,6 @@ def add(
     )
 
 
-def add_unless_recent(tx: Transaction, kind: str, message: str, source: str, seconds: int,
-                      node_id: str | None = None, deployment_id: str | None = None, stage: str | None = None) -> None:
-    """Add the event unless the same node already has one of this kind within `seconds`
-    (a node without a node id: the same message), so that a flood writes few rows."""
-    same = "node_id = CAST(:node_id AS uuid)" if node_id else "node_id IS NULL AND message = :message"
-    tx.run(
-        "INSERT INTO event (node_id, deployment_id, stage, kind, message, source)"
-        " SELECT :node_id, :deployment_id, :stage, :kind, :message, :source"
-        f" WHERE NOT EXISTS (SELECT 1 FROM event WHERE {same} AND kind = :kind"
-        "  AND created_at > now() - make_interval(secs => :seconds))",
-        node_id=node_id, deployment_id=deployment_id, stage=stage, kind=kind, message=message[:2000],
-        source=source, seconds=seconds,
-    )
-
-
 def listing(
     tx: Transaction,
     after_id: int = 0,

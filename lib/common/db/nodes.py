@@ -27,17 +27,6 @@ def get(tx: Transaction, node_id: str, lock: bool = False) -> dict:
     return node
 
 
-def find(tx: Transaction, macs: list[str], smbios_uuid: str | None) -> dict | None:
-    """The node with one of these MACs, else the one with this SMBIOS UUID; locked."""
-    return tx.one(
-        f"{SELECT} WHERE n.id = COALESCE("
-        " (SELECT node_id FROM node_mac WHERE mac = ANY(:macs) LIMIT 1),"
-        " (SELECT id FROM node WHERE smbios_uuid = :smbios_uuid)) FOR UPDATE OF n",
-        macs=macs or [""],
-        smbios_uuid=smbios_uuid,
-    )
-
-
 def listing(
     tx: Transaction,
     limit: int,
@@ -228,15 +217,6 @@ def touch(tx: Transaction, node_id: str) -> None:
     tx.run("UPDATE node SET last_seen = now() WHERE id = :id", id=node_id)
 
 
-def open_install(tx: Transaction, node_id: str, source: str, message: str, deployment_id: str | None) -> int:
-    """A boot answer opens an install: a new token version (tokens of an earlier install
-    stop working) and the node moves to `booting`. Returns the new token version."""
-    version = tx.scalar("UPDATE node SET token_version = token_version + 1 WHERE id = :id RETURNING token_version",
-                        id=node_id)
-    set_stage(tx, node_id, "booting", source, message, deployment_id, seen=True)
-    return version
-
-
 def set_secret(tx: Transaction, node_id: str, secret_hash: str | None) -> None:
     """Store the hash of the enrolment secret a new server's user data carries."""
     tx.run("UPDATE node SET secret_hash = :h, updated_at = now() WHERE id = :id", h=secret_hash, id=node_id)
@@ -273,20 +253,6 @@ def boot_plan(tx: Transaction, node: dict) -> tuple[dict | None, dict | None]:
     if profile is None:
         profile = profiles.for_labels(tx, node.get("labels") or {})
     return profile, deployment
-
-
-def remember_identity(tx: Transaction, node: dict, smbios_uuid: str | None, serial: str | None) -> None:
-    """Record the SMBIOS UUID and serial a machine reported, where the node has none yet
-    (a UUID another node already has is not taken)."""
-    updates = {}
-    if smbios_uuid and not node.get("smbios_uuid"):
-        if tx.one("SELECT id FROM node WHERE smbios_uuid = :u", u=smbios_uuid) is None:
-            updates["smbios_uuid"] = smbios_uuid
-    if serial and not node.get("serial"):
-        updates["serial"] = serial
-    if updates:
-        sets = ", ".join(f"{k} = :{k}" for k in updates)
-        tx.run(f"UPDATE node SET {sets} WHERE id = :id", id=node["id"], **updates)
 
 
 # --- a deployment's nodes and servers -------------------------------------------------------

@@ -171,24 +171,22 @@ class LocalProvider(Provider):
         return True
 
     def reboot(self, server_id: str) -> None:
-        record = self._by_id(server_id)
-        if record is None:
-            raise SettingsError(f"no local VM {server_id}")
-        self._kill(record)
-        self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, self._user_data(record))
-        self._write(record)
+        self._restart(server_id, None)
 
     def reinstall(self, server_id: str, user_data: str, wait: float = 0) -> str:
         """Restart the VM with its new user data (a new enrolment secret)."""
+        self._restart(server_id, user_data)
+        return "restarted"
+
+    def _restart(self, server_id: str, user_data: str | None) -> None:
+        """Stop the VM and start it again with `user_data`, or (None) the script it ran, kept
+        beside its record."""
         record = self._by_id(server_id)
         if record is None:
             raise SettingsError(f"no local VM {server_id}")
+        if user_data is None:
+            script = self.dir / f"{record['name']}.ipxe"
+            user_data = script.read_text() if script.exists() else None
         self._kill(record)
         self._start(record, record.get("base_url") or qemu.GUEST_BASE_URL, user_data)
         self._write(record)
-        return "restarted"
-
-    def _user_data(self, record: dict) -> str | None:
-        """The user data the VM was created with (its script, kept beside its record)."""
-        path = self.dir / f"{record['name']}.ipxe"
-        return path.read_text() if path.exists() else None
