@@ -431,7 +431,9 @@ def test_nodes_outside_deployments_are_summarised_and_flagged_and_unknown_machin
         assert resp.status_code == 200, resp.text
         requests.get(f"{srv.url}/boot/ipxe", params={"mac": "52:54:00:db:00:99"}, timeout=10)
 
-        page = open_dashboard(browser, srv.url)
+        # Stuck is re-read on the page's slow refresh (15 s by default): every second here, so a
+        # first read taken before the 1 s timeout passed does not hold the card past WAIT.
+        page = open_dashboard(browser, srv.url, query="?poll=300&refresh=1000")
         outside = page.locator('.deployment.standalone[data-deployment="-"]')
         expect(outside).to_contain_text("Outside deployments", timeout=WAIT)
         expect(outside.locator(".alert-failed")).to_have_text("1 failed")
