@@ -30,6 +30,7 @@ import collections
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import subprocess
@@ -216,7 +217,9 @@ class Fleet:
         return figures, problems
 
 
-def run_wrk(wrk: str, url: str, path: str, fleet: Fleet, expect: str, args, connections: int | None = None) -> dict:
+def run_wrk(wrk: str, url: str, path: str, fleet: Fleet, expect: str, args, connections: int | None = None,
+            meter: CpuMeter | None = None) -> dict:
+    before = meter.snapshot() if meter else None
     command = [wrk, f"-t{args.threads_wrk}", f"-c{connections or args.connections}", f"-d{args.duration}s", "--timeout", "10s",
                "-s", str(LUA), url, "--", path, fleet.prefix, str(fleet.count), expect]
     out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=args.duration + 120)
@@ -225,7 +228,61 @@ def run_wrk(wrk: str, url: str, path: str, fleet: Fleet, expect: str, args, conn
         raise SystemExit(f"wrk failed ({out.returncode}): {out.stdout[-1000:]} {out.stderr[-1000:]}")
     result = json.loads(line.removeprefix("STORM "))
     result["rps"] = result["requests"] / result["seconds"]
+    if meter:
+        result["cpu_ms"] = CpuMeter.per_request(before, meter.snapshot(), result["requests"])
     return result
+
+
+class CpuMeter:
+    """CPU seconds by part of the system while a target runs, from /proc: the server under test's
+    process tree (gunicorn master and workers), its PostgreSQL (the postmaster whose command line
+    names the server's data directory, and its backends) and wrk (this process's children).
+    What says whether the 2 cores went to Python or to the database."""
+
+    def __init__(self, server_pid: int | None, data_dir: Path | None = None):
+        self.server_pid, self.data_dir = server_pid, str(data_dir) if data_dir else None
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _processes(self) -> dict[int, tuple[int, str, float]]:
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # gone meanwhile
+            fields = stat.rsplit(")", 1)[1].split()
+            found[int(entry)] = (int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / self.tick)
+        return found
+
+    def snapshot(self) -> dict[str, float]:
+        procs = self._processes()
+        children = collections.defaultdict(list)
+        for pid, (ppid, _, _) in procs.items():
+            children[ppid].append(pid)
+
+        def tree(roots) -> set[int]:
+            seen, todo = set(), list(roots)
+            while todo:
+                pid = todo.pop()
+                if pid in procs and pid not in seen:
+                    seen.add(pid)
+                    todo += children[pid]
+            return seen
+
+        database = tree(pid for pid, (_, cmd, _) in procs.items()
+                        if self.data_dir and "postgres" in cmd.split(" ")[0] and self.data_dir in cmd)
+        server = tree([self.server_pid] if self.server_pid else []) - database
+        wrk = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"server": sum(procs[p][2] for p in server), "database": sum(procs[p][2] for p in database),
+                "wrk": wrk.ru_utime + wrk.ru_stime}
+
+    @staticmethod
+    def per_request(before: dict, after: dict, requests_done: int) -> dict[str, float]:
+        """Milliseconds of CPU per request for each part."""
+        return {k: 1000 * (after[k] - before[k]) / max(requests_done, 1) for k in before}
 
 
 def short(frame: str) -> str:
@@ -294,6 +351,26 @@ def print_row(name: str, r: dict, base: float) -> None:
           f"{r['p99_us'] / 1000:>9.1f}{r['errors'] + r['bad']:>8}{r['requests']:>10}", flush=True)
 
 
+def print_cpu(runs: dict) -> None:
+    """Where the machine's CPU went, per request: the server's Python, its PostgreSQL, wrk."""
+    measured = {name: r["cpu_ms"] for name, r in runs.items() if "cpu_ms" in r}
+    if not measured:
+        return
+    print(f"\nCPU per request, ms{'server':>9}{'database':>10}{'wrk':>7}{'total':>8}")
+    for name, cpu in measured.items():
+        total = sum(cpu.values())
+        database = f"{cpu['database']:.2f}" if cpu["database"] else "-"
+        print(f"{name:19}{cpu['server']:>9.2f}{database:>10}{cpu['wrk']:>7.2f}{total:>8.2f}")
+    node, hello = measured.get("node script"), measured.get("hello world")
+    if node and hello and node["database"]:
+        cores = os.cpu_count() or 1
+        cap = 1000 * cores / node["database"]
+        print(f"the database alone takes {node['database']:.2f} ms of CPU per node script: on {cores} cores shared"
+              f" with nothing else it would answer at most {cap:,.0f}/s ({cap / runs['hello world']['rps']:.2f} x"
+              f" this run's hello world); the server's Python takes {node['server'] / hello['server']:.1f} x"
+              f" the hello world's per request")
+
+
 def one_instance(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
     """The boot function as one Code Engine app instance runs it (the container's entrypoint:
     functions-framework, WORKERS=1, THREADS = container concurrency, a pool as large), loaded with
@@ -309,7 +386,8 @@ def one_instance(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         function = Function("boot", ROOT / "functions" / "boot" / "main.py", 1, concurrency, env, probe="/boot.ipxe")
         try:
-            return run_wrk(wrk, function.url, "/ipxe", fleet, "\nkernel ", args, connections=concurrency)
+            return run_wrk(wrk, function.url, "/ipxe", fleet, "\nkernel ", args, connections=concurrency,
+                           meter=CpuMeter(function.proc.pid, server.data))
         finally:
             function.stop()
 
@@ -348,6 +426,7 @@ def main() -> int:
         hello = Function("hello", ROOT / "bench" / "hello" / "main.py", args.workers, args.threads)
         print(f"hello world on {hello.url} (functions-framework, {args.workers} workers x {args.threads} threads)",
               flush=True)
+        meter = CpuMeter(server.proc.pid, server.data) if server else None  # our own server: its processes are known
         fleet = Fleet(args.url, args.token, args.nodes)
         took = fleet.register()
         print(f"registered {args.nodes} nodes in {took:.1f} s (deployment {fleet.deployment})", flush=True)
@@ -360,11 +439,11 @@ def main() -> int:
         print(f"wrk: {args.threads_wrk} thread, {args.connections} connections, {args.duration} s per target",
               flush=True)
         runs = {
-            "hello world": run_wrk(wrk, hello.url, "/ipxe", fleet, "\nkernel ", args),
-            "chainloader": run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args),
+            "hello world": run_wrk(wrk, hello.url, "/ipxe", fleet, "\nkernel ", args, meter=CpuMeter(hello.proc.pid)),
+            "chainloader": run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args, meter=meter),
         }
         profile = Profile(server.proc.pid, args.duration, Path(args.profile)) if args.profile and server else None
-        runs["node script"] = run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args)
+        runs["node script"] = run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args, meter=meter)
         if profile:
             profile.report()
         base = runs["hello world"]["rps"]
@@ -379,6 +458,7 @@ def main() -> int:
                   f"{args.instance_concurrency} threads, pool {args.instance_concurrency}, "
                   f"wrk -c{args.instance_concurrency} (its container concurrency)")
 
+        print_cpu(runs)
         node = runs["node script"]
         answered = node["requests"] - node["bad"]
         asked, wrong = fleet.complete()
