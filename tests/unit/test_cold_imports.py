@@ -31,6 +31,7 @@ SDKS = (
     "gunicorn",
     "prometheus_client",  # imported by the first flush of the metrics, a second after the first request
     "pydantic",  # imported by the handlers that parse a body with it (web/schemas.py)
+    "yaml",  # imported by the cloud-init rendering that needs it (boot/render.py)
 )
 
 PROBE = """

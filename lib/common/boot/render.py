@@ -22,7 +22,6 @@ import json
 from typing import Any
 
 import jinja2
-import yaml
 
 from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops, render_limited
 from bootfleet.errors import RenderError, ValidationError
@@ -46,6 +45,8 @@ def _plain_yaml(text: str) -> bool:
     """Whether `text` printed after `key: ` reads back as the same string, on one line."""
     if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
         return False
+    import yaml  # here, not at import: a node script renders no YAML (16 ms of every cold start)
+
     try:
         return yaml.safe_load(f"k: {text}\n") == {"k": text}
     except yaml.YAMLError:
@@ -145,6 +146,8 @@ def render_config(profile: dict, context: dict) -> tuple[str, str]:
             raise RenderError(f"profile {profile['name']!r}: the rendered Ignition is not valid JSON: {e}") from None
         return text, "application/vnd.coreos.ignition+json"
     if text.startswith("#cloud-config"):
+        import yaml
+
         try:
             yaml.safe_load(text)
         except yaml.YAMLError as e:
