@@ -37,6 +37,9 @@ WAIT = 15_000  # ms: how long the page may take to show a change (it polls every
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python: pip install playwright")
 expect = sync_api.expect
+# Every expectation waits as long as the page may take to show a change, not Playwright's 5 s: a
+# busy CI machine can take longer than that to poll and render (one unguarded check failed once).
+expect.set_options(timeout=WAIT)
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="the browser tests need Debian's Chromium: apt-get install -y chromium"
 )

@@ -133,11 +133,13 @@ def start_nginx(conf: Path, runtime: Path, port: int) -> Process:
 
 
 def wait_http(url: str, timeout: float = 30, **kwargs) -> requests.Response:
+    """The first answer at `url` within `timeout` seconds: a server still starting refuses the
+    connection, or (its first request opens the database and imports the rest) answers slowly."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return requests.get(url, timeout=5, **kwargs)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=max(1.0, min(15.0, deadline - time.monotonic())), **kwargs)
+        except (requests.ConnectionError, requests.Timeout):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
