@@ -46,7 +46,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.server import RunningServer, free_port  # noqa: E402  (the tests' own way to start `bootfleet serve`)
+from support.server import RunningServer, free_port, stop_process  # noqa: E402  (the tests' own way to start `bootfleet serve`)
 
 LUA = ROOT / "bench" / "storm.lua"
 TARGET_RATIO, TARGET_P99_MS = 0.67, 50  # issue 15: node script >= 0.67 x the hello world, p99 <= 50 ms
@@ -96,12 +96,7 @@ class Function:
         raise SystemExit(f"{target} did not answer within 60 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
 

@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.server import free_port  # noqa: E402
+from support.server import free_port, stop_process  # noqa: E402
 
 ADMIN = "cold-start-admin-token"
 SECRET = "cold-start-token-secret-0123456789abcdef"
@@ -136,12 +136,7 @@ def cold_start(name: str, node: dict, env: dict) -> tuple[float, float, float]:
         rss, pss = memory_mb(proc.pid)
         return took, rss, pss
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def importtime(name: str, top: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from support.server import free_port
+from support.server import free_port, stop_process
 
 ZONE = "example.test"
 REVERSE_ZONE = "10.in-addr.arpa"
@@ -159,11 +159,6 @@ class BindServer:
                 dns.query.tcp(update, "127.0.0.1", port=self.port, timeout=5)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

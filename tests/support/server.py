@@ -28,6 +28,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a process to end (SIGTERM); kill it if it has not within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 _TEMP_DIRS: list[Path] = []
 
 
@@ -105,12 +115,7 @@ class RunningServer:
         return self.log_path.read_text()
 
     def stop(self, timeout: float = 10) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout)
         self.log.close()
 
     def __enter__(self) -> RunningServer:
