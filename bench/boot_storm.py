@@ -287,12 +287,9 @@ def short(frame: str) -> str:
         return frame
     name, path = match.groups()
     for marker in ("site-packages/", "/lib/common/", "/functions/", "/lib/python3"):
-        if marker in path:
-            path = ("bootfleet/" if marker == "/lib/common/" else "functions/" if marker == "/functions/" else "") \
-                + path.split(marker, 1)[1]
+        if marker in path:  # lib/common/bootfleet/db/boot.py -> bootfleet/db/boot.py
+            path = ("functions/" if marker == "/functions/" else "") + path.split(marker, 1)[1]
             break
-    if path.startswith("common/"):  # py-spy's own shortening of lib/common/...
-        path = "bootfleet/" + path.removeprefix("common/")
     return f"{name} ({path})"
 
 

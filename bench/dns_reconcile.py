@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "lib"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "lib" / "common"), str(ROOT / "tests")]
 
 ZONE = "example.test"  # the BIND test zones; the IBM fake serves the same name
 

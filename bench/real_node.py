@@ -3,7 +3,7 @@
 
 Starts `bootfleet serve` (embedded PostgreSQL) on a free port, uploads the e2e node's
 kernel and initramfs (tests/e2e/node_image.py), registers one node per run and boots it
-in QEMU (lib/common/providers/vpc/qemu.py: Debian's iPXE under BIOS, or OVMF with iPXE's
+in QEMU (lib/common/bootfleet/providers/vpc/qemu.py: Debian's iPXE under BIOS, or OVMF with iPXE's
 EFI NIC ROM under UEFI); prints the seconds from QEMU start to each stage event the
 server recorded. docs/benchmarks.md ("A real node") has the figures.
 

@@ -3,8 +3,8 @@
 Starts `bootfleet serve` (or uses the one already answering on the port, e.g. from
 `make run`), uploads the e2e node's kernel and initramfs with `bootfleet images upload`,
 creates a profile and a deployment of 3 with the `local` provider: the provisioner
-(lib/common/provision/provisioner.py, the same path as IBM Cloud) creates its nodes and one QEMU VM
-each (lib/common/providers/vpc/local.py: Debian's iPXE in QEMU). Then `bootfleet watch` until all
+(lib/common/bootfleet/provision/provisioner.py, the same path as IBM Cloud) creates its nodes and one QEMU VM
+each (lib/common/bootfleet/providers/vpc/local.py: Debian's iPXE in QEMU). Then `bootfleet watch` until all
 three are ready, and the deployment is deleted again, which stops the VMs.
 
     python tests/e2e/demo.py [--port 8080] [--count 3]
@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "lib"))
+sys.path.insert(0, str(ROOT / "lib" / "common"))  # the bootfleet package, as installed
 sys.path.insert(0, str(ROOT / "tests"))  # support.server: the tests' own way to start `bootfleet serve`
 
 from node_image import NodeImageUnavailableError, build  # noqa: E402

@@ -1,5 +1,5 @@
 """The `local` provider end to end: `bootfleet deployment create --provider local`
-starts real QEMU VMs (lib/common/providers/vpc/qemu.py) whose iPXE firmware network-boots from the
+starts real QEMU VMs (lib/common/bootfleet/providers/vpc/qemu.py) whose iPXE firmware network-boots from the
 running server and is recognised by the MAC the provisioner recorded; scale and
 delete stop them. The same provisioning path as the cloud (what `make demo` uses).
 

@@ -13,8 +13,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LIB = ROOT / "lib" / "common"
 PACKAGE = "bootfleet"
+LIB = ROOT / "lib" / "common" / PACKAGE  # the src layout: lib/common holds the package, which bears its import name
 HTTP_MODULES = ("bootfleet.web", "flask", "werkzeug", "functions_framework")
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|SAVEPOINT|"
                  r"pg_(try_)?advisory|CREATE\s+TABLE)\b", re.I | re.S)
@@ -50,11 +50,25 @@ def imports(path: Path, name: str) -> set[str]:
     return found
 
 
-def test_every_sub_package_is_installed():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert config["package-dir"] == {PACKAGE: "lib/common"}
-    packages = {name for name, path in modules().items() if path.name == "__init__.py"}
-    assert sorted(config["packages"]) == sorted(packages)
+def test_every_sub_package_is_installed_from_the_folder_that_bears_its_name():
+    """pyproject finds the package in lib/common, where it sits under its own name (the src
+    layout): no package-dir mapping renames a folder, so `bootfleet.db.nodes` is
+    lib/common/bootfleet/db/nodes.py. setuptools' find discovers a folder only if it has an
+    __init__.py, so every folder that holds Python files needs one, or the install leaves it out."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools.get("package-dir", {}) in ({}, {"": "lib/common"})
+    find = setuptools["packages"]["find"]
+    assert find["where"] == ["lib/common"]
+    beside = sorted(p.name for p in LIB.parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists())
+    assert beside == [PACKAGE], "lib/common holds the bootfleet package and nothing importable beside it"
+
+    folders = {path.parent for path in LIB.rglob("*.py")}
+    missing = sorted(str(folder.relative_to(ROOT)) for folder in folders if not (folder / "__init__.py").is_file())
+    assert missing == [], "add an __init__.py to these folders, or setuptools leaves them out: " + ", ".join(missing)
+    from setuptools import find_packages  # what pip install runs, with pyproject's own arguments
+
+    installed = set(find_packages(where=str(ROOT / find["where"][0]), include=find["include"]))
+    assert installed == {name for name, path in modules().items() if path.name == "__init__.py"}
 
 
 def test_sql_lives_only_in_db():
@@ -65,7 +79,7 @@ def test_sql_lives_only_in_db():
         for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
             if token.type == tokenize.STRING and SQL.search(token.string):
                 outside.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.string[:60]}")
-    assert outside == [], "SQL belongs in lib/common/db/:\n" + "\n".join(outside)
+    assert outside == [], "SQL belongs in lib/common/bootfleet/db/:\n" + "\n".join(outside)
 
 
 def test_only_web_imports_the_http_layer():

@@ -15,7 +15,7 @@ def test_every_route_of_every_function_is_in_the_document_and_described():
     doc = document()
     routes = {(m, p) for name in FUNCTIONS for m, p, _ in _function_routes(name)}
     assert routes == {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert undescribed() == [], "describe these in lib/common/web/openapi.py DOCS"
+    assert undescribed() == [], "describe these in lib/common/bootfleet/web/openapi.py DOCS"
     assert set(DOCS) == routes, "DOCS describes routes that do not exist"
 
 

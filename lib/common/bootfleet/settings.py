@@ -159,8 +159,8 @@ def _home_config() -> str:
 
 _HOME_CONFIG = _home_config()
 
-# The checkout: lib/common/settings.py -> the repository, which holds functions/ and static/.
-_CHECKOUT = str(Path(__file__).resolve().parents[2])
+# The checkout: lib/common/bootfleet/settings.py -> the repository, which holds functions/ and static/.
+_CHECKOUT = str(Path(__file__).resolve().parents[3])
 
 
 @dataclass(frozen=True)
