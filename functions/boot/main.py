@@ -3,6 +3,7 @@
 GET /boot/boot.ipxe   the chainloader (DHCP with retries, then chain to /boot/ipxe)
 GET /boot/ipxe        the node's script; ?mac=..&uuid=..&serial=..&hostname=..&arch=..&platform=..&secret=..
                       (secret: the enrolment secret of a server bootfleet created; docs/security.md)
+GET /boot/whoami      the caller's address as bootfleet sees it and the hops skipped (bootfleet doctor)
 """
 
 import logging
@@ -11,14 +12,14 @@ import re
 from bootfleet import metrics
 from bootfleet.boot import ipxe
 from bootfleet.boot.answer import BootRequest, answer
-from bootfleet.boot.trust import client
+from bootfleet.boot.trust import client, whoami
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RenderError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
 from bootfleet.tokens import is_secret_shaped
 from bootfleet.validation import check_hostname, check_serial, normalize_mac, normalize_uuid
-from bootfleet.web.api import Api, base_url, text_response
+from bootfleet.web.api import Api, base_url, json_response, text_response
 
 setup_logging("boot")
 log = logging.getLogger("bootfleet.boot")
@@ -55,6 +56,11 @@ def _parse(request) -> BootRequest:
 @api.route("/boot.ipxe")
 def chainloader(request):
     return text_response(ipxe.chainloader(base_url(request), retry_seconds=10))
+
+
+@api.route("/whoami")
+def who_am_i(request):
+    return json_response(whoami(request.remote_addr, request.headers, get_settings()))
 
 
 @api.route("/ipxe")

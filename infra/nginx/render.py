@@ -20,6 +20,7 @@ Needs only jinja2. Exits 2 with a message naming the bad option.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ HERE = Path(__file__).resolve().parent
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
 # What nodes fetch, kept on plain HTTP next to HTTPS.
 NODE_FUNCTIONS = ("boot", "config", "status")
+# Functions mode: the hops between a client and this gateway that are Code Engine's own, skipped
+# (right to left) in X-Forwarded-For to find the client. What IBM's and Knative's documents show
+# an app receiving (docs/security.md, "The client's address through Code Engine"):
+#   172.30.0.0/16  Code Engine's Istio ingress and Knative activator pods, e.g.
+#                  X-Forwarded-For=[172.30.136.209, 172.30.48.203, 172.30.167.171]
+#                  (ibm-cloud-docs/codeengine subscription-cron.md, the app's printed headers);
+#   127.0.0.0/8    the pod's own sidecars: [172.30.208.213, 127.0.0.6, 127.0.0.6]
+#                  (subscription-kafka.md), "10.128.0.7, 127.0.0.1, 127.0.0.1" (knative/serving#3112);
+#   10.128.0.0/14  the cluster network of that Knative report (OpenShift's default);
+#   ::1/128        loopback over IPv6.
+TRUSTED_HOPS = ("172.30.0.0/16", "127.0.0.0/8", "10.128.0.0/14", "::1/128")
 
 
 class RenderError(ValueError):
@@ -62,6 +74,25 @@ def body_size(raw: str) -> str:
     if raw[:-1].isdigit() and raw[-1] in "km":
         return raw
     raise RenderError(f"--max-body: expected bytes (1048576) or a size like 1m or 512k, got {raw!r}")
+
+
+def trusted_hops(given: list[str], env: dict[str, str]) -> list[str]:
+    """The CIDRs of --trusted-hop, else $BOOTFLEET_GATEWAY_TRUSTED_HOPS (commas or spaces), else TRUSTED_HOPS."""
+    items = [part for item in given for part in item.replace(",", " ").split()]
+    if not given:
+        raw = env.get("BOOTFLEET_GATEWAY_TRUSTED_HOPS")
+        items = raw.replace(",", " ").split() if raw is not None and raw.strip() else list(TRUSTED_HOPS)
+    hops = []
+    for item in items:
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise RenderError(f"trusted hop: expected a CIDR such as 172.30.0.0/16, got {item!r}") from None
+        if network.prefixlen == 0:
+            raise RenderError(f"trusted hop {item!r} trusts every address: any client could then choose its own"
+                              " address with X-Forwarded-For; name Code Engine's hop ranges only")
+        hops.append(str(network))
+    return list(dict.fromkeys(hops))
 
 
 def build_context(args: argparse.Namespace, env: dict[str, str]) -> dict:
@@ -104,6 +135,7 @@ def build_context(args: argparse.Namespace, env: dict[str, str]) -> dict:
     if gateway_secret and not gateway_secret.replace("-", "").replace("_", "").isalnum():
         raise RenderError("BOOTFLEET_GATEWAY_SECRET: use letters, digits, - and _ only (openssl rand -hex 32)")
     return {
+        "trusted_hops": trusted_hops(args.trusted_hop, env),
         "boot_rate": int(rate),
         "gateway_secret": gateway_secret,
         "mode": args.mode,
@@ -183,6 +215,10 @@ def parser() -> argparse.ArgumentParser:
                    "or /dev/stdout with --standalone); 'off' for none")
     p.add_argument("--boot-rate", type=int, help="/boot/ requests per second per client address; more get 429 "
                    "(default $BOOTFLEET_BOOT_RATE_LIMIT or 20; 0: no limit)")
+    p.add_argument("--trusted-hop", action="append", default=[], metavar="CIDR",
+                   help="functions mode: a range of Code Engine's own hops, skipped from the right of X-Forwarded-For"
+                   " to find the client; may repeat (default $BOOTFLEET_GATEWAY_TRUSTED_HOPS, commas or spaces, or "
+                   + " ".join(TRUSTED_HOPS) + ")")
     p.add_argument("--ca-bundle", default="/etc/ssl/certs/ca-certificates.crt", help="CAs trusted for https upstreams")
     p.add_argument("--standalone", action="store_true", help="a whole nginx.conf rather than a site for conf.d/")
     p.add_argument("--runtime-dir", default="/tmp/nginx", help="standalone: pid and temp files")

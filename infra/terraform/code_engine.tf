@@ -146,6 +146,8 @@ resource "ibm_code_engine_config_map" "gateway" {
     {
       BOOTFLEET_MAX_BODY_BYTES  = tostring(var.settings.max_body_bytes)
       BOOTFLEET_BOOT_RATE_LIMIT = tostring(var.settings.boot_rate_limit)
+      # Code Engine's own hops, skipped to find the client (bootfleet doctor shows the result).
+      BOOTFLEET_GATEWAY_TRUSTED_HOPS = join(",", var.gateway_trusted_hops)
     },
   )
 }

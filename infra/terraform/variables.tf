@@ -116,6 +116,19 @@ variable "database_connection_limit" {
   }
 }
 
+variable "gateway_trusted_hops" {
+  description = "CIDRs of Code Engine's own hops between a client and the gateway, skipped from the right of X-Forwarded-For to find the client's address (docs/security.md). Check with `bootfleet doctor` after the first apply."
+  type        = list(string)
+  # What IBM's Code Engine docs (subscription-cron.md, subscription-kafka.md) and knative/serving#3112
+  # show an app receiving: the Istio ingress and activator pods, the pod's sidecars (infra/nginx/render.py).
+  default = ["172.30.0.0/16", "127.0.0.0/8", "10.128.0.0/14", "::1/128"]
+
+  validation {
+    condition     = alltrue([for c in var.gateway_trusted_hops : can(cidrhost(c, 0)) && !endswith(c, "/0")])
+    error_message = "gateway_trusted_hops: each item must be a CIDR such as 172.30.0.0/16, and not /0 (a client could then choose its own address)."
+  }
+}
+
 variable "gateway_min_instances" {
   description = "Gateway instances kept running; 1 avoids a cold start on the first iPXE request of a boot storm."
   type        = number

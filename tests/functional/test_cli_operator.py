@@ -326,8 +326,11 @@ def test_doctor(srv, tmp_path, clean_db):
     run(srv, "profile", "create", "--name", "doc", "--kernel", "doc/vmlinuz", cwd=tmp_path)
     result = run(srv, "doctor", cwd=tmp_path, check=False)
     assert "doctor: " in result.stderr
-    for name in ("gateway", "database", "migrations", "clock", "boot"):
+    for name in ("gateway", "database", "migrations", "clock", "boot", "client address"):
         assert any(line.startswith("ok") and name in line for line in result.stdout.splitlines()), result.stdout
+    # Straight to the local server, no gateway: the TCP peer is the client, loopback is fine.
+    assert any("client address" in line and "127.0.0.1 via the peer" in line and "inside BOOTFLEET_BOOT_NETWORKS"
+               in line for line in result.stdout.splitlines()), result.stdout
     assert any(line.startswith("FAIL") and "images of doc" in line and "doc/vmlinuz" in line
                for line in result.stdout.splitlines())
     (tmp_path / "vmlinuz").write_bytes(b"k")

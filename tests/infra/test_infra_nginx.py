@@ -8,6 +8,7 @@ container's entrypoint, a function that never answers and one that is down.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -295,6 +296,10 @@ def test_the_renderer_knows_the_same_functions_as_the_router():
         (["--mode", "functions", "--upstream", "http://a"], {"BOOTFLEET_GATEWAY_SECRET": ""}, "BOOTFLEET_GATEWAY_SECRET"),
         (["--boot-rate", "-1"], {}, "--boot-rate"),
         (["--static-root", "static"], {}, "absolute path"),
+        (["--mode", "functions", "--upstream", "http://a", "--trusted-hop", "172.30.0.0/33"],
+         {"BOOTFLEET_GATEWAY_SECRET": "s"}, "expected a CIDR"),
+        (["--mode", "functions", "--upstream", "http://a"], {"BOOTFLEET_GATEWAY_SECRET": "s", "BOOTFLEET_GATEWAY_TRUSTED_HOPS": "0.0.0.0/0"},
+         "trusts every address"),
     ],
 )
 def test_the_renderer_refuses_what_cannot_work_and_says_why(args, env, message):
@@ -325,6 +330,22 @@ def test_every_rendering_is_a_valid_nginx_config(tmp_path, mode_args):
     # The site alone (for a distribution's conf.d/) renders too, without the standalone parts.
     site = render(*mode_args, "--static-root", str(ROOT / "static"), env=GATEWAY)
     assert site.returncode == 0 and "events {" not in site.stdout and "server {" in site.stdout
+
+
+def test_the_trusted_hops_come_from_the_option_the_environment_or_the_defaults():
+    def hops(*args, env=None):
+        result = render("--mode", "functions", "--upstream", "http://127.0.0.1:9", *args, env={**GATEWAY, **(env or {})})
+        assert result.returncode == 0, result.stderr
+        assert "real_ip_recursive on;" in result.stdout and "real_ip_header X-Forwarded-For;" in result.stdout
+        return re.findall(r"set_real_ip_from (\S+);", result.stdout)
+
+    assert hops() == ["172.30.0.0/16", "127.0.0.0/8", "10.128.0.0/14", "::1/128"]
+    assert hops(env={"BOOTFLEET_GATEWAY_TRUSTED_HOPS": "172.30.0.0/16, 127.0.0.1/8"}) == ["172.30.0.0/16", "127.0.0.0/8"]
+    assert hops("--trusted-hop", "10.1.0.0/16", "--trusted-hop", "fd00::/8",
+                env={"BOOTFLEET_GATEWAY_TRUSTED_HOPS": "172.30.0.0/16"}) == ["10.1.0.0/16", "fd00::/8"]
+    # Self-hosted, nginx is the edge: no header decides the client.
+    router = render("--mode", "router")
+    assert router.returncode == 0 and "set_real_ip_from" not in router.stdout
 
 
 def test_the_render_command_in_the_deployment_docs_works(tmp_path):

@@ -177,6 +177,21 @@ def test_the_gateway_runs_the_same_image_behind_the_domain_and_knows_every_app()
     assert unquote(mapping["component"][0]["resource_type"]) == "app_v2"
 
 
+def test_the_gateways_trusted_hops_are_settable_and_default_to_the_renderers():
+    """Code Engine's hop ranges (issue 21): a variable, into the gateway's config map, whose
+    default is the list render.py falls back to."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", ROOT / "infra" / "nginx" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = config()
+    assert [unquote(c) for c in cfg["variable"]["gateway_trusted_hops"]["default"]] == list(module.TRUSTED_HOPS)
+    data = cfg["resource"][("ibm_code_engine_config_map", "gateway")]["data"]
+    assert "BOOTFLEET_GATEWAY_TRUSTED_HOPS" in json.dumps(data) and "var.gateway_trusted_hops" in json.dumps(data)
+    assert "BOOTFLEET_GATEWAY_TRUSTED_HOPS" in module.parser().format_help()
+
+
 def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_environment():
     cfg = config()
     job = cfg["resource"][("ibm_code_engine_job", "cleanup")]

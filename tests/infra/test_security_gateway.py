@@ -1,33 +1,57 @@
-"""Attacker tests (issue 12): the real gateway (nginx in functions mode, as deployed on
-Code Engine) in front of the real function apps (the container's entrypoint), with a
-boot network of 10.9.0.0/16. Clients are told apart as Code Engine's ingress tells
-them: by the last X-Forwarded-For entry it appends (what the gateway believes).
+"""Attacker tests (issue 12) and the client's address through Code Engine (issue 21): the
+real gateway (nginx in functions mode, as deployed on Code Engine, with its default trusted
+hops) in front of the real function apps (the container's entrypoint), with a boot network
+of 198.51.100.0/28 (through the public domain a node's address is its public gateway's).
+
+Requests reach the gateway as Code Engine delivers them: the client's address followed by
+Code Engine's own hops in X-Forwarded-For, the last hop being the TCP peer. The shapes are
+the ones IBM's and Knative's documents show an app receiving:
+- ibm-cloud-docs/codeengine subscription-cron.md (an app printing its headers):
+  X-Forwarded-For=[172.30.136.209, 172.30.48.203, 172.30.167.171]: the sender, then the
+  Istio ingress (X-Envoy-Peer-Metadata-Id=router~172.30.48.203~istio-ingressgateway...)
+  and Knative's activator (K-Proxy-Request=[activator]);
+- subscription-kafka.md: [172.30.208.213, 127.0.0.6, 127.0.0.6] (the pod's sidecars);
+- knative/serving issue 3112: "10.128.0.7, 127.0.0.1, 127.0.0.1".
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from infra_support import entrypoint, free_port, need, render, start_nginx, worker_user, world_readable_tmpdir
-from support import ADMIN
+from support import ADMIN, ADMIN_TOKEN
 from support.helpers import PROFILE, token_from_script
 
 GATEWAY_SECRET = secrets.token_hex(24)
 RATE = 5  # /boot/ requests a second per client at the gateway (a burst of 10)
-TRUSTED = "10.9.1.5"  # inside the boot network
+BOOT_NETWORK = "198.51.100.0/28"  # the public gateway (and floating IPs) the fleet's nodes leave by
+TRUSTED = "198.51.100.5"  # inside the boot network
+NEIGHBOUR = "198.51.100.6"  # another node in it, behind the same Code Engine hops
 OUTSIDE = "203.0.113.7"  # an attacker on the internet
 MAC_A, MAC_B = "52:54:00:aa:00:01", "52:54:00:bb:00:02"
+# Code Engine's hops after the client, as the documents above show them (the peer, 127.0.0.1
+# here, is the last hop: nginx reads it as the TCP peer, not from the header).
+CODE_ENGINE_HOPS = {
+    "IBM cron subscription": ["172.30.48.203", "172.30.167.171"],
+    "IBM Kafka subscription": ["127.0.0.6", "127.0.0.6"],
+    "Knative issue 3112": ["10.128.0.7", "127.0.0.1", "127.0.0.1"],
+}
+HOPS = CODE_ENGINE_HOPS["IBM cron subscription"]
 
 
 @pytest.fixture(scope="module")
 def world(database):
     need("nginx", "nginx")
     work = world_readable_tmpdir("bootfleet-attack-")
-    env = {"BOOTFLEET_GATEWAY_SECRET": GATEWAY_SECRET, "BOOTFLEET_BOOT_NETWORKS": "10.9.0.0/16",
+    env = {"BOOTFLEET_GATEWAY_SECRET": GATEWAY_SECRET, "BOOTFLEET_BOOT_NETWORKS": BOOT_NETWORK,
            "BOOTFLEET_LOG_LEVEL": "INFO", "BOOTFLEET_RETRY_SECONDS": "5"}
     apps = {name: entrypoint(name, free_port(), env=env) for name in ("boot", "config", "status")}
     port = free_port()
@@ -48,9 +72,10 @@ def world(database):
         app.stop()
 
 
-def ask(world, path, client, **kwargs):
-    """A request as the gateway sees one from `client` behind Code Engine's ingress."""
-    headers = {"X-Forwarded-For": client, **kwargs.pop("headers", {})}
+def ask(world, path, client, hops=HOPS, spoofed=(), **kwargs):
+    """A request as the gateway sees one from `client` behind Code Engine's hops; `spoofed`:
+    entries the client itself put in X-Forwarded-For before Code Engine appended to it."""
+    headers = {"X-Forwarded-For": ", ".join([*spoofed, client, *hops]), **kwargs.pop("headers", {})}
     return requests.request(kwargs.pop("method", "GET"), world.url + path, headers=headers, timeout=10, **kwargs)
 
 
@@ -179,3 +204,69 @@ def test_no_token_or_secret_reaches_any_log(world, fleet):
 def test_the_gateway_config_holds_the_limits(world):
     conf = (world.work / "nginx.conf").read_text()
     assert f"rate={RATE}r/s" in conf and "limit_req zone=bootfleet_boot" in conf
+
+
+# --- the client's address through Code Engine (issue 21) ---------------------------------------------
+
+
+@pytest.mark.parametrize("shape", sorted(CODE_ENGINE_HOPS))
+def test_the_client_is_found_behind_code_engines_hops(world, shape):
+    hops = CODE_ENGINE_HOPS[shape]
+    seen = ask(world, "/boot/whoami", OUTSIDE, hops=hops, spoofed=["10.0.0.1", TRUSTED])
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert body["address"] == OUTSIDE, body  # not a hop, not what the client wrote in front
+    assert body["via"] == "gateway" and body["looks_internal"] is False and body["boot_network"] is False
+    assert body["forwarded_for"] == ["10.0.0.1", TRUSTED, OUTSIDE, *hops]
+    assert body["skipped"] == [*hops, "127.0.0.1"]  # the hops, then the gateway's TCP peer
+    assert GATEWAY_SECRET not in seen.text
+    # What doctor makes of that answer (from an operator's machine at OUTSIDE):
+    from bootfleet.doctor import client_address_check
+
+    check = client_address_check(body)
+    assert check["ok"] and f"as {OUTSIDE} via the gateway" in check["detail"] and hops[0] in check["detail"]
+
+
+def test_a_node_behind_code_engine_matches_its_boot_network_and_a_spoofed_one_does_not(world, fleet):
+    time.sleep(1)
+    # A registered MAC from the boot network's public gateway gets its script ...
+    assert "token=" in boot_as(world, TRUSTED, MAC_A).text
+    # ... one that writes that address in front of its own gets nothing, whatever the hops.
+    for hops in CODE_ENGINE_HOPS.values():
+        time.sleep(1 / RATE)
+        spoofed = ask(world, f"/boot/ipxe?mac={MAC_A}", OUTSIDE, hops=hops, spoofed=[TRUSTED])
+        assert spoofed.status_code == 200 and "token=" not in spoofed.text
+    assert stage_of(world, fleet.a) == "booting"
+
+
+def test_each_client_has_its_own_rate_limit_behind_the_same_hops(world, fleet):
+    time.sleep(3)  # full buckets
+    storm = [ask(world, "/boot/ipxe?mac=52:54:00:dd:00:01", OUTSIDE) for _ in range(30)]
+    assert [a.status_code for a in storm].count(429) >= 10
+    # Every request came through the same Code Engine hops: a node elsewhere is not throttled.
+    assert ask(world, "/boot/ipxe?mac=52:54:00:dd:00:02", NEIGHBOUR).status_code == 200
+    assert ask(world, "/boot/whoami", NEIGHBOUR).json()["address"] == NEIGHBOUR
+
+
+def test_an_unknown_machine_is_recorded_with_the_clients_address(world, fleet):
+    time.sleep(1)
+    mac = "52:54:00:ee:00:05"
+    assert boot_as(world, NEIGHBOUR, mac, pause=False).status_code == 200
+    unknown = ask(world, "/config/api/v1/unknown", TRUSTED, headers=ADMIN).json()["items"]
+    assert [row["last_address"] for row in unknown if row["mac"] == mac] == [NEIGHBOUR]
+
+
+def test_doctor_fails_when_the_gateway_takes_a_hop_for_the_client(world, fleet, tmp_path):
+    """What doctor shows on a first apply whose hops are not all in gateway_trusted_hops: here
+    the request reaches the gateway with no X-Forwarded-For, from a peer the gateway trusts
+    as a hop (127.0.0.1), so nothing but a hop is left to take for the client."""
+    time.sleep(1)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")},
+           "BOOTFLEET_URL": world.url, "BOOTFLEET_ADMIN_TOKEN": ADMIN_TOKEN, "XDG_CONFIG_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", "doctor", "--json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    check = checks["client address"]
+    assert check["ok"] is False and "127.0.0.1, an internal address" in check["detail"], check
+    assert "gateway_trusted_hops" in check["detail"]
+    assert result.returncode != 0 and "client address" in result.stderr

@@ -20,6 +20,23 @@ def _check(name: str, ok: bool, detail: str) -> dict:
     return {"name": name, "ok": ok, "detail": detail}
 
 
+def client_address_check(seen: dict) -> dict:
+    """What GET /boot/whoami answered the operator's machine. Through the gateway a client is
+    never at an internal address: if it seems to be, the gateway took one of Code Engine's
+    own hops for the client, and every node will too (docs/security.md)."""
+    address = seen.get("address") or "no address"
+    skipped = ", ".join(seen.get("skipped") or []) or "none"
+    where = "inside BOOTFLEET_BOOT_NETWORKS" if seen.get("boot_network") else "not in BOOTFLEET_BOOT_NETWORKS"
+    if seen.get("via") == "gateway" and seen.get("looks_internal"):
+        return _check("client address", False,
+                      f"bootfleet sees this machine as {address}, an internal address (hops skipped: {skipped});"
+                      " the gateway takes one of Code Engine's own hops for the client: add its range to the"
+                      " Terraform variable gateway_trusted_hops and apply (docs/deployment.md, first apply)")
+    return _check("client address", True,
+                  f"bootfleet sees this machine as {address} via the {seen.get('via')} ({where};"
+                  f" hops skipped: {skipped})")
+
+
 def server_checks(database: Database, settings: Settings) -> list[dict]:
     try:
         database.ping()

@@ -15,6 +15,7 @@ from bootfleet.cli.client import Client, CliError
 from bootfleet.cli.config import config_path, connect, target
 from bootfleet.cli.output import console, print_json, show
 from bootfleet.cli.resources import labels, read_file
+from bootfleet.doctor import client_address_check
 from bootfleet.settings import Settings
 
 FIELDS = ("mac", "macs", "hostname", "ip", "labels", "profile", "deployment", "uuid", "serial")
@@ -139,6 +140,10 @@ def cmd_doctor(args, settings: Settings) -> None:
         chain = client.session.get(found.url + "/boot/boot.ipxe", timeout=10)
         checks.append({"name": "boot", "ok": chain.ok and chain.text.startswith("#!ipxe"),
                        "detail": f"/boot/boot.ipxe answers {chain.status_code}"})
+        seen = client.session.get(found.url + "/boot/whoami", timeout=10)
+        checks.append(client_address_check(seen.json()) if seen.ok else
+                      {"name": "client address", "ok": False,
+                       "detail": f"/boot/whoami answers {seen.status_code}: a server older than this command?"})
         date = client.last_response.headers.get("Date") if client.last_response else None
         if date:
             skew = parsedate_to_datetime(date).timestamp() - (before + time.time()) / 2

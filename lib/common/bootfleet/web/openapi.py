@@ -56,6 +56,12 @@ EVENT = {"type": "object", "required": ["id", "kind", "message", "source", "crea
                         "kind": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
                         "created_at": TIME}}
 
+WHOAMI = {"type": "object", "required": ["address", "via", "boot_network", "looks_internal", "forwarded_for", "skipped"],
+          "properties": {"address": {"type": ["string", "null"]}, "via": {"enum": ["gateway", "trusted proxy", "peer"]},
+                         "boot_network": {"type": "boolean"}, "looks_internal": {"type": "boolean"},
+                         "forwarded_for": {"type": "array", "items": {"type": "string"}},
+                         "skipped": {"type": "array", "items": {"type": "string"}}}}
+
 
 # A node's progress report, as functions/status checks it (no pydantic on status's cold start).
 PROGRESS = {"type": "object", "required": ["stage"],
@@ -86,6 +92,8 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
         q("mac", {"type": "string"}), q("uuid", {"type": "string"}), q("serial", {"type": "string"}),
         q("hostname", {"type": "string"}), q("arch", {"type": "string"}), q("platform", {"type": "string"}),
         q("secret", {"type": "string"}, "the enrolment secret of a server bootfleet created")]},
+    ("GET", "/boot/whoami"): {"summary": "The caller's address as bootfleet sees it, and the hops skipped",
+                              "ok": {200: WHOAMI}},
     ("GET", "/config/api/v1/openapi.json"): {"summary": "This document", "ok": {200: OBJ}},
     ("GET", "/config/api/v1/profiles"): {"admin": True, "query": PAGE, "ok": {200: listing(PROFILE)}},
     ("POST", "/config/api/v1/profiles"): {"admin": True, "body": schemas.ProfileIn, "ok": {201: PROFILE}},
