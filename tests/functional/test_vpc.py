@@ -78,6 +78,8 @@ def test_answers_parse_with_the_sdk_models(fresh):
     vpc_v1.ImageCollection.from_dict(vpc.list_images(user_data_format=["ipxe"]).get_result())
     action = vpc.create_instance_action(vm.id, "reboot").get_result()
     vpc_v1.InstanceAction.from_dict(action)
+    vpc_v1.InstanceInitialization.from_dict(vpc.get_instance_initialization(vm.id).get_result())
+    vpc_v1.BareMetalServerInitialization.from_dict(vpc.get_bare_metal_server_initialization(bm.id).get_result())
 
 
 def test_version_and_generation_are_required(fresh):

@@ -297,8 +297,8 @@ class Provisioner:
             self.report.failed.append(node["hostname"])
 
     def resume_reinstall(self, node: dict) -> None:
-        """A reinstalled node's bare metal server was still stopping: reinitialize it now
-        that it has stopped (the provider answers None while it has not)."""
+        """A reinstalled node's server was still stopping: reinitialize it now that it has
+        stopped (the provider answers None while it has not, or when nothing is left to do)."""
         def user_data() -> str:  # built only once the server has stopped
             if not self.base_url:
                 raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")
