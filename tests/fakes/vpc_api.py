@@ -16,7 +16,12 @@ What it keeps faithful to the real services:
   a VNI's `primary_ip.address` is `0.0.0.0` and its `mac_address` absent while pending;
 - names: a server name is unique per kind in the region, a virtual network interface
   name unique in its VPC (one is made up when the request has none); a taken name is a
-  400 with code `validation_unique_failed`, as the real API answers;
+  400 with code `validation_unique_failed`, as the real API answers. With
+  `wrap_bare_metal_errors`, a bare metal create refuses a taken name the way
+  terraform-provider-ibm issue 5389 shows the API doing it: a 400 whose only error is
+  `{"code": "bad_field", "message": "Handler Error: Status=400, JSON={\"errors\":
+  [{\"code\":\"validation_unique_failed\",\"message\":...}],\"trace\":...}",
+  "more_info": ""}`, the same trace outside;
 - bare metal power: `stop` needs `running` (then `stopping`, `stopped` after
   `stop_seconds`), `start` needs `stopped`, `restart` needs `running`, and `PUT
   .../initialization` (reinitialize: image, keys, user data) needs `stopped`, then the
@@ -89,9 +94,22 @@ INSTANCE_VNI_PROTOTYPE = getattr(vpc_v1, "InstanceNetworkAttachmentPrototypeVirt
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, target: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, target: str | None = None, headers: dict | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.target, self.headers = status, code, message, target, headers or {}
+        self.body = body  # the whole answer, when it is not the usual error body
+
+
+def wrapped_in_bad_field(error: "ApiError") -> "ApiError":
+    """An error as a bare metal create can answer it (terraform-provider-ibm issue 5389):
+    a 400 `bad_field` whose message carries the real error's JSON."""
+    trace = str(uuid.uuid4())
+    inner = json.dumps({"errors": [{"code": error.code, "message": error.message}], "trace": trace},
+                       separators=(",", ":"))
+    body = {"errors": [{"code": "bad_field", "message": f"Handler Error: Status={error.status}, JSON={inner}",
+                        "more_info": ""}], "trace": trace, "status_code": 400}
+    return ApiError(400, "bad_field", body["errors"][0]["message"], body=body)
 
 
 @dataclass
@@ -144,11 +162,12 @@ class FakeCloud:
 
     def __init__(self, boot_seconds: float = 0.3, delete_seconds: float = 0.2, region: str = "us-south",
                  faults: list[dict] | None = None, tag_delay: float = 0.0, stop_seconds: float = 0.2,
-                 start_seconds: float = 0.2, reinit_seconds: float = 0.2):
+                 start_seconds: float = 0.2, reinit_seconds: float = 0.2, wrap_bare_metal_errors: bool = False):
         self.boot_seconds = boot_seconds
         self.delete_seconds = delete_seconds
         self.stop_seconds, self.start_seconds, self.reinit_seconds = stop_seconds, start_seconds, reinit_seconds
         self.tag_delay = tag_delay
+        self.wrap_bare_metal_errors = wrap_bare_metal_errors  # a taken name as a bad_field (issue 5389)
         self.region = region
         self.lock = threading.RLock()
         self.records: dict[str, Record] = {}
@@ -300,7 +319,8 @@ class FakeCloud:
         return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
 
     def _error(self, e: ApiError) -> Response:
-        return json_response(error_body(e.status, e.code, e.message, MORE_INFO, e.target), e.status, e.headers)
+        body = e.body or error_body(e.status, e.code, e.message, MORE_INFO, e.target)
+        return json_response(body, e.status, e.headers)
 
     # --- IAM ---------------------------------------------------------------------------
 
@@ -512,12 +532,16 @@ class FakeCloud:
         if not re.fullmatch(r"[a-z]|[a-z][-a-z0-9]*[a-z0-9]", name) or len(name) > 63:
             raise ApiError(400, "invalid_name", f"name {name!r} must be lower case letters, digits and hyphens",
                            "name")
+        taken = None
         if any(r.kind == kind and r.name == name for r in self.records.values()):
-            raise ApiError(400, "validation_unique_failed", f"Provided Name ({name}) is not unique", "name")
+            taken = ApiError(400, "validation_unique_failed", f"Provided Name ({name}) is not unique", "name")
         vni_name = (vni or {}).get("name") if isinstance(vni, dict) else None
-        if vni_name and any(r.vni_name == vni_name and r.vpc["id"] == subnet["vpc"] for r in self.records.values()):
-            raise ApiError(400, "validation_unique_failed", "Another VNI with the requested name already exists",
-                           "primary_network_attachment.virtual_network_interface.name")
+        if not taken and vni_name and any(r.vni_name == vni_name and r.vpc["id"] == subnet["vpc"]
+                                          for r in self.records.values()):
+            taken = ApiError(400, "validation_unique_failed", "Another VNI with the requested name already exists",
+                             "primary_network_attachment.virtual_network_interface.name")
+        if taken:
+            raise wrapped_in_bad_field(taken) if kind == "bare_metal_server" and self.wrap_bare_metal_errors else taken
         if len(user_data or "") > 64 * 1024:
             raise ApiError(400, "user_data_too_large", "user_data must be at most 64 KiB", "user_data")
         keys = [k.get("id") for k in (body.get("initialization") or body).get("keys") or [] if isinstance(k, dict)]

@@ -188,6 +188,21 @@ def test_an_api_refusal_is_an_event_with_the_api_message(cloud, config, admin, p
     assert cloud.servers() == []
 
 
+def test_a_taken_name_wrapped_in_a_bad_field_does_not_fail_the_node(cloud, config, admin, profile, clean_db):
+    """terraform-provider-ibm issue 5389: a bare metal create whose name is taken can come
+    back as a 400 `bad_field` wrapping `validation_unique_failed`. Like the bare code, it
+    is retried by the next pass (the holder may be going away), not a failed node."""
+    inner = ('{"errors":[{"code":"validation_unique_failed","message":"Provided Name (web-0) is not unique"}],'
+             '"trace":"3cb02240-c238-45e1-abb3-96b1dce63b60"}')
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", status=400, code="bad_field",
+                 message=f"Handler Error: Status=400, JSON={inner}")
+    deployment = create(config, admin, count=1)
+    assert deployment["provisioning"]["failed"] == [] and "bad_field" in deployment["provisioning"]["errors"][0]
+    assert [n["stage"] for n in nodes(clean_db)] == ["provisioning"]
+    converge(config, admin, until=lambda r: all(n["instance_id"] for n in nodes(clean_db)))
+    assert [s["name"] for s in cloud.servers()] == ["web-0"]
+
+
 @pytest.mark.parametrize("placement,words", [
     ({"zone": "us-south-1", "vpc": "r006-vpc-1", "profile": "bx2d-metal-96x384"}, "needs subnet"),
     ({**PLACEMENT, "kind": "mainframe"}, "placement.kind"),

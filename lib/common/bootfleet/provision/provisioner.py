@@ -142,7 +142,7 @@ class Provisioner:
             # A refusal of the request itself fails the node; a taken name (the holder may be
             # going away) or a conflict is retried by the next pass.
             if node is not None and not e.retryable and 400 <= e.http_status < 500 and e.http_status not in (404, 409) \
-                    and e.code != "validation_unique_failed" and node["stage"] == "provisioning" \
+                    and not e.has_code("validation_unique_failed") and node["stage"] == "provisioning" \
                     and not node["instance_id"]:
                 self.set_stage(node, "failed", f"server {node['hostname']} cannot be created: {e.message}")
                 self.report.failed.append(node["hostname"])

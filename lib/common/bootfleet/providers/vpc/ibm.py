@@ -10,7 +10,8 @@ pinned API `version`, `generation=2`) for bare metal servers (native iPXE:
 
 Every call goes through the one retrying client (providers/ibmcloud.py); a retried
 create first looks the server up by name, and a create refused because the name is
-taken (`validation_unique_failed`, a 400) is answered with the server of that name.
+taken (`validation_unique_failed`, a 400, bare or wrapped in a `bad_field`) is answered
+with the server of that name.
 
 A reinstall stops the server and reinitializes it (docs/vpc.md, "Reinstalling"): bare
 metal with `PUT /bare_metal_servers/{id}/initialization`, an instance with `POST
@@ -42,7 +43,8 @@ from bootfleet.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 API_VERSION = "2026-10-06"  # the VPC API behaviour this code was written against
-NAME_TAKEN = ("validation_unique_failed",)  # the VPC API's code for "that name is in use" (a 400)
+NAME_TAKEN = ("validation_unique_failed",)  # the VPC API's code for "that name is in use" (a 400), maybe
+# wrapped in a `bad_field` (IbmApiError.has_code; terraform-provider-ibm issue 5389)
 POLL_SECONDS = 2.0  # how often a reinstall looks whether its server has stopped
 REINIT_FAILED = "cannot_reinitialize"  # a bare metal server's status reason after a failed reinitialization
 
@@ -145,7 +147,7 @@ class IbmProvider(Provider):
         try:
             data = self._call(f"create {self._what} {spec.name}", send, before_retry=made_after_all)
         except VpcError as e:
-            if e.code in NAME_TAKEN:
+            if any(e.has_code(code) for code in NAME_TAKEN):  # also wrapped in a bad_field
                 found = self.find(spec.name)
                 if found is not None:
                     return found
