@@ -120,6 +120,26 @@ def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, flee
     assert len(held(fake)) == 3
 
 
+@pytest.mark.parametrize("lost", [{"status": 502}, {"timeout": 1.5}], ids=["5xx", "timeout"])
+def test_a_create_whose_answer_was_lost_is_looked_up_and_adopted_not_sent_again(fake, fleet, config, boot, status,
+                                                                               admin, dns, clean_db, settings, lost):
+    """The service makes the record, then the answer is lost (a 5xx, or too late for the
+    client's timeout). The retry looks at the name first and adopts the record it finds:
+    no duplicate, no 409, and no record bootfleet made but does not own (a conflict)."""
+    settings(ibm_timeout=1)
+    fake.inject("POST", r"/resource_records$", apply=True, **lost)  # the first create: made, answer lost
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert held(fake) == [("A", f"api.rack1.{ZONE}", "10.0.0.5"), ("A", f"web1.{ZONE}", "10.0.0.5"),
+                          ("PTR", "5.0.0.10.in-addr.arpa", f"web1.{ZONE}")]
+    assert fake.calls["POST"] == 3  # the lost create was not sent again
+    with clean_db.transaction() as tx:
+        owned = {r["provider_id"] for r in tx.all("SELECT provider_id FROM dns_record")}
+        assert tx.scalar("SELECT count(*) FROM event WHERE kind = 'error'") == 0
+    assert owned == {r["id"] for r in fake.all(ZONE_ID)}
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.json["counts"]["unchanged"] == 3 and resp.json["conflicts"] == [] and resp.json["failed"] == []
+
+
 def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, settings):
     settings(dns_provider="none")
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
