@@ -14,6 +14,8 @@ from bootfleet.providers.dns.base import (
     fqdn,
     ip_from_reverse,
     reverse_name,
+    reverse_zone_of,
+    reverse_zones,
 )
 from bootfleet.providers.ibmcloud import IbmApiError, IbmCloud
 from bootfleet.settings import Settings
@@ -38,6 +40,7 @@ class IbmDnsProvider(DnsProvider):
             raise SettingsError("BOOTFLEET_IBM_DNS_INSTANCE_ID is not set (the DNS Services instance GUID)")
         self.zone_ids = parse_zone_ids(settings.ibm_dns_zone_id, settings.dns_zone)
         self.owned_ids = owned_ids if owned_ids is not None else set()
+        self.reverse_zones = reverse_zones(settings.dns_reverse_zone)
         # One IAM token (refreshed by the SDK) and one retrier per process, shared with VPC;
         # without an API key only a local endpoint (BOOTFLEET_IBM_DNS_URL) can be used.
         cloud = IbmCloud.from_settings(settings, need_key=service is None and not settings.ibm_dns_url)
@@ -45,7 +48,9 @@ class IbmDnsProvider(DnsProvider):
         self.service = service or cloud.dns()
 
     def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
-        return forward_zone  # DNS Services keeps a PTR in the zone of its A record
+        """DNS Services keeps a PTR in the zone of its A record; BOOTFLEET_DNS_REVERSE_ZONE
+        says which IPs get one, as with RFC 2136: those in its reverse zones, none when empty."""
+        return forward_zone if reverse_zone_of(ip, self.reverse_zones) else None
 
     def zone_problem(self, zone: str) -> str | None:
         if zone not in self.zone_ids:
