@@ -567,6 +567,17 @@ def test_a_stopped_instance_is_reinitialized_at_once(cloud, config, admin, profi
     wait_for_status(cloud, "running")
 
 
+def test_a_reinitialization_whose_answer_was_lost_is_not_sent_again(cloud, config, admin, profile, clean_db,
+                                                                   settings):
+    node = vsi(config, admin, settings, cloud, clean_db)
+    IbmProvider.from_settings("instance", "us-south").vpc.create_instance_action(node["instance_id"], "stop")
+    wait_for_status(cloud, "stopped")
+    cloud.inject("POST", r"/reinitialize$", status=502, apply=True)  # done, but the answer is lost
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "reinitialized"}
+    assert len(cloud.requests("POST", r"/reinitialize$")) == 1 and cloud.records[node["instance_id"]].reinitializations == 1
+
+
 def test_the_fake_refuses_to_reinitialize_an_instance_that_is_not_stopped_or_from_a_catalog_offering(
         cloud, config, admin, profile, clean_db, settings):
     from ibm_cloud_sdk_core import ApiException

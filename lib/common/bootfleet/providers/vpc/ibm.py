@@ -87,6 +87,10 @@ class IbmProvider(Provider):
     def _what(self) -> str:
         return "bare metal server" if self.kind == "bare_metal" else "instance"
 
+    @property
+    def _resource(self) -> str:  # the API's resource_type
+        return "bare_metal_server" if self.kind == "bare_metal" else "instance"
+
     def _server(self, data: dict) -> Server:
         attachment = data.get("primary_network_attachment") or {}
         ip = ((attachment.get("primary_ip") or {}).get("address")) or None
@@ -256,7 +260,7 @@ class IbmProvider(Provider):
         if server.status == "running":
             self._stop(server_id)
         elif server.status not in ("stopping", "stopped") and not self._reinit_failed(server):
-            raise VpcError(what, 409, f"{self.kind}_busy",
+            raise VpcError(what, 409, f"{self._resource}_busy",
                            f"the server is {server.status}; reinstall it once it is running or stopped")
         deadline = time.monotonic() + wait
         while True:
@@ -355,8 +359,7 @@ class IbmProvider(Provider):
     def _must_get(self, server_id: str, what: str) -> Server:
         server = self.get(server_id)
         if server is None:
-            raise VpcError(what, 404, f"{self.kind if self.kind == 'instance' else 'bare_metal_server'}_not_found",
-                           f"no {self._what} {server_id}")
+            raise VpcError(what, 404, f"{self._resource}_not_found", f"no {self._what} {server_id}")
         return server
 
     def ipxe_image(self) -> str:
