@@ -30,10 +30,12 @@ What it keeps faithful to the real services:
   bare metal server will be started automatically": ibm-vpc 0.36.0 vpc_v1.py,
   `replace_bare_metal_server_initialization`); anything else is a 409. A reinitialization
   can fail (`fail_reinitialization`): the server is then `failed` with the status reason
-  `cannot_reinitialize` (the SDK's `BareMetalServerStatusReason.CodeEnum`), and a `failed`
-  server with that reason can be reinitialized again (terraform-provider-ibm waits for
-  `running` or `failed` after `ReplaceBareMetalServerInitialization`,
-  resource_ibm_is_bare_metal_server_initialization.go);
+  `cannot_reinitialize` (the SDK's `BareMetalServerStatusReason.CodeEnum`: "An error
+  occurred while reinitializing bare metal server"; terraform-provider-ibm's
+  resource_ibm_is_bare_metal_server_initialization.go waits for `running` or `failed`
+  after `ReplaceBareMetalServerInitialization`). Such a server is accepted for another
+  reinitialization, as issue 21 says the API allows; no API page found here states it
+  (the SDK says only "The server must be stopped"), so this is the one assumption here;
 - instance power (`POST /instances/{id}/actions`): `stop` needs `running` (then
   `stopping`, `stopped`), `start` needs `stopped`; `reboot` is accepted as before.
   `GET /instances/{id}/initialization` answers the keys (the SDK's `InstanceInitialization`);
@@ -663,6 +665,7 @@ class FakeCloud:
         boot volume from the image; started by itself afterwards; 204."""
         status = self._status(record)
         if status != "stopped":
+            # 409 and the code: the fake's own, like bare_metal_server_not_stopped (no documented code found)
             raise ApiError(409, "instance_not_stopped",
                            f"Instance {record.id} is {status}; it must be stopped to reinitialize it")
         if record.catalog_offering:

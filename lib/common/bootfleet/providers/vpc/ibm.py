@@ -287,8 +287,9 @@ class IbmProvider(Provider):
                        lambda: self.vpc.create_instance_action(server_id, "start"))
 
     def _reinit_failed(self, server: Server) -> bool:
-        """A bare metal server whose reinitialization failed: the API lets it be reinitialized
-        again (status `failed`, reason `cannot_reinitialize`)."""
+        """A bare metal server whose reinitialization failed (status `failed`, reason
+        `cannot_reinitialize`): reinitialized again, without a stop it could not take. Should
+        the API refuse, its error is the node's event."""
         return self.kind == "bare_metal" and server.status == "failed" and any(
             r.startswith(REINIT_FAILED + ":") for r in server.reasons)
 
