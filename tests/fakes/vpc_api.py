@@ -778,7 +778,8 @@ class FakeCloud:
 
     def _reasons(self, record: Record, status: str) -> list[dict]:
         if status == "failed" and record.power == "reinitializing" and record.reinit_fails:
-            return [{"code": "cannot_reinitialize", "message": "An error occurred while reinitializing bare metal server",
+            return [{"code": "cannot_reinitialize",
+                     "message": "An error occurred while reinitializing bare metal server",
                      "more_info": "https://cloud.ibm.com/docs/vpc?topic=vpc-troubleshooting"}]
         if status != "failed" or not record.fail:
             return []
@@ -829,10 +830,10 @@ class FakeCloud:
             "boot_volume_attachment": {
                 "device": {"id": f"{record.id[5:13]}-boot-device"},
                 "href": f"{self._href(record)}/volume_attachments/{boot_volume_id}-attachment",
-                "id": f"{boot_volume_id}-attachment", "name": "boot", "volume": {"crn": f"crn:v1:bluemix:public:is:{record.zone}:a/{ACCOUNT}::volume:"
-                                                  f"{boot_volume_id}",
-                                           "href": f"{self.vpc_url}/volumes/{boot_volume_id}", "id": boot_volume_id,
-                                           "name": f"{record.name}-boot", "resource_type": "volume"}},
+                "id": f"{boot_volume_id}-attachment", "name": "boot",
+                "volume": {"crn": f"crn:v1:bluemix:public:is:{record.zone}:a/{ACCOUNT}::volume:{boot_volume_id}",
+                           "href": f"{self.vpc_url}/volumes/{boot_volume_id}", "id": boot_volume_id,
+                           "name": f"{record.name}-boot", "resource_type": "volume"}},
             "cluster_network_attachments": [], "confidential_compute_mode": "disabled", "disks": [],
             "image": {"crn": f"crn:v1:bluemix:public:is:{self.region}:a/{ACCOUNT}::image:{record.image}",
                       "href": f"{self.vpc_url}/images/{record.image}", "id": record.image,

@@ -217,7 +217,8 @@ def test_a_ptr_listed_under_its_ip_or_its_reverse_name_needs_no_change(settings,
     service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, ptr_names=ptr_names).start()
     try:
         settings(dns_provider="ibm", dns_zone=ZONE, ibm_dns_instance_id=INSTANCE, ibm_dns_zone_id=f"{ZONE}={ZONE_ID}",
-                 dns_reverse_zone="10.in-addr.arpa", ibmcloud_api_key=API_KEY, ibm_dns_url=service.service_url, ibm_iam_url=service.url)
+                 dns_reverse_zone="10.in-addr.arpa", ibmcloud_api_key=API_KEY, ibm_dns_url=service.service_url,
+                 ibm_iam_url=service.url)
         make_dns_fleet(config, admin, ZONE)
         node = ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
         listed = service.handle_list_names()

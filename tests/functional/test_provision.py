@@ -575,7 +575,8 @@ def test_a_reinitialization_whose_answer_was_lost_is_not_sent_again(cloud, confi
     cloud.inject("POST", r"/reinitialize$", status=502, apply=True)  # done, but the answer is lost
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
     assert resp.json["reboot"] == {"server": node["instance_id"], "action": "reinitialized"}
-    assert len(cloud.requests("POST", r"/reinitialize$")) == 1 and cloud.records[node["instance_id"]].reinitializations == 1
+    assert len(cloud.requests("POST", r"/reinitialize$")) == 1
+    assert cloud.records[node["instance_id"]].reinitializations == 1
 
 
 def test_the_fake_refuses_to_reinitialize_an_instance_that_is_not_stopped_or_from_a_catalog_offering(
