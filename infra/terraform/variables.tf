@@ -356,6 +356,18 @@ variable "cleanup_schedule" {
   }
 }
 
+variable "request_timeout" {
+  description = "Seconds one request may take: each app's Code Engine request timeout and the gateway's wait for a function (its nginx read timeout). The cleanup job's `bootfleet cleanup` waits 30 s longer and the job itself 60 s more, so a long pass is never reported failed while it carries on."
+  type        = number
+  default     = 120
+
+  validation {
+    # Code Engine: an app's request timeout is at most 600 s (its limits, Application defaults and limits).
+    condition     = var.request_timeout >= 30 && var.request_timeout <= 600 && floor(var.request_timeout) == var.request_timeout
+    error_message = "request_timeout must be a whole number of seconds from 30 to 600 (Code Engine's most for an app)."
+  }
+}
+
 variable "settings" {
   description = "Tuning settings handed to every function (docs/operations.md has what each means)."
   type = object({

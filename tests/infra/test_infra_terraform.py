@@ -182,7 +182,7 @@ def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_envi
     job = cfg["resource"][("ibm_code_engine_job", "cleanup")]
     assert job["image_reference"] == "${var.image}"
     assert [unquote(c) for c in job["run_commands"]] == ["bootfleet"]
-    assert [unquote(a) for a in job["run_arguments"]] == ["cleanup"]
+    assert [unquote(a) for a in job["run_arguments"]][:1] == ["cleanup"]
     envs = {unquote(e["name"]): e for e in job["run_env_variables"]}
     assert envs["BOOTFLEET_URL"]["value"] == "${ibm_code_engine_app.gateway.endpoint_internal}"
     token = envs["BOOTFLEET_ADMIN_TOKEN"]  # what `bootfleet cleanup` sends as its bearer token
@@ -200,6 +200,97 @@ def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_envi
     assert destroy["command"].endswith('cleanup-cron.sh delete"')
     assert all("self.input" in v for v in destroy["environment"].values()), "destroy-time may only use self"
     assert "random_password" not in json.dumps(cron["triggers_replace"])
+
+
+def seconds(expression, variables: dict, cfg: dict):
+    """The value of a timeout expression: numbers, var. and local. names, + and -, tostring()."""
+    text = unquote(str(expression)).strip()
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1]
+    text = re.sub(r"\btostring\((.*)\)", r"\1", text)
+    text = re.sub(r"\bvar\.(\w+)", lambda m: repr(variables[m[1]]), text)
+    text = re.sub(r"\blocal\.(\w+)", lambda m: repr(seconds(cfg["locals"][m[1]], variables, cfg)), text)
+    if not re.fullmatch(r"[\d.\s+\-()]+", text):
+        raise ValueError(f"cannot evaluate {expression!r}")
+    return float(eval(text))  # only digits, + and - are left
+
+
+def cleanup_timeouts(request_timeout=None) -> dict[str, float]:
+    """Each limit on one cleanup pass, in seconds, as the Terraform sets them (and the code's own
+    defaults where it sets none): the function app's and the gateway app's Code Engine request
+    timeout, the gateway's nginx read timeout, what `bootfleet cleanup` in the job waits, the job run."""
+    import argparse
+    import importlib.util
+    import inspect
+
+    from bootfleet.cli.client import Client
+    from bootfleet.cli.parser import build_parser
+
+    cfg = config()
+    variables = {n: unquote(v.get("default")) for n, v in cfg["variable"].items()}
+    if request_timeout is not None:
+        variables["request_timeout"] = request_timeout
+    resources = cfg["resource"]
+    limits = {
+        "function app": seconds(resources[("ibm_code_engine_app", "function")]["scale_request_timeout"], variables, cfg),
+        "gateway app": seconds(resources[("ibm_code_engine_app", "gateway")]["scale_request_timeout"], variables, cfg),
+    }
+
+    # the gateway: what Terraform hands the entrypoint, else render.py's own default
+    spec = importlib.util.spec_from_file_location("render", ROOT / "infra" / "nginx" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    read = render.parser().get_default("read_timeout")
+    entrypoint = (ROOT / "infra" / "container" / "entrypoint.sh").read_text()
+    given = re.search(r"BOOTFLEET_GATEWAY_READ_TIMEOUT = ([^,})]+\)?)",
+                      resources[("ibm_code_engine_config_map", "gateway")]["data"])
+    if given and "BOOTFLEET_GATEWAY_READ_TIMEOUT" in entrypoint and "--read-timeout" in entrypoint:
+        read = seconds(given[1], variables, cfg)
+    limits["gateway read"] = read
+
+    # the job's command line, read by the real parser; without --timeout, the client's default
+    job = resources[("ibm_code_engine_job", "cleanup")]
+    args = [str(seconds(a, variables, cfg)) if "${" in a else unquote(a) for a in job["run_arguments"]]
+    parsed = build_parser().parse_args(args)
+    default = inspect.signature(Client.call).parameters["timeout"].default
+    limits["bootfleet cleanup"] = float(getattr(parsed, "timeout", None) or default)
+    assert isinstance(parsed, argparse.Namespace) and parsed.command == "cleanup"
+    limits["job run"] = seconds(job["scale_max_execution_time"], variables, cfg)
+    return limits
+
+
+@pytest.mark.parametrize("request_timeout", [None, 30, 600])
+def test_the_cleanup_job_waits_longer_than_the_gateway_and_the_app(request_timeout):
+    """A pass longer than `bootfleet cleanup` waits would be reported failed by the job while it
+    carries on in the app: the job waits longest, and every limit follows request_timeout."""
+    limits = cleanup_timeouts(request_timeout)
+    server_side = max(limits["function app"], limits["gateway app"], limits["gateway read"])
+    assert limits["bootfleet cleanup"] > server_side, limits
+    assert limits["job run"] > limits["bootfleet cleanup"], limits
+    assert limits["function app"] == limits["gateway app"] == limits["gateway read"], limits
+    assert limits["gateway app"] <= 600, "Code Engine's most for an app's request timeout"
+
+
+def test_the_timeouts_come_from_one_variable():
+    short, long = cleanup_timeouts(60), cleanup_timeouts(300)
+    assert all(long[name] - short[name] == 240 for name in short), (short, long)
+
+
+def test_bootfleet_cleanup_waits_as_long_as_it_is_told(monkeypatch):
+    from bootfleet.cli import commands
+    from bootfleet.cli.parser import build_parser
+
+    calls = []
+
+    class Client:
+        def call(self, method, path, **kwargs):
+            calls.append((method, path, kwargs.get("timeout")))
+            return {"dry_run": False, "message": "nothing to do", "counts": {}, "errors": []}
+
+    monkeypatch.setattr(commands, "connect", lambda args, settings: Client())
+    args = build_parser().parse_args(["cleanup", "--timeout", "150"])
+    commands.cmd_cleanup(args, None)
+    assert calls == [("POST", "/cleanup/run", 150.0)]
 
 
 def fake_ibmcloud(tmp_path, target_works=False):
