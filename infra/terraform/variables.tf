@@ -245,9 +245,21 @@ variable "dns_zone" {
   type        = string
   default     = "fleet.internal"
 
+  # DNS Services: at least two labels, and no digit in the top-level one (example.com1 is refused);
+  # IBM's own names and their subdomains are refused too (its docs: Known issues and limitations;
+  # Managing DNS zones, Restricted DNS zone names).
   validation {
-    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z0-9]{2,}$", var.dns_zone))
-    error_message = "dns_zone must be a lowercase DNS name like fleet.internal."
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.dns_zone)) && length(var.dns_zone) <= 253
+    error_message = "dns_zone must be a lowercase DNS name of two labels or more whose last label has letters only, like fleet.internal: DNS Services refuses a digit in the top-level label."
+  }
+
+  validation {
+    condition = !anytrue([for name in [
+      "ibm.com", "softlayer.com", "bluemix.net", "softlayer.local", "mybluemix.net", "networklayer.com", "ibmcloud.com",
+      "pdnsibm.net", "appdomain.cloud", "compass.cobaltiron.com", "uptycs.io", "registry.access.redhat.com",
+      "registry.redhat.io", "registry.connect.redhat.com", "quay.io",
+    ] : var.dns_zone == name || endswith(var.dns_zone, ".${name}")])
+    error_message = "dns_zone is, or is under, a name DNS Services reserves (ibm.com, appdomain.cloud, softlayer.local, ...): choose another, like fleet.internal."
   }
 }
 

