@@ -4,7 +4,7 @@ output "base_url" {
 }
 
 output "chainloader_url" {
-  description = "The iPXE chainloader: user_data for servers created outside bootfleet, or `chain` it from any iPXE."
+  description = "The iPXE chainloader: `chain` it from an iPXE on a boot network (settings.boot_networks); servers a deployment creates get it, with their enrolment secret, in their user data."
   value       = "${local.base_url}/boot/boot.ipxe"
 }
 
@@ -48,9 +48,24 @@ output "dns_zone_id" {
   value       = ibm_dns_zone.fleet.zone_id
 }
 
-output "bare_metal_servers" {
-  description = "The example bare metal servers' IDs."
-  value       = ibm_is_bare_metal_server.node[*].id
+output "vpc_id" {
+  description = "The example VPC's id (a deployment's placement.vpc); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_vpc.fleet[0].id : null
+}
+
+output "subnet_id" {
+  description = "The example subnet's id, in zone (a deployment's placement.subnet); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_subnet.fleet[0].id : null
+}
+
+output "placement" {
+  description = "A --provider ibm deployment's placement in the example VPC: zone, vpc, subnet, profile, resource_group and keys (docs/vpc.md, Placement)."
+  value       = local.placement
+}
+
+output "placement_flags" {
+  description = "The placement as bootfleet options: bootfleet deployment create --name web --profile worker --provider ibm --count 3 $(terraform output -raw placement_flags)."
+  value       = join(" ", [for key, value in local.placement : "--placement ${key}=${value}"])
 }
 
 output "admin_token" {

@@ -315,24 +315,24 @@ variable "subnet_cidr" {
 }
 
 variable "bare_metal_count" {
-  description = "How many example bare metal servers to create, network-booting through bootfleet (0: none)."
+  description = "Removed: Terraform no longer creates bare metal servers (they had no enrolment secret, so boot refused them). Create them with a bootfleet deployment: bootfleet deployment create --provider ibm $(terraform output -raw placement_flags). Must be 0."
   type        = number
   default     = 0
 
   validation {
-    condition     = var.bare_metal_count >= 0 && var.bare_metal_count <= 50
-    error_message = "bare_metal_count must be between 0 and 50."
+    condition     = var.bare_metal_count == 0
+    error_message = "bare_metal_count is gone: servers made by Terraform carried no enrolment secret and were refused at boot. Create them with `bootfleet deployment create --name NAME --profile PROFILE --provider ibm --count N $(terraform output -raw placement_flags)` (docs/deployment.md), and set bare_metal_count = 0 or remove it. Servers an earlier apply made are then destroyed; to keep them, run `terraform state rm 'ibm_is_bare_metal_server.node'` first."
   }
 }
 
 variable "bare_metal_profile" {
-  description = "Bare metal server profile, e.g. bx2d-metal-96x384."
+  description = "Bare metal server profile for the placement output (a deployment's placement.profile), e.g. bx2d-metal-96x384."
   type        = string
   default     = "bx2d-metal-96x384"
 }
 
 variable "netboot_image" {
-  description = "Name of the stock image that network-boots a bare metal server with iPXE, running its user_data as the iPXE script (ibmcloud is images)."
+  description = "Name of the stock image whose user_data_format is ipxe: a bare metal server booted from it runs its user data (bootfleet's chainloader) as an iPXE script; BOOTFLEET_VPC_IPXE_IMAGE. Empty: bootfleet takes the first such image in the region (ibmcloud is images --user-data-format ipxe)."
   type        = string
   default     = ""
 }
@@ -344,7 +344,7 @@ variable "vsi_ipxe_image" {
 }
 
 variable "ssh_key" {
-  description = "Name of an existing VPC SSH key for the bare metal servers (required by the API even for network boot)."
+  description = "Name of an existing VPC SSH key; its id goes in the placement output (placement.keys) for the servers deployments create. Empty: none."
   type        = string
   default     = ""
 }

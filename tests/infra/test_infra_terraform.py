@@ -462,15 +462,57 @@ def test_the_tfvars_example_sets_every_required_variable_and_nothing_unknown():
     assert set(example) <= set(variables), f"terraform.tfvars.example sets unknown {sorted(set(example) - set(variables))}"
 
 
-def test_the_servers_user_data_is_the_chainloader_boot_serves():
-    from bootfleet.boot.ipxe import chainloader
+def test_terraform_makes_no_server_that_boot_would_refuse():
+    """Only a server a deployment created carries an enrolment secret; with boot_networks at its
+    default ("none") nothing else gets a token. So the Terraform makes no server: a deployment
+    (--provider ibm, with the placement output) does."""
+    cfg = config()
+    servers = [f"{t}.{n}" for t, n in cfg["resource"] if t in ("ibm_is_bare_metal_server", "ibm_is_instance")]
+    assert servers == [], f"Terraform creates servers without an enrolment secret: {servers}"
+    assert re.search(r'boot_networks\s*=\s*optional\(string, ""\)', (TERRAFORM / "variables.tf").read_text())
+    networks = cfg["locals"]["settings"]["BOOTFLEET_BOOT_NETWORKS"]
+    assert '"none"' in networks and 'var.settings.boot_networks == ""' in networks, networks
 
-    template = (TERRAFORM / "chainloader.ipxe.tftpl").read_text()
-    rendered = (template.replace("${base_url}", "https://boot.example.com").replace("${retry_seconds}", "10")
-                .replace("$${", "${"))
-    assert rendered == chainloader("https://boot.example.com", 10)
-    server = config()["resource"][("ibm_is_bare_metal_server", "node")]
-    assert "chainloader.ipxe.tftpl" in server["user_data"] and "local.base_url" in server["user_data"]
+
+def test_a_bare_metal_count_left_in_tfvars_stops_the_plan_saying_what_to_do(tmp_path):
+    results = plan_variables(tmp_path, {"zero": {"bare_metal_count": 0}, "two": {"bare_metal_count": 2}})
+    assert results["zero"][0] == 0, results["zero"][1]
+    code, error = results["two"]
+    assert code != 0 and "bootfleet deployment create" in error and "placement_flags" in error, error
+
+
+def test_the_placement_output_is_what_an_ibm_deployment_takes():
+    """The ids docs/vpc.md's placement table asks for, from the example VPC, accepted by the
+    placement check a deployment goes through, and as --placement options the CLI parses."""
+    from bootfleet.cli.parser import build_parser
+    from bootfleet.cli.resources import labels
+    from bootfleet.provision.placement import IBM_OPTIONAL, IBM_REQUIRED, check_placement
+
+    cfg = config()
+    ids = cfg["locals"]["placement_ids"]
+    assert set(IBM_REQUIRED) <= set(ids) <= set(IBM_REQUIRED) | set(IBM_OPTIONAL), sorted(ids)
+    assert "ibm_is_vpc.fleet[0].id" in ids["vpc"] and "ibm_is_subnet.fleet[0].id" in ids["subnet"]
+    assert ids["zone"] == "${var.zone}" and ids["profile"] == "${var.bare_metal_profile}"
+    assert ids["resource_group"] == "${data.ibm_resource_group.group.id}", "the group the service ID's roles are on"
+    assert "local.placement_ids" in cfg["locals"]["placement"] and "!= null" in cfg["locals"]["placement"]
+
+    outputs = cfg["output"]
+    assert outputs["placement"]["value"] == "${local.placement}"
+    assert "ibm_is_vpc.fleet[0].id" in outputs["vpc_id"]["value"]
+    assert "ibm_is_subnet.fleet[0].id" in outputs["subnet_id"]["value"]
+    flags = outputs["placement_flags"]["value"]
+    assert "local.placement" in flags and "--placement ${key}=${value}" in flags and 'join(" "' in flags
+
+    # what terraform output -raw placement_flags prints for an applied example VPC
+    applied = {"zone": "us-south-1", "vpc": "r006-0a1b2c3d-aaaa-bbbb-cccc-000000000001",
+               "subnet": "0717-0a1b2c3d-aaaa-bbbb-cccc-000000000002", "profile": "bx2d-metal-96x384",
+               "resource_group": "5f0e7c1a2b3c4d5e6f708192a3b4c5d6", "keys": "r006-0a1b2c3d-aaaa-bbbb-cccc-000000000003"}
+    printed = " ".join(f"--placement {key}={value}" for key, value in applied.items())
+    args = build_parser().parse_args(["deployment", "create", "--name", "web", "--provider", "ibm", "--count", "3",
+                                      *printed.split()])
+    placement = labels(args.placement, "--placement")
+    assert placement == applied
+    assert check_placement("ibm", "web", placement) == applied
 
 
 # --- the example VPC applies with its defaults -----------------------------------------------
