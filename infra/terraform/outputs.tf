@@ -39,7 +39,7 @@ output "project_id" {
 }
 
 output "images_bucket" {
-  description = "The COS bucket for boot images (upload kernels and initrds under images/)."
+  description = "The COS bucket for boot images (BOOTFLEET_S3_BUCKET). Keys are the ones profiles name, at the bucket's root: bootfleet images upload --prefix debian vmlinuz initrd.img writes debian/vmlinuz and debian/initrd.img."
   value       = ibm_cos_bucket.images.bucket_name
 }
 
@@ -77,6 +77,11 @@ output "admin_token" {
 output "s3_endpoint" {
   description = "COS's public S3 endpoint (BOOTFLEET_S3_ENDPOINT for `bootfleet images upload` on your machine)."
   value       = local.cos_public_endpoint
+}
+
+output "s3_region" {
+  description = "The bucket's region (BOOTFLEET_S3_REGION for `bootfleet images upload` on your machine)."
+  value       = var.region
 }
 
 output "s3_access_key_id" {

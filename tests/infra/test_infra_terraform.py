@@ -515,6 +515,53 @@ def test_the_placement_output_is_what_an_ibm_deployment_takes():
     assert check_placement("ibm", "web", placement) == applied
 
 
+def deployment_doc_step(title: str) -> str:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    start = text.index(f"### {title}")
+    return text[start:text.index("\n### ", start + 4)]
+
+
+def test_the_docs_image_upload_writes_the_keys_the_bucket_output_and_the_profile_name(tmp_path):
+    """docs/deployment.md's upload step, run with the real command line against a folder: the
+    keys it writes are the ones its profile names and the images_bucket output describes, and
+    every `terraform output` it reads exists."""
+    import shlex
+
+    from bootfleet.cli.images import upload
+    from bootfleet.cli.parser import build_parser
+    from bootfleet.providers.storage.folder import LocalStorage
+
+    step = deployment_doc_step("6. Upload boot images")
+    outputs = config()["output"]
+    for name in re.findall(r"terraform output -raw (\w+)", step):
+        assert name in outputs, f"docs/deployment.md reads the output {name}, which outputs.tf lacks"
+    exported = set(re.findall(r"export (BOOTFLEET_S3_\w+)=", step))
+    assert {"BOOTFLEET_S3_BUCKET", "BOOTFLEET_S3_ENDPOINT", "BOOTFLEET_S3_REGION"} <= exported
+    settings = config()["locals"]["settings"]
+    assert settings["BOOTFLEET_S3_BUCKET"] == "${ibm_cos_bucket.images.bucket_name}" == outputs["images_bucket"]["value"]
+
+    commands = [shlex.split(line.split("#")[0]) for line in step.splitlines() if line.startswith("bootfleet ")]
+    uploads = [c for c in commands if c[1:3] == ["images", "upload"]]
+    profiles = [c for c in commands if c[1:3] == ["profile", "create"]]
+    assert uploads and profiles, "the step uploads images and names them in a profile"
+    storage = LocalStorage(tmp_path / "bucket")
+    keys = set()
+    for command in uploads:
+        args = build_parser().parse_args(command[1:])
+        files = []
+        for name in args.files:
+            (tmp_path / name).write_bytes(b"image")
+            files.append(str(tmp_path / name))
+        keys |= {image.key for image in upload(storage, files, args.key, args.prefix)}
+    for command in profiles:
+        args = build_parser().parse_args(command[1:])
+        named = {args.kernel, *(args.initrd or [])}
+        assert named <= keys, f"the profile names {sorted(named - keys)}, which the upload did not write: {sorted(keys)}"
+    description = unquote(outputs["images_bucket"]["description"])
+    assert all(key in description for key in keys), f"images_bucket's description names other keys: {description}"
+    assert "under images/" not in description and "images/" not in "".join(keys)
+
+
 # --- the example VPC applies with its defaults -----------------------------------------------
 
 # IBM's automatic address prefixes (one /18 per zone) in the region of the default zone.
