@@ -48,6 +48,21 @@ output "dns_zone_id" {
   value       = ibm_dns_zone.fleet.zone_id
 }
 
+output "dns_instance_id" {
+  description = "The DNS Services instance's GUID: grant bootfleet's service ID Manager on it after the first apply (ibmcloud iam service-policy-create ... --service-name dns-svcs --service-instance <this>; docs/deployment.md)."
+  value       = ibm_resource_instance.dns.guid
+}
+
+output "database_crn" {
+  description = "The Databases for PostgreSQL deployment's CRN (ibmcloud cdb deployment-backups-list, earliest-pitr-timestamp, a restore's point_in_time_recovery_deployment_id); null with database_url."
+  value       = local.create_database ? ibm_database.postgres[0].id : null
+}
+
+output "public_gateway_address" {
+  description = "The example subnet's public gateway address: the client address bootfleet sees for its machines through the public domain (a boot network, settings.boot_networks = \"<this>/32\"); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_public_gateway.fleet[0].floating_ip["address"] : null
+}
+
 output "vpc_id" {
   description = "The example VPC's id (a deployment's placement.vpc); null with create_vpc = false."
   value       = var.create_vpc ? ibm_is_vpc.fleet[0].id : null
