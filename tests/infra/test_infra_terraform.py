@@ -531,7 +531,7 @@ def test_the_docs_image_upload_writes_the_keys_the_bucket_output_and_the_profile
     from bootfleet.cli.parser import build_parser
     from bootfleet.providers.storage.folder import LocalStorage
 
-    step = deployment_doc_step("6. Upload boot images")
+    step = deployment_doc_step("13. Upload boot images")
     outputs = config()["output"]
     for name in re.findall(r"terraform output -raw (\w+)", step):
         assert name in outputs, f"docs/deployment.md reads the output {name}, which outputs.tf lacks"
@@ -604,6 +604,85 @@ def test_the_backend_example_keeps_the_state_in_an_s3_compatible_bucket_and_noth
         assert not list(folder.glob("*.tfstate*")), "a local state file was written"
     finally:
         s3.stop()
+
+
+def checklist_steps() -> list[tuple[int, str, str]]:
+    """docs/deployment.md's first-apply checklist: (number, title, text) of each `### N. title`
+    of the IBM Cloud section, in order."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text[text.index("## IBM Cloud, from zero"):text.index("### Sizing for a boot storm")]
+    parts = re.split(r"^### (\d+)\. (.*)$", section, flags=re.M)
+    return [(int(parts[i]), parts[i + 1], parts[i + 2]) for i in range(1, len(parts), 3)]
+
+
+def test_the_first_apply_checklist_is_numbered_in_order_and_reads_only_outputs_that_exist():
+    steps = checklist_steps()
+    assert [n for n, _, _ in steps] == list(range(1, len(steps) + 1)), [n for n, _, _ in steps]
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    outputs = config()["output"]
+    named = set(re.findall(r"terraform output (?:-raw |-json )?(\w+)", text))
+    assert named and named <= set(outputs), f"the docs read outputs outputs.tf lacks: {sorted(named - set(outputs))}"
+
+
+def test_the_first_apply_checklist_runs_in_an_order_that_works():
+    """Each step needs only what the steps before it made."""
+    steps = checklist_steps()
+
+    def first(pattern: str) -> int:
+        found = [n for n, _, body in steps if re.search(pattern, body)]
+        assert found, f"no step of the checklist does {pattern!r}"
+        return found[0]
+
+    apply = first(r"(?m)^terraform apply")
+    init = first(r"(?m)^terraform init")
+    # the state's backend before the first init: a later one would leave secrets in a local state
+    assert first(r"cp backend\.tf\.example backend\.tf") <= init < apply
+    # bootfleet_api_key and registry_api_key exist before the apply that is handed them
+    assert first(r"service-id-create bootfleet ") < apply
+    assert first(r"service-api-key-create bootfleet-key bootfleet") < apply
+    assert first(r"service-policy-create bootfleet-pull --roles Reader --service-name container-registry") < apply
+    # DNS Manager names the instance the apply creates: after it, from its output
+    dns = first(r"--roles Manager --service-name dns-svcs")
+    assert dns > apply and "dns_instance_id" in steps[dns - 1][2]
+    assert not any("--roles Manager --service-name dns-svcs" in body for n, _, body in steps if n < apply)
+    # the certificate comes before the domain points anywhere, by DNS-01, with an RSA key
+    cert = first(r"certbot certonly")
+    cname = first(r"terraform output domain_cname_target")
+    certbot = re.search(r"certbot certonly[^\n]*", steps[cert - 1][2])[0]
+    assert "--preferred-challenges dns" in certbot and "--key-type rsa" in certbot
+    assert cert < apply < cname
+    assert "Renewal is an apply" in steps[cert - 1][2]
+    # doctor runs against the public domain, so after the CNAME; it names the variable to change
+    doctor = first(r"(?m)^bootfleet doctor")
+    assert doctor > cname
+    assert "gateway_trusted_hops" in steps[doctor - 1][2] and "/boot/whoami" in steps[doctor - 1][2]
+    assert "RSA" in steps[doctor - 1][2]
+    # the stock image the docs name is the one the example gives netboot_image
+    image = re.search(r"ibm-ipxe-[0-9]{8}-amd64-[0-9]+", steps[first(r"--user-data-format ipxe") - 1][2])[0]
+    assert image in (TERRAFORM / "terraform.tfvars.example").read_text()
+    # backups and a restore drill, with the database's CRN from an output
+    database = steps[first(r"deployment-backups-list") - 1][2]
+    for needed in ("earliest-pitr-timestamp", "point_in_time_recovery_deployment_id", "database_crn",
+                   "service-instance-delete", "7 days", "30 days"):
+        assert needed in database, needed
+
+
+def test_security_docs_boot_network_example_is_the_address_bootfleet_sees():
+    """Through the public domain a VPC machine's source address is its public gateway's: the
+    example names a /32 from the output, not the subnet's private CIDR."""
+    import ipaddress
+
+    text = (ROOT / "docs" / "security.md").read_text()
+    section = text[text.index("## Safe settings for IBM Cloud"):]
+    examples = re.findall(r'boot_networks = "([^"]+)"', section)
+    assert examples, "no boot_networks example"
+    for example in examples:
+        for cidr in example.split(","):
+            network = ipaddress.ip_network(cidr)
+            assert not network.is_private or network.subnet_of(ipaddress.ip_network("203.0.113.0/24")), \
+                f"{cidr}: a private CIDR never reaches bootfleet through the public domain"
+            assert network.prefixlen == 32
+    assert "public_gateway_address" in section and "public_gateway_address" in config()["output"]
 
 
 # --- the example VPC applies with its defaults -----------------------------------------------
