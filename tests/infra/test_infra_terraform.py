@@ -321,6 +321,7 @@ def test_the_servers_user_data_is_the_chainloader_boot_serves():
     rendered = (template.replace("${base_url}", "https://boot.example.com").replace("${retry_seconds}", "10")
                 .replace("$${", "${"))
     assert rendered == chainloader("https://boot.example.com", 10)
+    assert "${netX/mac}" in rendered and "net0" not in rendered  # the NIC that booted (bootfleet.boot.ipxe)
     server = config()["resource"][("ibm_is_bare_metal_server", "node")]
     assert "chainloader.ipxe.tftpl" in server["user_data"] and "local.base_url" in server["user_data"]
 
