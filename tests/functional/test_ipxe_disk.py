@@ -11,6 +11,7 @@ the TLS check is also run on the real builds the e2e cache holds, when it holds 
 from __future__ import annotations
 
 import datetime
+import lzma
 import os
 import shutil
 import struct
@@ -30,6 +31,13 @@ E2E_CACHE = Path(os.environ.get("BOOTFLEET_E2E_CACHE") or Path.home() / ".cache"
 DEBIAN13_EFI = E2E_CACHE / "ipxe-trixie" / "usr" / "lib" / "ipxe" / "ipxe.efi"  # tests/e2e/ipxe_debian13.py
 # What the ECDHE-RSA-AES-GCM entries of iPXE's cipher suite table look like in an EFI build (ipxe_disk.py).
 SUITES = b"".join(b"\0" * 40 + entry + b"\0\0" for entry in ipxe_disk.ECDHE_RSA_GCM.values())
+TLS = SUITES + ipxe_disk.HTTPS_FEATURE  # and the HTTPS feature's name (src/net/tcp/https.c)
+
+
+def lkrn_like(body: bytes) -> bytes:
+    """A stand-in ipxe.lkrn: an uncompressed prefix, then `body` packed as util/zbin.c packs it."""
+    packed = lzma.compress(body, format=lzma.FORMAT_RAW, filters=[{**ipxe_disk.LZMA_FILTERS[0], "preset": 9}])
+    return b"\xeb\x3c prefix and unlzma" * 20 + packed
 
 HAVE_TOOLS = all(shutil.which(tool) for tool in ("mformat", "syslinux", "qemu-img"))
 pytestmark = pytest.mark.skipif(
@@ -44,12 +52,8 @@ def ipxe_dir(tmp_path):
     """A folder that looks like iPXE 1.21.1's: an EFI file naming autoexec.ipxe, Debian's ipxe.lkrn."""
     folder = tmp_path / "ipxe"
     folder.mkdir()
-    (folder / "ipxe.efi").write_bytes(b"MZ stand-in for ipxe.efi; loads autoexec.ipxe\0" * 100 + SUITES)
-    lkrn = "/usr/lib/ipxe/ipxe.lkrn"
-    if os.path.exists(lkrn):
-        shutil.copyfile(lkrn, folder / "ipxe.lkrn")
-    else:
-        (folder / "ipxe.lkrn").write_bytes(b"stand-in lkrn")
+    (folder / "ipxe.efi").write_bytes(b"MZ stand-in for ipxe.efi; loads autoexec.ipxe\0" * 100 + TLS)
+    (folder / "ipxe.lkrn").write_bytes(lkrn_like(b"stand-in ipxe.lkrn with its own TLS\0" * 2000 + TLS))
     return folder
 
 
@@ -150,29 +154,41 @@ def test_an_https_url_needs_an_ipxe_with_ecdhe_and_aes_gcm(ipxe_dir, tmp_path):
     """Code Engine accepts only ECDHE with AES-GCM or ChaCha20 (docs/security.md): an iPXE 1.21.1
     (it runs autoexec.ipxe, but its TLS has neither) is refused for an https URL, with the version
     to get; an http URL does no TLS and is built."""
-    (ipxe_dir / "ipxe.efi").write_bytes(b"MZ iPXE 1.21.1: loads autoexec.ipxe, TLS with RSA key exchange\0" * 100)
+    efi, lkrn = ipxe_dir / "ipxe.efi", ipxe_dir / "ipxe.lkrn"
+    good_efi = efi.read_bytes()
+    efi.write_bytes(b"MZ iPXE 1.21.1: loads autoexec.ipxe, TLS with RSA key exchange\0HTTPS\0" * 100)
     out = tmp_path / "vsi.qcow2"
     result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir))
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and not out.exists(), result.stderr
-    assert "cannot do TLS with ECDHE and AES-GCM" in result.stderr
+    assert f"{efi} cannot do TLS with ECDHE and AES-GCM" in result.stderr
     assert "iPXE v2.0.0 or later" in result.stderr and "Debian 13's ipxe package" in result.stderr
     assert "https://github.com/ipxe/ipxe" in result.stderr
     result = cli("--url", "http://10.0.2.100", "--out", str(out), "--ipxe-dir", str(ipxe_dir))
     assert result.returncode == 0 and out.exists(), result.stderr
+    out.unlink()
+
+    # iPXE v2.0.0's BIOS build as it comes: the suites are linked in, HTTPS is not (read from inside
+    # the compressed ipxe.lkrn).
+    efi.write_bytes(good_efi)
+    lkrn.write_bytes(lkrn_like(b"stand-in ipxe.lkrn, HTTP only\0" * 2000 + SUITES))
+    result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and not out.exists(), result.stderr
+    assert f"{lkrn} was built without HTTPS" in result.stderr and "DOWNLOAD_PROTO_HTTPS" in result.stderr
 
 
 def test_the_tls_check_on_real_ipxe_builds(tmp_path):
-    """Debian 13's ipxe.efi (1.21.1+git20250501) has ECDHE and AES-GCM but no ECDSA suites: accepted,
-    with a note that the certificate must be RSA and that it fetches cross-signed roots from
-    ca.ipxe.org. Debian 12's (/usr/lib/ipxe, 1.0.0+git-20190125) has no ECDHE: refused."""
-    old = Path("/usr/lib/ipxe/ipxe.efi")
+    """Debian 13's iPXE (1.21.1+git20250501) has HTTPS, ECDHE and AES-GCM in both builds but no ECDSA
+    suites: accepted, with a note that the certificate must be RSA and that it fetches cross-signed
+    roots from ca.ipxe.org. Debian 12's (/usr/lib/ipxe, 1.0.0+git-20190125) has neither: refused."""
     checked = 0
-    if old.exists():
-        with pytest.raises(ipxe_disk.DiskImageError, match="cannot do TLS with ECDHE and AES-GCM"):
-            ipxe_disk.check_tls(old.resolve())
-        checked += 1
+    for build in ("ipxe.efi", "ipxe.lkrn"):
+        old = Path("/usr/lib/ipxe") / build
+        if old.exists():
+            with pytest.raises(ipxe_disk.DiskImageError, match="without HTTPS|cannot do TLS with ECDHE"):
+                ipxe_disk.check_tls(old.resolve())
+            checked += 1
     if DEBIAN13_EFI.exists():
-        notes = " ".join(ipxe_disk.check_tls(DEBIAN13_EFI))
+        notes = " ".join(ipxe_disk.check_tls(DEBIAN13_EFI, DEBIAN13_EFI.with_name("ipxe.lkrn")))
         assert "no ECDSA cipher suites" in notes and "certbot --key-type rsa" in notes
         assert "http://ca.ipxe.org/auto" in notes
         checked += 1
@@ -201,6 +217,9 @@ def test_trust_ca_must_be_built_into_the_ipxe(ipxe_dir, tmp_path):
 
     efi = ipxe_dir / "ipxe.efi"
     efi.write_bytes(efi.read_bytes() + fingerprint)  # where TRUST= puts it: src/crypto/rootcert.c, fingerprints[]
+    result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir), "--trust-ca", str(ca))
+    assert result.returncode == 1 and f"ipxe.lkrn does not trust {ca}" in result.stderr, result.stderr
+    (ipxe_dir / "ipxe.lkrn").write_bytes(lkrn_like(b"stand-in ipxe.lkrn\0" * 2000 + TLS + fingerprint))
     result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir), "--trust-ca", str(ca),
                  "--crosscert", "http://certs.example.com/auto", "--format", "raw", "--size", "64")
     assert result.returncode == 0, result.stderr
