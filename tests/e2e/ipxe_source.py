@@ -90,9 +90,9 @@ def ipxe_dir(cache: Path, ca_cert: Path, fingerprint: str, tag: str = TAG, targe
 if __name__ == "__main__":  # build ahead of the test: python tests/e2e/ipxe_source.py
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import tls_ca
+    sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
     from node_image import cache_dir
+    from support import tls as tls_ca
 
     authority = tls_ca.ca(cache_dir() / "https-ca")
     tag = sys.argv[1] if len(sys.argv) > 1 else TAG
