@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import time
 from email.utils import parsedate_to_datetime
@@ -139,6 +140,10 @@ def cmd_doctor(args, settings: Settings) -> None:
         chain = client.session.get(found.url + "/boot/boot.ipxe", timeout=10)
         checks.append({"name": "boot", "ok": chain.ok and chain.text.startswith("#!ipxe"),
                        "detail": f"/boot/boot.ipxe answers {chain.status_code}"})
+        from bootfleet.doctor import certificate_check  # the public domain's certificate, as iPXE meets it
+
+        if certificate := certificate_check(found.url, cafile=os.environ.get("REQUESTS_CA_BUNDLE")):
+            checks.append(certificate)
         date = client.last_response.headers.get("Date") if client.last_response else None
         if date:
             skew = parsedate_to_datetime(date).timestamp() - (before + time.time()) / 2
