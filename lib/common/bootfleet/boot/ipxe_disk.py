@@ -169,9 +169,13 @@ def ca_fingerprint(path: Path) -> str:
         data = Path(path).read_bytes()
     except OSError as e:
         raise DiskImageError(f"--trust-ca {path}: {e.strerror or e}") from None
-    match = re.search(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", data, re.S)
-    if match:
-        data = base64.b64decode(b"".join(match.group(1).split()))
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    if begin in data and end in data.partition(begin)[2]:  # PEM: the first certificate
+        body = data.partition(begin)[2].partition(end)[0]
+        try:
+            data = base64.b64decode(b"".join(body.split()), validate=True)
+        except ValueError:
+            raise DiskImageError(f"--trust-ca {path}: its PEM certificate is not base64") from None
     elif not data.startswith(b"\x30"):
         raise DiskImageError(f"--trust-ca {path}: not a PEM or DER certificate")
     return hashlib.sha256(data).hexdigest()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 import time
 from email.utils import parsedate_to_datetime
@@ -142,7 +141,9 @@ def cmd_doctor(args, settings: Settings) -> None:
                        "detail": f"/boot/boot.ipxe answers {chain.status_code}"})
         from bootfleet.doctor import certificate_check  # the public domain's certificate, as iPXE meets it
 
-        if certificate := certificate_check(found.url, cafile=os.environ.get("REQUESTS_CA_BUNDLE")):
+        # the CA bundle requests uses here (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), or the system's
+        verify = client.session.merge_environment_settings(found.url, {}, None, None, None)["verify"]
+        if certificate := certificate_check(found.url, cafile=verify if isinstance(verify, str) else None):
             checks.append(certificate)
         date = client.last_response.headers.get("Date") if client.last_response else None
         if date:
