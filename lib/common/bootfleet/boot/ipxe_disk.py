@@ -15,6 +15,9 @@ run `autoexec.ipxe` from the filesystem they were loaded from. BIOS firmware run
 which starts SYSLINUX, which boots `ipxe.lkrn` with the script as its initrd (every iPXE
 .lkrn runs a script given that way). Nothing is compiled and nothing is fetched: the
 binaries come from the `ipxe` package, the tools from mtools, syslinux and qemu-utils.
+
+For an https URL both builds must speak TLS as Code Engine does (check_tls reads their cipher
+suite table; docs/vpc.md, "HTTPS and iPXE").
 """
 
 from __future__ import annotations
@@ -222,7 +225,10 @@ def build(url: str, out: str | Path, *, ipxe_dir: str | Path = IPXE_DIR, size_mi
     disk's iPXE fetches cross-signed roots instead of http://ca.ipxe.org/auto."""
     url = check_url(url)
     if crosscert is not None:
-        crosscert = check_url(crosscert)
+        try:
+            crosscert = check_url(crosscert)
+        except DiskImageError as e:
+            raise DiskImageError(str(e).replace("--url", "--crosscert", 1)) from None
     if fmt not in ("qcow2", "raw"):
         raise DiskImageError(f"--format {fmt!r}: qcow2 or raw")
     if size_mib * 2048 < PART_START + FAT_SECTORS:
