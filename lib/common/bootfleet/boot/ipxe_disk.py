@@ -227,8 +227,9 @@ def build(url: str, out: str | Path, *, ipxe_dir: str | Path = IPXE_DIR, size_mi
     if crosscert is not None:
         try:
             crosscert = check_url(crosscert)
-        except DiskImageError as e:
-            raise DiskImageError(str(e).replace("--url", "--crosscert", 1)) from None
+        except DiskImageError:
+            raise DiskImageError(f"--crosscert {crosscert!r}: an http(s) URL without query, spaces or quotes, "
+                                 "e.g. http://certs.example.com/auto") from None
     if fmt not in ("qcow2", "raw"):
         raise DiskImageError(f"--format {fmt!r}: qcow2 or raw")
     if size_mib * 2048 < PART_START + FAT_SECTORS:
