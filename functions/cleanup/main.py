@@ -1,6 +1,6 @@
 """cleanup: scheduled (a Code Engine cron subscription), or run by hand.
 
-POST /cleanup/run[?dry_run=true]   admin token, or BOOTFLEET_CRON_SECRET as the bearer
+POST /cleanup/run[?dry_run=true]   an operator or admin token, or BOOTFLEET_CRON_SECRET as the bearer
                                    token or as {"secret": "..."} in the body
 """
 
@@ -16,7 +16,8 @@ from bootfleet.log import setup_logging
 from bootfleet.providers.dns.choose import make_provider
 from bootfleet.provision.fleet import Fleet
 from bootfleet.settings import get_settings
-from bootfleet.web.api import Api, json_response, require_admin
+from bootfleet.web.access import authorize
+from bootfleet.web.api import Api, json_response
 
 setup_logging("cleanup")
 log = logging.getLogger("bootfleet.cleanup")
@@ -38,7 +39,7 @@ def _authorize(request) -> None:
         if presented and hmac.compare_digest(presented, secret.encode()):
             return
     try:
-        require_admin(request)
+        authorize(request, "operator")
     except TokenError as e:
         if e.status == 401:
             raise UnauthorizedError("missing Authorization: Bearer <admin token or cron secret>") from None

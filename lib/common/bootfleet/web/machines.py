@@ -87,7 +87,7 @@ def node_import_all(request):
     return json_response({"imported": len(ids), "ids": ids}, 201)
 
 
-@routes.route("/nodes/<key>/script", admin=True)
+@routes.route("/nodes/<key>/script", role="operator")  # it holds a fresh node token
 def node_script_preview(request, key):
     """Exactly what boot would answer this node now (a fresh token included); no stage moves,
     no event, no last_seen."""

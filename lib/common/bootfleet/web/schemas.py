@@ -137,3 +137,13 @@ class AdoptIn(_Strict):
     labels: Labels = Field(default_factory=dict)
     deployment: Ref | None = None
     profile: Ref | None = None
+
+
+TokenName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+
+
+class TokenIn(_Strict):
+    """A scoped API token (roles.py); the answer shows the token once."""
+    name: TokenName
+    role: Literal["admin", "operator", "viewer", "metrics"]
+    expires_in: Annotated[int, Field(ge=1, le=10 * 366 * 86400)] | None = None  # seconds; none: never
