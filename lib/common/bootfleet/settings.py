@@ -199,6 +199,7 @@ class Settings:
     cleanup_cap: int = setting(50, _int)
     cleanup_grace: int = setting(3600, _int)
     retention_days: int = setting(30, _int)
+    audit_retention_days: int = setting(365, _int)  # cleanup removes audit entries older than this; 0: keep all
     cleanup_every: int = setting(300, _int)  # serve runs cleanup this often (seconds; 0: never), as the cron does
     unknown_max: int = setting(10000, _int)  # most unknown machines remembered (the least recently seen go)
     unknown_event_seconds: int = setting(300, _int)  # at most one event per unknown MAC this often

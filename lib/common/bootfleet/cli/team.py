@@ -9,6 +9,7 @@ import sys
 
 from bootfleet.cli.args import Sub
 from bootfleet.cli.config import connect
+from bootfleet.cli.events import since_param
 from bootfleet.cli.output import print_json, print_table, show
 from bootfleet.cli.prompt import confirm
 from bootfleet.roles import ROLES
@@ -42,6 +43,13 @@ def add_team_parsers(sub) -> None:
     a.add_argument("name", help="the token's name (or id)")
     p.set_defaults(func=cmd_token)
 
+    p = sub.add("audit", "who changed what through the API, newest first")
+    p.add_argument("--since", help="an age like 10m, 2h, 1d, an ISO time, or an entry id")
+    p.add_argument("--actor", help="a token's name (the bootstrap admin token is 'admin')")
+    p.add_argument("--target", help="deployment/rack1, or every target under one: deployment")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_audit)
+
 
 def cmd_token(args, settings: Settings) -> None:
     client = connect(args, settings)
@@ -66,3 +74,24 @@ def cmd_token(args, settings: Settings) -> None:
     else:
         confirm(args, f"revoke token {args.name}?")
         show(args, client.call("DELETE", f"/config/api/v1/tokens/{args.name}"))
+
+
+AUDIT_COLUMNS = ["id", "at", "actor", "action", "target", "outcome", "changes", "client_address", "request_id"]
+
+
+def _changed(changes: dict) -> str:
+    return "; ".join(f"{k}: {v.get('old')!r} -> {v.get('new')!r}" for k, v in changes.items())
+
+
+def cmd_audit(args, settings: Settings) -> None:
+    client = connect(args, settings)
+    params = {"since": since_param(args.since), "actor": args.actor, "target": args.target, "limit": args.limit}
+    data = client.call("GET", "/config/api/v1/audit", params={k: v for k, v in params.items() if v})
+    if args.json:
+        print_json(data)
+        return
+    if not data["items"]:
+        print("no audit entries")
+        return
+    items = [{**i, "at": i["at"][:19].replace("T", " "), "changes": _changed(i["changes"])} for i in data["items"]]
+    print_table(items, AUDIT_COLUMNS)

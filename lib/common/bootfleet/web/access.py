@@ -22,8 +22,10 @@ from bootfleet.db import api_tokens, get_database
 from bootfleet.errors import TokenError
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import API_TOKEN_PREFIX, hash_secret, verify_admin_token
+from bootfleet.web import audit
+from bootfleet.web.audit import PRINCIPAL
+from bootfleet.web.metrics import HANDLER
 
-PRINCIPAL = "bootfleet.principal"  # request.environ key
 BOOTSTRAP = "admin"  # the bootstrap admin token's name in the audit log
 
 
@@ -72,8 +74,12 @@ def authorize(request: flask.Request, role: str, settings: Settings | None = Non
     """The caller, if its token's role may act as `role`; a 403 naming the role needed if not."""
     principal = identify(request, settings or get_settings())
     if not roles.allows(principal.role, role):
-        raise TokenError(f"this needs the {role} role (or one above it: {', '.join(_above(role))});"
-                         f" the token {principal.name!r} has the {principal.role} role", 403)
+        error = TokenError(f"this needs the {role} role (or one above it: {', '.join(_above(role))});"
+                           f" the token {principal.name!r} has the {principal.role} role", 403)
+        if request.method not in roles.READ_METHODS:  # an attempt to change something: the audit log keeps it
+            audit.record(request, principal, request.environ.get(HANDLER, "unmatched"), 403,
+                         "denied: " + error.message)
+        raise error
     return principal
 
 

@@ -38,6 +38,7 @@ from bootfleet.settings import Settings, get_settings
 from bootfleet.roles import default_role
 from bootfleet.tokens import verify_admin_token
 from bootfleet.web.access import authorize
+from bootfleet.web.audit import audited, should_audit
 from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
 
 if TYPE_CHECKING:  # pydantic is imported by parse(), off the cold start of functions that parse no body
@@ -180,7 +181,7 @@ class Api:
         def register(handler: Callable) -> Callable:
             endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
             self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
-            self.handlers[endpoint] = (handler, role)
+            self.handlers[endpoint] = (audited(handler) if should_audit(methods, role) else handler, role)
             return handler
 
         return register

@@ -69,6 +69,13 @@ API_TOKEN = {"type": "object", "required": ["id", "name", "role", "created_at"],
                             "created_by": {"type": "string"}, "created_at": TIME, "expires_at": NULLABLE_TIME,
                             "last_used_at": NULLABLE_TIME, "revoked_at": NULLABLE_TIME,
                             "token": {"type": "string", "description": "only in the answer that created it"}}}
+AUDIT = {"type": "object", "required": ["id", "at", "actor", "role", "action", "target", "changes", "outcome",
+                                       "status", "request_id"],
+         "properties": {"id": {"type": "integer"}, "at": TIME, "actor": {"type": "string"}, "role": {"type": "string"},
+                        "action": {"type": "string"}, "target": {"type": "string"}, "changes": OBJ,
+                        "outcome": {"type": "string"}, "status": {"type": "integer"},
+                        "client_address": {"type": ["string", "null"]}, "request_id": {"type": "string"},
+                        "method": {"type": "string"}, "path": {"type": "string"}}}
 WHOAMI_TOKEN = {"type": "object", "required": ["name", "role", "bootstrap"],
                 "properties": {"name": {"type": "string"}, "role": {"enum": list(ROLES)},
                                "bootstrap": {"type": "boolean"}}}
@@ -182,6 +189,10 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
                                         "ok": {201: API_TOKEN}},
     ("DELETE", "/config/api/v1/tokens/{key}"): {"summary": "Revoke a token (by name or id): it stops at once",
                                                 "ok": {200: API_TOKEN}},
+    ("GET", "/config/api/v1/audit"): {"summary": "The audit log, newest first", "ok": {200: listing(AUDIT)}, "query": [
+        *PAGE, q("since", {"type": "string"}, "an entry id or an ISO 8601 time"),
+        q("actor", {"type": "string"}, "a token's name"),
+        q("target", {"type": "string"}, "a target (deployment/rack1), or every target under it (deployment)")]},
     ("POST", "/cleanup/run"): {"summary": "One cleanup run (an operator token or the cron secret)", "ok": {200: OBJ},
                                "query": [q("dry_run", {"enum": ["true", "false"]})], "role": "operator"},
 }

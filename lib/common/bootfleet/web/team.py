@@ -4,14 +4,19 @@
     GET    /tokens            every live token: name, role, created, last used, expiry (admin)
     POST   /tokens            {"name", "role", "expires_in"}: a new token, shown once (admin)
     DELETE /tokens/<name|id>  revoke it: it stops working at once (admin)
+    GET    /audit             the audit log, newest first: ?since=&actor=&target=&limit=&offset= (viewer)
 """
 
 from __future__ import annotations
 
-from bootfleet.db import api_tokens, get_database
+import datetime
+
+from bootfleet.db import api_tokens, audit, get_database
+from bootfleet.errors import BadRequestError
 from bootfleet.tokens import hash_secret, new_api_token
 from bootfleet.web.access import authorize
-from bootfleet.web.api import Routes, json_body, json_response, parse
+from bootfleet.web.api import MAX_BIGINT, Routes, json_body, json_response, page, parse, whole_number
+from bootfleet.web.audit import note
 
 routes = Routes()
 
@@ -39,6 +44,7 @@ def token_create(request):
     creator = authorize(request, "admin").name
     with get_database().transaction() as tx:
         row = api_tokens.create(tx, body.name, body.role, hash_secret(token), creator, body.expires_in)
+    note(request, f"token/{row['name']}", None, {k: row[k] for k in ("name", "role", "expires_at")})
     return json_response({**row, "token": token}, 201)
 
 
@@ -46,4 +52,28 @@ def token_create(request):
 def token_revoke(request, key):
     with get_database().transaction() as tx:
         row = api_tokens.revoke(tx, key)
+    note(request, f"token/{row['name']}", {"revoked_at": None}, {"revoked_at": row["revoked_at"]})
     return json_response(row)
+
+
+def _since(raw: str) -> tuple[int, datetime.datetime | None]:
+    """An entry id (entries after it) or an ISO 8601 time."""
+    if not raw:
+        return 0, None
+    if raw.isascii() and raw.isdigit():
+        return whole_number(raw, "since", 0, 0, MAX_BIGINT), None
+    try:
+        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        raise BadRequestError(f"since: an entry id or an ISO 8601 time, got {raw[:40]!r}") from None
+    return 0, when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
+
+
+@routes.route("/audit", role="viewer")
+def audit_log(request):
+    limit, offset = page(request, default=100, maximum=1000)
+    after_id, since = _since(request.args.get("since", ""))
+    with get_database().transaction() as tx:
+        items, total = audit.listing(tx, since=since, after_id=after_id, actor=request.args.get("actor") or None,
+                                     target=request.args.get("target") or None, limit=limit, offset=offset)
+    return json_response({"items": items, "total": total, "limit": limit, "offset": offset})
