@@ -2,13 +2,15 @@
 
 POST /cleanup/run[?dry_run=true]   an operator or admin token, or BOOTFLEET_CRON_SECRET as the bearer
                                    token or as {"secret": "..."} in the body
+POST /cleanup/webhooks             the same tokens: send the webhook deliveries that are due, nothing else
+                                   (bootfleet serve calls it every BOOTFLEET_WEBHOOK_EVERY seconds)
 """
 
 import hmac
 import json
 import logging
 
-from bootfleet import metrics
+from bootfleet import metrics, notify
 from bootfleet.cleanup import Cleanup, CleanupBusyError
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
@@ -68,6 +70,12 @@ def run(request):
         raise
     metrics.cleanup_run("errors" if summary["errors"] else "ok", dry_run)
     return json_response(summary)
+
+
+@api.route("/webhooks", methods=("POST",))
+def send_webhooks(request):
+    _authorize(request)
+    return json_response({"counts": notify.send_due(get_database(), get_settings())})
 
 
 def cleanup(request):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from urllib.parse import urlsplit
 
-from bootfleet.cli.args import Sub
+from bootfleet.cli.args import Sub, globals_parser
 from bootfleet.cli.config import connect
 from bootfleet.cli.events import since_param
 from bootfleet.cli.output import print_json, print_table, show
@@ -49,6 +50,24 @@ def add_team_parsers(sub) -> None:
     p.add_argument("--target", help="deployment/rack1, or every target under one: deployment")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add("webhook", "signed webhooks: create, list, delete, and every delivery attempt")
+    actions = Sub(p, "action", "ACTION")
+    # Its --url is the receiver's: the server's URL goes before the subcommand (bootfleet --url S webhook create).
+    # (A parent of its own: "resolve" takes --url away from that parent's action, which parsers share.)
+    about = "POST these events to a URL (it must be on BOOTFLEET_WEBHOOK_ALLOW)"
+    a = actions.actions.add_parser("create", help=about, description=about, parents=[globals_parser(defaults=False)],
+                                   conflict_handler="resolve")
+    a.add_argument("--url", dest="hook_url", required=True, help="the receiver's URL")
+    a.add_argument("--events", required=True, help="comma separated: node.ready,node.failed,deployment.*  (* for all)")
+    a.add_argument("--name", help="default: the URL's host name")
+    actions.add("list", "every webhook and its pending deliveries")
+    a = actions.add("delete", "remove a webhook and its deliveries")
+    a.add_argument("name")
+    a = actions.add("deliveries", "a webhook's newest deliveries, with every attempt")
+    a.add_argument("name")
+    a.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_webhook)
 
 
 def cmd_token(args, settings: Settings) -> None:
@@ -95,3 +114,45 @@ def cmd_audit(args, settings: Settings) -> None:
         return
     items = [{**i, "at": i["at"][:19].replace("T", " "), "changes": _changed(i["changes"])} for i in data["items"]]
     print_table(items, AUDIT_COLUMNS)
+
+
+def _default_name(url: str) -> str:
+    host = urlsplit(url).hostname or "webhook"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", host)[:63].strip("-._") or "webhook"
+
+
+def cmd_webhook(args, settings: Settings) -> None:
+    client = connect(args, settings)
+    base = "/config/api/v1/webhooks"
+    if args.action == "create":
+        events = [e.strip() for e in args.events.split(",") if e.strip()]
+        created = client.call("POST", base, {"name": args.name or _default_name(args.hook_url), "url": args.hook_url,
+                                             "events": events})
+        if args.json:
+            print_json(created)
+            return
+        print(f"webhook {created['name']!r}: {created['url']} gets {', '.join(created['events'])}")
+        print(f"secret (shown this once; check X-Bootfleet-Signature-256 with it): {created['secret']}")
+    elif args.action == "list":
+        data = client.call("GET", base)
+        if args.json:
+            print_json(data)
+        elif data["items"]:
+            print_table(data["items"], ["name", "url", "events", "active", "pending", "created_at"])
+        else:
+            print("no webhooks (bootfleet webhook create --url URL --events node.ready,node.failed)")
+    elif args.action == "delete":
+        confirm(args, f"delete webhook {args.name} and its deliveries?")
+        show(args, client.call("DELETE", f"{base}/{args.name}"))
+    else:
+        data = client.call("GET", f"{base}/{args.name}/deliveries", params={"limit": args.limit})
+        if args.json:
+            print_json(data)
+            return
+        rows = []
+        for d in data["items"]:
+            last = d["attempt_log"][-1] if d["attempt_log"] else {}
+            rows.append({**d, "last": last.get("error") or (f"HTTP {last['status']}" if last.get("status") else "-"),
+                         "attempts": len(d["attempt_log"]), "created_at": d["created_at"][:19].replace("T", " ")})
+        print_table(rows, ["id", "event", "state", "attempts", "last", "created_at", "next_attempt_at"]) if rows \
+            else print("no deliveries yet")

@@ -76,6 +76,11 @@ AUDIT = {"type": "object", "required": ["id", "at", "actor", "role", "action", "
                         "outcome": {"type": "string"}, "status": {"type": "integer"},
                         "client_address": {"type": ["string", "null"]}, "request_id": {"type": "string"},
                         "method": {"type": "string"}, "path": {"type": "string"}}}
+WEBHOOK = {"type": "object", "required": ["id", "name", "url", "events", "active"],
+           "properties": {"id": UUID, "name": {"type": "string"}, "url": {"type": "string"},
+                          "events": {"type": "array", "items": {"type": "string"}}, "active": {"type": "boolean"},
+                          "pending": {"type": "integer"}, "created_at": TIME, "updated_at": TIME,
+                          "secret": {"type": "string", "description": "only in the answer that created it"}}}
 WHOAMI_TOKEN = {"type": "object", "required": ["name", "role", "bootstrap"],
                 "properties": {"name": {"type": "string"}, "role": {"enum": list(ROLES)},
                                "bootstrap": {"type": "boolean"}}}
@@ -193,6 +198,21 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
         *PAGE, q("since", {"type": "string"}, "an entry id or an ISO 8601 time"),
         q("actor", {"type": "string"}, "a token's name"),
         q("target", {"type": "string"}, "a target (deployment/rack1), or every target under it (deployment)")]},
+    ("GET", "/config/api/v1/webhooks"): {"summary": "Every webhook (never its secret)", "ok": {200: {
+        "type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": WEBHOOK},
+                                                                         "total": {"type": "integer"}}}}},
+    ("POST", "/config/api/v1/webhooks"): {"summary": "Register a webhook; the answer shows its secret once",
+                                          "body": schemas.WebhookIn, "ok": {201: WEBHOOK}},
+    ("GET", "/config/api/v1/webhooks/{key}"): {"ok": {200: WEBHOOK}},
+    ("PATCH", "/config/api/v1/webhooks/{key}"): {"body": schemas.WebhookUpdate, "ok": {200: WEBHOOK}},
+    ("PUT", "/config/api/v1/webhooks/{key}"): {"body": schemas.WebhookUpdate, "ok": {200: WEBHOOK}},
+    ("DELETE", "/config/api/v1/webhooks/{key}"): {"ok": {204: None}},
+    ("GET", "/config/api/v1/webhooks/{key}/deliveries"): {
+        "summary": "The newest deliveries, each with every attempt", "query": [q("limit", {"type": "integer"})],
+        "ok": {200: {"type": "object", "required": ["webhook", "items"],
+                     "properties": {"webhook": {"type": "string"}, "items": {"type": "array", "items": OBJ}}}}},
+    ("POST", "/cleanup/webhooks"): {"summary": "Send the webhook deliveries that are due (an operator token or"
+                                               " the cron secret)", "ok": {200: OBJ}, "role": "operator"},
     ("POST", "/cleanup/run"): {"summary": "One cleanup run (an operator token or the cron secret)", "ok": {200: OBJ},
                                "query": [q("dry_run", {"enum": ["true", "false"]})], "role": "operator"},
 }
