@@ -74,11 +74,6 @@ def check_url(url: str, settings: Settings) -> str:
     raise BadRequestError(f"url: {host} is not on BOOTFLEET_WEBHOOK_ALLOW ({', '.join(map(str, allow))})")
 
 
-def matches(pattern: str, event: str) -> bool:
-    """node.ready matches node.ready, node.* and *: what the outbox trigger does, for the API's checks."""
-    return pattern in ("*", event) or (pattern.endswith(".*") and event.startswith(pattern[:-1]))
-
-
 def backoff(attempts: int, settings: Settings) -> float | None:
     """Seconds until the next attempt after `attempts` failed ones; None: give up."""
     if attempts >= settings.webhook_max_attempts:

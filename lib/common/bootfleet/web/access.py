@@ -8,7 +8,7 @@ as before; any other token must be a live row of api_token (db/api_tokens.py): c
 (`bft_...`) is looked up, so a wrong admin token costs no query.
 
 A wrong role is a 403 that names the role needed. The caller is kept on the request
-(`principal`) for the audit log (web/audit.py).
+(request.environ[PRINCIPAL]) for the audit log (web/audit.py).
 """
 
 from __future__ import annotations
@@ -85,7 +85,3 @@ def authorize(request: flask.Request, role: str, settings: Settings | None = Non
 
 def _above(role: str) -> list[str]:
     return [r for r in roles.ROLES[roles.ROLES.index(role) + 1:] if r != "metrics"]
-
-
-def principal(request: flask.Request) -> Principal | None:
-    return request.environ.get(PRINCIPAL)

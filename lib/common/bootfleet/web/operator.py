@@ -301,7 +301,8 @@ def node_delete(request, node_id):
     with get_database().transaction() as tx:
         before = nodes.get(tx, node_id)
         node, gone = nodes.delete(tx, node_id, "operator")
-        note(request, f"node/{before['id']}", {"stage": before["stage"]}, {"stage": "deleted" if gone else node["stage"]})
+        note(request, f"node/{before['id']}", {"stage": before["stage"]},
+             {"stage": "deleted" if gone else node["stage"]})
         node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)

@@ -39,7 +39,7 @@ CREATE INDEX webhook_attempt_delivery_idx ON webhook_attempt (delivery_id, id);
 
 -- An event's name for webhooks: node.<stage> for a node's stage change (node.ready, node.failed),
 -- else <kind>.<verb> from its message (deployment.created, profile.deleted), else <kind>.event.
-CREATE FUNCTION bootfleet_event_name(kind text, stage text, node_id uuid, message text) RETURNS text
+CREATE FUNCTION bootfleet_event_name(kind text, stage text, message text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN kind = 'stage' AND stage IS NOT NULL THEN 'node.' || stage
@@ -50,7 +50,7 @@ $$;
 CREATE FUNCTION bootfleet_webhook_outbox() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    event_name text := bootfleet_event_name(NEW.kind, NEW.stage, NEW.node_id, NEW.message);
+    event_name text := bootfleet_event_name(NEW.kind, NEW.stage, NEW.message);
 BEGIN
     INSERT INTO webhook_delivery (webhook_id, event_id, event, payload)
     SELECT w.id, NEW.id, event_name, jsonb_build_object(
