@@ -10,12 +10,20 @@ from bootfleet.db.connection import Transaction
 FIELDS = ("actor", "role", "action", "target", "outcome", "status", "client_address", "request_id", "method", "path")
 
 
-def add(tx: Transaction, entry: dict[str, Any]) -> None:
-    tx.run(
+def add(tx: Transaction, entry: dict[str, Any]) -> int:
+    return tx.scalar(
         f"INSERT INTO audit_log ({', '.join(FIELDS)}, changes)"
-        f" VALUES ({', '.join(':' + f for f in FIELDS)}, CAST(:changes AS jsonb))",
+        f" VALUES ({', '.join(':' + f for f in FIELDS)}, CAST(:changes AS jsonb)) RETURNING id",
         changes=json.dumps(entry.get("changes") or {}, default=str), **{f: entry.get(f) for f in FIELDS},
     )
+
+
+def finish(tx: Transaction, entry_id: int, status: int, outcome: str) -> bool:
+    """The answer's status (and, for a failure after the change committed, the outcome) on an entry
+    written in the change's own transaction; False if there is no such entry (it was rolled back)."""
+    return tx.scalar(
+        "UPDATE audit_log SET status = :status, outcome = CASE WHEN :status < 400 THEN outcome ELSE :outcome END"
+        " WHERE id = :id RETURNING id", id=entry_id, status=status, outcome=outcome) is not None
 
 
 def listing(tx: Transaction, since: Any = None, after_id: int = 0, actor: str | None = None,

@@ -7,8 +7,10 @@ with the token's name and role, the action (`profile.create`, `deployment.scale`
 outcome (`ok`, or the error the caller got), the client address (boot/trust.py) and the
 request id (the caller's `X-Request-Id` if it is a plain one, else a new one; the answer
 carries it back). A token whose role is too low is recorded too (`denied`), from
-web/access.py. Handlers say what they changed with `note(request, ...)`; a handler that says
-nothing is recorded with the target from its path.
+web/access.py. Handlers say what they changed with `note(request, ...)`, and pass the change's
+transaction (`tx=`) on the last call: the entry is written in it, so it commits with the change
+or not at all, and the answer's status is added after. A request that fails is recorded in a
+transaction of its own; a handler that says nothing is recorded with the target from its path.
 
 Never a secret: values of fields whose names hold token, secret, password or hash are
 written as [redacted], and a created token is never in the answer's copy that is recorded.
@@ -27,11 +29,14 @@ import flask
 
 from bootfleet.boot.trust import client_address
 from bootfleet.db import audit, get_database
+from bootfleet.db.connection import Transaction
 from bootfleet.errors import BootfleetError, RetryableDatabaseError
 from bootfleet.settings import get_settings
 
 log = logging.getLogger(__name__)
 NOTE = "bootfleet.audit"  # request.environ key: what the handler said it changed
+WRITTEN = "bootfleet.audit.id"  # request.environ key: the entry written in the change's own transaction
+CALL = "bootfleet.audit.call"  # request.environ key: (handler name, path arguments)
 PRINCIPAL = "bootfleet.principal"  # request.environ key: who the caller is (web/access.py puts it there)
 REDACTED = "[redacted]"
 _SECRET_FIELD = re.compile(r"(?i)(token|secret|password|hash|api_key)$")  # not token_version
@@ -73,9 +78,11 @@ def changes(old: dict | None, new: dict | None, fields=None) -> dict:
 
 
 def note(request: flask.Request, target: str | None = None, old: dict | None = None, new: dict | None = None,
-         fields=None, action: str | None = None) -> None:
+         fields=None, action: str | None = None, tx: Transaction | None = None) -> None:
     """What this request changes, for its audit entry: the target (`profile/web`), the old and
-    new rows (only differing fields are kept; `fields`: only these), or the action's own name."""
+    new rows (only differing fields are kept; `fields`: only these), or the action's own name.
+    With `tx`, the change's transaction, the entry is written in it: it commits with the change
+    or not at all (the answer's status is added once the answer is ready)."""
     entry = request.environ.setdefault(NOTE, {})
     if target is not None:
         entry["target"] = target
@@ -83,16 +90,18 @@ def note(request: flask.Request, target: str | None = None, old: dict | None = N
         entry["action"] = action
     if old is not None or new is not None:
         entry["changes"] = changes(old, new, fields)
+    if tx is not None and CALL in request.environ:
+        name, args = request.environ[CALL]
+        request.environ[WRITTEN] = audit.add(tx, _entry(request, request.environ.get(PRINCIPAL), name, None, "ok",
+                                                        args))
 
 
 def _action(handler_name: str) -> str:
     return ACTIONS.get(handler_name) or handler_name.replace("_", ".", 1)
 
 
-def record(request: flask.Request, principal, handler_name: str, status: int, outcome: str,
-           args: dict | None = None) -> None:
-    """Write the entry (its own transaction: a failed change is recorded too). A failure to
-    write it is logged, and the answer goes out as it is."""
+def _entry(request: flask.Request, principal, handler_name: str, status: int | None, outcome: str,
+           args: dict | None) -> dict:
     noted = request.environ.get(NOTE, {})
     settings = get_settings()
     address = client_address(request.remote_addr, request.headers, settings)
@@ -106,9 +115,20 @@ def record(request: flask.Request, principal, handler_name: str, status: int, ou
         "client_address": str(address) if address else None, "request_id": request_id(request),
         "method": request.method, "path": ((request.script_root or "") + request.path)[:500],
     }
+    return entry
+
+
+def record(request: flask.Request, principal, handler_name: str, status: int, outcome: str,
+           args: dict | None = None) -> None:
+    """Finish the entry the change's transaction wrote (its status; or, if the request failed after
+    that transaction committed, its outcome), else write one (its own transaction: a failed change is
+    recorded too). A failure to write it is logged, and the answer goes out as it is."""
+    entry = _entry(request, principal, handler_name, status, outcome, args)
     try:
         with get_database().transaction() as tx:
-            audit.add(tx, entry)
+            written = request.environ.get(WRITTEN)
+            if written is None or not audit.finish(tx, written, status, outcome[:500]):
+                audit.add(tx, entry)
     except BootfleetError as e:
         log.error("audit entry not written: %s", e.message, extra={"audit": {k: entry[k] for k in (
             "actor", "action", "target", "status", "request_id")}})
@@ -121,6 +141,8 @@ def audited(handler: Callable) -> Callable:
     def run(request: flask.Request, **args) -> flask.Response:
         rid = request_id(request)
         request.environ.pop(NOTE, None)  # a retried attempt starts afresh
+        request.environ.pop(WRITTEN, None)
+        request.environ[CALL] = (handler.__name__, args)
         try:
             response = handler(request, **args)
         except RetryableDatabaseError:

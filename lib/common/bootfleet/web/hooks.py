@@ -40,7 +40,7 @@ def webhook_create(request):
     secret = body.secret or secrets.token_urlsafe(32)
     with get_database().transaction() as tx:
         hook = webhook_rows.create(tx, body.name, url, list(dict.fromkeys(body.events)), secret)
-    note(request, f"webhook/{hook['name']}", None, {k: hook[k] for k in ("name", "url", "events")})
+        note(request, f"webhook/{hook['name']}", None, {k: hook[k] for k in ("name", "url", "events")}, tx=tx)
     return json_response({**hook, "secret": secret}, 201)
 
 
@@ -62,7 +62,7 @@ def webhook_update(request, key):
     with get_database().transaction() as tx:
         before = webhook_rows.get(tx, key)
         hook = webhook_rows.update(tx, key, changes)
-    note(request, f"webhook/{before['name']}", before, hook, fields=("url", "events", "active"))
+        note(request, f"webhook/{before['name']}", before, hook, fields=("url", "events", "active"), tx=tx)
     return json_response(hook)
 
 
@@ -70,7 +70,7 @@ def webhook_update(request, key):
 def webhook_delete(request, key):
     with get_database().transaction() as tx:
         hook = webhook_rows.delete(tx, key)
-    note(request, f"webhook/{hook['name']}", {k: hook[k] for k in ("url", "events")}, {})
+        note(request, f"webhook/{hook['name']}", {k: hook[k] for k in ("url", "events")}, {}, tx=tx)
     return json_response(None, 204)
 
 

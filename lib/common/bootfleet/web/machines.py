@@ -85,7 +85,7 @@ def node_import_all(request):
             raise BadRequestError("nothing imported: " + "; ".join(clashes))
         ids = node_import.create_many(tx, fields, "operator")
         events.add(tx, "node", f"{len(ids)} nodes imported", "operator")
-        note(request, "node", None, {"imported": len(ids)})
+        note(request, "node", None, {"imported": len(ids)}, tx=tx)
     return json_response({"imported": len(ids), "ids": ids}, 201)
 
 
@@ -129,7 +129,7 @@ def unknown_adopt(request, mac):
         fields = _node_fields(tx, {**body.model_dump(exclude_none=True), "macs": [mac]})
         node = nodes.create(tx, fields, "operator", f"node registered: adopted unknown machine {mac}")
         unknown.forget(tx, mac)
-        note(request, f"unknown/{mac}", None, {"node": node["id"], **{k: v for k, v in fields.items() if v}})
+        note(request, f"unknown/{mac}", None, {"node": node["id"], **{k: v for k, v in fields.items() if v}}, tx=tx)
     return json_response(node_view(node), 201)
 
 
@@ -139,7 +139,7 @@ def unknown_forget(request, mac):
     with get_database().transaction() as tx:
         unknown.get(tx, mac)
         unknown.forget(tx, mac)
-    note(request, f"unknown/{mac}")
+        note(request, f"unknown/{mac}", tx=tx)
     return json_response(None, 204)
 
 

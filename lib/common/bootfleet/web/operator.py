@@ -60,7 +60,7 @@ def profile_create(request):
     with get_database().transaction() as tx:
         profile = profiles.create(tx, body.model_dump())
         events.add(tx, "profile", f"profile {profile['name']} created", "operator")
-        note(request, f"profile/{profile['name']}", None, profile_view(profile))
+        note(request, f"profile/{profile['name']}", None, profile_view(profile), tx=tx)
     return json_response(_warned(profile), 201)
 
 
@@ -79,7 +79,7 @@ def profile_update(request, key):
         before = profiles.get(tx, key)
         note(request, f"profile/{before['name']}")
         profile = profiles.update(tx, key, changes)
-        note(request, old=before, new=profile)
+        note(request, old=before, new=profile, tx=tx)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
     return json_response(_warned(profile))
 
@@ -102,7 +102,7 @@ def profile_delete(request, key):
     with get_database().transaction() as tx:
         profile = profiles.delete(tx, key)
         events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
-        note(request, f"profile/{profile['name']}", profile_view(profile), {})
+        note(request, f"profile/{profile['name']}", profile_view(profile), {}, tx=tx)
     return json_response(None, 204)
 
 
@@ -139,7 +139,7 @@ def deployment_create(request):
         events.add(
             tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
         )
-        note(request, f"deployment/{deployment['name']}", None, deployment_view(deployment))
+        note(request, f"deployment/{deployment['name']}", None, deployment_view(deployment), tx=tx)
     return _provisioned(request, deployment, 201)
 
 
@@ -173,7 +173,7 @@ def deployment_update(request, key):
         if {"placement", "count"} & set(changes):  # a scale the provider must carry out
             check_provider(current["provider"], changes.get("placement", current["placement"]), get_settings())
         deployment = deployments.update(tx, key, _deployment_fields(tx, changes))
-        note(request, old=deployment_view(current), new=deployment_view(deployment))
+        note(request, old=deployment_view(current), new=deployment_view(deployment), tx=tx)
         events.add(
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
             deployment_id=deployment["id"],
@@ -192,12 +192,13 @@ def deployment_delete(request, key):
         with get_database().transaction() as tx:
             before = deployments.get(tx, key)
             deployment, left = deployments.force_delete(tx, key, "operator")
-            note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]})
+            note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]},
+                 tx=tx)
         return json_response({**deployment_view(deployment), "left_behind": left})
     with get_database().transaction() as tx:
         before = deployments.get(tx, key)
         deployment = deployments.mark_deleted(tx, key, "operator")
-        note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]})
+        note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]}, tx=tx)
     return _provisioned(request, deployment, 202)
 
 
@@ -264,7 +265,7 @@ def node_create(request):
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
     with get_database().transaction() as tx:
         node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
-    note(request, f"node/{node['id']}", None, node_view(node))
+        note(request, f"node/{node['id']}", None, node_view(node), tx=tx)
     return json_response(node_view(node), 201)
 
 
@@ -285,7 +286,7 @@ def node_update(request, node_id):
         before = node_view(nodes.get(tx, node_id))
         note(request, f"node/{before['id']}")
         node = nodes.update(tx, node_id, _node_fields(tx, changes))
-        note(request, old=before, new=node_view(node))
+        note(request, old=before, new=node_view(node), tx=tx)
         events.add(
             tx, "node", f"node updated: {', '.join(changes)}", "operator",
             node_id=node["id"], deployment_id=node["deployment_id"],
@@ -302,7 +303,7 @@ def node_delete(request, node_id):
         before = nodes.get(tx, node_id)
         node, gone = nodes.delete(tx, node_id, "operator")
         note(request, f"node/{before['id']}", {"stage": before["stage"]},
-             {"stage": "deleted" if gone else node["stage"]})
+             {"stage": "deleted" if gone else node["stage"]}, tx=tx)
         node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)
@@ -316,7 +317,7 @@ def node_reinstall(request, node_id):
     with get_database().transaction() as tx:
         before = nodes.get(tx, node_id)
         node = nodes.reinstall(tx, node_id, "operator")
-        note(request, f"node/{node['id']}", before, node, fields=("stage", "token_version"))
+        note(request, f"node/{node['id']}", before, node, fields=("stage", "token_version"), tx=tx)
     view = node_view(node)
     if node["instance_id"]:  # its server boots the installer now (bare metal: reinitialized)
         view["reboot"] = reinstall_server(node, base_url(request))

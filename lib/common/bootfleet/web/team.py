@@ -44,7 +44,7 @@ def token_create(request):
     creator = authorize(request, "admin").name
     with get_database().transaction() as tx:
         row = api_tokens.create(tx, body.name, body.role, hash_secret(token), creator, body.expires_in)
-    note(request, f"token/{row['name']}", None, {k: row[k] for k in ("name", "role", "expires_at")})
+        note(request, f"token/{row['name']}", None, {k: row[k] for k in ("name", "role", "expires_at")}, tx=tx)
     return json_response({**row, "token": token}, 201)
 
 
@@ -52,7 +52,7 @@ def token_create(request):
 def token_revoke(request, key):
     with get_database().transaction() as tx:
         row = api_tokens.revoke(tx, key)
-    note(request, f"token/{row['name']}", {"revoked_at": None}, {"revoked_at": row["revoked_at"]})
+        note(request, f"token/{row['name']}", {"revoked_at": None}, {"revoked_at": row["revoked_at"]}, tx=tx)
     return json_response(row)
 
 

@@ -10,7 +10,7 @@ CREATE TABLE audit_log (
     target         text NOT NULL DEFAULT '',
     changes        jsonb NOT NULL DEFAULT '{}',
     outcome        text NOT NULL,
-    status         integer NOT NULL,
+    status         integer,  -- the answer's; null: the change committed, its answer not recorded
     client_address text,
     request_id     text NOT NULL,
     method         text NOT NULL,
