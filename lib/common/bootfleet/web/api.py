@@ -34,8 +34,8 @@ from bootfleet.errors import (
     RetryableDatabaseError,
     SettingsError,
 )
-from bootfleet.settings import Settings, get_settings
 from bootfleet.roles import default_role
+from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
 from bootfleet.web.access import authorize
 from bootfleet.web.audit import audited, should_audit
