@@ -1,11 +1,15 @@
-"""iPXE 1.21.1 (Debian 13's `ipxe` package) for the VSI disk image the e2e boots.
+"""Debian's `ipxe` package of another release, fetched with apt into the e2e cache:
+iPXE 1.21.1 of Debian 13 for the VSI disk image the e2e boots, and sid's iPXE 2.0.0 for
+the HTTPS e2e's ECDSA check (test_ipxe_https.py).
 
 Debian 12 ships iPXE 1.0.0+git-20190125, whose EFI build cannot run a script from beside
 itself (autoexec.ipxe arrived in iPXE 1.21.1, January 2021), so `bootfleet images
 build-ipxe-disk` refuses it. The e2e therefore takes the `ipxe` package of Debian 13
-("trixie") with apt itself, under a private apt configuration in the e2e cache (its own
-sources list, package lists and archive folder): nothing on the machine changes, and the
-machine's apt keyring verifies the download. Unpacked with dpkg-deb, once; reused after.
+("trixie", 1.21.1+git20250501) with apt itself, under a private apt configuration in the
+e2e cache (its own sources list, package lists and archive folder): nothing on the machine
+changes, and the machine's apt keyring verifies the download. Unpacked with dpkg-deb, once;
+reused after. `ipxe_dir(cache, "sid")` does the same with Debian unstable's package (iPXE
+2.0.0, whose TLS has ECDSA cipher suites; a binary package like any other: nothing is built).
 On Debian 13 the system's /usr/lib/ipxe is already new enough (Ubuntu 22.04's runs the script
 but cannot do TLS as Code Engine does: docs/vpc.md, "HTTPS and iPXE").
 """
@@ -17,9 +21,12 @@ import subprocess
 from pathlib import Path
 
 SUITE = "trixie"
-SOURCES = f"""Types: deb
+
+
+def sources(suite: str) -> str:
+    return f"""Types: deb
 URIs: http://deb.debian.org/debian
-Suites: {SUITE}
+Suites: {suite}
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
@@ -45,16 +52,17 @@ def _apt(root: Path, *args: str) -> None:
         raise IpxeUnavailableError(f"apt-get {' '.join(args)} failed: {result.stderr.strip()[-400:]}")
 
 
-def ipxe_dir(cache: Path) -> Path:
-    """A folder holding Debian 13's ipxe.efi and ipxe.lkrn (downloaded into the cache once)."""
-    target = cache / f"ipxe-{SUITE}"
+def ipxe_dir(cache: Path, suite: str = SUITE) -> Path:
+    """A folder holding the ipxe.efi and ipxe.lkrn of `suite`'s ipxe package (downloaded into
+    the cache once; the .deb's version is kept beside it in `version`)."""
+    target = cache / f"ipxe-{suite}"
     folder = target / "usr" / "lib" / "ipxe"
     if (folder / "ipxe.efi").exists() and (folder / "ipxe.lkrn").exists():
         return folder
-    root = cache / f"apt-{SUITE}"
+    root = cache / f"apt-{suite}"
     for sub in ("sources", "lists/partial", "cache/archives/partial", "debs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "sources" / f"{SUITE}.sources").write_text(SOURCES)
+    (root / "sources" / f"{suite}.sources").write_text(sources(suite))
     _apt(root, "update")
     for old in (root / "debs").glob("ipxe_*.deb"):
         old.unlink()
@@ -62,10 +70,20 @@ def ipxe_dir(cache: Path) -> Path:
     deb = next((root / "debs").glob("ipxe_*.deb"), None)
     if deb is None:
         raise IpxeUnavailableError(f"apt-get download ipxe left no .deb in {root / 'debs'}")
-    staging = cache / f".ipxe-{SUITE}.tmp"
+    staging = cache / f".ipxe-{suite}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True, capture_output=True, timeout=120)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     shutil.rmtree(root / "lists", ignore_errors=True)  # 20 MB of package lists, not needed again
     return folder
+
+
+def version(folder: Path) -> str:
+    """The Debian version of the package `folder` (from ipxe_dir) came from, e.g.
+    1.21.1+git20250501.dad20602+dfsg-1: its changelog's first line."""
+    import gzip
+
+    changelog = folder.parents[1] / "share" / "doc" / "ipxe" / "changelog.Debian.gz"
+    first = gzip.decompress(changelog.read_bytes()).decode("utf-8", "replace").partition("\n")[0]
+    return first.partition("(")[2].partition(")")[0]

@@ -2,10 +2,12 @@
 that wrote it, and its one-line errors. The image booting to `ready` under UEFI and BIOS
 is the e2e test (tests/e2e/test_ipxe_qemu.py::test_vsi_disk_image_boots_to_ready_under_uefi_and_bios).
 
-Here ipxe.efi is a stand-in file (the real one, iPXE 1.21.1, is downloaded only by the e2e):
-the layout and the script are what is checked, not iPXE. The stand-in carries the bytes of
-iPXE's ECDHE-RSA-AES-GCM cipher suite entries, which an https URL needs (ipxe_disk.check_tls);
-the TLS check is also run on the real builds the e2e cache holds, when it holds them.
+Here ipxe.efi is mostly a stand-in file: the layout and the script are what is checked, not
+iPXE. The stand-in carries the bytes of iPXE's ECDHE-RSA-AES-GCM cipher suite entries, which
+an https URL needs (ipxe_disk.check_tls). The TLS and --trust-ca checks are also run on real
+builds from Debian's packages: Debian 12's (/usr/lib/ipxe), and Debian 13's and sid's, which
+apt downloads into the e2e cache as the e2e does (tests/e2e/ipxe_debian13.py). No iPXE that
+trusts a private CA is used: that needs one built with the CA, and nothing is built here.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from e2e import ipxe_debian13
 from support import ROOT
 
 from bootfleet.boot import ipxe, ipxe_disk
 
 E2E_CACHE = Path(os.environ.get("BOOTFLEET_E2E_CACHE") or Path.home() / ".cache" / "bootfleet" / "e2e")
-DEBIAN13_EFI = E2E_CACHE / "ipxe-trixie" / "usr" / "lib" / "ipxe" / "ipxe.efi"  # tests/e2e/ipxe_debian13.py
 # What the ECDHE-RSA-AES-GCM entries of iPXE's cipher suite table look like in an EFI build (ipxe_disk.py).
 SUITES = b"".join(b"\0" * 40 + entry + b"\0\0" for entry in ipxe_disk.ECDHE_RSA_GCM.values())
 TLS = SUITES + ipxe_disk.HTTPS_FEATURE  # and the HTTPS feature's name (src/net/tcp/https.c)
@@ -45,6 +47,33 @@ pytestmark = pytest.mark.skipif(
     reason=f"needs mtools, syslinux and qemu-utils: {ipxe_disk.INSTALL}")
 
 URL = "https://boot.example.com"
+
+
+@pytest.fixture(scope="module")
+def debian_ipxe():
+    """Debian's real iPXE builds by release: {"trixie": folder, "sid": folder} (apt, cached)."""
+    folders = {}
+    for suite in ("trixie", "sid"):
+        try:
+            folders[suite] = ipxe_debian13.ipxe_dir(E2E_CACHE, suite)
+        except ipxe_debian13.IpxeUnavailableError as e:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI must check Debian's real iPXE builds: {e}")
+            pytest.skip(f"cannot get Debian {suite}'s iPXE: {e}")
+    return folders
+
+
+def private_ca(folder: Path) -> tuple[Path, bytes]:
+    """A CA certificate nobody built an iPXE with (PEM file) and its SHA-256 fingerprint."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "private CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    ca = folder / "ca.pem"
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return ca, cert.fingerprint(hashes.SHA256())
 
 
 @pytest.fixture
@@ -162,7 +191,7 @@ def test_an_https_url_needs_an_ipxe_with_ecdhe_and_aes_gcm(ipxe_dir, tmp_path):
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and not out.exists(), result.stderr
     assert f"{efi} cannot do TLS with ECDHE and AES-GCM" in result.stderr
     assert "iPXE v2.0.0 or later" in result.stderr and "Debian 13's ipxe package" in result.stderr
-    assert "https://github.com/ipxe/ipxe" in result.stderr
+    assert "https://ipxe.org/download" in result.stderr
     result = cli("--url", "http://10.0.2.100", "--out", str(out), "--ipxe-dir", str(ipxe_dir))
     assert result.returncode == 0 and out.exists(), result.stderr
     out.unlink()
@@ -176,44 +205,56 @@ def test_an_https_url_needs_an_ipxe_with_ecdhe_and_aes_gcm(ipxe_dir, tmp_path):
     assert f"{lkrn} was built without HTTPS" in result.stderr and "DOWNLOAD_PROTO_HTTPS" in result.stderr
 
 
-def test_the_tls_check_on_real_ipxe_builds(tmp_path):
+def test_the_tls_check_on_real_ipxe_builds(debian_ipxe):
     """Debian 13's iPXE (1.21.1+git20250501) has HTTPS, ECDHE and AES-GCM in both builds but no ECDSA
     suites: accepted, with a note that the certificate must be RSA and that it fetches cross-signed
-    roots from ca.ipxe.org. Debian 12's (/usr/lib/ipxe, 1.0.0+git-20190125) has neither: refused."""
-    checked = 0
+    roots from ca.ipxe.org. sid's (2.0.0) has the ECDSA suites too: no RSA note. Debian 12's
+    (/usr/lib/ipxe, 1.0.0+git-20190125), where installed, has neither: refused. What the e2e sees
+    these builds do against Code Engine's policy: tests/e2e/test_ipxe_https.py."""
     for build in ("ipxe.efi", "ipxe.lkrn"):
         old = Path("/usr/lib/ipxe") / build
-        if old.exists():
+        if old.exists() and b"autoexec.ipxe" not in old.read_bytes():  # Debian 12's, not a newer one
             with pytest.raises(ipxe_disk.DiskImageError, match="without HTTPS|cannot do TLS with ECDHE"):
                 ipxe_disk.check_tls(old.resolve())
-            checked += 1
-    if DEBIAN13_EFI.exists():
-        notes = " ".join(ipxe_disk.check_tls(DEBIAN13_EFI, DEBIAN13_EFI.with_name("ipxe.lkrn")))
-        assert "no ECDSA cipher suites" in notes and "certbot --key-type rsa" in notes
-        assert "http://ca.ipxe.org/auto" in notes
-        checked += 1
-    if not checked:
-        pytest.skip("no real iPXE here: install Debian's ipxe, or run the e2e once (it downloads Debian 13's)")
+    trixie, sid = debian_ipxe["trixie"], debian_ipxe["sid"]
+    assert ipxe_debian13.version(trixie).startswith("1.21.1+git20250501")
+    notes = " ".join(ipxe_disk.check_tls(trixie / "ipxe.efi", trixie / "ipxe.lkrn"))
+    assert "no ECDSA cipher suites" in notes and "certbot --key-type rsa" in notes
+    assert "http://ca.ipxe.org/auto" in notes
+    assert ipxe_debian13.version(sid).startswith("2.")
+    notes = " ".join(ipxe_disk.check_tls(sid / "ipxe.efi", sid / "ipxe.lkrn"))
+    assert "no ECDSA cipher suites" not in notes and "http://ca.ipxe.org/auto" in notes
+
+
+@pytest.mark.parametrize("suite", ["trixie", "sid"])
+def test_trust_ca_refuses_debians_ipxe_which_was_not_built_with_it(debian_ipxe, suite, tmp_path):
+    """Debian's real iPXE trusts only iPXE's root CA (and what it cross-signs): asked to trust a
+    private CA, build-ipxe-disk refuses it and says an iPXE built with TRUST= is what does
+    (iPXE's own documentation: ipxe.org/crypto)."""
+    ca, fingerprint = private_ca(tmp_path)
+    folder = debian_ipxe[suite]
+    assert fingerprint not in (folder / "ipxe.efi").read_bytes()
+    out = tmp_path / "vsi.qcow2"
+    result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(folder), "--trust-ca", str(ca))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and not out.exists(), result.stderr
+    assert result.stderr.startswith(f"bootfleet: {folder / 'ipxe.efi'} does not trust {ca} "), result.stderr
+    assert f"an iPXE built with TRUST={ca}" in result.stderr and "https://ipxe.org/crypto" in result.stderr
+    assert "no script can add one" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_trust_ca_must_be_built_into_the_ipxe(ipxe_dir, tmp_path):
     """A private CA is trusted only by an iPXE built with it (TRUST=): --trust-ca checks the build
-    holds the CA's SHA-256 fingerprint and, if not, says how to build one."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "private CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fingerprint = cert.fingerprint(hashes.SHA256())
+    holds the CA's SHA-256 fingerprint and, if not, says that an iPXE built with it is needed.
+    Stand-ins: no iPXE here was built with a CA, so the build that holds the fingerprint (where
+    TRUST= puts it) is one too; Debian's real builds are refused above."""
+    ca, fingerprint = private_ca(tmp_path)
     assert ipxe_disk.ca_fingerprint(ca) == fingerprint.hex()
 
     out = tmp_path / "vsi.qcow2"
     result = cli("--url", URL, "--out", str(out), "--ipxe-dir", str(ipxe_dir), "--trust-ca", str(ca))
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and not out.exists(), result.stderr
-    assert f"does not trust {ca}" in result.stderr and f"CERT={ca} TRUST={ca}" in result.stderr
+    assert f"does not trust {ca}" in result.stderr and f"TRUST={ca}" in result.stderr
+    assert "https://ipxe.org/crypto" in result.stderr
 
     efi = ipxe_dir / "ipxe.efi"
     efi.write_bytes(efi.read_bytes() + fingerprint)  # where TRUST= puts it: src/crypto/rootcert.c, fingerprints[]

@@ -1,9 +1,11 @@
 """TLS for the tests: a throwaway certificate authority and the server certificates it signs,
 and real nginx terminating TLS with Code Engine's policy in front of a server on 127.0.0.1.
 
-The e2e keeps its CA in the e2e cache (its key too: it signs nothing but test certificates
-for 10.0.2.100), because the iPXE that trusts it is built with it (tests/e2e/ipxe_source.py)
-and that build is cached; a new CA on every run would mean a new iPXE build on every run.
+No iPXE trusts this CA (iPXE trusts only roots it was built with, and nothing is built here):
+the e2e uses it to see how far a real iPXE's TLS gets with Code Engine's policy, which is up
+to the certificate (tests/e2e/test_ipxe_https.py). HandshakeRecorder sits between the guest
+and nginx and reads the handshake's clear-text messages (TLS 1.2: all of them up to
+ChangeCipherSpec): what the client offered, what the server chose, how far it got.
 
 Code Engine's endpoints accept TLS 1.2 or later with six cipher suites, all ECDHE with
 AES-GCM or ChaCha20-Poly1305 (codeengine docs, security.md#secure-tls and
@@ -19,9 +21,11 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -197,3 +201,151 @@ class TlsTerminator:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+# TLS cipher suite codes (IANA) in OpenSSL's names: Code Engine's six, and those an older
+# client offers instead.
+SUITE_NAMES = {
+    0xC02B: "ECDHE-ECDSA-AES128-GCM-SHA256", 0xC02C: "ECDHE-ECDSA-AES256-GCM-SHA384",
+    0xC02F: "ECDHE-RSA-AES128-GCM-SHA256", 0xC030: "ECDHE-RSA-AES256-GCM-SHA384",
+    0xCCA9: "ECDHE-ECDSA-CHACHA20-POLY1305", 0xCCA8: "ECDHE-RSA-CHACHA20-POLY1305",
+}
+POLICY_SUITES = {code for code, name in SUITE_NAMES.items() if name in TLS_POLICY["ciphers"].split(":")}
+ECDSA_SUITES = {code for code, name in SUITE_NAMES.items() if "-ECDSA-" in name}
+# Handshake message types (RFC 5246 7.4) and the alerts (7.2) the e2e looks for.
+CLIENT_HELLO, SERVER_HELLO, CERTIFICATE, SERVER_KEY_EXCHANGE, SERVER_HELLO_DONE, CLIENT_KEY_EXCHANGE = 1, 2, 11, 12, \
+    14, 16
+ALERTS = {40: "handshake_failure", 42: "bad_certificate", 48: "unknown_ca", 0: "close_notify"}
+
+
+@dataclass
+class Flight:
+    """One side's clear-text part of a TLS 1.2 handshake: handshake messages (type, body) and
+    alerts (level, description) before its ChangeCipherSpec."""
+    messages: list[tuple[int, bytes]]
+    alerts: list[tuple[int, int]]
+
+    @property
+    def types(self) -> list[int]:
+        return [kind for kind, _ in self.messages]
+
+    def body(self, kind: int) -> bytes | None:
+        return next((body for k, body in self.messages if k == kind), None)
+
+
+def parse_flight(data: bytes) -> Flight:
+    handshake, alerts = b"", []
+    while len(data) >= 5:
+        kind, _version, length = struct.unpack("!BHH", data[:5])
+        fragment, data = data[5:5 + length], data[5 + length:]
+        if kind == 20:  # ChangeCipherSpec: what follows is encrypted
+            break
+        if kind == 22:
+            handshake += fragment
+        elif kind == 21 and len(fragment) == 2:
+            alerts.append((fragment[0], fragment[1]))
+    messages = []
+    while len(handshake) >= 4:
+        length = int.from_bytes(handshake[1:4], "big")
+        if len(handshake) < 4 + length:
+            break
+        messages.append((handshake[0], handshake[4:4 + length]))
+        handshake = handshake[4 + length:]
+    return Flight(messages, alerts)
+
+
+def offered_suites(client_hello: bytes) -> list[int]:
+    """The cipher suites a ClientHello's body offers, in its order."""
+    at = 2 + 32  # client_version, random
+    at += 1 + client_hello[at]  # session_id
+    (length,) = struct.unpack("!H", client_hello[at:at + 2])
+    return [int.from_bytes(client_hello[i:i + 2], "big") for i in range(at + 2, at + 2 + length, 2)]
+
+
+def chosen_suite(server_hello: bytes) -> int:
+    """The cipher suite a ServerHello's body chose."""
+    at = 2 + 32
+    at += 1 + server_hello[at]
+    return int.from_bytes(server_hello[at:at + 2], "big")
+
+
+@dataclass
+class Connection:
+    """The bytes each side sent on one relayed connection, and whether it has ended."""
+    client: bytearray = field(default_factory=bytearray)
+    server: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+    def flights(self) -> tuple[Flight, Flight]:
+        return parse_flight(bytes(self.client)), parse_flight(bytes(self.server))
+
+
+class HandshakeRecorder:
+    """A TCP relay on 127.0.0.1:.port to 127.0.0.1:`upstream` that keeps what each side sent
+    (the first `keep` bytes), so a test can read the TLS handshake between a guest and nginx.
+    Stop it with .stop()."""
+
+    def __init__(self, upstream: int, keep: int = 64 * 1024):
+        self.upstream, self.keep = upstream, keep
+        self.connections: list[Connection] = []
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.5)
+        self.port = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream), 10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            connection = Connection()
+            with self._lock:
+                self.connections.append(connection)
+                self._sockets += [client, server]
+            ends = threading.Barrier(2, action=lambda c=connection: setattr(c, "closed", True))
+            for source, sink, kept in ((client, server, connection.client), (server, client, connection.server)):
+                threading.Thread(target=self._pump, args=(source, sink, kept, ends), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, kept: bytearray, ends: threading.Barrier) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    kept += data[:max(0, self.keep - len(kept))]
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (sink, source):  # one side ending ends the relayed connection
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        try:
+            ends.wait(15)
+        except threading.BrokenBarrierError:
+            pass
+
+    def handshakes(self) -> list[Connection]:
+        with self._lock:
+            return list(self.connections)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.close()
+                except OSError:
+                    pass

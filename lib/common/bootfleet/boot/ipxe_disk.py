@@ -76,8 +76,9 @@ IPXE_ROOT_CA = bytes.fromhex("9faf717b7f8ca2f93c256c79f8ac5591895d66d1ff3bee6397
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA1, "lc": 2, "lp": 0, "pb": 0, "dict_size": 1 << 24}]
 PREFIX_MAX = 64 * 1024
 UNPACKED_MAX = 32 * 1024 * 1024
-NEW_IPXE = ("iPXE v2.0.0 or later (or built from source after 2024-01-30; https://github.com/ipxe/ipxe, "
-            "docs/vpc.md says how), or Debian 13's ipxe package (1.21.1+git20250501)")
+NEW_IPXE = ("Debian 13's ipxe package (1.21.1+git20250501; RSA certificates only) or iPXE v2.0.0 or later "
+            "(Debian unstable's ipxe package, or iPXE's own: https://ipxe.org/download)")
+CRYPTO_DOCS = "https://ipxe.org/crypto"  # iPXE's own word on trusted roots and its TRUST=/CERT= build options
 
 
 class DiskImageError(BootfleetError):
@@ -154,9 +155,10 @@ def check_tls(efi: Path, lkrn: Path | None = None, trust_ca: Path | None = None)
         for path, build in builds.items():
             if bytes.fromhex(fingerprint) not in build:
                 raise DiskImageError(
-                    f"{path} does not trust {trust_ca} (SHA-256 {fingerprint[:16]}...): iPXE takes its trusted roots "
-                    f"from its build, not from a script; build it with: make bin-x86_64-efi/ipxe.efi bin/ipxe.lkrn "
-                    f"CERT={trust_ca} TRUST={trust_ca} (docs/vpc.md, \"A private CA\")")
+                    f"{path} does not trust {trust_ca} (SHA-256 {fingerprint[:16]}...): iPXE trusts only the roots "
+                    f"it was built with, and no script can add one; a private CA needs an iPXE built with "
+                    f"TRUST={trust_ca} (and CERT={trust_ca}), as {CRYPTO_DOCS} describes; give its folder with "
+                    "--ipxe-dir")
         notes.append(f"this iPXE trusts {trust_ca} (built with TRUST=)")
     elif IPXE_ROOT_CA in binary:
         notes.append("this iPXE trusts public CAs through iPXE's cross-signed roots, which it fetches at boot from "

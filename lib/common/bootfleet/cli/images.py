@@ -128,11 +128,11 @@ def add_images_parser(sub) -> None:
     a.add_argument("--format", choices=["qcow2", "raw"], default="qcow2")
     a.add_argument("--size", type=int, default=1024, help="virtual disk size in MiB (default %(default)s)")
     a.add_argument("--ipxe-dir", default="/usr/lib/ipxe",
-                   help="folder with ipxe.efi and ipxe.lkrn: for an https --url, iPXE v2.0.0 or Debian 13's"
+                   help="folder with ipxe.efi and ipxe.lkrn: for an https --url, Debian 13's iPXE or iPXE v2.0.0"
                    " (default %(default)s)")
     a.add_argument("--trust-ca", metavar="FILE",
                    help="a private CA's certificate (PEM) that signed the domain's: check that the iPXE in --ipxe-dir "
-                   "was built to trust it (make ... CERT=FILE TRUST=FILE; docs/vpc.md)")
+                   "was built to trust it (TRUST=FILE: https://ipxe.org/crypto; docs/vpc.md)")
     a.add_argument("--crosscert", metavar="URL",
                    help="where the disk's iPXE fetches cross-signed root certificates instead of http://ca.ipxe.org/auto")
     a.set_defaults(func=cmd_build_ipxe_disk)
