@@ -123,3 +123,45 @@ class RunningServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class RunningFunction:
+    """One function alone under functions-framework (gunicorn), as its Code Engine app runs it:
+    `functions-framework --target <name>` on a free port of 127.0.0.1, this process's
+    environment (the test database, settings) plus `env`."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None, workers: int = 1, threads: int = 4,
+                 timeout: float = 30):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bootfleet-{name}-", suffix=".log")
+        merged = {**os.environ, "WORKERS": str(workers), "THREADS": str(threads), **(env or {})}
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("functions-framework")), "--target", name,
+             "--source", str(ROOT / "functions" / name / "main.py"), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=merged, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"functions-framework {name} exited:\n{self.output()}")
+            try:
+                requests.get(self.url + "/metrics", timeout=1)  # any answer: it is up
+                return
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"functions-framework {name} not ready after {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+
+    def __enter__(self) -> RunningFunction:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
