@@ -5,8 +5,12 @@ database."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 
 import pytest
+import requests
 from support import ADMIN, ADMIN_TOKEN
 from support.helpers import snapshot
 from support.server import RunningFunction, RunningServer
@@ -107,3 +111,76 @@ def test_a_malformed_chunk_size_is_a_400_without_a_traceback(router, alone, clea
 
 
 ADMIN_HEADER = f"Authorization: {ADMIN['Authorization']}"
+
+
+class SlowClients:
+    """`count` connections, each sending `request` one byte at a time, every `pause` seconds
+    (a slowloris), from one thread until stopped."""
+
+    def __init__(self, port: int, count: int, request: bytes, pause: float = 0.2):
+        self.socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+        self.request, self.pause = request, pause
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        for i in range(len(self.request)):
+            for s in self.socks:
+                try:
+                    s.send(self.request[i:i + 1])
+                except OSError:
+                    pass
+            if self.stop.wait(self.pause):
+                return
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    _head("GET", "/boot/ipxe?mac=52:54:00:00:00:01", "X-Pad: " + "p" * 200),  # slow headers
+    _head("POST", "/config/api/v1/profiles", "Content-Length: 300", "Content-Type: application/json")
+    + b"x" * 300,  # slow body
+    _head("POST", "/config/api/v1/profiles", "Transfer-Encoding: chunked") + b"100\r\n" + b"x" * 300,
+])
+def test_more_slow_clients_than_threads_and_boot_keeps_answering(database, request_bytes):
+    """1 worker x 2 threads, 8 clients trickling their requests: each probe is answered at once."""
+    with RunningServer(threads=2) as srv:
+        slow = SlowClients(srv.port, 8, request_bytes)
+        try:
+            time.sleep(1)  # every slow client has begun its request
+            for _ in range(3):
+                resp = requests.get(srv.url + "/boot/boot.ipxe", timeout=5)
+                assert resp.status_code == 200 and resp.text.startswith("#!ipxe")
+        finally:
+            slow.close()
+
+
+def test_a_request_not_sent_whole_in_time_is_a_408(database):
+    with RunningServer(env={"BOOTFLEET_CLIENT_TIMEOUT": "2"}, threads=2) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
+            conn.sendall(b"GET /boot/boot.ipxe HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            started = time.monotonic()
+            answer = conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert b"not sent whole within 2 s" in answer
+            assert 1.5 < time.monotonic() - started < 8
+        status, _, body = raw_http(srv.port, _head("GET", "/boot/boot.ipxe", "X-Big: " + "b" * 70_000))
+        assert status == 431, body
+
+
+def test_kept_alive_and_pipelined_requests_still_work(router):
+    with requests.Session() as session:
+        for _ in range(3):
+            assert session.get(router.url + "/boot/boot.ipxe", timeout=5).status_code == 200
+    two = _head("GET", "/boot/boot.ipxe") + _head("GET", "/healthz", "Connection: close")
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as conn:
+        conn.sendall(two)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 2 and b'"status":"ok"' in data, data[:500]

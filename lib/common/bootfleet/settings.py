@@ -188,6 +188,7 @@ class Settings:
     s3_url_ttl: int = setting(3600, _int)
     discovery_profile: str | None = setting()
     max_body_bytes: int = setting(1024 * 1024, _int)
+    client_timeout: int = setting(15, _int)  # seconds to send a whole request (serve, the router: web/worker.py)
     db_pool_size: int = setting(4, _int)
     db_timeout: int = setting(5, _int)
     auto_migrate: bool = setting(True, _bool)

@@ -256,7 +256,7 @@ Stop with Ctrl-C.
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "bootfleet.web.worker.BufferingThreadWorker")  # slow clients hold no thread
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", settings.access_log)
             self.cfg.set("logger_class", "bootfleet.web.accesslog.RedactingLogger")
