@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 import threading
 import time
 
@@ -184,3 +185,45 @@ def test_kept_alive_and_pipelined_requests_still_work(router):
         while chunk := conn.recv(65536):
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK") == 2 and b'"status":"ok"' in data, data[:500]
+
+
+def _median_ms(session, url: str) -> float:
+    started = time.perf_counter()
+    resp = session.get(url, timeout=10)
+    assert resp.status_code == 200 and "no boot script for this machine" in resp.text, resp.text
+    return (time.perf_counter() - started) * 1000
+
+
+def test_known_and_unknown_macs_take_alike_without_proof(database, clean_db):
+    """From outside the boot networks (loopback is not one here), a registered MAC and a fresh
+    made-up one get the same refusal at the same cost: medians of interleaved samples."""
+    env = {"BOOTFLEET_BOOT_NETWORKS": "10.99.0.0/16", "BOOTFLEET_BOOT_RATE_LIMIT": "0"}
+    with RunningServer(env=env, threads=4) as srv, requests.Session() as session:
+        admin = {"Authorization": f"Bearer {srv.admin_token}"}
+        session.post(srv.url + "/config/api/v1/profiles", headers=admin, timeout=10,
+                     json={"name": "p", "kernel": "k"}).raise_for_status()
+        known = ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]
+        for mac in known:
+            session.post(srv.url + "/config/api/v1/nodes", headers=admin, timeout=10,
+                         json={"macs": [mac], "profile": "p"}).raise_for_status()
+        samples = {"known": [], "unknown": []}
+        for i in range(400):
+            pair = [("known", known[i % 2]), ("unknown", f"02:00:{i >> 8 & 255:02x}:{i & 255:02x}:00:01")]
+            for kind, mac in pair if i % 2 else pair[::-1]:
+                samples[kind].append(_median_ms(session, f"{srv.url}/boot/ipxe?mac={mac}"))
+    known_ms, unknown_ms = (statistics.median(samples[k]) for k in ("known", "unknown"))
+    assert abs(known_ms - unknown_ms) < 0.15 * max(known_ms, unknown_ms), (known_ms, unknown_ms)
+
+
+@pytest.mark.parametrize("networks,discovery", [("10.99.0.0/16", None), ("127.0.0.0/8", "nowhere")])
+def test_a_mac_scan_adds_a_bounded_number_of_rows(boot, clean_db, settings, networks, discovery):
+    """An evicted MAC used to count as new again, each with its event: now the table holds its
+    cap and the unknown-boot events theirs, whatever the scan's size (from outside the boot
+    networks; and from inside, through discovery's refusal)."""
+    settings(unknown_max=5, unknown_event_max=3, boot_networks=networks, discovery_profile=discovery)
+    for i in range(120):
+        resp = boot.get(f"/ipxe?mac=02:01:00:00:{i >> 8:02x}:{i & 255:02x}")
+        assert "no boot script for this machine" in resp.get_data(as_text=True)
+    rows = snapshot(clean_db)
+    assert len(rows["unknown_machine"]) == 5
+    assert [e["kind"] for e in rows["event"]] == ["unknown-boot"] * 3

@@ -203,6 +203,7 @@ class Settings:
     cleanup_every: int = setting(300, _int)  # serve runs cleanup this often (seconds; 0: never), as the cron does
     unknown_max: int = setting(10000, _int)  # most unknown machines remembered (the least recently seen go)
     unknown_event_seconds: int = setting(300, _int)  # at most one event per unknown MAC this often
+    unknown_event_max: int = setting(20, _int)  # and at most this many unknown-boot events in that time, all MACs
     # vpc provisioning (docs/vpc.md); the API key is BOOTFLEET_IBMCLOUD_API_KEY
     vpc_url: str | None = setting()
     vpc_api_version: str = setting("2026-10-06")
