@@ -227,3 +227,35 @@ def test_a_mac_scan_adds_a_bounded_number_of_rows(boot, clean_db, settings, netw
     rows = snapshot(clean_db)
     assert len(rows["unknown_machine"]) == 5
     assert [e["kind"] for e in rows["event"]] == ["unknown-boot"] * 3
+
+
+def test_node_creates_racing_a_deployment_delete_serialize(router, clean_db):
+    """7 creates into a deployment and its delete 5 ms later, 10 times: each create is before
+    the delete (201, then torn down with it) or after it (409), and cleanup finishes every one."""
+    admin = {"Authorization": f"Bearer {router.admin_token}"}
+    url = router.url + "/config/api/v1"
+    requests.post(url + "/profiles", headers=admin, timeout=10, json={"name": "p", "kernel": "k"}).raise_for_status()
+    codes = []
+    for round_ in range(10):
+        name = f"race{round_}"
+        requests.post(url + "/deployments", headers=admin, timeout=10, json={"name": name, "profile": "p"}
+                      ).raise_for_status()
+
+        def create(i, name=name, round_=round_):
+            resp = requests.post(url + "/nodes", headers=admin, timeout=20,
+                                 json={"macs": [f"52:54:00:77:{round_:02x}:{i:02x}"], "deployment": name})
+            codes.append(resp.status_code)
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(7)]
+        for t in threads:
+            t.start()
+        time.sleep(0.005)
+        deleted = requests.delete(f"{url}/deployments/{name}", headers=admin, timeout=20)
+        for t in threads:
+            t.join()
+        assert deleted.status_code == 202, deleted.text
+    assert set(codes) <= {201, 409}, codes
+    requests.post(router.url + "/cleanup/run", headers=admin, timeout=60).raise_for_status()
+    with clean_db.transaction() as tx:
+        assert tx.all("SELECT name, state FROM deployment WHERE state <> 'deleted'") == []
+        assert tx.all("SELECT id, stage FROM node WHERE stage <> 'deleted'") == []
