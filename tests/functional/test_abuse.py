@@ -259,3 +259,35 @@ def test_node_creates_racing_a_deployment_delete_serialize(router, clean_db):
     with clean_db.transaction() as tx:
         assert tx.all("SELECT name, state FROM deployment WHERE state <> 'deleted'") == []
         assert tx.all("SELECT id, stage FROM node WHERE stage <> 'deleted'") == []
+
+
+def _peak_rss_mb(parent: int) -> float:
+    """The largest peak resident memory among a process's children (gunicorn's workers), in MB."""
+    children = open(f"/proc/{parent}/task/{parent}/children").read().split()
+    peaks = []
+    for pid in children:
+        status = open(f"/proc/{pid}/status").read()
+        peaks.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024)
+    return max(peaks)
+
+
+def test_a_format_width_is_refused_before_it_allocates(router, clean_db):
+    """'{:>300000000}'.format(1) used to take the worker to 300 MB (kept) before its 400."""
+    admin = {"Authorization": f"Bearer {router.admin_token}"}
+    before = _peak_rss_mb(router.proc.pid)
+    for template in ["{{ '{:>300000000}'.format(1) }}", "{{ '%300000000d' % 1 }}"]:
+        resp = requests.post(router.url + "/config/api/v1/profiles", headers=admin, timeout=30,
+                             json={"name": "p", "kernel": "k", "args": template})
+        assert resp.status_code == 400 and "widths of 300000000" in resp.json()["error"], resp.text
+    assert _peak_rss_mb(router.proc.pid) < before + 100
+
+
+def test_each_template_check_has_a_fresh_sample_node(config, clean_db):
+    """A template that changes the sample node (node.macs.append) changed the next check's."""
+    grow = "{{ node.macs.append('m' * 3000000) or '' }}x"
+    for name in ("a", "b"):
+        assert config.post("/api/v1/profiles", json={"name": name, "kernel": "k", "args": grow},
+                           headers=ADMIN).status_code == 201
+    resp = config.post("/api/v1/profiles", json={"name": "c", "kernel": "k", "args": "{{ node.macs | join | length }}"},
+                       headers=ADMIN)
+    assert resp.status_code == 201, resp.get_data(as_text=True)

@@ -17,6 +17,7 @@ Kernel arguments are checked after rendering against what iPXE would interpret
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from typing import Any
@@ -113,7 +114,7 @@ def check_template(source: str, field: str, kind: str = "args") -> str:
     except RecursionError:
         raise ValidationError(field, "the template is nested too deeply") from None
     try:
-        _render(template, _SAMPLE)
+        _render(template, copy.deepcopy(_SAMPLE))  # a fresh one: a template may change it (node.macs.append)
     except TemplateLimitError as e:
         raise ValidationError(field, f"tried on a sample node, the template {e.message}") from None
     except Exception:  # noqa: BLE001 - the sample lacks what real nodes have; only limits matter here
