@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from support import ADMIN, ADMIN_TOKEN
-from support.helpers import snapshot
+from support.helpers import make_node, make_profile, snapshot
 from support.server import RunningFunction, RunningServer
 from support.wire import raw_http
 
@@ -289,5 +289,17 @@ def test_each_template_check_has_a_fresh_sample_node(config, clean_db):
         assert config.post("/api/v1/profiles", json={"name": name, "kernel": "k", "args": grow},
                            headers=ADMIN).status_code == 201
     resp = config.post("/api/v1/profiles", json={"name": "c", "kernel": "k", "args": "{{ node.macs | join | length }}"},
+                       headers=ADMIN)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+
+
+def test_a_node_deleted_through_cleanup_frees_its_smbios_uuid(function_apps, config, clean_db):
+    uuid = "4c4c4544-0042-3510-8052-b4c04f4e4b31"
+    make_profile(config, ADMIN)
+    config.post("/api/v1/deployments", json={"name": "old", "profile": "worker"}, headers=ADMIN)
+    make_node(config, ADMIN, mac="52:54:00:00:00:01", uuid=uuid, deployment="old")
+    assert config.delete("/api/v1/deployments/old", headers=ADMIN).status_code == 202
+    assert function_apps["cleanup"].test_client().post("/run", headers=ADMIN).status_code == 200
+    resp = config.post("/api/v1/nodes", json={"macs": ["52:54:00:00:00:02"], "uuid": uuid, "profile": "worker"},
                        headers=ADMIN)
     assert resp.status_code == 201, resp.get_data(as_text=True)
