@@ -303,3 +303,30 @@ def test_a_node_deleted_through_cleanup_frees_its_smbios_uuid(function_apps, con
     resp = config.post("/api/v1/nodes", json={"macs": ["52:54:00:00:00:02"], "uuid": uuid, "profile": "worker"},
                        headers=ADMIN)
     assert resp.status_code == 201, resp.get_data(as_text=True)
+
+
+def test_wrong_admin_tokens_are_limited_per_address_across_workers(database, clean_db):
+    env = {"BOOTFLEET_ADMIN_FAILURE_LIMIT": "5"}
+    with RunningServer(env=env, workers=2, threads=2) as srv:
+        codes = []
+        for i in range(12):  # a new connection each: both workers take some
+            resp = requests.get(srv.url + "/config/api/v1/nodes", headers={"Authorization": f"Bearer guess{i}"},
+                                timeout=10)
+            codes.append(resp.status_code)
+        assert codes[:5] == [403] * 5 and codes[5:] == [429] * 7, codes
+        assert 1 <= int(resp.headers["Retry-After"]) <= 13 and "too many wrong admin tokens" in resp.json()["error"]
+        # The right token waits too, from that address; the cleanup function's token check as well.
+        right = {"Authorization": f"Bearer {srv.admin_token}"}
+        assert requests.get(srv.url + "/config/api/v1/nodes", headers=right, timeout=10).status_code == 429
+        assert requests.post(srv.url + "/cleanup/run", headers=right, timeout=10).status_code == 429
+        time.sleep(13)  # 5 a minute: one attempt back every 12 s
+        assert requests.get(srv.url + "/config/api/v1/nodes", headers=right, timeout=10).status_code == 200
+
+
+def test_the_router_boot_rate_limit_holds_across_workers(database, clean_db):
+    with RunningServer(env={"BOOTFLEET_BOOT_RATE_LIMIT": "5"}, workers=2, threads=2) as srv:
+        started = time.monotonic()
+        codes = [requests.get(srv.url + "/boot/boot.ipxe", timeout=10).status_code for _ in range(60)]
+        elapsed = time.monotonic() - started
+    assert codes.count(200) <= 10 + 5 * elapsed + 1, (codes.count(200), elapsed)
+    assert codes.count(429) >= 60 - (10 + 5 * elapsed + 1)

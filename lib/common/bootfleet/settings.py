@@ -174,6 +174,7 @@ class Settings:
     trusted_proxies: tuple = setting((), _networks)  # peers whose X-Forwarded-For is believed
     gateway_secret: str | None = setting()  # the gateway's X-Bootfleet-Gateway header (Code Engine)
     boot_rate_limit: int = setting(20, _int)  # /boot/ requests per second per client (the router); 0: off
+    admin_failure_limit: int = setting(10, _int)  # failed admin-token attempts a minute per client; 0: off
     discovery_cap: int = setting(50, _int)  # discovered nodes not yet ready, at most
     base_url: str | None = setting(None, _url)
     images_dir: str = setting(".data/images")

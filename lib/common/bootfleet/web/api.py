@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from bootfleet.errors import (
     BadRequestError,
     BootfleetError,
     PayloadTooLargeError,
+    TokenError,
+    TooManyRequestsError,
     RetryableDatabaseError,
     SettingsError,
 )
@@ -136,7 +139,27 @@ def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
 
 
 def require_admin(request: flask.Request, settings: Settings | None = None) -> None:
-    verify_admin_token((settings or get_settings()).admin_token, request.headers.get("Authorization"))
+    """The operator's bearer token, or a 401/403; a client address past
+    BOOTFLEET_ADMIN_FAILURE_LIMIT wrong tokens a minute gets a 429 instead, token or not
+    (web/ratelimit.py), so the admin token cannot be guessed at speed."""
+    from bootfleet.boot.trust import client_address
+    from bootfleet.web.ratelimit import admin_failures
+
+    settings = settings or get_settings()
+    failures = admin_failures(settings)
+    address = str(client_address(request.remote_addr, request.headers, settings)) if failures else ""
+    if failures is not None:
+        wait = failures.take(address, consume=False)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            raise TooManyRequestsError(f"too many wrong admin tokens from this address; try again in {seconds} s",
+                                       seconds)
+    try:
+        verify_admin_token(settings.admin_token, request.headers.get("Authorization"))
+    except TokenError as e:
+        if failures is not None and e.status == 403 and settings.admin_token:  # a token given, and wrong
+            failures.take(address)
+        raise
 
 
 class Routes:
@@ -246,7 +269,9 @@ class Api:
             if e.status >= 500:  # the server's side: the log gets the whole story
                 level = logging.WARNING if e.status == 503 else logging.ERROR
                 log.log(level, "%s: %s", type(e).__name__, e.message, extra={"path": request.path})
-            return self.error(e.status, e.public)
+            answer = self.error(e.status, e.public)
+            answer.headers.update(getattr(e, "headers", {}))
+            return answer
         if isinstance(e, HTTPException):
             if e.code == 405:
                 allowed = ", ".join(sorted(e.valid_methods or []))
