@@ -330,3 +330,23 @@ def test_the_router_boot_rate_limit_holds_across_workers(database, clean_db):
         elapsed = time.monotonic() - started
     assert codes.count(200) <= 10 + 5 * elapsed + 1, (codes.count(200), elapsed)
     assert codes.count(429) >= 60 - (10 + 5 * elapsed + 1)
+
+
+@pytest.mark.parametrize("name", ["BOOTFLEET_BOOT_NETWORKS", "BOOTFLEET_TRUSTED_PROXIES"])
+@pytest.mark.parametrize("value", ["0.0.0.0/0", "10.0.0.0/8, ::/0"])
+def test_every_address_as_a_boot_network_or_proxy_is_refused(database, boot, monkeypatch, name, value):
+    """Refused, not warned about: serve does not start, a function answers that it is misconfigured."""
+    from bootfleet.settings import reset_settings
+
+    with pytest.raises(RuntimeError) as failed:
+        RunningServer(env={name: value}, timeout=20)
+    assert "is every address" in str(failed.value) and name in str(failed.value)
+    monkeypatch.setenv(name, value)
+    reset_settings()
+    try:
+        resp = boot.get("/ipxe?mac=52:54:00:00:00:01")
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert resp.status_code == 500 and "server misconfigured" in resp.get_data(as_text=True)
+    assert "is every address" in resp.get_data(as_text=True)

@@ -112,7 +112,8 @@ def _origins(raw: str, name: str) -> tuple[str, ...]:
 
 
 def _networks(raw: str, name: str) -> tuple:
-    """CIDRs, comma separated ("10.240.0.0/18,192.168.10.0/24"); "none": no network."""
+    """CIDRs, comma separated ("10.240.0.0/18,192.168.10.0/24"); "none": no network. Every
+    address (0.0.0.0/0, ::/0) is refused."""
     if raw.strip().lower() == "none":
         return ()
     networks = []
@@ -121,9 +122,13 @@ def _networks(raw: str, name: str) -> tuple:
         if not item:
             continue
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise SettingsError(f"{name}: expected CIDRs like 10.240.0.0/18, comma separated, got {item!r}") from None
+        if network.prefixlen == 0:  # refused, not warned about: it would trust the whole internet
+            raise SettingsError(f"{name}: {item} is every address, which would trust any client on the internet"
+                                f" (docs/security.md); list the networks you mean")
+        networks.append(network)
     return tuple(networks)
 
 
