@@ -350,3 +350,9 @@ def test_every_address_as_a_boot_network_or_proxy_is_refused(database, boot, mon
         reset_settings()
     assert resp.status_code == 500 and "server misconfigured" in resp.get_data(as_text=True)
     assert "is every address" in resp.get_data(as_text=True)
+
+
+def test_serve_listens_on_every_ipv6_address(database):
+    with RunningServer(host="::", threads=2) as srv:
+        assert requests.get(f"http://[::1]:{srv.port}/healthz", timeout=10).json() == {"status": "ok"}
+        assert f"http://[::]:{srv.port}/" in srv.output()

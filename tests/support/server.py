@@ -60,11 +60,13 @@ class RunningServer:
     timeout: seconds to wait for /healthz (raises RuntimeError with the server's output).
     new_session: start it in its own session, so a Ctrl-C in the terminal reaches only the caller.
     demo: let serve create its demo profile (as `make run` does).
+    host: serve's --host (default its own, 127.0.0.1); `url` stays on 127.0.0.1.
     """
 
     def __init__(self, env: dict[str, str | None] | None = None, workers: int | None = 1, threads: int | None = 8,
                  *, port: int | None = None, data: Path | str | None = None, timeout: float = 30,
-                 log_name: str = "server.log", new_session: bool = False, demo: bool = False):
+                 log_name: str = "server.log", new_session: bool = False, demo: bool = False,
+                 host: str | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = Path(data) if data else _temp_dir()
@@ -77,6 +79,8 @@ class RunningServer:
         self.log_path = self.data / log_name
         self.log = open(self.log_path, "w+")
         args = [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(self.port)]
+        if host is not None:
+            args += ["--host", host]
         if workers is not None:
             args += ["--workers", str(workers)]
         if threads is not None:
