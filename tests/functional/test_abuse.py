@@ -356,3 +356,13 @@ def test_serve_listens_on_every_ipv6_address(database):
     with RunningServer(host="::", threads=2) as srv:
         assert requests.get(f"http://[::1]:{srv.port}/healthz", timeout=10).json() == {"status": "ok"}
         assert f"http://[::]:{srv.port}/" in srv.output()
+
+
+def test_a_percent_escaped_token_is_redacted_in_the_access_log(tmp_path, database):
+    log = tmp_path / "access.log"
+    secret = "Zq9tokenvalue7Xw"
+    with RunningServer(env={"BOOTFLEET_ACCESS_LOG": str(log)}, threads=2) as srv:
+        for query in [f"token%3D{secret}", f"%74oken={secret}", f"token%253D{secret}", f"x=1&secret%3d{secret}"]:
+            requests.get(f"{srv.url}/config/nodes/00000000-0000-4000-8000-000000000000/meta-data?{query}", timeout=10)
+    text = log.read_text()
+    assert text.count("[redacted]") >= 4 and secret not in text, text
