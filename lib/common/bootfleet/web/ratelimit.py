@@ -34,8 +34,8 @@ SLOTS = 65_536
 _SLOT = struct.Struct("<Qdd")  # the address's fingerprint, tokens, when (CLOCK_MONOTONIC, the same in every process)
 
 
-def shared_path(name: str) -> Path | None:
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+def shared_path(name: str, settings: Settings) -> Path | None:
+    folder = settings.metrics_dir  # PROMETHEUS_MULTIPROC_DIR
     return Path(folder) / f"bootfleet-{name}.buckets" if folder else None
 
 
@@ -99,7 +99,7 @@ def limit_requests(app, settings: Settings):
     """Wrap a WSGI app (the boot function) in the per-client limit; unwrapped when off."""
     if settings.boot_rate_limit <= 0:
         return app
-    buckets = TokenBuckets(settings.boot_rate_limit, 2 * settings.boot_rate_limit, shared_path("boot-rate"))
+    buckets = TokenBuckets(settings.boot_rate_limit, 2 * settings.boot_rate_limit, shared_path("boot-rate", settings))
 
     def limited(environ, start_response):
         address = client_address(environ.get("REMOTE_ADDR"), _WsgiHeaders(environ), settings)
@@ -124,8 +124,8 @@ def admin_failures(settings: Settings) -> TokenBuckets | None:
     limit = settings.admin_failure_limit
     if limit <= 0:
         return None
-    key = (limit, os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    key = (limit, settings.metrics_dir)
     with _admin_lock:
         if key not in _admin:
-            _admin[key] = TokenBuckets(limit / 60, limit, shared_path("admin-failures"))
+            _admin[key] = TokenBuckets(limit / 60, limit, shared_path("admin-failures", settings))
         return _admin[key]
