@@ -8,7 +8,8 @@ A value printed into a config cannot add a line or change its structure:
   `"{{ node.hostname }}"` is one JSON string whatever the value holds; `| tojson`
   prints a whole JSON value, as it is.
 - cloud-init: a printed string that YAML would not read back as the same string on one
-  line (a line break, `: `, ` #`, a leading `-`, `[`, `"`, `true`, `1e3`, ...) is printed
+  line, in a block or a flow collection (a line break, `: `, ` #`, a leading `-`, `,`,
+  `[`, `{`, `"`, `true`, `1e3`, ...) is printed
   as a JSON string, which YAML reads as that string; `| tojson` likewise. A rendered
   `#cloud-config` must be valid YAML, a rendered Ignition valid JSON.
 Kernel arguments are checked after rendering against what iPXE would interpret
@@ -28,6 +29,7 @@ from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops
 from bootfleet.errors import RenderError, ValidationError
 
 _LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+_FLOW = frozenset(",[]{}")
 
 
 class Json(str):
@@ -43,8 +45,12 @@ def _tojson(value: Any) -> Json:
 
 @functools.lru_cache(maxsize=4096)
 def _plain_yaml(text: str) -> bool:
-    """Whether `text` printed after `key: ` reads back as the same string, on one line."""
+    """Whether `text` printed after `key: `, or in a flow collection (`[a, {{ v }}]`, `{k: {{ v }}}`),
+    reads back as the same string, on one line. A flow indicator (`,[]{}`) ends a plain scalar
+    there, so a string holding one is printed quoted."""
     if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
+        return False
+    if any(c in _FLOW for c in text):
         return False
     import yaml  # here, not at import: a node script renders no YAML (16 ms of every cold start)
 
