@@ -366,3 +366,16 @@ def test_a_percent_escaped_token_is_redacted_in_the_access_log(tmp_path, databas
             requests.get(f"{srv.url}/config/nodes/00000000-0000-4000-8000-000000000000/meta-data?{query}", timeout=10)
     text = log.read_text()
     assert text.count("[redacted]") >= 4 and secret not in text, text
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(router, clean_db):
+    body = json.dumps({"name": "cont", "kernel": "k"}).encode()
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as conn:
+        conn.sendall(_head("POST", "/config/api/v1/profiles", ADMIN_HEADER, "Content-Type: application/json",
+                           "Expect: 100-continue", f"Content-Length: {len(body)}", "Connection: close"))
+        assert conn.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(body)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert b"HTTP/1.1 201 " in data, data[:300]

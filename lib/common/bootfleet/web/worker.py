@@ -44,6 +44,7 @@ class RequestScanner:
         self.length: int | None = None
         self.pos = 0  # where the next chunk-size line starts
         self.decoded = 0  # chunk data bytes before self.pos
+        self.continue_wanted = False  # Expect: 100-continue, the body still to come: answer 100 now
 
     def feed(self, data: bytes):
         self.buf += data
@@ -65,7 +66,7 @@ class RequestScanner:
 
     def _framing(self, head: bytes):
         """DONE when nothing more needs waiting for; None for a body to wait for."""
-        encoding, lengths = None, []
+        encoding, lengths, expect = None, [], False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -73,15 +74,22 @@ class RequestScanner:
                 encoding = value.strip().lower()
             elif name == b"content-length":
                 lengths.append(value.strip())
+            elif name == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+        self.continue_wanted = expect  # dropped again below when no body is waited for
         if encoding is not None:
             # Chunked: wait for its end. Anything else, or both framings: the parser refuses it.
-            return None if encoding == b"chunked" and not lengths else DONE
+            return None if encoding == b"chunked" and not lengths else self._no_wait()
         if not lengths:
-            return DONE  # no body
+            return self._no_wait()  # no body
         if len(lengths) > 1 or not lengths[0].isdigit() or int(lengths[0]) > self.limit:
-            return DONE  # refused by the parser, or by the application unread (413)
+            return self._no_wait()  # refused by the parser, or by the application unread (413)
         self.length = int(lengths[0])
         return None
+
+    def _no_wait(self):
+        self.continue_wanted = False  # gunicorn answers the Expect itself, if it reads a body
+        return DONE
 
     def _chunks(self):
         while True:
@@ -163,6 +171,12 @@ class BufferingThreadWorker(ThreadWorker):
         if not data:  # the client is gone
             return self._close(conn)
         verdict = conn.scanner.feed(data)
+        if verdict is None and conn.scanner.continue_wanted:  # the client waits for it to send its body
+            conn.scanner.continue_wanted = False
+            try:
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                pass
         if verdict is not None:
             self._stop_reading(conn)
             self._decide(conn, verdict)
