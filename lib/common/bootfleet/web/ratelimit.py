@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import math
 import mmap
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from bootfleet.boot.trust import client_address
 from bootfleet.settings import Settings
 
+log = logging.getLogger(__name__)
 SLOTS = 65_536
 _SLOT = struct.Struct("<Qdd")  # the address's fingerprint, tokens, when (CLOCK_MONOTONIC, the same in every process)
 
@@ -45,13 +47,16 @@ class TokenBuckets:
         self._lock = threading.Lock()
         self._fd = None
         size = SLOTS * _SLOT.size
+        self._table = bytearray(size)
         if path is None:
-            self._table = bytearray(size)
             return
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(self._fd).st_size < size:
-            os.ftruncate(self._fd, size)
-        self._table = mmap.mmap(self._fd, size)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._table, self._fd = mmap.mmap(fd, size), fd
+        except OSError as e:  # counted in this process alone: looser, never off
+            log.warning("cannot share the rate limit's buckets through %s (%s); each process counts its own", path, e)
 
     @contextmanager
     def _locked(self):

@@ -129,7 +129,7 @@ def _limits() -> tuple[int, float]:
 
     try:
         settings = get_settings()
-        return settings.max_body_bytes, float(settings.client_timeout)
+        return settings.max_body_bytes, max(1.0, float(settings.client_timeout))
     except SettingsError:  # the application says what is wrong; the worker still serves it
         return 1024 * 1024, 15.0
 
