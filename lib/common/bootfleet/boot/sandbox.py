@@ -163,9 +163,13 @@ _METHOD_SIZES: dict[str, Callable[..., int]] = {
 _FILTER_SIZES: dict[str, Callable[..., int]] = {
     "replace": lambda s, old, new, count=None: len(str(s)) + _occurrences(str(s), str(old), count) * len(str(new)),
     "join": lambda items, d="", attribute=None: _joined(items, str(d)),
-    "indent": lambda s, width=4, first=False, blank=False: len(str(s)) * (1 + _indent_width(width)),
+    "indent": lambda s, width=4, first=False, blank=False:
+        len(str(s)) + (str(s).count("\n") + 1) * _indent_width(width),
+    # Two lines in a row hold more than `width` characters (else the second's first word would
+    # have fitted on the first): at most 2 n / width + 1 lines.
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True:
-        len(str(s)) * (1 + len(wrapstring or "\n")),
+        len(str(s)) + (2 * len(str(s)) // max(width if isinstance(width, int) else 1, 1) + 1)
+        * len(wrapstring or "\n"),
 }
 
 
