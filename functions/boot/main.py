@@ -49,7 +49,7 @@ def _parse(request) -> BootRequest:
         raise BadRequestError("secret: expected the enrolment secret from the server's user data (16-128 of A-Z a-z 0-9 _ -)")
     req.secret = secret or None
     if not req.macs and not req.uuid:
-        raise BadRequestError("give the machine's mac (or uuid): /boot/ipxe?mac=${net0/mac}&uuid=${uuid}")
+        raise BadRequestError("give the machine's mac (or uuid): /boot/ipxe?mac=${netX/mac}&uuid=${uuid}")
     return req
 
 

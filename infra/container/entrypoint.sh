@@ -7,7 +7,8 @@
 #                                            URL (BOOTFLEET_UPSTREAM_<FUNCTION>), dashboard from disk
 #   router                                   all five behind one gunicorn on $PORT (one VM, no nginx)
 #
-# Code Engine sets PORT=8080; HOST (default 0.0.0.0) is the address to listen on. Settings come from the environment (BOOTFLEET_*).
+# Code Engine sets PORT=8080; HOST (default 0.0.0.0) is the address to listen on. Settings come from the environment (BOOTFLEET_*);
+# the gateway's read timeout from BOOTFLEET_GATEWAY_READ_TIMEOUT (seconds, default 60).
 set -eu
 
 root="${BOOTFLEET_ROOT:-/app}"
@@ -32,8 +33,11 @@ case "$target" in
   gateway)
     runtime="${NGINX_RUNTIME_DIR:-/tmp/nginx}"
     mkdir -p "$runtime"
+    # How long a function may take to answer (Terraform: request_timeout, the apps' own timeout too).
+    read_timeout="${BOOTFLEET_GATEWAY_READ_TIMEOUT:-60}"
     python "$root/infra/nginx/render.py" --standalone --mode functions --http-port "$port" \
-      --listen "$host" --runtime-dir "$runtime" --static-root "$root/static" --output "$runtime/nginx.conf"
+      --listen "$host" --runtime-dir "$runtime" --static-root "$root/static" --output "$runtime/nginx.conf" \
+      --read-timeout "$read_timeout"
     exec nginx -e stderr -p "$runtime" -c "$runtime/nginx.conf" -g 'daemon off;'
     ;;
   router)

@@ -20,6 +20,12 @@ locals {
   function_threads     = { for name, f in var.functions : name => ceil(f.concurrency / local.function_workers[name]) }
   function_connections = [for name, f in var.functions : f.max_instances * local.function_workers[name] * local.function_threads[name]]
   database_connections = 1 + sum(local.function_connections)
+
+  # One request's time limit, longest last: the function app and the gateway's wait for it
+  # (request_timeout), then `bootfleet cleanup` in the cron job (longer, so it hears the pass's
+  # answer or the gateway's 504 rather than giving up first), then the job run itself.
+  cleanup_wait    = var.request_timeout + 30
+  cleanup_job_max = local.cleanup_wait + 60
 }
 
 # Pulls the image from a private registry (Container Registry: user iamapikey).
@@ -78,7 +84,7 @@ resource "ibm_code_engine_app" "function" {
   scale_max_instances      = each.value.max_instances
   scale_concurrency        = each.value.concurrency
   scale_concurrency_target = max(1, floor(each.value.concurrency * 0.8)) # a new instance before this one queues
-  scale_request_timeout    = 120
+  scale_request_timeout    = var.request_timeout
 
   run_env_variables {
     type  = "literal"
@@ -148,6 +154,8 @@ resource "ibm_code_engine_config_map" "gateway" {
       BOOTFLEET_BOOT_RATE_LIMIT = tostring(var.settings.boot_rate_limit)
       # Code Engine's own hops, skipped to find the client (bootfleet doctor shows the result).
       BOOTFLEET_GATEWAY_TRUSTED_HOPS = join(",", var.gateway_trusted_hops)
+      # nginx's proxy_read_timeout (infra/container/entrypoint.sh): as long as the apps' own
+      BOOTFLEET_GATEWAY_READ_TIMEOUT = tostring(var.request_timeout)
     },
   )
 }
@@ -172,7 +180,7 @@ resource "ibm_code_engine_app" "gateway" {
   scale_memory_limit    = "0.5G"
   scale_min_instances   = var.gateway_min_instances
   scale_max_instances   = 10
-  scale_request_timeout = 120
+  scale_request_timeout = var.request_timeout
 
   run_env_variables {
     type  = "literal"
@@ -232,12 +240,12 @@ resource "ibm_code_engine_job" "cleanup" {
   image_secret    = local.image_secret
   run_as_user     = 10001
   run_commands    = ["bootfleet"]
-  run_arguments   = ["cleanup"]
+  run_arguments   = ["cleanup", "--timeout", tostring(local.cleanup_wait)]
   run_mode        = "task"
 
   scale_cpu_limit          = "0.25"
   scale_memory_limit       = "0.5G"
-  scale_max_execution_time = 600
+  scale_max_execution_time = local.cleanup_job_max
   scale_retry_limit        = 0
 
   run_env_variables {

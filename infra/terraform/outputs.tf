@@ -4,7 +4,7 @@ output "base_url" {
 }
 
 output "chainloader_url" {
-  description = "The iPXE chainloader: user_data for servers created outside bootfleet, or `chain` it from any iPXE."
+  description = "The iPXE chainloader: `chain` it from an iPXE on a boot network (settings.boot_networks); servers a deployment creates get it, with their enrolment secret, in their user data."
   value       = "${local.base_url}/boot/boot.ipxe"
 }
 
@@ -39,7 +39,7 @@ output "project_id" {
 }
 
 output "images_bucket" {
-  description = "The COS bucket for boot images (upload kernels and initrds under images/)."
+  description = "The COS bucket for boot images (BOOTFLEET_S3_BUCKET). Keys are the ones profiles name, at the bucket's root: bootfleet images upload --prefix debian vmlinuz initrd.img writes debian/vmlinuz and debian/initrd.img."
   value       = ibm_cos_bucket.images.bucket_name
 }
 
@@ -48,9 +48,39 @@ output "dns_zone_id" {
   value       = ibm_dns_zone.fleet.zone_id
 }
 
-output "bare_metal_servers" {
-  description = "The example bare metal servers' IDs."
-  value       = ibm_is_bare_metal_server.node[*].id
+output "dns_instance_id" {
+  description = "The DNS Services instance's GUID: grant bootfleet's service ID Manager on it after the first apply (ibmcloud iam service-policy-create ... --service-name dns-svcs --service-instance <this>; docs/deployment.md)."
+  value       = ibm_resource_instance.dns.guid
+}
+
+output "database_crn" {
+  description = "The Databases for PostgreSQL deployment's CRN (ibmcloud cdb deployment-backups-list, earliest-pitr-timestamp, a restore's point_in_time_recovery_deployment_id); null with database_url."
+  value       = local.create_database ? ibm_database.postgres[0].id : null
+}
+
+output "public_gateway_address" {
+  description = "The example subnet's public gateway address: the client address bootfleet sees for its machines through the public domain (a boot network, settings.boot_networks = \"<this>/32\"); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_public_gateway.fleet[0].floating_ip["address"] : null
+}
+
+output "vpc_id" {
+  description = "The example VPC's id (a deployment's placement.vpc); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_vpc.fleet[0].id : null
+}
+
+output "subnet_id" {
+  description = "The example subnet's id, in zone (a deployment's placement.subnet); null with create_vpc = false."
+  value       = var.create_vpc ? ibm_is_subnet.fleet[0].id : null
+}
+
+output "placement" {
+  description = "A --provider ibm deployment's placement in the example VPC: zone, vpc, subnet, profile, resource_group and keys (docs/vpc.md, Placement)."
+  value       = local.placement
+}
+
+output "placement_flags" {
+  description = "The placement as bootfleet options: bootfleet deployment create --name web --profile worker --provider ibm --count 3 $(terraform output -raw placement_flags)."
+  value       = join(" ", [for key, value in local.placement : "--placement ${key}=${value}"])
 }
 
 output "admin_token" {
@@ -62,6 +92,11 @@ output "admin_token" {
 output "s3_endpoint" {
   description = "COS's public S3 endpoint (BOOTFLEET_S3_ENDPOINT for `bootfleet images upload` on your machine)."
   value       = local.cos_public_endpoint
+}
+
+output "s3_region" {
+  description = "The bucket's region (BOOTFLEET_S3_REGION for `bootfleet images upload` on your machine)."
+  value       = var.region
 }
 
 output "s3_access_key_id" {

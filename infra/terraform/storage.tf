@@ -1,6 +1,8 @@
-# Cloud Object Storage: boot images (kernels, initrds) under images/, and a copy of the
-# dashboard's static files under static/ for a CDN. Nodes fetch images straight from
-# here (presigned URLs), never through a function.
+# Cloud Object Storage: boot images (kernels, initrds) under the keys profiles name them by,
+# at the bucket's root with no prefix of bootfleet's own: `bootfleet images upload --prefix
+# debian vmlinuz` writes debian/vmlinuz, which a profile names as --kernel debian/vmlinuz (and
+# the VSI disk image, image.tf, under vsi/). Nodes fetch images straight from here (presigned
+# URLs, or images_base_url), never through a function.
 
 resource "ibm_resource_instance" "cos" {
   name              = "${var.name}-cos"

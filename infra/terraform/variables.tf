@@ -153,13 +153,22 @@ variable "domain" {
 }
 
 variable "tls_certificate" {
-  description = "PEM certificate chain for domain (a publicly trusted CA, so iPXE and browsers verify it)."
+  description = "PEM certificate chain for domain, leaf first, with an RSA key (a publicly trusted CA, so iPXE and browsers verify it; docs/vpc.md)."
   type        = string
   sensitive   = true
 
   validation {
     condition     = can(regex("-----BEGIN CERTIFICATE-----", var.tls_certificate))
     error_message = "tls_certificate must be a PEM certificate chain."
+  }
+
+  # The leaf's SubjectPublicKeyInfo names id-ecPublicKey (OID 1.2.840.10045.2.1, DER 2a 86 48 ce 3d 02 01)
+  # for an ECDSA key; decoded as ISO-8859-1 every DER byte is one character. iPXE before v2.0.0 (Debian
+  # 13's 1.21.1+git20250501 included) has no ECDHE-ECDSA cipher suite (iPXE commit 5aab6b7a3,
+  # 2025-12-19) and Code Engine offers only ECDHE suites, so nodes could not connect (docs/vpc.md).
+  validation {
+    condition     = try(!strcontains(textdecodebase64(replace(regex("-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\\s]+)-----END CERTIFICATE-----", var.tls_certificate)[0], "/\\s/", ""), "ISO-8859-1"), "\u002a\u0086\u0048\u00ce\u003d\u0002\u0001"), true)
+    error_message = "tls_certificate has an ECDSA key: the iPXE builds nodes run (Debian 13's, any before v2.0.0) cannot use it. Get an RSA certificate (certbot --key-type rsa; docs/vpc.md)."
   }
 }
 
@@ -171,6 +180,12 @@ variable "tls_private_key" {
   validation {
     condition     = can(regex("-----BEGIN [A-Z ]*PRIVATE KEY-----", var.tls_private_key))
     error_message = "tls_private_key must be a PEM private key."
+  }
+
+  # An EC key: SEC 1's "EC PRIVATE KEY", or PKCS #8 whose AlgorithmIdentifier is id-ecPublicKey (see tls_certificate).
+  validation {
+    condition     = !strcontains(var.tls_private_key, "-----BEGIN EC PRIVATE KEY-----") && try(!strcontains(textdecodebase64(replace(regex("-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\\s]+)-----END PRIVATE KEY-----", var.tls_private_key)[0], "/\\s/", ""), "ISO-8859-1"), "\u002a\u0086\u0048\u00ce\u003d\u0002\u0001"), true)
+    error_message = "tls_private_key is an EC (ECDSA) key: the iPXE builds nodes run (Debian 13's, any before v2.0.0) cannot use its certificate. Get an RSA certificate (certbot --key-type rsa; docs/vpc.md)."
   }
 }
 
@@ -258,9 +273,21 @@ variable "dns_zone" {
   type        = string
   default     = "fleet.internal"
 
+  # DNS Services: at least two labels, and no digit in the top-level one (example.com1 is refused);
+  # IBM's own names and their subdomains are refused too (its docs: Known issues and limitations;
+  # Managing DNS zones, Restricted DNS zone names).
   validation {
-    condition     = can(regex("^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z0-9]{2,}$", var.dns_zone))
-    error_message = "dns_zone must be a lowercase DNS name like fleet.internal."
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.dns_zone)) && length(var.dns_zone) <= 253
+    error_message = "dns_zone must be a lowercase DNS name of two labels or more whose last label has letters only, like fleet.internal: DNS Services refuses a digit in the top-level label."
+  }
+
+  validation {
+    condition = !anytrue([for name in [
+      "ibm.com", "softlayer.com", "bluemix.net", "softlayer.local", "mybluemix.net", "networklayer.com", "ibmcloud.com",
+      "pdnsibm.net", "appdomain.cloud", "compass.cobaltiron.com", "uptycs.io", "registry.access.redhat.com",
+      "registry.redhat.io", "registry.connect.redhat.com", "quay.io",
+    ] : var.dns_zone == name || endswith(var.dns_zone, ".${name}")])
+    error_message = "dns_zone is, or is under, a name DNS Services reserves (ibm.com, appdomain.cloud, softlayer.local, ...): choose another, like fleet.internal."
   }
 }
 
@@ -316,24 +343,24 @@ variable "subnet_cidr" {
 }
 
 variable "bare_metal_count" {
-  description = "How many example bare metal servers to create, network-booting through bootfleet (0: none)."
+  description = "Removed: Terraform no longer creates bare metal servers (they had no enrolment secret, so boot refused them). Create them with a bootfleet deployment: bootfleet deployment create --provider ibm $(terraform output -raw placement_flags). Must be 0."
   type        = number
   default     = 0
 
   validation {
-    condition     = var.bare_metal_count >= 0 && var.bare_metal_count <= 50
-    error_message = "bare_metal_count must be between 0 and 50."
+    condition     = var.bare_metal_count == 0
+    error_message = "bare_metal_count is gone: servers made by Terraform carried no enrolment secret and were refused at boot. Create them with `bootfleet deployment create --name NAME --profile PROFILE --provider ibm --count N $(terraform output -raw placement_flags)` (docs/deployment.md), and set bare_metal_count = 0 or remove it. Servers an earlier apply made are then destroyed; to keep them, run `terraform state rm 'ibm_is_bare_metal_server.node'` first."
   }
 }
 
 variable "bare_metal_profile" {
-  description = "Bare metal server profile, e.g. bx2d-metal-96x384."
+  description = "Bare metal server profile for the placement output (a deployment's placement.profile), e.g. bx2d-metal-96x384."
   type        = string
   default     = "bx2d-metal-96x384"
 }
 
 variable "netboot_image" {
-  description = "Name of the stock image that network-boots a bare metal server with iPXE, running its user_data as the iPXE script (ibmcloud is images)."
+  description = "Name of the stock image whose user_data_format is ipxe: a bare metal server booted from it runs its user data (bootfleet's chainloader) as an iPXE script; BOOTFLEET_VPC_IPXE_IMAGE. Empty: bootfleet takes the first such image in the region (ibmcloud is images --user-data-format ipxe)."
   type        = string
   default     = ""
 }
@@ -345,7 +372,7 @@ variable "vsi_ipxe_image" {
 }
 
 variable "ssh_key" {
-  description = "Name of an existing VPC SSH key for the bare metal servers (required by the API even for network boot)."
+  description = "Name of an existing VPC SSH key; its id goes in the placement output (placement.keys) for the servers deployments create. Empty: none."
   type        = string
   default     = ""
 }
@@ -366,6 +393,18 @@ variable "cleanup_schedule" {
   validation {
     condition     = length(split(" ", var.cleanup_schedule)) == 5
     error_message = "cleanup_schedule must be a five-field cron expression like */5 * * * *."
+  }
+}
+
+variable "request_timeout" {
+  description = "Seconds one request may take: each app's Code Engine request timeout and the gateway's wait for a function (its nginx read timeout). The cleanup job's `bootfleet cleanup` waits 30 s longer and the job itself 60 s more, so a long pass is never reported failed while it carries on."
+  type        = number
+  default     = 120
+
+  validation {
+    # Code Engine: an app's request timeout is at most 600 s (its limits, Application defaults and limits).
+    condition     = var.request_timeout >= 30 && var.request_timeout <= 600 && floor(var.request_timeout) == var.request_timeout
+    error_message = "request_timeout must be a whole number of seconds from 30 to 600 (Code Engine's most for an app)."
   }
 }
 

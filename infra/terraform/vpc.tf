@@ -1,6 +1,8 @@
-# An example VPC whose bare metal servers network-boot through bootfleet: the servers'
-# user_data is the chainloader pointing at the domain (the same script boot serves at
-# /boot/boot.ipxe). bootfleet's own provisioner creates servers the same way.
+# An example VPC, subnet and public gateway for the fleet. The servers themselves are not made
+# here: a bootfleet deployment creates them (`bootfleet deployment create --provider ibm` with
+# the placement output below), because only a server bootfleet created carries an enrolment
+# secret in its user data, and with the default boot_networks ("none") nothing else gets a
+# node token (docs/security.md). A server made here would be refused at every boot.
 
 locals {
   # The subnet must lie inside an address prefix of its VPC in its zone. By default the
@@ -71,27 +73,18 @@ data "ibm_is_ssh_key" "fleet" {
   name = var.ssh_key
 }
 
-resource "ibm_is_bare_metal_server" "node" {
-  count = var.bare_metal_count
-
-  name           = "${var.name}-node-${count.index}"
-  profile        = var.bare_metal_profile
-  image          = data.ibm_is_image.netboot[0].id
-  zone           = var.zone
-  keys           = [data.ibm_is_ssh_key.fleet[0].id]
-  vpc            = ibm_is_vpc.fleet[0].id
-  resource_group = data.ibm_resource_group.group.id
-  tags           = concat(var.tags, ["bootfleet:owned"])
-  user_data      = templatefile("${path.module}/chainloader.ipxe.tftpl", { base_url = local.base_url, retry_seconds = 10 })
-
-  primary_network_interface {
-    subnet = ibm_is_subnet.fleet[0].id
+# What a `--provider ibm` deployment's placement needs (docs/vpc.md, Placement): the zone, the
+# VPC and subnet ids, the profile, the resource group id (the service ID's policies are on it),
+# and the SSH key's id when ssh_key names one. The VPC and subnet are empty with create_vpc = false:
+# give your own VPC's ids.
+locals {
+  placement_ids = {
+    zone           = var.zone
+    vpc            = var.create_vpc ? ibm_is_vpc.fleet[0].id : null
+    subnet         = var.create_vpc ? ibm_is_subnet.fleet[0].id : null
+    profile        = var.bare_metal_profile
+    resource_group = data.ibm_resource_group.group.id
+    keys           = var.ssh_key == "" ? null : data.ibm_is_ssh_key.fleet[0].id
   }
-
-  lifecycle {
-    precondition {
-      condition     = var.create_vpc && var.netboot_image != "" && var.ssh_key != ""
-      error_message = "bare metal servers need create_vpc = true, a netboot_image and an ssh_key."
-    }
-  }
+  placement = { for key, value in local.placement_ids : key => value if value != null }
 }

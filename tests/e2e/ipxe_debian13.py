@@ -6,7 +6,8 @@ build-ipxe-disk` refuses it. The e2e therefore takes the `ipxe` package of Debia
 ("trixie") with apt itself, under a private apt configuration in the e2e cache (its own
 sources list, package lists and archive folder): nothing on the machine changes, and the
 machine's apt keyring verifies the download. Unpacked with dpkg-deb, once; reused after.
-On Debian 13 or Ubuntu 22.04 and later the system's /usr/lib/ipxe is already new enough.
+On Debian 13 the system's /usr/lib/ipxe is already new enough (Ubuntu 22.04's runs the script
+but cannot do TLS as Code Engine does: docs/vpc.md, "HTTPS and iPXE").
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ own unit tests, docs "Managing DNS records"):
 
 Counters: `reads` (GETs), `writes` (POST/PUT/DELETE) and `calls` per method. Faults
 (tests/fakes/ibm_common.py): at construction (`faults=[...]`), `inject(...)`,
-`fail(method, status, times=1)` for any DNS path, or over HTTP (`POST /_fake/faults`).
+`fail(method, status, times=1)` for any DNS path, or over HTTP (`POST /_fake/faults`);
+with `apply=True` the request takes effect first and only its answer is the fault (a
+5xx, or with `timeout` one too late for the client): a create whose answer was lost.
 """
 
 from __future__ import annotations
@@ -153,11 +155,19 @@ class FakeDnsServices:
 
     def handle(self, request: Request) -> Response:
         fault = self.faults.match(request.method, request.path)
-        if fault and request.path.startswith("/v1/"):
+        if fault and fault.apply:  # the request takes effect, then its answer is lost
+            try:
+                self._handle(request)
+            except ApiError:
+                pass
+        elif fault and request.path.startswith("/v1/"):
             with self.lock:
                 self.calls[request.method] += 1
         if fault:
             return fault_response(fault)
+        return self._handle(request)
+
+    def _handle(self, request: Request) -> Response:
         if request.path == "/identity/token" and request.method == "POST":
             return self.iam.token(request)
         match = PATH.match(request.path)

@@ -16,12 +16,38 @@ What it keeps faithful to the real services:
   a VNI's `primary_ip.address` is `0.0.0.0` and its `mac_address` absent while pending;
 - names: a server name is unique per kind in the region, a virtual network interface
   name unique in its VPC (one is made up when the request has none); a taken name is a
-  400 with code `validation_unique_failed`, as the real API answers;
+  400 with code `validation_unique_failed`, as the real API answers. With
+  `wrap_bare_metal_errors`, a bare metal create refuses a taken name the way
+  terraform-provider-ibm issue 5389 shows the API doing it: a 400 whose only error is
+  `{"code": "bad_field", "message": "Handler Error: Status=400, JSON={\"errors\":
+  [{\"code\":\"validation_unique_failed\",\"message\":...}],\"trace\":...}",
+  "more_info": ""}`, the same trace outside;
 - bare metal power: `stop` needs `running` (then `stopping`, `stopped` after
   `stop_seconds`), `start` needs `stopped`, `restart` needs `running`, and `PUT
   .../initialization` (reinitialize: image, keys, user data) needs `stopped`, then the
   server is `reinitializing` and starts by itself (`starting`, `running`), as the API
-  reference says; anything else is a 409;
+  reference says ("The server must be stopped. Upon successful reinitiatilization, the
+  bare metal server will be started automatically": ibm-vpc 0.36.0 vpc_v1.py,
+  `replace_bare_metal_server_initialization`); anything else is a 409. A reinitialization
+  can fail (`fail_reinitialization`): the server is then `failed` with the status reason
+  `cannot_reinitialize` (the SDK's `BareMetalServerStatusReason.CodeEnum`: "An error
+  occurred while reinitializing bare metal server"; terraform-provider-ibm's
+  resource_ibm_is_bare_metal_server_initialization.go waits for `running` or `failed`
+  after `ReplaceBareMetalServerInitialization`). Such a server is accepted for another
+  reinitialization, as issue 21 says the API allows; no API page found here states it
+  (the SDK says only "The server must be stopped"), so this is the one assumption here;
+- instance power (`POST /instances/{id}/actions`): `stop` needs `running` (then
+  `stopping`, `stopped`), `start` needs `stopped`; `reboot` is accepted as before.
+  `GET /instances/{id}/initialization` answers the keys (the SDK's `InstanceInitialization`);
+  `POST /instances/{id}/reinitialize` (ibm-vpc >= 0.36.0 `create_instance_reinitialization`,
+  API 2026-07-21: IBM/vpc-go-sdk pull 165) needs `stopped` (409 otherwise), refuses an
+  instance made from a `catalog_offering`, takes an
+  `InstanceReinitializePrototypeInstanceReinitializeByImage` (checked with the SDK's model),
+  replaces image, keys and user data, destroys the boot volume and attaches a new one (the
+  boot volume attachment id changes), and starts the instance by itself (`starting`, then
+  `running`; an instance has no `reinitializing` status in the SDK's `Instance.StatusEnum`).
+  It answers 204 without a body: the SDK method sends no `Accept` and returns no result
+  model, like `start_bare_metal_server`, whose answer is a 204;
 - Global Tagging: `POST /v3/tags/attach`, `POST /v3/tags/detach`, `GET /v3/tags?attached_to=`;
   an attached tag shows in the listing only after `tag_delay` seconds (tagging is
   eventually consistent);
@@ -70,9 +96,22 @@ INSTANCE_VNI_PROTOTYPE = getattr(vpc_v1, "InstanceNetworkAttachmentPrototypeVirt
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, target: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, target: str | None = None, headers: dict | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.target, self.headers = status, code, message, target, headers or {}
+        self.body = body  # the whole answer, when it is not the usual error body
+
+
+def wrapped_in_bad_field(error: "ApiError") -> "ApiError":
+    """An error as a bare metal create can answer it (terraform-provider-ibm issue 5389):
+    a 400 `bad_field` whose message carries the real error's JSON."""
+    trace = str(uuid.uuid4())
+    inner = json.dumps({"errors": [{"code": error.code, "message": error.message}], "trace": trace},
+                       separators=(",", ":"))
+    body = {"errors": [{"code": "bad_field", "message": f"Handler Error: Status={error.status}, JSON={inner}",
+                        "more_info": ""}], "trace": trace, "status_code": 400}
+    return ApiError(400, "bad_field", body["errors"][0]["message"], body=body)
 
 
 @dataclass
@@ -101,6 +140,9 @@ class Record:
     power: str = "on"  # on, stopping, starting, reinitializing: the last power action
     power_at: float = 0.0
     reinitializations: int = 0
+    boot_volume: str = ""  # an instance's boot volume (and its attachment): a new one at each reinitialization
+    catalog_offering: bool = False  # made from a catalog offering: cannot be reinitialized
+    reinit_fails: bool = False  # the reinitialization under way ends `failed` (cannot_reinitialize)
 
 
 @dataclass
@@ -122,11 +164,12 @@ class FakeCloud:
 
     def __init__(self, boot_seconds: float = 0.3, delete_seconds: float = 0.2, region: str = "us-south",
                  faults: list[dict] | None = None, tag_delay: float = 0.0, stop_seconds: float = 0.2,
-                 start_seconds: float = 0.2, reinit_seconds: float = 0.2):
+                 start_seconds: float = 0.2, reinit_seconds: float = 0.2, wrap_bare_metal_errors: bool = False):
         self.boot_seconds = boot_seconds
         self.delete_seconds = delete_seconds
         self.stop_seconds, self.start_seconds, self.reinit_seconds = stop_seconds, start_seconds, reinit_seconds
         self.tag_delay = tag_delay
+        self.wrap_bare_metal_errors = wrap_bare_metal_errors  # a taken name as a bad_field (issue 5389)
         self.region = region
         self.lock = threading.RLock()
         self.records: dict[str, Record] = {}
@@ -134,6 +177,7 @@ class FakeCloud:
         self.tagged_at: dict[tuple[str, str], float] = {}  # (crn, tag) -> when it was attached
         self.faults = Faults(faults)
         self.failing_names: dict[str, tuple[str, str]] = {}
+        self.failing_reinitializations: dict[str, int] = {}  # server id -> reinitializations left to fail
         self.log: list[Request_] = []
         self.iam = Iam(API_KEY, ACCOUNT)
         self._macs = itertools.count(0x100)
@@ -206,6 +250,12 @@ class FakeCloud:
         """Servers created with this name end `failed` with this status reason."""
         self.failing_names[name] = (code, message)
 
+    def fail_reinitialization(self, server_id: str, times: int = 1) -> None:
+        """The next `times` reinitializations of this bare metal server end `failed`, with the
+        status reason `cannot_reinitialize`."""
+        with self.lock:
+            self.failing_reinitializations[server_id] = times
+
     def add_foreign_server(self, name: str, kind: str = "bare_metal_server", tags: tuple[str, ...] = ()) -> str:
         """A server that someone else made (not through bootfleet)."""
         subnet = next(iter(self.subnets.values()))
@@ -271,7 +321,8 @@ class FakeCloud:
         return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
 
     def _error(self, e: ApiError) -> Response:
-        return json_response(error_body(e.status, e.code, e.message, MORE_INFO, e.target), e.status, e.headers)
+        body = e.body or error_body(e.status, e.code, e.message, MORE_INFO, e.target)
+        return json_response(body, e.status, e.headers)
 
     # --- IAM ---------------------------------------------------------------------------
 
@@ -346,7 +397,7 @@ class FakeCloud:
     def _vpc(self, request: Request, body) -> Response:
         method, path = request.method, request.path[len("/v1"):]
         match = re.fullmatch(r"/(bare_metal_servers|instances)(?:/([^/]+))?(/restart|/start|/stop|/initialization"
-                             r"|/actions)?", path)
+                             r"|/actions|/reinitialize)?", path)
         if match:
             collection, server_id, action = match.groups()
             kind = "bare_metal_server" if collection == "bare_metal_servers" else "instance"
@@ -369,6 +420,10 @@ class FakeCloud:
                 return self._reinitialize(record, body)
             if action == "/actions" and method == "POST" and kind == "instance":
                 return self._instance_action(record, body)
+            if kind == "instance" and action == "/initialization" and method == "GET":
+                return self._json({"keys": [self._key_ref(k) for k in record.keys]})
+            if kind == "instance" and action == "/reinitialize" and method == "POST":
+                return self._reinitialize_instance(record, body)
         match = re.fullmatch(r"/virtual_network_interfaces/([^/]+)", path)
         if match and method == "GET":
             for record in self.records.values():
@@ -479,12 +534,16 @@ class FakeCloud:
         if not re.fullmatch(r"[a-z]|[a-z][-a-z0-9]*[a-z0-9]", name) or len(name) > 63:
             raise ApiError(400, "invalid_name", f"name {name!r} must be lower case letters, digits and hyphens",
                            "name")
+        taken = None
         if any(r.kind == kind and r.name == name for r in self.records.values()):
-            raise ApiError(400, "validation_unique_failed", f"Provided Name ({name}) is not unique", "name")
+            taken = ApiError(400, "validation_unique_failed", f"Provided Name ({name}) is not unique", "name")
         vni_name = (vni or {}).get("name") if isinstance(vni, dict) else None
-        if vni_name and any(r.vni_name == vni_name and r.vpc["id"] == subnet["vpc"] for r in self.records.values()):
-            raise ApiError(400, "validation_unique_failed", "Another VNI with the requested name already exists",
-                           "primary_network_attachment.virtual_network_interface.name")
+        if not taken and vni_name and any(r.vni_name == vni_name and r.vpc["id"] == subnet["vpc"]
+                                          for r in self.records.values()):
+            taken = ApiError(400, "validation_unique_failed", "Another VNI with the requested name already exists",
+                             "primary_network_attachment.virtual_network_interface.name")
+        if taken:
+            raise wrapped_in_bad_field(taken) if kind == "bare_metal_server" and self.wrap_bare_metal_errors else taken
         if len(user_data or "") > 64 * 1024:
             raise ApiError(400, "user_data_too_large", "user_data must be at most 64 KiB", "user_data")
         keys = [k.get("id") for k in (body.get("initialization") or body).get("keys") or [] if isinstance(k, dict)]
@@ -538,6 +597,7 @@ class FakeCloud:
             attachment_id="0717-" + str(uuid.uuid4()), nic_id="0717-" + str(uuid.uuid4()),
             mac=f"02:00:0a:f0:{(n >> 8) & 0xff:02x}:{n & 0xff:02x}", ip=subnet["prefix"] + str(next(self._ips)),
             fail=self.failing_names.get(name), vni_name=vni_name or self._vni_name(subnet["vpc"]),
+            boot_volume="r006-" + str(uuid.uuid4()),
             keys=list(keys or []),
         )
         self.records[record.id] = record
@@ -572,7 +632,7 @@ class FakeCloud:
 
     def _reinitialize(self, record: Record, body) -> Response:
         status = self._status(record)
-        if status != "stopped":
+        if status != "stopped" and not (status == "failed" and record.reinit_fails):
             raise ApiError(409, "bare_metal_server_not_stopped",
                            f"Bare metal server {record.id} is {status}; it must be stopped to reinitialize it")
         if not isinstance(body, dict) or "image" not in body or "keys" not in body:
@@ -589,9 +649,45 @@ class FakeCloud:
             raise ApiError(400, "image_user_data_format_mismatch",
                            f"Image {image_id} cannot take iPXE user data", "image")
         record.image, record.keys, record.user_data = image_id, [k["id"] for k in body["keys"]], user_data
+        self._start_reinitialization(record)
+        return self._json(self._initialization(record))
+
+    def _start_reinitialization(self, record: Record) -> None:
         record.power, record.power_at = "reinitializing", time.time()
         record.reinitializations += 1
-        return self._json(self._initialization(record))
+        left = self.failing_reinitializations.get(record.id, 0)
+        record.reinit_fails = left > 0
+        if left:
+            self.failing_reinitializations[record.id] = left - 1
+
+    def _reinitialize_instance(self, record: Record, body) -> Response:
+        """POST /instances/{id}/reinitialize: stopped only; not from a catalog offering; a new
+        boot volume from the image; started by itself afterwards; 204."""
+        status = self._status(record)
+        if status != "stopped":
+            # 409 and the code: the fake's own, like bare_metal_server_not_stopped (no documented code found)
+            raise ApiError(409, "instance_not_stopped",
+                           f"Instance {record.id} is {status}; it must be stopped to reinitialize it")
+        if record.catalog_offering:
+            raise ApiError(400, "instance_catalog_offering_not_reinitializable",
+                           f"Instance {record.id} was provisioned from a catalog offering and cannot be reinitialized")
+        if not isinstance(body, dict) or "image" not in body:
+            raise ApiError(400, "invalid_body", "image is required (this fake speaks reinitialize by image)", "image")
+        try:
+            vpc_v1.InstanceReinitializePrototypeInstanceReinitializeByImage.from_dict(body)
+        except (ValueError, TypeError) as e:
+            raise ApiError(400, "invalid_prototype", f"The reinitialize prototype is not valid: {e}") from None
+        image_id = (body["image"] or {}).get("id")
+        if image_id not in self.images:
+            raise ApiError(400, "image_not_found", f"Image not found: {image_id}", "image.id")
+        if len(body.get("user_data") or "") > 64 * 1024:
+            raise ApiError(400, "user_data_too_large", "user_data must be at most 64 KiB", "user_data")
+        # Keys and user data not given are gone afterwards (the prototype's words).
+        record.image, record.user_data = image_id, body.get("user_data")
+        record.keys = [k.get("id") for k in body.get("keys") or [] if isinstance(k, dict)]
+        record.boot_volume = "r006-" + str(uuid.uuid4())  # the old one is destroyed
+        self._start_reinitialization(record)
+        return Response(status=204)
 
     def _instance_action(self, record: Record, body) -> Response:
         kind = (body or {}).get("type")
@@ -599,6 +695,13 @@ class FakeCloud:
             raise ApiError(400, "invalid_action", f"type must be one of reboot, start, stop, got {kind!r}", "type")
         if kind == "reboot":
             record.restarts += 1
+        else:
+            status = self._status(record)
+            need = "stopped" if kind == "start" else "running"
+            if status != need:
+                raise ApiError(409, f"instance_not_{need}",
+                               f"Instance {record.id} is {status}; it must be {need} to {kind} it")
+            record.power, record.power_at = ("stopping" if kind == "stop" else "starting"), time.time()
         now = _now_iso()
         return self._json({"completed_at": now, "created_at": now, "force": bool((body or {}).get("force")),
                            "href": f"{self._href(record)}/actions/{uuid.uuid4()}", "id": str(uuid.uuid4()),
@@ -613,7 +716,7 @@ class FakeCloud:
             return "deleting"
         if now - record.created < self.boot_seconds:
             return "pending"
-        if record.fail:
+        if record.fail and record.power == "on":  # a server that never came up
             return "failed"
         since = now - record.power_at
         if record.power == "stopping":
@@ -621,8 +724,10 @@ class FakeCloud:
         if record.power == "starting":
             return "starting" if since < self.start_seconds else "running"
         if record.power == "reinitializing":  # then it starts by itself
-            if since < self.reinit_seconds:
-                return "reinitializing"
+            if since < self.reinit_seconds:  # (an instance has no status `reinitializing`)
+                return "reinitializing" if record.kind == "bare_metal_server" else "starting"
+            if record.reinit_fails:
+                return "failed"
             return "starting" if since < self.reinit_seconds + self.start_seconds else "running"
         return "running"
 
@@ -672,6 +777,10 @@ class FakeCloud:
                 "subnet": self._subnet_ref(record)}
 
     def _reasons(self, record: Record, status: str) -> list[dict]:
+        if status == "failed" and record.power == "reinitializing" and record.reinit_fails:
+            return [{"code": "cannot_reinitialize",
+                     "message": "An error occurred while reinitializing bare metal server",
+                     "more_info": "https://cloud.ibm.com/docs/vpc?topic=vpc-troubleshooting"}]
         if status != "failed" or not record.fail:
             return []
         code, message = record.fail
@@ -709,19 +818,22 @@ class FakeCloud:
                 "reservation_affinity": {"policy": "disabled", "pool": []},
                 "trusted_platform_module": {"enabled": False, "mode": "disabled", "supported_modes": ["disabled"]},
             }
-        boot_volume_id = "r006-" + record.id[5:13] + "-boot"
+        boot_volume_id = record.boot_volume
+        offering = {"catalog_offering": {"version": {
+            "crn": f"crn:v1:bluemix:public:globalcatalog-collection:global::1082e7d2-5e2f-0a11-a3bc-f88a8e1931fc/"
+                   f"version:{record.image}"}}} if record.catalog_offering else {}
         return {
-            **common,
+            **common, **offering,
             "availability": {"class": "standard"}, "availability_policy": {"host_failure": "restart",
                                                                            "preemption": "stop"},
             "bandwidth": 4000,
             "boot_volume_attachment": {
                 "device": {"id": f"{record.id[5:13]}-boot-device"},
-                "href": f"{self._href(record)}/volume_attachments/{boot_volume_id}", "id": boot_volume_id,
-                "name": "boot", "volume": {"crn": f"crn:v1:bluemix:public:is:{record.zone}:a/{ACCOUNT}::volume:"
-                                                  f"{boot_volume_id}",
-                                           "href": f"{self.vpc_url}/volumes/{boot_volume_id}", "id": boot_volume_id,
-                                           "name": f"{record.name}-boot", "resource_type": "volume"}},
+                "href": f"{self._href(record)}/volume_attachments/{boot_volume_id}-attachment",
+                "id": f"{boot_volume_id}-attachment", "name": "boot",
+                "volume": {"crn": f"crn:v1:bluemix:public:is:{record.zone}:a/{ACCOUNT}::volume:{boot_volume_id}",
+                           "href": f"{self.vpc_url}/volumes/{boot_volume_id}", "id": boot_volume_id,
+                           "name": f"{record.name}-boot", "resource_type": "volume"}},
             "cluster_network_attachments": [], "confidential_compute_mode": "disabled", "disks": [],
             "image": {"crn": f"crn:v1:bluemix:public:is:{self.region}:a/{ACCOUNT}::image:{record.image}",
                       "href": f"{self.vpc_url}/images/{record.image}", "id": record.image,

@@ -21,9 +21,12 @@ def test_chainloader_chains_with_every_ipxe_setting(boot):
     script = resp.get_data(as_text=True)
     assert script.startswith("#!ipxe\n")
     assert "dhcp || goto dhcp_failed" in script
-    for var in ("${net0/mac}", "${uuid}", "${serial", "${hostname", "${buildarch}", "${platform}"):
+    for var in ("${netX/mac}", "${uuid}", "${serial", "${hostname", "${buildarch}", "${platform}"):
         assert var in script
-    assert "chain --autofree http://boot.example:8080/boot/ipxe?mac=${net0/mac}" in script
+    assert "chain --autofree http://boot.example:8080/boot/ipxe?mac=${netX/mac}" in script
+    # netX is the NIC iPXE opened last, the one that got the address (iPXE src/net/netdev_settings.c:365-380);
+    # net0 is the first NIC, wrong on a machine that booted from its second.
+    assert "net0" not in script
 
 
 @pytest.mark.parametrize("mac_form", ["52:54:00:12:34:56", "52-54-00-12-34-56", "525400123456", "52:54:00:12:34:56".upper()])

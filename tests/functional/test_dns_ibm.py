@@ -18,6 +18,7 @@ def fake(settings):
     settings(
         dns_provider="ibm",
         dns_zone=ZONE,
+        dns_reverse_zone="10.in-addr.arpa",  # PTRs for 10.x (empty: none)
         ibm_dns_instance_id=INSTANCE,
         ibm_dns_zone_id=f"{ZONE}={ZONE_ID}",
         ibmcloud_api_key=API_KEY,
@@ -120,6 +121,46 @@ def test_provider_errors_become_events_and_the_next_reconcile_retries(fake, flee
     assert len(held(fake)) == 3
 
 
+@pytest.mark.parametrize("lost", [{"status": 502}, {"timeout": 1.5}], ids=["5xx", "timeout"])
+def test_a_create_whose_answer_was_lost_is_looked_up_and_adopted_not_sent_again(fake, fleet, config, boot, status,
+                                                                               admin, dns, clean_db, settings, lost):
+    """The service makes the record, then the answer is lost (a 5xx, or too late for the
+    client's timeout). The retry looks at the name first and adopts the record it finds:
+    no duplicate, no 409, and no record bootfleet made but does not own (a conflict)."""
+    settings(ibm_timeout=1)
+    fake.inject("POST", r"/resource_records$", apply=True, **lost)  # the first create: made, answer lost
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert held(fake) == [("A", f"api.rack1.{ZONE}", "10.0.0.5"), ("A", f"web1.{ZONE}", "10.0.0.5"),
+                          ("PTR", "5.0.0.10.in-addr.arpa", f"web1.{ZONE}")]
+    assert fake.calls["POST"] == 3  # the lost create was not sent again
+    with clean_db.transaction() as tx:
+        owned = {r["provider_id"] for r in tx.all("SELECT provider_id FROM dns_record")}
+        assert tx.scalar("SELECT count(*) FROM event WHERE kind = 'error'") == 0
+    assert owned == {r["id"] for r in fake.all(ZONE_ID)}
+    resp = dns.post("/reconcile", headers=admin)
+    assert resp.json["counts"]["unchanged"] == 3 and resp.json["conflicts"] == [] and resp.json["failed"] == []
+
+
+def test_an_empty_reverse_zone_setting_means_no_ptrs_and_an_ip_outside_it_gets_none(fake, fleet, config, boot,
+                                                                                     status, admin, dns, clean_db,
+                                                                                     settings):
+    """BOOTFLEET_DNS_REVERSE_ZONE says which IPs get PTRs, as with RFC 2136: empty, none
+    (the PTRs bootfleet made before go); an IP in none of its zones, none either."""
+    ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
+    assert ("PTR", "5.0.0.10.in-addr.arpa", f"web1.{ZONE}") in held(fake)
+    settings(dns_reverse_zone="")
+    resp = dns.post("/reconcile", headers=admin)
+    assert [(p["action"], p["type"]) for p in resp.json["applied"]] == [("delete", "PTR")]
+    assert [(s["type"], s["reason"]) for s in resp.json["skipped"]] == [
+        ("PTR", "no reverse zone holds 10.0.0.5 (BOOTFLEET_DNS_REVERSE_ZONE)")]
+    assert held(fake) == [("A", f"api.rack1.{ZONE}", "10.0.0.5"), ("A", f"web1.{ZONE}", "10.0.0.5")]
+
+    settings(dns_reverse_zone="10.10.in-addr.arpa")  # 10.10.x only
+    ready_node(config, boot, status, admin, "52:54:00:00:00:02", "web2", "10.10.0.6")
+    assert dns.post("/reconcile", headers=admin).json["failed"] == []
+    assert [r for r in held(fake) if r[0] == "PTR"] == [("PTR", "6.0.10.10.in-addr.arpa", f"web2.{ZONE}")]
+
+
 def test_dry_run_writes_nothing(fake, fleet, config, boot, status, admin, dns, clean_db, settings):
     settings(dns_provider="none")
     ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
@@ -176,7 +217,8 @@ def test_a_ptr_listed_under_its_ip_or_its_reverse_name_needs_no_change(settings,
     service = FakeDnsServices(INSTANCE, {ZONE_ID: ZONE}, ptr_names=ptr_names).start()
     try:
         settings(dns_provider="ibm", dns_zone=ZONE, ibm_dns_instance_id=INSTANCE, ibm_dns_zone_id=f"{ZONE}={ZONE_ID}",
-                 ibmcloud_api_key=API_KEY, ibm_dns_url=service.service_url, ibm_iam_url=service.url)
+                 dns_reverse_zone="10.in-addr.arpa", ibmcloud_api_key=API_KEY, ibm_dns_url=service.service_url,
+                 ibm_iam_url=service.url)
         make_dns_fleet(config, admin, ZONE)
         node = ready_node(config, boot, status, admin, "52:54:00:00:00:01", "web1", "10.0.0.5")
         listed = service.handle_list_names()

@@ -15,6 +15,8 @@ from fakes.vpc_api import API_KEY
 from support.helpers import make_profile, snapshot
 from support.provisioning import BASE, PLACEMENT, converge, create, nodes, reconcile
 
+from bootfleet.providers.vpc.ibm import IbmProvider
+
 
 @pytest.fixture
 def profile(config, admin):
@@ -58,7 +60,7 @@ def test_create_provisions_one_bare_metal_server_per_node(cloud, config, admin, 
     assert {(p.query["version"], p.query["generation"]) for p in posts} == {("2026-10-06", "2")}
     record = next(r for r in cloud.records.values() if r.name == "web-0")
     assert record.user_data.startswith("#!ipxe")
-    assert f"chain --autofree {BASE}/boot/ipxe?mac=${{net0/mac}}" in record.user_data
+    assert f"chain --autofree {BASE}/boot/ipxe?mac=${{netX/mac}}" in record.user_data
     assert record.image == "r006-ipxe-netboot"  # found with list_images(user_data_format=ipxe)
     assert cloud.tags[servers["web-0"]["crn"]] == {"bootfleet", "bootfleet-deployment:web"}
 
@@ -184,6 +186,21 @@ def test_an_api_refusal_is_an_event_with_the_api_message(cloud, config, admin, p
     assert [n["stage"] for n in nodes(clean_db)] == ["failed"]
     assert any("Profile not found: no-such-profile" in e["message"] for e in events(clean_db, "error"))
     assert cloud.servers() == []
+
+
+def test_a_taken_name_wrapped_in_a_bad_field_does_not_fail_the_node(cloud, config, admin, profile, clean_db):
+    """terraform-provider-ibm issue 5389: a bare metal create whose name is taken can come
+    back as a 400 `bad_field` wrapping `validation_unique_failed`. Like the bare code, it
+    is retried by the next pass (the holder may be going away), not a failed node."""
+    inner = ('{"errors":[{"code":"validation_unique_failed","message":"Provided Name (web-0) is not unique"}],'
+             '"trace":"3cb02240-c238-45e1-abb3-96b1dce63b60"}')
+    cloud.inject("POST", r"^/v1/bare_metal_servers$", status=400, code="bad_field",
+                 message=f"Handler Error: Status=400, JSON={inner}")
+    deployment = create(config, admin, count=1)
+    assert deployment["provisioning"]["failed"] == [] and "bad_field" in deployment["provisioning"]["errors"][0]
+    assert [n["stage"] for n in nodes(clean_db)] == ["provisioning"]
+    converge(config, admin, until=lambda r: all(n["instance_id"] for n in nodes(clean_db)))
+    assert [s["name"] for s in cloud.servers()] == ["web-0"]
 
 
 @pytest.mark.parametrize("placement,words", [
@@ -492,17 +509,127 @@ def test_the_fake_keeps_the_power_states_the_api_requires(cloud, config, admin, 
     wait_for_status(cloud, "running")
 
 
-def test_reinstall_of_an_instance_reboots_it(cloud, config, admin, profile, clean_db, settings):
+def vsi(config, admin, settings, cloud, clean_db):
+    """One running VSI from the custom iPXE image, with a key."""
     settings(vpc_vsi_image="r006-custom-ipxe")
-    create(config, admin, name="vsi", count=1, placement={**PLACEMENT, "kind": "instance", "profile": "bx2-2x8"})
-    node = nodes(clean_db, "vsi")[0]
+    create(config, admin, name="vsi", count=1,
+           placement={**PLACEMENT, "kind": "instance", "profile": "bx2-2x8", "keys": "r006-key-1"})
+    wait_for_status(cloud, "running")
+    return nodes(clean_db, "vsi")[0]
+
+
+def test_reinstall_of_an_instance_stops_it_and_reinitializes_it_from_the_ipxe_image(cloud, config, admin, profile,
+                                                                                    clean_db, settings):
+    """An installer has written its OS to the boot volume: a reboot would boot that, never
+    iPXE. Reinstall stops the instance, then reinitializes it (POST .../reinitialize) with
+    its image, keys and user data: a new boot volume from the iPXE image, started by the API."""
+    node = vsi(config, admin, settings, cloud, clean_db)
+    server_id = node["instance_id"]
+    record = cloud.records[server_id]
+    created_with, first_volume = record.user_data, record.boot_volume
+    record.user_data = "#!ipxe\necho overwritten\n"
+
+    cloud.stop_seconds = 60  # it takes its time to stop
     resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
-    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "restarted"}
-    assert cloud.records[node["instance_id"]].restarts == 1
+    assert resp.status_code == 200 and resp.json["reboot"] == {"server": server_id, "action": "stopping"}
+    assert [r.body for r in cloud.requests("POST", rf"^/v1/instances/{server_id}/actions$")] == [
+        {"type": "stop", "force": True}]
+    assert reconcile(config, admin, "vsi")["errors"] == []
+    assert cloud.requests("POST", r"/reinitialize$") == []  # not while it is stopping
+
+    cloud.stop_seconds = 0
+    wait_for_status(cloud, "stopped")
+    assert reconcile(config, admin, "vsi")["errors"] == []  # the next pass finishes it
+    [sent] = cloud.requests("POST", rf"^/v1/instances/{server_id}/reinitialize$")
+    assert sent.status == 204
+    assert sent.body == {"image": {"id": "r006-custom-ipxe"}, "keys": [{"id": "r006-key-1"}],
+                         "user_data": created_with}
+    assert record.boot_volume != first_volume and record.reinitializations == 1 and record.restarts == 0
+    vm = IbmProvider.from_settings("instance", "us-south").vpc.get_instance(server_id).get_result()
+    assert vm["boot_volume_attachment"]["volume"]["id"] == record.boot_volume
+    wait_for_status(cloud, "running")  # the API starts a reinitialized instance itself
+    assert [r.body["type"] for r in cloud.requests("POST", rf"^/v1/instances/{server_id}/actions$")] == ["stop"]
+    assert reconcile(config, admin, "vsi")["errors"] == [] and record.reinitializations == 1  # once only
     # A VSI boots a custom image that cannot read user data: no enrolment secret (it boots
     # from a boot network, docs/security.md).
-    assert "secret=" not in cloud.records[node["instance_id"]].user_data
-    assert nodes(clean_db, "vsi")[0]["secret_hash"] is None
+    assert "secret=" not in record.user_data and nodes(clean_db, "vsi")[0]["secret_hash"] is None
+    messages = [e["message"] for e in events(clean_db, "provision")]
+    assert any("reinitialized with new user data to reinstall" in m for m in messages)
+
+
+def test_a_stopped_instance_is_reinitialized_at_once(cloud, config, admin, profile, clean_db, settings):
+    node = vsi(config, admin, settings, cloud, clean_db)
+    vpc = IbmProvider.from_settings("instance", "us-south").vpc
+    vpc.create_instance_action(node["instance_id"], "stop")
+    wait_for_status(cloud, "stopped")
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "reinitialized"}
+    wait_for_status(cloud, "running")
+
+
+def test_a_reinitialization_whose_answer_was_lost_is_not_sent_again(cloud, config, admin, profile, clean_db,
+                                                                   settings):
+    node = vsi(config, admin, settings, cloud, clean_db)
+    IbmProvider.from_settings("instance", "us-south").vpc.create_instance_action(node["instance_id"], "stop")
+    wait_for_status(cloud, "stopped")
+    cloud.inject("POST", r"/reinitialize$", status=502, apply=True)  # done, but the answer is lost
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"] == {"server": node["instance_id"], "action": "reinitialized"}
+    assert len(cloud.requests("POST", r"/reinitialize$")) == 1
+    assert cloud.records[node["instance_id"]].reinitializations == 1
+
+
+def test_the_fake_refuses_to_reinitialize_an_instance_that_is_not_stopped_or_from_a_catalog_offering(
+        cloud, config, admin, profile, clean_db, settings):
+    from ibm_cloud_sdk_core import ApiException
+    from ibm_vpc import vpc_v1
+
+    node = vsi(config, admin, settings, cloud, clean_db)
+    server_id = node["instance_id"]
+    vpc = IbmProvider.from_settings("instance", "us-south").vpc
+    prototype = vpc_v1.InstanceReinitializePrototypeInstanceReinitializeByImage(
+        image=vpc_v1.ImageIdentityById(id="r006-custom-ipxe"))
+    with pytest.raises(ApiException) as e:
+        vpc.create_instance_reinitialization(server_id, prototype)
+    assert e.value.status_code == 409 and "must be stopped" in e.value.message
+    with pytest.raises(ApiException) as e:
+        vpc.create_instance_action(server_id, "start")
+    assert e.value.status_code == 409
+    record = cloud.records[server_id]
+    record.catalog_offering = True
+    vpc_v1.Instance.from_dict(vpc.get_instance(server_id).get_result())  # the view still parses
+    vpc.create_instance_action(server_id, "stop")
+    wait_for_status(cloud, "stopped")
+    with pytest.raises(ApiException) as e:
+        vpc.create_instance_reinitialization(server_id, prototype)
+    assert e.value.status_code == 400 and "catalog offering" in e.value.message
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)  # bootfleet says why
+    assert "catalog offering" in resp.json["reboot"]["error"] and record.reinitializations == 0
+
+
+def test_a_bare_metal_server_whose_reinitialization_failed_is_reinitialized_again(cloud, config, admin, profile,
+                                                                                  clean_db):
+    """A failed reinitialization leaves the server `failed` (reason cannot_reinitialize);
+    a reinstall then reinitializes it again, without a stop it could not take."""
+    create(config, admin, count=1, placement={**PLACEMENT, "keys": "r006-key-1"})
+    wait_for_status(cloud, "running")
+    node = nodes(clean_db)[0]
+    server_id = node["instance_id"]
+    cloud.fail_reinitialization(server_id)
+    cloud.stop_seconds = 0
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"]["action"] in ("stopping", "reinitialized")
+    converge(config, admin, until=lambda r: cloud.records[server_id].reinitializations == 1, timeout=5)
+    wait_for_status(cloud, "failed")
+    [failed] = cloud.servers()
+    assert [r["code"] for r in failed["status_reasons"]] == ["cannot_reinitialize"]
+
+    resp = config.post(f"/api/v1/nodes/{node['id']}/reinstall", headers=admin)
+    assert resp.json["reboot"] == {"server": server_id, "action": "reinitialized"}
+    assert len(cloud.requests("POST", rf"^/v1/bare_metal_servers/{server_id}/stop$")) == 1  # the first only
+    assert cloud.records[server_id].reinitializations == 2
+    wait_for_status(cloud, "running")
+    assert reconcile(config, admin)["errors"] == [] and cloud.records[server_id].reinitializations == 2
 
 
 def test_reinstall_of_a_server_bootfleet_did_not_create_says_so(config, admin, clean_db):

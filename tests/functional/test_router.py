@@ -15,7 +15,7 @@ def test_prefixes_route_to_their_function_without_redirects(server):
     assert chain.status_code == 200
     assert chain.headers["Content-Type"].startswith("text/plain")
     assert chain.text.startswith("#!ipxe")
-    assert f"chain --autofree {server.url}/boot/ipxe?mac=${{net0/mac}}" in chain.text
+    assert f"chain --autofree {server.url}/boot/ipxe?mac=${{netX/mac}}" in chain.text
     for path in ("/boot", "/config", "/status", "/config/", "/status/"):
         resp = requests.get(server.url + path, allow_redirects=False)
         assert resp.status_code == 404, (path, resp.status_code)

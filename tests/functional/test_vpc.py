@@ -33,7 +33,8 @@ def cloud():
 def fresh(cloud):
     with cloud.lock:
         cloud.records.clear(), cloud.tags.clear(), cloud.faults.clear(), cloud.log.clear()
-        cloud.failing_names.clear()
+        cloud.failing_names.clear(), cloud.failing_reinitializations.clear()
+        cloud.wrap_bare_metal_errors = False
     return cloud
 
 
@@ -78,6 +79,8 @@ def test_answers_parse_with_the_sdk_models(fresh):
     vpc_v1.ImageCollection.from_dict(vpc.list_images(user_data_format=["ipxe"]).get_result())
     action = vpc.create_instance_action(vm.id, "reboot").get_result()
     vpc_v1.InstanceAction.from_dict(action)
+    vpc_v1.InstanceInitialization.from_dict(vpc.get_instance_initialization(vm.id).get_result())
+    vpc_v1.BareMetalServerInitialization.from_dict(vpc.get_bare_metal_server_initialization(bm.id).get_result())
 
 
 def test_version_and_generation_are_required(fresh):
@@ -260,6 +263,41 @@ def test_a_taken_name_is_a_400_validation_unique_failed_and_create_answers_that_
     again = p.create(ServerSpec(name="web-0", **SPEC))  # refused with validation_unique_failed, found by name
     assert again.id == first.id and len(fresh.servers()) == 1
     [_, refused] = fresh.requests("POST", r"^/v1/bare_metal_servers$")
+    assert refused.status == 400
+
+
+def test_a_taken_name_wrapped_in_a_bad_field_is_a_taken_name_too(fresh):
+    """terraform-provider-ibm issue 5389: on bare metal the API may wrap the refusal in a
+    400 `bad_field` whose message carries the `validation_unique_failed` error's JSON."""
+    import json
+
+    from bootfleet.providers.ibmcloud import error_from
+
+    fresh.wrap_bare_metal_errors = True
+    vpc, _ = clients(fresh)
+    body = IbmProvider("bare_metal", "us-south", vpc, None).prototype(ServerSpec(name="dup-0", **SPEC))
+    body["primary_network_attachment"]["virtual_network_interface"]["name"] = "shared-vni"
+    vpc.create_bare_metal_server(body)
+    with pytest.raises(ApiException) as e:
+        vpc.create_bare_metal_server({**body, "name": "dup-1"})
+    answer = e.value.http_response.json()
+    [error] = answer["errors"]
+    assert e.value.status_code == 400 and (error["code"], error["more_info"]) == ("bad_field", "")
+    prefix = "Handler Error: Status=400, JSON="
+    assert error["message"].startswith(prefix)
+    inner = json.loads(error["message"][len(prefix):])
+    assert inner["errors"] == [{"code": "validation_unique_failed",
+                                "message": "Another VNI with the requested name already exists"}]
+    assert inner["trace"] == answer["trace"]
+    wrapped = error_from("create bare metal server dup-1", e.value)
+    assert wrapped.code == "bad_field" and wrapped.has_code("validation_unique_failed")
+    assert not wrapped.has_code("not_found") and not error_from("x", e.value).retryable
+
+    p = provider(fresh)
+    first = p.create(ServerSpec(name="web-0", **SPEC))
+    again = p.create(ServerSpec(name="web-0", **SPEC))  # refused (wrapped), found by name
+    assert again.id == first.id
+    [_, refused] = fresh.requests("POST", r"^/v1/bare_metal_servers$")[2:]
     assert refused.status == 400
 
 

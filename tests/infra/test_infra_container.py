@@ -124,10 +124,12 @@ def test_gateway_target_renders_nginx_and_routes_to_the_function_apps(database, 
     try:
         gateway = entrypoint("gateway", free_port(), env={
             "BOOTFLEET_UPSTREAM_BOOT": boot.url, "BOOTFLEET_UPSTREAM": "http://127.0.0.1:9",
-            "NGINX_RUNTIME_DIR": str(tmp_path / "nginx"), **shared,
+            "NGINX_RUNTIME_DIR": str(tmp_path / "nginx"), "BOOTFLEET_GATEWAY_READ_TIMEOUT": "137", **shared,
         })
         try:
             assert wait_http(gateway.url + "/healthz").json() == {"status": "ok", "service": "gateway"}
+            # Terraform's request_timeout reaches nginx: how long a function may take to answer
+            assert "proxy_read_timeout 137s;" in (tmp_path / "nginx" / "nginx.conf").read_text()
             script = requests.get(gateway.url + "/boot/boot.ipxe", timeout=10)
             assert script.status_code == 200 and script.text.startswith("#!ipxe"), gateway.output()
         finally:

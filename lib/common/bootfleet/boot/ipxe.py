@@ -7,16 +7,20 @@ import re
 from urllib.parse import unquote, urlencode, urlsplit
 
 # Settings iPXE fills in when the chainloader asks for the node's script.
-# ${net0/mac:uristring} mangles the MAC on older iPXE builds; the plain form is safe.
+# ${netX/mac:uristring} mangles the MAC on older iPXE builds; the plain form is safe.
+# netX is the network device opened last, the one `dhcp` configured (iPXE src/net/netdev_settings.c:
+# 365-380 redirects "netX" to last_opened_netdev(), src/net/netdevice.c:998-1003, at v1.21.1):
+# on a machine with two NICs that booted from the second, net0 is the wrong MAC.
 CHAIN_QUERY = (
-    "mac=${net0/mac}&uuid=${uuid}&serial=${serial:uristring}&hostname=${hostname:uristring}"
+    "mac=${netX/mac}&uuid=${uuid}&serial=${serial:uristring}&hostname=${hostname:uristring}"
     "&arch=${buildarch}&platform=${platform}"
 )
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
-def chainloader(base_url: str, retry_seconds: int = 10, secret: str | None = None) -> str:
+def chainloader(base_url: str, retry_seconds: int = 10, secret: str | None = None,
+                crosscert: str | None = None) -> str:
     """The first script a machine runs: get an address if it has none yet, then ask boot
     for its own script.
 
@@ -27,11 +31,15 @@ def chainloader(base_url: str, retry_seconds: int = 10, secret: str | None = Non
     the chainloader exits too, so the firmware boots the next device.
 
     A server bootfleet creates gets its enrolment `secret` in the chain URL (its user data).
+    `crosscert`: where iPXE fetches cross-signed root certificates instead of its default,
+    http://ca.ipxe.org/auto (the setting is read when a certificate is validated, iPXE
+    src/net/validator.c:374 at v2.0.0, so a script can set it).
     """
     query = CHAIN_QUERY + (f"&secret={secret}" if secret else "")
+    crosscert_line = f"set crosscert {crosscert}\n" if crosscert else ""
     return f"""#!ipxe
 # bootfleet chainloader
-isset ${{ip}} && goto chain ||
+{crosscert_line}isset ${{ip}} && goto chain ||
 :dhcp
 echo bootfleet: configuring the network
 dhcp || goto dhcp_failed

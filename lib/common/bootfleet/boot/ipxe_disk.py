@@ -15,10 +15,16 @@ run `autoexec.ipxe` from the filesystem they were loaded from. BIOS firmware run
 which starts SYSLINUX, which boots `ipxe.lkrn` with the script as its initrd (every iPXE
 .lkrn runs a script given that way). Nothing is compiled and nothing is fetched: the
 binaries come from the `ipxe` package, the tools from mtools, syslinux and qemu-utils.
+
+For an https URL both builds must speak TLS as Code Engine does (check_tls reads their cipher
+suite table; docs/vpc.md, "HTTPS and iPXE").
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import lzma
 import os
 import re
 import shutil
@@ -42,6 +48,36 @@ FAT_SECTORS = 32768  # a 16 MiB FAT partition (64 heads x 32 sectors x 16 cylind
 SYSLINUX_CFG = "PROMPT 0\nTIMEOUT 0\nDEFAULT ipxe\nLABEL ipxe\n  KERNEL ipxe.lkrn\n  INITRD autoexec.ipxe\n"
 # Characters that would end or change an iPXE command line (or a URL) in the script.
 UNSAFE = re.compile(r"[\s\"'$;&|<>`\\{}]")
+
+
+# TLS as Code Engine speaks it (docs/security.md): TLS 1.2+, ECDHE key exchange, AES-GCM or
+# ChaCha20 only. iPXE has no ChaCha20, so it needs ECDHE with AES-GCM: cipher suites 0xc02f and
+# 0xc030 for an RSA certificate. iPXE keeps its suites in a linker table of struct tls_cipher_suite
+# (src/include/ipxe/tls.h:203 at v2.0.0): five pointers, then `code` in network byte order, key_len,
+# fixed_iv_len, record_iv_len, mac_len. The ECDHE-RSA-AES-GCM entries (src/crypto/mishmash/
+# ecdhe_rsa_aes_gcm_sha256.c:35-45, ecdhe_rsa_aes_gcm_sha384.c) therefore hold these six bytes.
+# iPXE gained them on 2024-01-30 (commit 963ec1c4f, "[tls] Add ECDHE cipher suites"); v1.21.1
+# and Debian 12's 1.0.0+git-20190125 have neither.
+ECDHE_RSA_GCM = {"ECDHE-RSA-AES128-GCM-SHA256": b"\xc0\x2f\x10\x04\x08\x00",
+                 "ECDHE-RSA-AES256-GCM-SHA384": b"\xc0\x30\x20\x04\x08\x00"}
+# ECDHE-ECDSA-AES128-GCM-SHA256 (src/crypto/mishmash/ecdhe_ecdsa_aes_gcm_sha256.c:35, commit
+# 5aab6b7a3 of 2025-12-19, first released in v2.0.0): without it iPXE cannot use an ECDSA certificate.
+ECDHE_ECDSA_GCM = b"\xc0\x2b\x10\x04\x08\x00"
+# The suites are linked in even when HTTPS is not (v2.0.0 leaves HTTPS out of BIOS builds,
+# src/config/general.h:62-66); a build with HTTPS lists it among its features, a NUL-ended
+# string of the features table (src/net/tcp/https.c:40, FEATURE(FEATURE_PROTOCOL, "HTTPS", ...)).
+HTTPS_FEATURE = b"\0HTTPS\0"
+# The iPXE root CA's SHA-256 fingerprint, trusted by every build without TRUST= (src/crypto/
+# rootcert.c:53-60): such a build trusts public CAs only through certificates it fetches from
+# its `crosscert` source, by default http://ca.ipxe.org/auto (src/config/crypto.h:108).
+IPXE_ROOT_CA = bytes.fromhex("9faf717b7f8ca2f93c256c79f8ac5591895d66d1ff3bee6397a70d29c65eed1a")
+# ipxe.lkrn is compressed by util/zbin.c: raw LZMA1 with lc=2, lp=0, pb=0 (src/util/zbin.c:12-15)
+# after a small uncompressed prefix; an EFI build is not compressed.
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA1, "lc": 2, "lp": 0, "pb": 0, "dict_size": 1 << 24}]
+PREFIX_MAX = 64 * 1024
+UNPACKED_MAX = 32 * 1024 * 1024
+NEW_IPXE = ("iPXE v2.0.0 or later (or built from source after 2024-01-30; https://github.com/ipxe/ipxe, "
+            "docs/vpc.md says how), or Debian 13's ipxe package (1.21.1+git20250501)")
 
 
 class DiskImageError(BootfleetError):
@@ -71,9 +107,81 @@ def find_ipxe(ipxe_dir: str | Path) -> tuple[Path, Path]:
     # the string is in every build that can, and in none before.
     if b"autoexec.ipxe" not in efi.read_bytes():
         raise DiskImageError(f"{efi} is iPXE older than 1.21.1 (Debian 12 ships 1.0.0+git-20190125), which cannot "
-                             "run a script beside it under UEFI; use the ipxe package of Debian 13 or Ubuntu 22.04 "
-                             "and later (docs/vpc.md says how), and give its folder with --ipxe-dir")
+                             f"run a script beside it under UEFI; use {NEW_IPXE}, and give its folder with --ipxe-dir")
     return efi, lkrn
+
+
+def unpacked(binary: bytes) -> bytes:
+    """An iPXE build as it runs: the largest LZMA stream found in its first 64 KiB unpacked
+    (ipxe.lkrn), or the file itself when there is none as large (ipxe.efi)."""
+    best = b""
+    for offset in range(min(len(binary), PREFIX_MAX)):
+        if binary[offset] != 0:  # an LZMA stream's range coder starts with a zero byte
+            continue
+        try:
+            body = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=LZMA_FILTERS).decompress(
+                binary[offset:], max_length=UNPACKED_MAX)
+        except lzma.LZMAError:
+            continue
+        if len(body) > len(best):
+            best = body
+    return best if len(best) > len(binary) else binary
+
+
+def check_tls(efi: Path, lkrn: Path | None = None, trust_ca: Path | None = None) -> list[str]:
+    """Refuse an iPXE that cannot complete a handshake with Code Engine, or that does not trust
+    `trust_ca`; returns what the operator should know about the rest (lines for progress)."""
+    builds = {efi: efi.read_bytes()}
+    if lkrn is not None:
+        builds[lkrn] = unpacked(lkrn.read_bytes())
+    for path, binary in builds.items():
+        if HTTPS_FEATURE not in binary:
+            raise DiskImageError(
+                f"{path} was built without HTTPS (iPXE leaves it out of BIOS builds unless config/local/general.h "
+                f"has #define DOWNLOAD_PROTO_HTTPS); use {NEW_IPXE}, and give its folder with --ipxe-dir")
+        if not all(entry in binary for entry in ECDHE_RSA_GCM.values()):
+            raise DiskImageError(
+                f"{path} cannot do TLS with ECDHE and AES-GCM, the only key exchange and ciphers Code Engine accepts "
+                f"(iPXE before 2024-01-30, e.g. 1.21.1, Ubuntu 22.04's or Debian 12's package); use {NEW_IPXE}, "
+                "and give its folder with --ipxe-dir")
+    binary = builds[efi]
+    notes = []
+    if ECDHE_ECDSA_GCM not in binary:
+        notes.append("this iPXE has no ECDSA cipher suites: the domain's certificate must have an RSA key "
+                     "(certbot --key-type rsa); bootfleet doctor checks the one it serves")
+    if trust_ca is not None:
+        fingerprint = ca_fingerprint(trust_ca)
+        for path, build in builds.items():
+            if bytes.fromhex(fingerprint) not in build:
+                raise DiskImageError(
+                    f"{path} does not trust {trust_ca} (SHA-256 {fingerprint[:16]}...): iPXE takes its trusted roots "
+                    f"from its build, not from a script; build it with: make bin-x86_64-efi/ipxe.efi bin/ipxe.lkrn "
+                    f"CERT={trust_ca} TRUST={trust_ca} (docs/vpc.md, \"A private CA\")")
+        notes.append(f"this iPXE trusts {trust_ca} (built with TRUST=)")
+    elif IPXE_ROOT_CA in binary:
+        notes.append("this iPXE trusts public CAs through iPXE's cross-signed roots, which it fetches at boot from "
+                     "http://ca.ipxe.org/auto unless --crosscert names another source: nodes need that egress "
+                     "(docs/vpc.md, \"What a node reaches at boot\")")
+    return notes
+
+
+def ca_fingerprint(path: Path) -> str:
+    """SHA-256 of a PEM (or DER) certificate's DER bytes: the form of iPXE's TRUST= fingerprints
+    (src/Makefile.housekeeping:640-643 at v2.0.0: openssl x509 -noout -sha256 -fingerprint)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DiskImageError(f"--trust-ca {path}: {e.strerror or e}") from None
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    if begin in data and end in data.partition(begin)[2]:  # PEM: the first certificate
+        body = data.partition(begin)[2].partition(end)[0]
+        try:
+            data = base64.b64decode(b"".join(body.split()), validate=True)
+        except ValueError:
+            raise DiskImageError(f"--trust-ca {path}: its PEM certificate is not base64") from None
+    elif not data.startswith(b"\x30"):
+        raise DiskImageError(f"--trust-ca {path}: not a PEM or DER certificate")
+    return hashlib.sha256(data).hexdigest()
 
 
 def find_tools() -> dict[str, str]:
@@ -108,9 +216,20 @@ def master_boot_record(boot_code: bytes, sectors: int) -> bytes:
 
 
 def build(url: str, out: str | Path, *, ipxe_dir: str | Path = IPXE_DIR, size_mib: int = 1024, fmt: str = "qcow2",
+          trust_ca: str | Path | None = None, crosscert: str | None = None,
           progress: Callable[[str], None] = lambda line: None) -> Path:
-    """Write the disk image to `out` (qcow2, or raw); returns its path."""
+    """Write the disk image to `out` (qcow2, or raw); returns its path.
+
+    An https `url` needs an iPXE that speaks TLS as Code Engine does (check_tls); `trust_ca`, a
+    private CA's certificate the iPXE must have been built to trust; `crosscert`, where the
+    disk's iPXE fetches cross-signed roots instead of http://ca.ipxe.org/auto."""
     url = check_url(url)
+    if crosscert is not None:
+        try:
+            crosscert = check_url(crosscert)
+        except DiskImageError:
+            raise DiskImageError(f"--crosscert {crosscert!r}: an http(s) URL without query, spaces or quotes, "
+                                 "e.g. http://certs.example.com/auto") from None
     if fmt not in ("qcow2", "raw"):
         raise DiskImageError(f"--format {fmt!r}: qcow2 or raw")
     if size_mib * 2048 < PART_START + FAT_SECTORS:
@@ -120,20 +239,25 @@ def build(url: str, out: str | Path, *, ipxe_dir: str | Path = IPXE_DIR, size_mi
         raise DiskImageError(f"{out.parent}: no such folder")
     tools = find_tools()
     efi, lkrn = find_ipxe(ipxe_dir)
+    if url.startswith("https:"):
+        for note in check_tls(efi, lkrn, Path(trust_ca) if trust_ca else None):
+            progress(note)
+    elif trust_ca:
+        raise DiskImageError(f"--trust-ca with --url {url}: the CA matters only for an https URL")
     progress(f"iPXE from {efi.parent}; the chainloader asks {url}/boot/ipxe for each node's script")
 
     try:
         with tempfile.TemporaryDirectory(prefix="bootfleet-ipxe-disk-", dir=out.parent) as tmp:
-            _assemble(url, out, Path(tmp), tools, efi, lkrn, size_mib, fmt, progress)
+            _assemble(url, out, Path(tmp), tools, efi, lkrn, size_mib, fmt, progress, crosscert)
     except OSError as e:  # a full disk, a folder we may not write to
         raise DiskImageError(f"writing {out}: {e.strerror or e}") from None
     return out
 
 
 def _assemble(url: str, out: Path, work: Path, tools: dict[str, str], efi: Path, lkrn: Path, size_mib: int,
-              fmt: str, progress: Callable[[str], None]) -> None:
+              fmt: str, progress: Callable[[str], None], crosscert: str | None = None) -> None:
     script = work / "autoexec.ipxe"
-    script.write_text(ipxe.chainloader(url))
+    script.write_text(ipxe.chainloader(url, crosscert=crosscert))
     (work / "syslinux.cfg").write_text(SYSLINUX_CFG)
     fat = work / "esp.img"
     progress(f"formatting the EFI system partition (FAT, {FAT_SECTORS // 2048} MiB)")

@@ -104,7 +104,8 @@ def cmd_dns(args, settings: Settings) -> None:
 
 def cmd_cleanup(args, settings: Settings) -> None:
     client = connect(args, settings)
-    summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"})
+    summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"},
+                          timeout=args.timeout)
     if args.json:
         print_json(summary)
     else:

@@ -15,7 +15,7 @@ from bootfleet.cli.client import Client, CliError
 from bootfleet.cli.config import config_path, connect, target
 from bootfleet.cli.output import console, print_json, show
 from bootfleet.cli.resources import labels, read_file
-from bootfleet.doctor import client_address_check
+from bootfleet.doctor import certificate_check, client_address_check
 from bootfleet.settings import Settings
 
 FIELDS = ("mac", "macs", "hostname", "ip", "labels", "profile", "deployment", "uuid", "serial")
@@ -144,6 +144,11 @@ def cmd_doctor(args, settings: Settings) -> None:
         checks.append(client_address_check(seen.json()) if seen.ok else
                       {"name": "client address", "ok": False,
                        "detail": f"/boot/whoami answers {seen.status_code}: a server older than this command?"})
+        # the public domain's certificate, as iPXE meets it
+        # the CA bundle requests uses here (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE), or the system's
+        verify = client.session.merge_environment_settings(found.url, {}, None, None, None)["verify"]
+        if certificate := certificate_check(found.url, cafile=verify if isinstance(verify, str) else None):
+            checks.append(certificate)
         date = client.last_response.headers.get("Date") if client.last_response else None
         if date:
             skew = parsedate_to_datetime(date).timestamp() - (before + time.time()) / 2

@@ -103,7 +103,7 @@ def cmd_build_ipxe_disk(args, settings: Settings) -> None:
         raise CliError("build-ipxe-disk needs --url, the boot domain the image chains, e.g. --url https://boot.example.com")
     try:
         out = ipxe_disk.build(boot_url, args.out, ipxe_dir=args.ipxe_dir, size_mib=args.size,
-                              fmt=args.format, progress=progress)
+                              fmt=args.format, trust_ca=args.trust_ca, crosscert=args.crosscert, progress=progress)
     except ipxe_disk.DiskImageError as e:
         raise SystemExit(f"bootfleet: {e}") from None
     print(f"wrote {out} ({_size(out.stat().st_size)}); upload it to COS and import it as a VPC image (docs/vpc.md)")
@@ -128,6 +128,12 @@ def add_images_parser(sub) -> None:
     a.add_argument("--format", choices=["qcow2", "raw"], default="qcow2")
     a.add_argument("--size", type=int, default=1024, help="virtual disk size in MiB (default %(default)s)")
     a.add_argument("--ipxe-dir", default="/usr/lib/ipxe",
-                   help="folder with ipxe.efi (1.21.1 or later) and ipxe.lkrn (default %(default)s)")
+                   help="folder with ipxe.efi and ipxe.lkrn: for an https --url, iPXE v2.0.0 or Debian 13's"
+                   " (default %(default)s)")
+    a.add_argument("--trust-ca", metavar="FILE",
+                   help="a private CA's certificate (PEM) that signed the domain's: check that the iPXE in --ipxe-dir "
+                   "was built to trust it (make ... CERT=FILE TRUST=FILE; docs/vpc.md)")
+    a.add_argument("--crosscert", metavar="URL",
+                   help="where the disk's iPXE fetches cross-signed root certificates instead of http://ca.ipxe.org/auto")
     a.set_defaults(func=cmd_build_ipxe_disk)
 

@@ -14,6 +14,9 @@ from bootfleet.cli.serve import cmd_migrate, cmd_serve
 from bootfleet.stages import ALL as STAGES
 
 VERSION = "0.1.0"
+# How long `bootfleet cleanup` waits for its pass: longer than the gateway's read timeout (60 s)
+# and the app's request timeout (120 s), so a long pass is not reported failed while it carries on.
+CLEANUP_TIMEOUT = 150.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add("cleanup", "run cleanup now (what the cron runs every 5 minutes)")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--timeout", type=float, default=CLEANUP_TIMEOUT,
+                   help="seconds to wait for the pass to answer (default %(default)s; the cloud's cleanup job waits"
+                        " longer than the gateway and the app, infra/terraform request_timeout)")
     p.set_defaults(func=commands.cmd_cleanup)
 
     p = sub.add("events", "the event stream, newest first (--follow: as it happens)")

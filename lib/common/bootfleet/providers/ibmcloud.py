@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,11 +50,19 @@ class IbmApiError(BadGatewayError):
     error code, `trace` IBM's trace id; the bootfleet answer for it is a 502."""
 
     def __init__(self, what: str, http_status: int, code: str, message: str, trace: str | None = None,
-                 retryable: bool = False):
+                 retryable: bool = False, wrapped: tuple[str, ...] = ()):
         details = [code] + ([f"HTTP {http_status}"] if http_status else []) + ([f"trace {trace}"] if trace else [])
         super().__init__(f"{what}: {message} ({', '.join(details)})")
         self.what, self.http_status, self.code, self.api_message = what, http_status, code, message
         self.trace, self.retryable = trace, retryable
+        self.wrapped = wrapped  # the codes of an error IBM's front wrapped in this one (`bad_field`)
+
+    def has_code(self, code: str) -> bool:
+        """IBM's code is `code`, or the error it wraps has it: a bare metal create whose name
+        is taken can come back as a 400 `bad_field` whose message is `Handler Error:
+        Status=400, JSON={"errors":[{"code":"validation_unique_failed",...}],...}`
+        (terraform-provider-ibm issue 5389)."""
+        return code == self.code or code in self.wrapped
 
     @property
     def unauthorized(self) -> bool:
@@ -80,18 +90,40 @@ def error_from(what: str, e: Exception, kind: type[IbmApiError] = IbmApiError) -
             body = response.json()
         except ValueError:
             body = None
-    code, trace = "error", None
+    code, trace, wrapped = "error", None, ()
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             code = errors[0].get("code") or code
+            wrapped = wrapped_codes(errors[0].get("message"))
         else:  # IAM: {"errorCode", "errorMessage", "context": {"requestId"}}; or a flat {"code", "message"}
             code = body.get("errorCode") or body.get("code") or code
         trace = body.get("trace") or (body.get("context") or {}).get("requestId")
     if not trace and response is not None:
         trace = next((response.headers[h] for h in TRACE_HEADERS if response.headers.get(h)), None)
     status = e.status_code or 0
-    return kind(what, status, str(code), e.message or str(e), trace, status in RETRY_STATUSES)
+    return kind(what, status, str(code), e.message or str(e), trace, status in RETRY_STATUSES, wrapped)
+
+
+_WRAPPED = re.compile(r"JSON=(\{.*\})\s*$", re.DOTALL)
+
+
+def wrapped_codes(message: Any) -> tuple[str, ...]:
+    """The error codes inside an error message that wraps another error's JSON body, as
+    the VPC API's `bad_field` does: `Handler Error: Status=400, JSON={"errors":[{"code":
+    "validation_unique_failed","message":"Another VNI with the requested name already
+    exists"}],"trace":"..."}` (terraform-provider-ibm issue 5389). () when there is none."""
+    match = _WRAPPED.search(message) if isinstance(message, str) else None
+    if not match:
+        return ()
+    try:
+        inner = json.loads(match.group(1))
+    except ValueError:
+        return ()
+    errors = inner.get("errors") if isinstance(inner, dict) else None
+    if not isinstance(errors, list):
+        return ()
+    return tuple(str(e["code"]) for e in errors if isinstance(e, dict) and e.get("code"))
 
 
 def retry_after(value: str | None) -> float | None:

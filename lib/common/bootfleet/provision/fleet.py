@@ -82,9 +82,9 @@ REINSTALLED = {
 
 def reinstall_server(node: dict, base_url: str, settings: Settings | None = None, wait: float = 0) -> dict:
     """Make a node's server network-boot again with new user data (`server_user_data`: a
-    new enrolment secret where the server has one): bare metal is stopped, reinitialized
-    and started (`wait` seconds for the stop, else a provisioning pass finishes it), an
-    instance restarted, a local VM restarted with its new script. Answers
+    new enrolment secret where the server has one): an IBM Cloud server (bare metal or
+    instance) is stopped and reinitialized, and the API starts it (`wait` seconds for the
+    stop, else a provisioning pass finishes it); a local VM is restarted with its new script. Answers
     {"server": id, "action": restarted|stopping|reinitialized} or {"error": why}; either
     way an event says so."""
     db = get_database()

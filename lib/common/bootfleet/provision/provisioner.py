@@ -142,7 +142,7 @@ class Provisioner:
             # A refusal of the request itself fails the node; a taken name (the holder may be
             # going away) or a conflict is retried by the next pass.
             if node is not None and not e.retryable and 400 <= e.http_status < 500 and e.http_status not in (404, 409) \
-                    and e.code != "validation_unique_failed" and node["stage"] == "provisioning" \
+                    and not e.has_code("validation_unique_failed") and node["stage"] == "provisioning" \
                     and not node["instance_id"]:
                 self.set_stage(node, "failed", f"server {node['hostname']} cannot be created: {e.message}")
                 self.report.failed.append(node["hostname"])
@@ -297,8 +297,8 @@ class Provisioner:
             self.report.failed.append(node["hostname"])
 
     def resume_reinstall(self, node: dict) -> None:
-        """A reinstalled node's bare metal server was still stopping: reinitialize it now
-        that it has stopped (the provider answers None while it has not)."""
+        """A reinstalled node's server was still stopping: reinitialize it now that it has
+        stopped (the provider answers None while it has not, or when nothing is left to do)."""
         def user_data() -> str:  # built only once the server has stopped
             if not self.base_url:
                 raise SettingsError("BOOTFLEET_BASE_URL is not set; servers need the boot URL in their user data")

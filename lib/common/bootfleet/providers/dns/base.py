@@ -74,6 +74,19 @@ def reverse_name(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer
 
 
+def reverse_zones(setting: str | None) -> list[str]:
+    """BOOTFLEET_DNS_REVERSE_ZONE: the reverse zones PTRs are kept for, comma separated.
+    Empty: no PTRs, whichever the provider."""
+    return [fqdn(z) for z in (setting or "").split(",") if z.strip()]
+
+
+def reverse_zone_of(ip: str, zones: list[str]) -> str | None:
+    """The most specific of `zones` that holds the IP's reverse name, or None."""
+    name = reverse_name(ip)
+    matches = [z for z in zones if name == z or name.endswith("." + z)]
+    return max(matches, key=len) if matches else None
+
+
 def address_type(ip: str) -> str:
     return "AAAA" if ipaddress.ip_address(ip).version == 6 else "A"
 

@@ -14,6 +14,8 @@ from bootfleet.providers.dns.base import (
     fqdn,
     ip_from_reverse,
     reverse_name,
+    reverse_zone_of,
+    reverse_zones,
 )
 from bootfleet.providers.ibmcloud import IbmApiError, IbmCloud
 from bootfleet.settings import Settings
@@ -38,6 +40,7 @@ class IbmDnsProvider(DnsProvider):
             raise SettingsError("BOOTFLEET_IBM_DNS_INSTANCE_ID is not set (the DNS Services instance GUID)")
         self.zone_ids = parse_zone_ids(settings.ibm_dns_zone_id, settings.dns_zone)
         self.owned_ids = owned_ids if owned_ids is not None else set()
+        self.reverse_zones = reverse_zones(settings.dns_reverse_zone)
         # One IAM token (refreshed by the SDK) and one retrier per process, shared with VPC;
         # without an API key only a local endpoint (BOOTFLEET_IBM_DNS_URL) can be used.
         cloud = IbmCloud.from_settings(settings, need_key=service is None and not settings.ibm_dns_url)
@@ -45,7 +48,9 @@ class IbmDnsProvider(DnsProvider):
         self.service = service or cloud.dns()
 
     def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
-        return forward_zone  # DNS Services keeps a PTR in the zone of its A record
+        """DNS Services keeps a PTR in the zone of its A record; BOOTFLEET_DNS_REVERSE_ZONE
+        says which IPs get one, as with RFC 2136: those in its reverse zones, none when empty."""
+        return forward_zone if reverse_zone_of(ip, self.reverse_zones) else None
 
     def zone_problem(self, zone: str) -> str | None:
         if zone not in self.zone_ids:
@@ -105,15 +110,31 @@ class IbmDnsProvider(DnsProvider):
                 "PTR": {"ptrdname": record.value}}[record.type]
 
     def create(self, record: Record) -> str:
+        """Create the record. A create is not idempotent: one whose answer was lost (a
+        timeout, a 5xx after the service had made it) would, sent again, make a duplicate or
+        be refused (409), leaving a record nobody owns, a conflict for good. So before each
+        retry the name is listed, and a record that is exactly the one wanted (type, name,
+        value) is adopted instead of sending the create again."""
         name = ip_from_reverse(record.name) if record.type == "PTR" else record.name
+        zone_id = self.zone_ids[record.zone]
         self.counters.writes += 1
-        result = self._call(
-            f"create {record.type} {record.name}", self.service.create_resource_record,
-            self.instance_id, self.zone_ids[record.zone], type=record.type, name=name,
-            rdata=self._rdata(record), ttl=self.ttl,
-        )
-        self.owned_ids.add(result["id"])
-        return result["id"]
+        result = self.retrier.call(
+            f"DNS Services create {record.type} {record.name}",
+            lambda: self.service.create_resource_record(self.instance_id, zone_id, type=record.type, name=name,
+                                                        rdata=self._rdata(record), ttl=self.ttl).get_result(),
+            before_retry=lambda: self._made(record), kind=IbmDnsError)
+        record_id = result if isinstance(result, str) else result["id"]
+        self.owned_ids.add(record_id)
+        return record_id
+
+    def _made(self, record: Record) -> str | None:
+        """The id of a record exactly like `record` (a create whose answer was lost), or None."""
+        for found in self.records(record.zone, {record.name}):
+            if found.record == record and found.provider_id:
+                log.info("DNS create was retried, but the record exists; adopting it",
+                         extra={"record": f"{record.type} {record.name}", "id": found.provider_id})
+                return found.provider_id
+        return None
 
     def update(self, found: Found, record: Record) -> str:
         if record.type == "PTR" or found.record.type != record.type:

@@ -19,7 +19,8 @@ from bootfleet.providers.dns.base import (
     Found,
     Record,
     fqdn,
-    reverse_name,
+    reverse_zone_of,
+    reverse_zones,
 )
 from bootfleet.settings import Settings
 
@@ -56,15 +57,13 @@ class Rfc2136Provider(DnsProvider):
                 raise SettingsError(f"BOOTFLEET_DNS_TSIG_SECRET is not valid base64: {e}") from None
             self.keyname = dns.name.from_text(settings.dns_tsig_name)
             self.algorithm = dns.name.from_text(settings.dns_tsig_algorithm)
-        self.reverse_zones = [fqdn(z) for z in (settings.dns_reverse_zone or "").split(",") if z.strip()]
+        self.reverse_zones = reverse_zones(settings.dns_reverse_zone)
         self.owner = settings.dns_owner
         self.marker = f"heritage=bootfleet,owner={self.owner}"
         self.timeout = 5.0
 
     def ptr_zone(self, ip: str, forward_zone: str) -> str | None:
-        name = reverse_name(ip)
-        matches = [z for z in self.reverse_zones if name == z or name.endswith("." + z)]
-        return max(matches, key=len) if matches else None
+        return reverse_zone_of(ip, self.reverse_zones)
 
     # reading
 

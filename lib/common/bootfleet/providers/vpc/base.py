@@ -110,7 +110,8 @@ class Provider(abc.ABC):
         """Make the server network-boot again with this user data, to install afresh.
         Answers "restarted", "reinitialized" (its boot disk and user data replaced, the
         server starting), or "stopping" (not stopped yet: `resume_reinstall` finishes it).
-        Here: a restart; bare metal on IBM Cloud overrides it."""
+        Here: a restart; IBM Cloud (bare metal and instances) overrides it with a stop and a
+        reinitialization, which replaces the boot disk an installer wrote to."""
         self.reboot(server_id)
         return "restarted"
 

@@ -10,7 +10,13 @@ pinned API `version`, `generation=2`) for bare metal servers (native iPXE:
 
 Every call goes through the one retrying client (providers/ibmcloud.py); a retried
 create first looks the server up by name, and a create refused because the name is
-taken (`validation_unique_failed`, a 400) is answered with the server of that name.
+taken (`validation_unique_failed`, a 400, bare or wrapped in a `bad_field`) is answered
+with the server of that name.
+
+A reinstall stops the server and reinitializes it (docs/vpc.md, "Reinstalling"): bare
+metal with `PUT /bare_metal_servers/{id}/initialization`, an instance with `POST
+/instances/{id}/reinitialize` (ibm-vpc >= 0.36.0, API 2026-07-21), which replaces its
+boot volume from the iPXE image; a restart would boot whatever an installer wrote there.
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from bootfleet.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 API_VERSION = "2026-10-06"  # the VPC API behaviour this code was written against
-NAME_TAKEN = ("validation_unique_failed",)  # the VPC API's code for "that name is in use" (a 400)
+NAME_TAKEN = ("validation_unique_failed",)  # the VPC API's code for "that name is in use" (a 400), maybe
+# wrapped in a `bad_field` (IbmApiError.has_code; terraform-provider-ibm issue 5389)
 POLL_SECONDS = 2.0  # how often a reinstall looks whether its server has stopped
+REINIT_FAILED = "cannot_reinitialize"  # a bare metal server's status reason after a failed reinitialization
 
 
 def _time(value: str | None) -> datetime.datetime | None:
@@ -78,6 +86,10 @@ class IbmProvider(Provider):
     @property
     def _what(self) -> str:
         return "bare metal server" if self.kind == "bare_metal" else "instance"
+
+    @property
+    def _resource(self) -> str:  # the API's resource_type
+        return "bare_metal_server" if self.kind == "bare_metal" else "instance"
 
     def _server(self, data: dict) -> Server:
         attachment = data.get("primary_network_attachment") or {}
@@ -139,7 +151,7 @@ class IbmProvider(Provider):
         try:
             data = self._call(f"create {self._what} {spec.name}", send, before_retry=made_after_all)
         except VpcError as e:
-            if e.code in NAME_TAKEN:
+            if any(e.has_code(code) for code in NAME_TAKEN):  # also wrapped in a bad_field
                 found = self.find(spec.name)
                 if found is not None:
                     return found
@@ -235,20 +247,20 @@ class IbmProvider(Provider):
                        lambda: self.vpc.create_instance_action(server_id, "reboot", force=True))
 
     def reinstall(self, server_id: str, user_data: str, wait: float = 0) -> str:
-        """Bare metal: a restart only reboots, and an installer may have overwritten the
-        boot disk, so the server is stopped, reinitialized with its image and keys and the
-        new user data, and started. The stop takes a while: this waits up to `wait`
-        seconds for it, then answers "stopping" and `resume_reinstall` (the next
-        provisioning pass) finishes. Instances restart: their image carries iPXE."""
-        if self.kind != "bare_metal":
-            return super().reinstall(server_id, user_data, wait)
-        what = f"reinstall bare metal server {server_id}"
+        """Make the server network-boot its iPXE image again. A restart is not enough: an
+        installer has written its OS to the boot disk (an instance's boot volume, a bare
+        metal server's disk), and a restart boots that. So the server is stopped, then
+        reinitialized (`resume_reinstall`) with its image, keys and the new user data, and
+        the API starts it. The stop takes a while: this waits up to `wait` seconds for it,
+        then answers "stopping", and `resume_reinstall` (the next provisioning pass)
+        finishes. A bare metal server whose earlier reinitialization failed (`failed`, with
+        the status reason `cannot_reinitialize`) is reinitialized again at once."""
+        what = f"reinstall {self._what} {server_id}"
         server = self._must_get(server_id, what)
         if server.status == "running":
-            self._call(f"stop bare metal server {server_id}",
-                       lambda: self.vpc.stop_bare_metal_server(server_id, "hard"))
-        elif server.status not in ("stopping", "stopped"):
-            raise VpcError(what, 409, "bare_metal_server_busy",
+            self._stop(server_id)
+        elif server.status not in ("stopping", "stopped") and not self._reinit_failed(server):
+            raise VpcError(what, 409, f"{self._resource}_busy",
                            f"the server is {server.status}; reinstall it once it is running or stopped")
         deadline = time.monotonic() + wait
         while True:
@@ -259,31 +271,96 @@ class IbmProvider(Provider):
                 return "stopping"
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
+    def _stop(self, server_id: str) -> None:
+        if self.kind == "bare_metal":
+            self._call(f"stop bare metal server {server_id}",
+                       lambda: self.vpc.stop_bare_metal_server(server_id, "hard"))
+        else:
+            self._call(f"stop instance {server_id}",
+                       lambda: self.vpc.create_instance_action(server_id, "stop", force=True))
+
+    def _start(self, server_id: str) -> None:
+        if self.kind == "bare_metal":
+            self._call(f"start bare metal server {server_id}", lambda: self.vpc.start_bare_metal_server(server_id))
+        else:
+            self._call(f"start instance {server_id}",
+                       lambda: self.vpc.create_instance_action(server_id, "start"))
+
+    def _reinit_failed(self, server: Server) -> bool:
+        """A bare metal server whose reinitialization failed (status `failed`, reason
+        `cannot_reinitialize`): reinitialized again, without a stop it could not take. Should
+        the API refuse, its error is the node's event."""
+        return self.kind == "bare_metal" and server.status == "failed" and any(
+            r.startswith(REINIT_FAILED + ":") for r in server.reasons)
+
     def resume_reinstall(self, server_id: str, user_data: str | Callable[[], str]) -> str | None:
-        """Reinitialize a stopped bare metal server (same image and keys, new user data) and
-        start it; None while it is not stopped."""
-        if self.kind != "bare_metal":
+        """Reinitialize a stopped server (its image and keys, new user data); the API starts
+        it afterwards. None while it is not stopped (or nothing is left to do)."""
+        what = f"reinitialize {self._what} {server_id}"
+        if self.kind == "bare_metal":
+            server = self._must_get(server_id, what)
+            instance = None
+        else:
+            instance = self._get_instance(server_id, what)
+            server = self._server(instance)
+        if server.status != "stopped" and not self._reinit_failed(server):
             return None
-        server = self._must_get(server_id, f"reinstall bare metal server {server_id}")
-        if server.status != "stopped":
-            return None
-        current = self._call(f"get initialization of bare metal server {server_id}",
-                             lambda: self.vpc.get_bare_metal_server_initialization(server_id))
         data = user_data() if callable(user_data) else user_data
-        image = {"id": current["image"]["id"]}
-        keys = [{"id": k["id"]} for k in current.get("keys") or []]
-        self._call(f"reinitialize bare metal server {server_id}",
-                   lambda: self.vpc.replace_bare_metal_server_initialization(server_id, image, keys,
-                                                                             user_data=data))
+        if self.kind == "bare_metal":
+            current = self._call(f"get initialization of bare metal server {server_id}",
+                                 lambda: self.vpc.get_bare_metal_server_initialization(server_id))
+            image = {"id": current["image"]["id"]}
+            keys = [{"id": k["id"]} for k in current.get("keys") or []]
+            send = lambda: self.vpc.replace_bare_metal_server_initialization(  # noqa: E731
+                server_id, image, keys, user_data=data)
+        else:
+            send = self._instance_reinitialization(server_id, instance, data, what)
+        before = server.status
+
+        def went_through():  # a retried reinitialization whose answer was lost: the server moved on
+            now = self.get(server_id)
+            return "reinitialized" if now is not None and now.status != before else None
+
+        self._call(what, send, before_retry=went_through)
         # The API starts the server itself once it is reinitialized; one left stopped is started.
         if (self.get(server_id) or server).status == "stopped":
-            self._call(f"start bare metal server {server_id}", lambda: self.vpc.start_bare_metal_server(server_id))
+            self._start(server_id)
         return "reinitialized"
+
+    def _get_instance(self, server_id: str, what: str) -> dict:
+        try:
+            return self._call(f"get instance {server_id}", lambda: self.vpc.get_instance(server_id))
+        except VpcError as e:
+            if e.http_status == 404:
+                raise VpcError(what, 404, "instance_not_found", f"no instance {server_id}") from None
+            raise
+
+    def _instance_reinitialization(self, server_id: str, instance: dict, data: str, what: str) -> Callable[[], Any]:
+        """`POST /instances/{id}/reinitialize` (ibm-vpc >= 0.36.0) by image: the instance's own
+        image (the custom iPXE image it was made from), its keys, the new user data. Keys and
+        user data left out would be gone (the prototype's words); the boot volume is replaced
+        from the image, so the server boots iPXE again."""
+        from ibm_vpc import vpc_v1
+
+        if instance.get("catalog_offering"):
+            raise VpcError(what, 400, "catalog_offering_instance",
+                           f"instance {server_id} was provisioned from a catalog offering, which the API cannot"
+                           " reinitialize; delete it and let a provisioning pass create it again")
+        image = (instance.get("image") or {}).get("id")
+        if not image:
+            raise VpcError(what, 400, "no_image", f"instance {server_id} has no image to reinitialize it with")
+        current = self._call(f"get initialization of instance {server_id}",
+                             lambda: self.vpc.get_instance_initialization(server_id))
+        prototype = vpc_v1.InstanceReinitializePrototypeInstanceReinitializeByImage(
+            image=vpc_v1.ImageIdentityById(id=image),
+            keys=[vpc_v1.KeyIdentityById(id=k["id"]) for k in current.get("keys") or []],
+            user_data=data)
+        return lambda: self.vpc.create_instance_reinitialization(server_id, prototype)
 
     def _must_get(self, server_id: str, what: str) -> Server:
         server = self.get(server_id)
         if server is None:
-            raise VpcError(what, 404, "bare_metal_server_not_found", f"no bare metal server {server_id}")
+            raise VpcError(what, 404, f"{self._resource}_not_found", f"no {self._what} {server_id}")
         return server
 
     def ipxe_image(self) -> str:
