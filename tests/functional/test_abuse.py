@@ -118,8 +118,11 @@ class SlowClients:
     """`count` connections, each sending `request` one byte at a time, every `pause` seconds
     (a slowloris), from one thread until stopped."""
 
-    def __init__(self, port: int, count: int, request: bytes, pause: float = 0.2):
+    def __init__(self, port: int, count: int, request: bytes, pause: float = 0.2, first: bytes = b""):
         self.socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+        for s in self.socks if first else ():  # a whole request first: the slow one comes on a kept-alive connection
+            s.sendall(first)
+            s.recv(65536)
         self.request, self.pause = request, pause
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._trickle, daemon=True)
@@ -148,10 +151,12 @@ class SlowClients:
     + b"x" * 300,  # slow body
     _head("POST", "/config/api/v1/profiles", "Transfer-Encoding: chunked") + b"100\r\n" + b"x" * 300,
 ])
-def test_more_slow_clients_than_threads_and_boot_keeps_answering(database, request_bytes):
-    """1 worker x 2 threads, 8 clients trickling their requests: each probe is answered at once."""
+@pytest.mark.parametrize("kept_alive", [False, True])
+def test_more_slow_clients_than_threads_and_boot_keeps_answering(database, request_bytes, kept_alive):
+    """1 worker x 2 threads, 8 clients trickling their requests (on new connections, or on ones
+    that had a request answered already): each probe is answered at once."""
     with RunningServer(threads=2) as srv:
-        slow = SlowClients(srv.port, 8, request_bytes)
+        slow = SlowClients(srv.port, 8, request_bytes, first=_head("GET", "/boot/boot.ipxe") if kept_alive else b"")
         try:
             time.sleep(1)  # every slow client has begun its request
             for _ in range(3):

@@ -148,8 +148,7 @@ class BufferingThreadWorker(ThreadWorker):
     def enqueue_req(self, conn):
         """Every way gthread hands a connection to a thread (accepted, kept alive, read ahead)
         comes here: read its request first."""
-        if getattr(conn, "request_whole", False) or not self._buffering(conn):
-            conn.request_whole = False
+        if not self._buffering(conn):
             return super().enqueue_req(conn)
         conn.sock.setblocking(False)
         conn.scanner = RequestScanner(self.body_limit)
@@ -189,7 +188,6 @@ class BufferingThreadWorker(ThreadWorker):
         conn.parser.unreader.unread(bytes(conn.scanner.buf))
         conn.scanner = None
         conn.data_ready = True  # gthread's own wait for a first byte is over
-        conn.request_whole = True
         super().enqueue_req(conn)
 
     def _stop_reading(self, conn):
