@@ -384,3 +384,9 @@ def test_a_client_that_expects_100_continue_gets_it_before_sending_its_body(rout
         while chunk := conn.recv(65536):
             data += chunk
     assert b"HTTP/1.1 201 " in data, data[:300]
+
+
+def test_a_chunk_size_line_without_an_end_is_refused_at_once(router):
+    status, _, body = raw_http(router.port, _head("POST", "/config/api/v1/nodes", "Transfer-Encoding: chunked"),
+                               b"1" * 20_000, timeout=10)
+    assert status == 400 and b"chunked" in body, (status, body)

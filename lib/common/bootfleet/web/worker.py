@@ -24,7 +24,7 @@ from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import ThreadWorker
 
 MAX_HEAD = 64 * 1024  # the request line and headers, at most (nginx: 4 x 8 KiB by default)
-MAX_SIZE_LINE = 4096  # a chunk-size line longer than this goes to gunicorn's parser, which refuses it
+MAX_SIZE_LINE = 16 * 1024  # a chunk-size line longer goes to gunicorn's parser, which refuses past 8190 bytes
 SLACK = 64 * 1024  # body bytes past the limit held before the application answers 413
 HEX = frozenset(b"0123456789abcdefABCDEF")
 DONE = "done"
