@@ -137,6 +137,8 @@ def test_chainloader_local_boot_and_retry_scripts():
     ("{{ (['a'] * 1000) | join('x' * 4000000) }}", "filter join would make"),
     ("{{ ('a\n' * 1000) | indent(4000000) }}", "filter indent would make"),
     ("{{ ('x' * 3000000) + ('y' * 3000000) }}", "'[+]' would make"),
+    ("{{ (('x' * 3000000) ~ ('y' * 3000000)) | length }}", "'~' would make"),
+    ("{{ ([[1] * 4000] * 1000) | sum(start=[]) | length }}", "numbers only"),
 ])
 def test_templates_cannot_hurt_the_service(source, needle):
     """Each is refused when saved (a 400) and, rendered anyway, is a RenderError (a 500 naming the limit)

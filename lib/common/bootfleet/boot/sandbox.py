@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jinja2
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace
 
@@ -197,6 +198,10 @@ def _guarded(function: Callable, name: str) -> Callable:
         _check_args(args, kwargs, name)
         if name == "filter format" and args:
             check_format(args[0], name)
+        if name == "filter sum":  # sum(environment, iterable, attribute, start): adding sequences is quadratic
+            start = kwargs.get("start", args[3] if len(args) > 3 else 0)
+            if not isinstance(start, (int, float)):
+                raise TemplateLimitError("filter sum adds numbers only (start must be a number)")
         if sizes is not None:
             marked = getattr(function, "jinja_pass_arg", None) is not None  # the first argument is jinja2's
             rest = _reckon(sizes, list(args[1:] if marked else args), kwargs, name)
@@ -222,8 +227,25 @@ def _range(*args: int) -> range:
     return items
 
 
+class _CodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: Frame) -> None:
+        """`a ~ b`: joined by the environment, which measures the parts first."""
+        self.write("environment.concat_checked((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class LimitedSandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
+
+    @staticmethod
+    def concat_checked(values: tuple) -> str:
+        parts = [str(v) for v in values]
+        _refuse_past(sum(len(p) for p in parts), "'~'")
+        return "".join(parts)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
