@@ -11,7 +11,7 @@ keep a worker busy for hours and `{{ 'a' * 100000000 }}` would render 100 MB. So
   cannot hold more than MAX_OUTPUT characters;
 - nothing is allocated past MAX_OUTPUT: what a string method or filter would make is
   reckoned from its input before it runs (`expandtabs`, `replace`, `join`, `indent`,
-  `wordwrap`, `+`), and a format string (`str.format`, `%`, `| format`) may not ask for
+  `wordwrap`, `+`, `~`), `sum` adds numbers only, and a format string (`str.format`, `%`, `| format`) may not ask for
   widths and precisions adding up to more (nor take one from an argument);
 - the output stops at MAX_OUTPUT characters, and a render stops after MAX_SECONDS
   (checked on every line of the compiled template, so a loop without output stops too,
