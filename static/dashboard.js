@@ -35,7 +35,10 @@
     refreshTimer: null,
     refreshing: null,
     refreshAgain: false,
+    who: null, // /config/api/v1/whoami: {name, role}; what the page offers follows the role
   };
+  const ROLES = ["metrics", "viewer", "operator", "admin"]; // each may do what the ones before it may
+  const may = (role) => !!state.who && ROLES.indexOf(state.who.role) >= ROLES.indexOf(role);
 
   const $ = (id) => document.getElementById(id);
 
@@ -67,7 +70,7 @@
     }
   }
 
-  async function api(path, query, token) {
+  async function api(path, query, token, method) {
     const url = new URL(state.api + path);
     for (const [k, v] of Object.entries(query || {})) {
       if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, v);
@@ -75,6 +78,7 @@
     let resp;
     try {
       resp = await fetch(url, {
+        method: method || "GET",
         headers: { Authorization: "Bearer " + (token || state.token), Accept: "application/json" },
         cache: "no-store",
       });
@@ -98,7 +102,7 @@
 
   function handleError(e) {
     if (refused(e)) {
-      signOut(`The admin token was refused: ${e.message}`);
+      signOut(`The token was refused: ${e.message}`);
       return;
     }
     showError(e.message || String(e));
@@ -192,6 +196,8 @@
     $("sign-out").hidden = !signedIn;
     $("live").hidden = !signedIn;
     $("api-host").textContent = signedIn ? state.api.replace(/^https?:\/\//, "") : "";
+    $("who").textContent = signedIn && state.who ? `${state.who.name} (${state.who.role})` : "";
+    $("who").hidden = !(signedIn && state.who);
   }
 
   function render() {
@@ -415,6 +421,10 @@
       ["Token version", n.token_version],
       ["Created", n.created_at ? new Date(n.created_at).toLocaleString() : ""],
     ];
+    // Only what this token's role may do is offered: a viewer sees no reinstall.
+    const reinstall = $("node-reinstall");
+    reinstall.hidden = !may("operator") || n.stage === "deleted" || n.stage === "deprovisioning";
+    reinstall.dataset.node = n.id;
     $("node-details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v === null || v === undefined || v === "" ? "—" : String(v) })]));
 
     $("timeline").replaceChildren(...events.map((e) => {
@@ -518,7 +528,26 @@
 
   // --- signing in and out -----------------------------------------------------------
 
-  function start() {
+  async function reinstallNode() {
+    const id = $("node-reinstall").dataset.node;
+    if (!id || !window.confirm("Reinstall this node? Its next boot installs it again.")) return;
+    try {
+      await api(`/config/api/v1/nodes/${encodeURIComponent(id)}/reinstall`, null, null, "POST");
+      await loadNode(id);
+    } catch (e) {
+      handleError(e);
+    }
+  }
+
+  async function start() {
+    if (!state.who) {
+      try {
+        state.who = await api("/config/api/v1/whoami");
+      } catch (e) {
+        handleError(e);
+        return;
+      }
+    }
     render();
     refresh();
     if (!state.pollTimer) poll();
@@ -528,6 +557,7 @@
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
     state.token = null;
+    state.who = null;
     state.since = null;
     state.events = [];
     clearTimeout(state.pollTimer);
@@ -560,9 +590,10 @@
     }
     state.api = base;
     try {
-      await api("/config/api/v1/deployments", { limit: 1 }, token);
+      await api("/config/api/v1/deployments", { limit: 1 }, token); // the dashboard needs a viewer token or above
+      state.who = await api("/config/api/v1/whoami", null, token);
     } catch (e) {
-      err.textContent = refused(e) ? `The admin token was refused: ${e.message}` : e.message;
+      err.textContent = refused(e) ? `The token was refused: ${e.message}` : e.message;
       err.hidden = false;
       return;
     }
@@ -575,6 +606,7 @@
   function init() {
     $("signin-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", () => signOut(""));
+    $("node-reinstall").addEventListener("click", reinstallNode);
     $("filters").addEventListener("change", () => {
       const q = new URLSearchParams();
       if ($("filter-deployment").value) q.set("deployment", $("filter-deployment").value);
@@ -599,7 +631,7 @@
     const linked = linkApiBase();
     if (linked && linked !== state.api) {
       signOut(`This link asks to use the API at ${linked}. Check it, then sign in to use it: ` +
-        "your admin token is sent there only when you do.");
+        "your token is sent there only when you do.");
       $("api-input").value = linked;
     } else if (state.token) start();
     else signOut("");

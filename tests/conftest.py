@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import ADMIN, ADMIN_TOKEN, TOKEN_SECRET
-from support.helpers import TABLES
+from support.helpers import TABLES, TEAM_TABLES
 from support.server import RunningServer
 
 _pg = None
@@ -111,7 +111,7 @@ def database():
 def clean_db(database):
     """An empty database for this test."""
     with database.transaction() as tx:
-        tx.run(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        tx.run(f"TRUNCATE {', '.join(TABLES + TEAM_TABLES)} RESTART IDENTITY CASCADE")
     return database
 
 

@@ -1,14 +1,16 @@
 """cleanup: scheduled (a Code Engine cron subscription), or run by hand.
 
-POST /cleanup/run[?dry_run=true]   admin token, or BOOTFLEET_CRON_SECRET as the bearer
+POST /cleanup/run[?dry_run=true]   an operator or admin token, or BOOTFLEET_CRON_SECRET as the bearer
                                    token or as {"secret": "..."} in the body
+POST /cleanup/webhooks             the same tokens: send the webhook deliveries that are due, nothing else
+                                   (bootfleet serve calls it every BOOTFLEET_WEBHOOK_EVERY seconds)
 """
 
 import hmac
 import json
 import logging
 
-from bootfleet import metrics
+from bootfleet import metrics, notify
 from bootfleet.cleanup import Cleanup, CleanupBusyError
 from bootfleet.db import get_database
 from bootfleet.errors import BadRequestError, TokenError, UnauthorizedError
@@ -16,7 +18,8 @@ from bootfleet.log import setup_logging
 from bootfleet.providers.dns.choose import make_provider
 from bootfleet.provision.fleet import Fleet
 from bootfleet.settings import get_settings
-from bootfleet.web.api import Api, json_response, require_admin
+from bootfleet.web.access import authorize
+from bootfleet.web.api import Api, json_response
 
 setup_logging("cleanup")
 log = logging.getLogger("bootfleet.cleanup")
@@ -38,7 +41,7 @@ def _authorize(request) -> None:
         if presented and hmac.compare_digest(presented, secret.encode()):
             return
     try:
-        require_admin(request)
+        authorize(request, "operator")
     except TokenError as e:
         if e.status == 401:
             raise UnauthorizedError("missing Authorization: Bearer <admin token or cron secret>") from None
@@ -67,6 +70,12 @@ def run(request):
         raise
     metrics.cleanup_run("errors" if summary["errors"] else "ok", dry_run)
     return json_response(summary)
+
+
+@api.route("/webhooks", methods=("POST",))
+def send_webhooks(request):
+    _authorize(request)
+    return json_response({"counts": notify.send_due(get_database(), get_settings())})
 
 
 def cleanup(request):

@@ -8,6 +8,8 @@ Operators (Authorization: Bearer <admin token>):
   /config/api/v1/nodes[/<id>]                 GET POST PATCH DELETE
   /config/api/v1/nodes/<id>/reinstall         POST
   /config/api/v1/nodes/import, nodes/<id>/script, unknown[/<mac>[/adopt]], doctor   (web/machines.py)
+  /config/api/v1/whoami, tokens[/<name>], audit   the caller's role; scoped API tokens; the audit log (web/team.py)
+  /config/api/v1/webhooks[/<name>[/deliveries]]   signed webhooks (web/hooks.py)
 Nodes (their token, ?token=... or Authorization: Bearer ...):
   /config/nodes/<id>/ignition | user-data | meta-data
   /config/nodes/<id>/t/<token>/user-data | meta-data     (cloud-init NoCloud seed URL)
@@ -18,7 +20,7 @@ import logging
 from bootfleet.boot import node_config
 from bootfleet.db import get_database
 from bootfleet.log import setup_logging
-from bootfleet.web import machines, operator
+from bootfleet.web import hooks, machines, operator, team
 from bootfleet.web.api import Api, base_url, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
 
@@ -27,6 +29,8 @@ log = logging.getLogger("bootfleet.config")
 api = Api("config", cors=True)
 api.include(operator.routes, prefix="/api/v1")  # the operator API: web/operator.py
 api.include(machines.routes, prefix="/api/v1")  # import, script preview, unknown machines, doctor
+api.include(team.routes, prefix="/api/v1")  # API tokens and roles, whoami, the audit log: web/team.py
+api.include(hooks.routes, prefix="/api/v1")  # signed webhooks and their deliveries: web/hooks.py
 
 
 @api.route("/nodes/<node_id>/<any(ignition, 'user-data', 'meta-data'):kind>")

@@ -60,6 +60,13 @@ locals {
     BOOTFLEET_UNKNOWN_MAX           = tostring(var.settings.unknown_max)
     BOOTFLEET_UNKNOWN_EVENT_SECONDS = tostring(var.settings.unknown_event_seconds)
 
+    # the audit log; webhooks (delivered by each cleanup pass: the cron schedule above)
+    BOOTFLEET_AUDIT_RETENTION_DAYS = tostring(var.settings.audit_retention_days)
+    BOOTFLEET_WEBHOOK_ALLOW        = var.settings.webhook_allow
+    BOOTFLEET_WEBHOOK_BACKOFF      = tostring(var.settings.webhook_backoff)
+    BOOTFLEET_WEBHOOK_MAX_ATTEMPTS = tostring(var.settings.webhook_max_attempts)
+    BOOTFLEET_WEBHOOK_TIMEOUT      = tostring(var.settings.webhook_timeout)
+
     # images: COS through its S3 API; nodes get presigned public URLs (or the CDN's)
     BOOTFLEET_STORAGE            = "s3"
     BOOTFLEET_S3_ENDPOINT        = local.cos_endpoint

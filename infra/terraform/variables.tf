@@ -440,6 +440,14 @@ variable "settings" {
     # unknown machines at boot: how many are kept, and one event per MAC this often
     unknown_max           = optional(number, 10000)
     unknown_event_seconds = optional(number, 300)
+
+    # the audit log's retention (days; 0 keeps all), and webhooks: where they may go (host
+    # names, *.domains, CIDRs; empty: none can be registered), retries and the receiver's time
+    audit_retention_days = optional(number, 365)
+    webhook_allow        = optional(string, "")
+    webhook_backoff      = optional(number, 30)
+    webhook_max_attempts = optional(number, 12)
+    webhook_timeout      = optional(number, 5)
   })
   default = {}
 

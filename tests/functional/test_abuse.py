@@ -319,7 +319,7 @@ def test_wrong_admin_tokens_are_limited_per_address_across_workers(database, cle
                                 timeout=10)
             codes.append(resp.status_code)
         assert codes[:5] == [403] * 5 and codes[5:] == [429] * 7, codes
-        assert 1 <= int(resp.headers["Retry-After"]) <= 13 and "too many wrong admin tokens" in resp.json()["error"]
+        assert 1 <= int(resp.headers["Retry-After"]) <= 13 and "too many wrong tokens" in resp.json()["error"]
         # The right token waits too, from that address; the cleanup function's token check as well.
         right = {"Authorization": f"Bearer {srv.admin_token}"}
         assert requests.get(srv.url + "/config/api/v1/nodes", headers=right, timeout=10).status_code == 429

@@ -463,3 +463,44 @@ def test_a_link_cannot_switch_the_api_without_the_operator(browser, server, clea
     assert page.evaluate("localStorage.getItem('bootfleet.apiBase')") in (None, server.url)
     page.wait_for_timeout(500)
     assert elsewhere == []
+
+
+# --- roles (issue 23): a viewer token reads everything and is offered nothing it cannot do ------------
+
+
+def _api_token(url: str, name: str, role: str) -> str:
+    resp = requests.post(url + "/config/api/v1/tokens", json={"name": name, "role": role}, headers=ADMIN, timeout=10)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["token"]
+
+
+def test_a_viewer_token_reads_the_dashboard_and_is_offered_no_changes(browser, server, fleet):
+    viewer = _api_token(server.url, "wallboard", "viewer")
+    fleet.report("web-2", "installing", "writing the disk")
+    page = open_dashboard(browser, server.url, token=viewer)
+    expect(page.locator(".deployment")).to_have_count(1, timeout=WAIT)
+    expect(page.locator("#nodes tbody tr")).to_have_count(3)
+    expect(page.locator("#who")).to_have_text("wallboard (viewer)")
+    expect(page.locator("#events")).to_contain_text("writing the disk")
+    page.locator(f'#nodes tr[data-node-id="{fleet.id("web-2")}"] .host a').click()
+    expect(page.locator("#node-title")).to_have_text("web-2")
+    expect(page.locator("#node-details")).to_contain_text("10.0.0.12")
+    expect(page.locator("#node-reinstall")).to_be_hidden()
+    screenshot(page, "dashboard-viewer.png")
+    assert page.errors == [] and page.console_errors == []
+
+    operator = open_dashboard(browser, server.url, token=_api_token(server.url, "oncall", "operator"))
+    operator.goto(server.url + f"/?poll=300#/nodes/{fleet.id('web-2')}")
+    expect(operator.locator("#who")).to_have_text("oncall (operator)", timeout=WAIT)
+    button = operator.locator("#node-reinstall")
+    expect(button).to_be_visible()
+    operator.once("dialog", lambda dialog: dialog.accept())
+    button.click()
+    expect(operator.locator("#timeline")).to_contain_text("reinstall", timeout=WAIT)
+    assert operator.errors == []
+
+
+def test_a_metrics_token_cannot_sign_in_and_is_told_why(browser, server, fleet):
+    page = open_dashboard(browser, server.url, token=_api_token(server.url, "scraper", "metrics"))
+    expect(page.locator("#signin-error")).to_contain_text("needs the viewer role", timeout=WAIT)
+    assert page.evaluate("sessionStorage.getItem('bootfleet.adminToken')") is None

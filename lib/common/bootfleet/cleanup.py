@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bootfleet.db import deployments, events, nodes
+from bootfleet import notify
+from bootfleet.db import audit, deployments, events, nodes
+from bootfleet.db import webhooks as webhook_rows
 from bootfleet.db.connection import Database, utcnow
 from bootfleet.dns.reconcile import reconcile_records
 from bootfleet.errors import ConflictError, DatabaseUnavailableError
@@ -104,8 +106,9 @@ class Cleanup:
             if not got:
                 raise CleanupBusyError("another cleanup run is in progress; try again when it has finished")
             for step in (self.time_out_nodes, self.provisioning_passes, self.tear_down_deleted,
-                         self.remove_orphans, self.remove_records, self.prune):
-                if self.report.capped and step is not self.prune:
+                         self.remove_orphans, self.remove_records, self.prune, self.prune_audit,
+                         self.send_webhooks):
+                if self.report.capped and step not in (self.prune, self.prune_audit, self.send_webhooks):
                     continue
                 try:
                     step()
@@ -279,6 +282,30 @@ class Cleanup:
             if old_events or old_nodes:
                 events.add(tx, "cleanup", f"pruned {old_events} events and {old_nodes} deleted nodes older than"
                                 f" {days} days", SOURCE)
+
+    def prune_audit(self) -> None:
+        """Audit entries past BOOTFLEET_AUDIT_RETENTION_DAYS (0: kept for ever), in batches."""
+        days = self.settings.audit_retention_days
+        if days <= 0:
+            return
+        with self.db.transaction() as tx:
+            old = audit.count_before(tx, days)
+        if not old:
+            return
+        self.report.counts["audit_pruned"] = old
+        while not self.dry_run:
+            with self.db.transaction() as tx:
+                if audit.prune_before(tx, days, PRUNE_BATCH) < PRUNE_BATCH:
+                    break
+
+    # --- 6. webhooks: what is due in the outbox, sent (bootfleet/notify.py) -----------------
+
+    def send_webhooks(self) -> None:
+        for name, count in notify.send_due(self.db, self.settings, self.dry_run).items():
+            self.report.counts[f"webhooks_{name}"] = count
+        if not self.dry_run:  # finished deliveries go with the events they were about
+            with self.db.transaction() as tx:
+                webhook_rows.prune_before(tx, self.settings.retention_days, PRUNE_BATCH)
 
 
 

@@ -132,6 +132,25 @@ def _networks(raw: str, name: str) -> tuple:
     return tuple(networks)
 
 
+def _allow_list(raw: str, name: str) -> tuple:
+    """BOOTFLEET_WEBHOOK_ALLOW="hooks.example.com,*.ops.example.com,10.0.0.0/8": host names, a
+    wildcard for a domain's hosts, or CIDRs (an address in the URL must be inside one)."""
+    entries: list = []
+    for item in raw.split(","):
+        item = item.strip().lower().rstrip(".")
+        if not item:
+            continue
+        try:
+            entries.append(ipaddress.ip_network(item, strict=False))
+            continue
+        except ValueError:
+            pass
+        if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", item):
+            raise SettingsError(f"{name}: expected host names, *.domain or CIDRs, comma separated, got {item!r}")
+        entries.append(item)
+    return tuple(entries)
+
+
 # --- declaring a setting -------------------------------------------------------------------
 
 
@@ -206,6 +225,13 @@ class Settings:
     cleanup_cap: int = setting(50, _int)
     cleanup_grace: int = setting(3600, _int)
     retention_days: int = setting(30, _int)
+    audit_retention_days: int = setting(365, _int)  # cleanup removes audit entries older than this; 0: keep all
+    # signed webhooks (bootfleet/notify.py, docs/operations.md)
+    webhook_allow: tuple = setting((), _allow_list)  # host names, *.domains and CIDRs webhooks may go to
+    webhook_backoff: int = setting(30, _int)  # seconds before the first retry; doubled each time, up to an hour
+    webhook_max_attempts: int = setting(12, _int)
+    webhook_timeout: int = setting(5, _int)  # seconds a receiver has to answer
+    webhook_every: int = setting(10, _int)  # serve sends due deliveries this often (seconds; 0: only at cleanup)
     cleanup_every: int = setting(300, _int)  # serve runs cleanup this often (seconds; 0: never), as the cron does
     unknown_max: int = setting(10000, _int)  # most unknown machines remembered (the least recently seen go)
     unknown_event_seconds: int = setting(300, _int)  # at most one event per unknown MAC this often

@@ -29,6 +29,11 @@ from bootfleet.errors import TokenError
 
 _EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only (str.isdigit() takes "²"), and no huge ints
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
+API_TOKEN_PREFIX = "bft_"  # a scoped API token (web/access.py): bft_ and 256 random bits, stored as its SHA-256
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def new_enrolment_secret() -> str:

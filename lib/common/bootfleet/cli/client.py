@@ -64,7 +64,8 @@ class Client:
             data = {"error": resp.text.strip()[:300] or resp.reason}
         if resp.status_code >= 400:
             message = data.get("error", data) if isinstance(data, dict) else data
-            raise CliError(f"{method} {path}: {resp.status_code} {message}{self._hint(resp.status_code)}")
+            hint = "" if "role" in str(message) else self._hint(resp.status_code)  # a wrong role: the token is fine
+            raise CliError(f"{method} {path}: {resp.status_code} {message}{hint}")
         return data
 
     def _hint(self, status: int) -> str:

@@ -12,6 +12,8 @@
     bootfleet cleanup [--dry-run]       run cleanup now
     bootfleet dns reconcile|records     DNS records at the provider
     bootfleet doctor                    is everything in place?
+    bootfleet token|audit|webhook       scoped API tokens, the audit log, signed webhooks
+    bootfleet apply -f FILE | export    the fleet as a file: make the system match it, or write it
 
 Operator commands find the server and its admin token as cli/config.py says: --url and
 --token, else BOOTFLEET_URL and BOOTFLEET_ADMIN_TOKEN, else what `bootfleet serve` wrote

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from bootfleet.cli import commands, fleet, resources
+from bootfleet.cli import commands, declare, fleet, resources
 from bootfleet.cli.args import Parser, Sub, globals_parser
 from bootfleet.cli.images import add_images_parser
 from bootfleet.cli.serve import cmd_migrate, cmd_serve
+from bootfleet.cli.team import add_team_parsers
 from bootfleet.stages import ALL as STAGES
 
 VERSION = "0.1.0"
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=fleet.cmd_doctor)
 
     add_images_parser(sub)  # bootfleet images upload|list|rm (straight to storage)
+    add_team_parsers(sub)  # bootfleet token, audit, webhook: cli/team.py
+    declare.add_parsers(sub)  # bootfleet apply, export: cli/declare.py
     return parser
 
 

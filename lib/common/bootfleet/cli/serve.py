@@ -180,8 +180,8 @@ class CleanupSchedule:
     a POST to this server's /cleanup/run (the same path, lock and cap), from a thread of
     serve's main process."""
 
-    def __init__(self, url: str, token: str, every: int):
-        self.url, self.token, self.every = url, token, every
+    def __init__(self, url: str, token: str, every: int, path: str = "/cleanup/run"):
+        self.url, self.token, self.every, self.path = url, token, every, path
         self.stop = threading.Event()
 
     def start(self) -> None:
@@ -190,7 +190,7 @@ class CleanupSchedule:
     def _loop(self) -> None:
         while not self.stop.wait(self.every):
             try:
-                resp = requests.post(f"{self.url}/cleanup/run", headers={"Authorization": f"Bearer {self.token}"},
+                resp = requests.post(f"{self.url}{self.path}", headers={"Authorization": f"Bearer {self.token}"},
                                      timeout=max(self.every, 60))
                 summary = resp.json()
             except (requests.RequestException, ValueError) as e:
@@ -202,7 +202,7 @@ class CleanupSchedule:
                 print(f"bootfleet: scheduled cleanup: {resp.status_code} {summary.get('error')}", file=sys.stderr,
                       flush=True)
             elif summary.get("counts") or summary.get("errors"):
-                print(f"bootfleet: scheduled cleanup: {summary.get('message')}", flush=True)
+                print(f"bootfleet: scheduled cleanup: {summary.get('message') or summary.get('counts')}", flush=True)
 
 
 def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings: Settings,
@@ -235,6 +235,8 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     client_config = write_client_config(settings, local, settings.admin_token, Path(settings.data_dir).resolve(),
                                         external)
     schedule = CleanupSchedule(local, settings.admin_token, settings.cleanup_every)
+    # Webhooks more often than a whole cleanup pass: only what is due in the outbox (bootfleet/notify.py).
+    hooks = CleanupSchedule(local, settings.admin_token, settings.webhook_every, path="/cleanup/webhooks")
     every = (f"every {settings.cleanup_every} s (BOOTFLEET_CLEANUP_EVERY; --no-cleanup: never)"
              if cleanup and settings.cleanup_every > 0 else "off")
     print(
@@ -266,8 +268,9 @@ Stop with Ctrl-C.
             self.cfg.set("accesslog", settings.access_log)
             self.cfg.set("logger_class", "bootfleet.web.accesslog.RedactingLogger")
 
-            if cleanup and settings.cleanup_every > 0:
-                self.cfg.set("when_ready", lambda arbiter: schedule.start())
+            on_schedule = [s for s in (schedule, hooks) if cleanup and s.every > 0]
+            if on_schedule:
+                self.cfg.set("when_ready", lambda arbiter: [s.start() for s in on_schedule])
             self.cfg.set("child_exit", lambda server, worker: metrics.worker_exited(worker.pid, settings))
 
         def load(self):  # by its import string, as the systemd unit and the container name it

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable
@@ -32,13 +31,14 @@ from bootfleet.errors import (
     BadRequestError,
     BootfleetError,
     PayloadTooLargeError,
-    TokenError,
-    TooManyRequestsError,
     RetryableDatabaseError,
     SettingsError,
 )
+from bootfleet.roles import default_role
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
+from bootfleet.web.access import authorize
+from bootfleet.web.audit import audited, should_audit
 from bootfleet.web.bodylimit import limit_body, too_large
 from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
 
@@ -139,27 +139,7 @@ def parse(model: type[pydantic.BaseModel], data: Any) -> Any:
 
 
 def require_admin(request: flask.Request, settings: Settings | None = None) -> None:
-    """The operator's bearer token, or a 401/403; a client address past
-    BOOTFLEET_ADMIN_FAILURE_LIMIT wrong tokens a minute gets a 429 instead, token or not
-    (web/ratelimit.py), so the admin token cannot be guessed at speed."""
-    from bootfleet.boot.trust import client_address
-    from bootfleet.web.ratelimit import admin_failures
-
-    settings = settings or get_settings()
-    failures = admin_failures(settings)
-    address = str(client_address(request.remote_addr, request.headers, settings)) if failures else ""
-    if failures is not None:
-        wait = failures.take(address, consume=False)
-        if wait:
-            seconds = max(1, math.ceil(wait))
-            raise TooManyRequestsError(f"too many wrong admin tokens from this address; try again in {seconds} s",
-                                       seconds)
-    try:
-        verify_admin_token(settings.admin_token, request.headers.get("Authorization"))
-    except TokenError as e:
-        if failures is not None and e.status == 403 and settings.admin_token:  # a token given, and wrong
-            failures.take(address)
-        raise
+    verify_admin_token((settings or get_settings()).admin_token, request.headers.get("Authorization"))
 
 
 class Routes:
@@ -167,11 +147,11 @@ class Routes:
     `Api.include(routes, prefix)` adds them to a function's Api."""
 
     def __init__(self):
-        self.entries: list[tuple[str, tuple[str, ...], bool, Callable]] = []
+        self.entries: list[tuple[str, tuple[str, ...], str | None, Callable]] = []
 
-    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False, role: str | None = None):
         def register(handler: Callable) -> Callable:
-            self.entries.append((rule, methods, admin, handler))
+            self.entries.append((rule, methods, role or (default_role(methods) if admin else None), handler))
             return handler
 
         return register
@@ -185,8 +165,8 @@ class Api:
         self.errors = errors
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
-        self.handlers: dict[str, tuple[Callable, bool]] = {}
-        self.route("/metrics", admin=True)(metrics_endpoint)  # Prometheus (web/metrics.py)
+        self.handlers: dict[str, tuple[Callable, str | None]] = {}
+        self.route("/metrics", role="metrics")(metrics_endpoint)  # Prometheus (web/metrics.py)
         if flask.has_app_context() and not flask.has_request_context():
             # functions-framework loads the function inside its Flask app's context. What that app
             # answers itself (a path its `/<path:path>` rule does not match, e.g. one holding a
@@ -197,20 +177,22 @@ class Api:
             # after-request hook, which reads every body) reads a byte: web/bodylimit.py.
             app.wsgi_app = limit_body(app.wsgi_app, self.error)
 
-    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False):
-        """Register a handler; `admin=True` requires the operator's bearer token."""
+    def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False, role: str | None = None):
+        """Register a handler; `role` (roles.py) requires a bearer token with that role or one above it;
+        `admin=True` without a role: viewer to read (GET), operator to change."""
+        role = role or (default_role(methods) if admin else None)
 
         def register(handler: Callable) -> Callable:
             endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
             self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
-            self.handlers[endpoint] = (handler, admin)
+            self.handlers[endpoint] = (audited(handler) if should_audit(methods, role) else handler, role)
             return handler
 
         return register
 
     def include(self, routes: Routes, prefix: str = "") -> None:
-        for rule, methods, admin, handler in routes.entries:
-            self.route(prefix + rule, methods, admin)(handler)
+        for rule, methods, role, handler in routes.entries:
+            self.route(prefix + rule, methods, role=role)(handler)
 
     def error(self, status: int, message: str) -> flask.Response:
         if self.errors == "text":
@@ -239,10 +221,10 @@ class Api:
             check_body_size(request, settings)
             check_no_nul(request)
             endpoint, args = adapter.match(request.path or "/", method=request.method)
-            handler, admin = self.handlers[endpoint]
+            handler, role = self.handlers[endpoint]
             request.environ[HANDLER] = handler.__name__
-            if admin:
-                require_admin(request, settings)
+            if role:
+                authorize(request, role, settings)
             return self.run_retrying(handler, request, args)
         except Exception as e:  # noqa: BLE001 - every error becomes an answer
             return self.answer_error(request, e, settings)

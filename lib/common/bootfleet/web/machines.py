@@ -18,6 +18,7 @@ from bootfleet.db import events, get_database, node_import, nodes, unknown
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
 from bootfleet.settings import get_settings
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse, pydantic_message
+from bootfleet.web.audit import note
 from bootfleet.web.operator import _node_fields
 from bootfleet.web.views import node_view
 
@@ -86,10 +87,11 @@ def node_import_all(request):
             raise BadRequestError("nothing imported: " + "; ".join(clashes))
         ids = node_import.create_many(tx, fields, "operator")
         events.add(tx, "node", f"{len(ids)} nodes imported", "operator")
+        note(request, "node", None, {"imported": len(ids)}, tx=tx)
     return json_response({"imported": len(ids), "ids": ids}, 201)
 
 
-@routes.route("/nodes/<key>/script", admin=True)
+@routes.route("/nodes/<key>/script", role="operator")  # it holds a fresh node token
 def node_script_preview(request, key):
     """Exactly what boot would answer this node now (a fresh token included); no stage moves,
     no event, no last_seen."""
@@ -129,6 +131,7 @@ def unknown_adopt(request, mac):
         fields = _node_fields(tx, {**body.model_dump(exclude_none=True), "macs": [mac]})
         node = nodes.create(tx, fields, "operator", f"node registered: adopted unknown machine {mac}")
         unknown.forget(tx, mac)
+        note(request, f"unknown/{mac}", None, {"node": node["id"], **{k: v for k, v in fields.items() if v}}, tx=tx)
     return json_response(node_view(node), 201)
 
 
@@ -138,6 +141,7 @@ def unknown_forget(request, mac):
     with get_database().transaction() as tx:
         unknown.get(tx, mac)
         unknown.forget(tx, mac)
+        note(request, f"unknown/{mac}", tx=tx)
     return json_response(None, 204)
 
 

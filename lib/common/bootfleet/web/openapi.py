@@ -15,6 +15,7 @@ import importlib.util
 import re
 from typing import Any
 
+from bootfleet.roles import ROLES
 from bootfleet.stages import ALL as STAGES
 from bootfleet.web import schemas
 
@@ -63,6 +64,28 @@ WHOAMI = {"type": "object", "required": ["address", "via", "boot_network", "look
                          "skipped": {"type": "array", "items": {"type": "string"}}}}
 
 
+API_TOKEN = {"type": "object", "required": ["id", "name", "role", "created_at"],
+             "properties": {"id": UUID, "name": {"type": "string"}, "role": {"enum": list(ROLES)},
+                            "created_by": {"type": "string"}, "created_at": TIME, "expires_at": NULLABLE_TIME,
+                            "last_used_at": NULLABLE_TIME, "revoked_at": NULLABLE_TIME,
+                            "token": {"type": "string", "description": "only in the answer that created it"}}}
+AUDIT = {"type": "object", "required": ["id", "at", "actor", "role", "action", "target", "changes", "outcome",
+                                       "status", "request_id"],
+         "properties": {"id": {"type": "integer"}, "at": TIME, "actor": {"type": "string"}, "role": {"type": "string"},
+                        "action": {"type": "string"}, "target": {"type": "string"}, "changes": OBJ,
+                        "outcome": {"type": "string"}, "status": {"type": "integer"},
+                        "client_address": {"type": ["string", "null"]}, "request_id": {"type": "string"},
+                        "method": {"type": "string"}, "path": {"type": "string"}}}
+WEBHOOK = {"type": "object", "required": ["id", "name", "url", "events", "active"],
+           "properties": {"id": UUID, "name": {"type": "string"}, "url": {"type": "string"},
+                          "events": {"type": "array", "items": {"type": "string"}}, "active": {"type": "boolean"},
+                          "pending": {"type": "integer"}, "created_at": TIME, "updated_at": TIME,
+                          "secret": {"type": "string", "description": "only in the answer that created it"}}}
+WHOAMI_TOKEN = {"type": "object", "required": ["name", "role", "bootstrap"],
+                "properties": {"name": {"type": "string"}, "role": {"enum": list(ROLES)},
+                               "bootstrap": {"type": "boolean"}}}
+
+
 # A node's progress report, as functions/status checks it (no pydantic on status's cold start).
 PROGRESS = {"type": "object", "required": ["stage"],
             "properties": {"stage": {"type": "string", "minLength": 1, "maxLength": 32},
@@ -84,7 +107,8 @@ PAGE = [q("limit", {"type": "integer", "minimum": 1}, "page size"),
 TOKEN = [q("token", {"type": "string"}, "the node's token (or Authorization: Bearer)")]
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
-# (method, path) -> description. "admin": needs the admin token; "body": a pydantic model (or a JSON schema);
+# (method, path) -> description. Who may call comes from the route itself (its role, roles.py); "role" here
+# only for a route that checks its token itself (cleanup's /run). "body": a pydantic model (or a JSON schema);
 # "ok": {status: schema or content}; "query": parameters.
 DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/boot/boot.ipxe"): {"summary": "The chainloader script", "ok": {200: TEXT}},
@@ -95,44 +119,44 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/boot/whoami"): {"summary": "The caller's address as bootfleet sees it, and the hops skipped",
                               "ok": {200: WHOAMI}},
     ("GET", "/config/api/v1/openapi.json"): {"summary": "This document", "ok": {200: OBJ}},
-    ("GET", "/config/api/v1/profiles"): {"admin": True, "query": PAGE, "ok": {200: listing(PROFILE)}},
-    ("POST", "/config/api/v1/profiles"): {"admin": True, "body": schemas.ProfileIn, "ok": {201: PROFILE}},
-    ("GET", "/config/api/v1/profiles/{key}"): {"admin": True, "ok": {200: PROFILE}},
-    ("PATCH", "/config/api/v1/profiles/{key}"): {"admin": True, "body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
-    ("PUT", "/config/api/v1/profiles/{key}"): {"admin": True, "body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
-    ("DELETE", "/config/api/v1/profiles/{key}"): {"admin": True, "ok": {204: None}},
-    ("GET", "/config/api/v1/deployments"): {"admin": True, "ok": {200: listing(DEPLOYMENT)}, "query": [
+    ("GET", "/config/api/v1/profiles"): {"query": PAGE, "ok": {200: listing(PROFILE)}},
+    ("POST", "/config/api/v1/profiles"): {"body": schemas.ProfileIn, "ok": {201: PROFILE}},
+    ("GET", "/config/api/v1/profiles/{key}"): {"ok": {200: PROFILE}},
+    ("PATCH", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
+    ("PUT", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
+    ("DELETE", "/config/api/v1/profiles/{key}"): {"ok": {204: None}},
+    ("GET", "/config/api/v1/deployments"): {"ok": {200: listing(DEPLOYMENT)}, "query": [
         *PAGE, q("state", {"enum": ["active", "deleting", "deleted"]})]},
-    ("POST", "/config/api/v1/deployments"): {"admin": True, "body": schemas.DeploymentIn, "ok": {201: DEPLOYMENT}},
-    ("GET", "/config/api/v1/deployments/{key}"): {"admin": True, "ok": {200: DEPLOYMENT}},
-    ("PATCH", "/config/api/v1/deployments/{key}"): {"admin": True, "body": schemas.DeploymentUpdate,
+    ("POST", "/config/api/v1/deployments"): {"body": schemas.DeploymentIn, "ok": {201: DEPLOYMENT}},
+    ("GET", "/config/api/v1/deployments/{key}"): {"ok": {200: DEPLOYMENT}},
+    ("PATCH", "/config/api/v1/deployments/{key}"): {"body": schemas.DeploymentUpdate,
                                                      "ok": {200: DEPLOYMENT}},
-    ("PUT", "/config/api/v1/deployments/{key}"): {"admin": True, "body": schemas.DeploymentUpdate,
+    ("PUT", "/config/api/v1/deployments/{key}"): {"body": schemas.DeploymentUpdate,
                                                    "ok": {200: DEPLOYMENT}},
-    ("DELETE", "/config/api/v1/deployments/{key}"): {"admin": True, "ok": {200: DEPLOYMENT, 202: DEPLOYMENT},
+    ("DELETE", "/config/api/v1/deployments/{key}"): {"ok": {200: DEPLOYMENT, 202: DEPLOYMENT},
                                                       "query": [q("force", {"enum": ["true", "false"]})]},
-    ("POST", "/config/api/v1/deployments/{key}/reconcile"): {"admin": True, "ok": {200: OBJ}},
-    ("GET", "/config/api/v1/nodes"): {"admin": True, "ok": {200: listing(NODE)}, "query": [
+    ("POST", "/config/api/v1/deployments/{key}/reconcile"): {"ok": {200: OBJ}},
+    ("GET", "/config/api/v1/nodes"): {"ok": {200: listing(NODE)}, "query": [
         *PAGE, q("stage", {"enum": list(STAGES)}), q("hostname", {"type": "string"}), q("mac", {"type": "string"}),
         q("deployment", {"type": "string"}, "a deployment, or - for the nodes outside every deployment"),
         q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too")]},
-    ("POST", "/config/api/v1/nodes/import"): {"admin": True, "body": schemas.ImportIn, "ok": {201: OBJ}},
-    ("GET", "/config/api/v1/nodes/{key}/script"): {"admin": True, "ok": {200: OBJ},
+    ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}},
+    ("GET", "/config/api/v1/nodes/{key}/script"): {"ok": {200: OBJ},
                                                   "summary": "The script boot would answer the node now"},
-    ("GET", "/config/api/v1/unknown"): {"admin": True, "query": PAGE, "ok": {200: listing(OBJ)},
+    ("GET", "/config/api/v1/unknown"): {"query": PAGE, "ok": {200: listing(OBJ)},
                                         "summary": "Machines that tried to boot and no node has"},
-    ("POST", "/config/api/v1/unknown/{mac}/adopt"): {"admin": True, "body": schemas.AdoptIn, "optional_body": True,
+    ("POST", "/config/api/v1/unknown/{mac}/adopt"): {"body": schemas.AdoptIn, "optional_body": True,
                                                      "ok": {201: NODE}},
-    ("DELETE", "/config/api/v1/unknown/{mac}"): {"admin": True, "ok": {204: None}},
-    ("GET", "/config/api/v1/doctor"): {"admin": True, "ok": {200: OBJ}, "summary": "What bootfleet doctor checks"},
-    ("GET", "/status/standalone"): {"admin": True, "ok": {200: OBJ},
+    ("DELETE", "/config/api/v1/unknown/{mac}"): {"ok": {204: None}},
+    ("GET", "/config/api/v1/doctor"): {"ok": {200: OBJ}, "summary": "What bootfleet doctor checks"},
+    ("GET", "/status/standalone"): {"ok": {200: OBJ},
                                     "summary": "The nodes outside every deployment, as a deployment's progress"},
-    ("POST", "/config/api/v1/nodes"): {"admin": True, "body": schemas.NodeIn, "ok": {201: NODE}},
-    ("GET", "/config/api/v1/nodes/{node_id}"): {"admin": True, "ok": {200: NODE}},
-    ("PATCH", "/config/api/v1/nodes/{node_id}"): {"admin": True, "body": schemas.NodeUpdate, "ok": {200: NODE}},
-    ("PUT", "/config/api/v1/nodes/{node_id}"): {"admin": True, "body": schemas.NodeUpdate, "ok": {200: NODE}},
-    ("DELETE", "/config/api/v1/nodes/{node_id}"): {"admin": True, "ok": {204: None, 202: NODE}},
-    ("POST", "/config/api/v1/nodes/{node_id}/reinstall"): {"admin": True, "ok": {200: NODE}},
+    ("POST", "/config/api/v1/nodes"): {"body": schemas.NodeIn, "ok": {201: NODE}},
+    ("GET", "/config/api/v1/nodes/{node_id}"): {"ok": {200: NODE}},
+    ("PATCH", "/config/api/v1/nodes/{node_id}"): {"body": schemas.NodeUpdate, "ok": {200: NODE}},
+    ("PUT", "/config/api/v1/nodes/{node_id}"): {"body": schemas.NodeUpdate, "ok": {200: NODE}},
+    ("DELETE", "/config/api/v1/nodes/{node_id}"): {"ok": {204: None, 202: NODE}},
+    ("POST", "/config/api/v1/nodes/{node_id}/reinstall"): {"ok": {200: NODE}},
     ("GET", "/config/nodes/{node_id}/{kind}"): {"summary": "A node's rendered config", "query": TOKEN, "ok": {
         200: {"text/plain": {"schema": {"type": "string"}}, "text/cloud-config": {"schema": {"type": "string"}},
               "application/vnd.coreos.ignition+json": {"schema": OBJ}}}},
@@ -142,36 +166,76 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
                                                    "query": [*TOKEN, q("stage", {"type": "string"})], "ok": {200: {
         "type": "object", "required": ["node", "stage", "changed"],
         "properties": {"node": UUID, "stage": {"enum": list(STAGES)}, "changed": {"type": "boolean"}}}}},
-    ("GET", "/status/deployments/{key}"): {"admin": True, "ok": {200: {
+    ("GET", "/status/deployments/{key}"): {"ok": {200: {
         "type": "object", "required": ["deployment", "nodes", "counts", "percent", "done"],
         "properties": {"nodes": {"type": "integer"}, "percent": {"type": "number"}, "done": {"type": "boolean"}}}}},
-    ("GET", "/status/nodes/{node_id}"): {"admin": True, "ok": {200: NODE}},
-    ("GET", "/status/nodes/{node_id}/events"): {"admin": True, "query": [q("limit", {"type": "integer"})], "ok": {
+    ("GET", "/status/nodes/{node_id}"): {"ok": {200: NODE}},
+    ("GET", "/status/nodes/{node_id}/events"): {"query": [q("limit", {"type": "integer"})], "ok": {
         200: {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": EVENT}}}}},
-    ("GET", "/status/events"): {"admin": True, "ok": {200: {
+    ("GET", "/status/events"): {"ok": {200: {
         "type": "object", "required": ["events", "next"],
         "properties": {"events": {"type": "array", "items": EVENT}, "next": {"type": "integer"}}}}, "query": [
         q("since", {"type": "string"}, "an event id or an ISO 8601 time"), q("deployment", {"type": "string"}),
         q("limit", {"type": "integer", "minimum": 1, "maximum": 5000})]},
-    ("POST", "/dns/reconcile"): {"admin": True, "body": schemas.DnsReconcileIn, "optional_body": True,
+    ("POST", "/dns/reconcile"): {"body": schemas.DnsReconcileIn, "optional_body": True,
                                  "ok": {200: OBJ}},
-    ("GET", "/dns/records"): {"admin": True, "query": [*PAGE, q("deployment", {"type": "string"})],
+    ("GET", "/dns/records"): {"query": [*PAGE, q("deployment", {"type": "string"})],
                               "ok": {200: listing(OBJ)}},
-    **{("GET", f"/{name}/metrics"): {"admin": True, "ok": {200: TEXT},
+    **{("GET", f"/{name}/metrics"): {"ok": {200: TEXT},
                                       "summary": "Prometheus metrics of this function (text exposition format)"}
        for name in FUNCTIONS},
-    ("POST", "/cleanup/run"): {"summary": "One cleanup run (admin token or the cron secret)", "ok": {200: OBJ},
-                               "query": [q("dry_run", {"enum": ["true", "false"]})], "bearer": True},
+    ("GET", "/config/api/v1/whoami"): {"summary": "The caller's token name and role", "ok": {200: WHOAMI_TOKEN}},
+    ("GET", "/config/api/v1/tokens"): {"summary": "The live API tokens (never the tokens themselves)",
+                                       "query": [q("revoked", {"enum": ["true", "false"]}, "revoked tokens too")],
+                                       "ok": {200: {"type": "object", "required": ["items", "total"], "properties": {
+                                           "items": {"type": "array", "items": API_TOKEN},
+                                           "total": {"type": "integer"}}}}},
+    ("POST", "/config/api/v1/tokens"): {"summary": "A new API token, shown once in `token`", "body": schemas.TokenIn,
+                                        "ok": {201: API_TOKEN}},
+    ("DELETE", "/config/api/v1/tokens/{key}"): {"summary": "Revoke a token (by name or id): it stops at once",
+                                                "ok": {200: API_TOKEN}},
+    ("GET", "/config/api/v1/audit"): {"summary": "The audit log, newest first", "ok": {200: listing(AUDIT)}, "query": [
+        *PAGE, q("since", {"type": "string"}, "an entry id or an ISO 8601 time"),
+        q("actor", {"type": "string"}, "a token's name"),
+        q("target", {"type": "string"}, "a target (deployment/rack1), or every target under it (deployment)")]},
+    ("GET", "/config/api/v1/webhooks"): {"summary": "Every webhook (never its secret)", "ok": {200: {
+        "type": "object", "required": ["items", "total"], "properties": {"items": {"type": "array", "items": WEBHOOK},
+                                                                         "total": {"type": "integer"}}}}},
+    ("POST", "/config/api/v1/webhooks"): {"summary": "Register a webhook; the answer shows its secret once",
+                                          "body": schemas.WebhookIn, "ok": {201: WEBHOOK}},
+    ("GET", "/config/api/v1/webhooks/{key}"): {"ok": {200: WEBHOOK}},
+    ("PATCH", "/config/api/v1/webhooks/{key}"): {"body": schemas.WebhookUpdate, "ok": {200: WEBHOOK}},
+    ("PUT", "/config/api/v1/webhooks/{key}"): {"body": schemas.WebhookUpdate, "ok": {200: WEBHOOK}},
+    ("DELETE", "/config/api/v1/webhooks/{key}"): {"ok": {204: None}},
+    ("GET", "/config/api/v1/webhooks/{key}/deliveries"): {
+        "summary": "The newest deliveries, each with every attempt", "query": [q("limit", {"type": "integer"})],
+        "ok": {200: {"type": "object", "required": ["webhook", "items"],
+                     "properties": {"webhook": {"type": "string"}, "items": {"type": "array", "items": OBJ}}}}},
+    ("POST", "/cleanup/webhooks"): {"summary": "Send the webhook deliveries that are due (an operator token or"
+                                               " the cron secret)", "ok": {200: OBJ}, "role": "operator"},
+    ("POST", "/cleanup/run"): {"summary": "One cleanup run (an operator token or the cron secret)", "ok": {200: OBJ},
+                               "query": [q("dry_run", {"enum": ["true", "false"]})], "role": "operator"},
 }
 
 
-def _function_routes(name: str) -> list[tuple[str, str, list[tuple[str, list[str] | None]]]]:
-    """(method, OpenAPI path, [(parameter, enum or None)]) for each route of functions/<name>/main.py."""
+@functools.lru_cache(maxsize=None)
+def _function_module(name: str):
     from bootfleet.web.router import function_source
 
     spec = importlib.util.spec_from_file_location(f"bootfleet_openapi_{name}", function_source(name))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _function_routes(name: str) -> list[tuple[str, str, list[tuple[str, list[str] | None]]]]:
+    """(method, OpenAPI path, [(parameter, enum or None)]) for each route of functions/<name>/main.py."""
+    return [(method, path, params) for method, path, params, _ in _function_routes_and_roles(name)]
+
+
+def _function_routes_and_roles(name: str) -> list[tuple[str, str, list, str | None]]:
+    """The same, with the role each route needs (None: no operator token; roles.py)."""
+    module = _function_module(name)
     routes = []
     for rule in module.api.url_map.iter_rules():
         params, path = [], f"/{name}"
@@ -184,8 +248,9 @@ def _function_routes(name: str) -> list[tuple[str, str, list[tuple[str, list[str
             choices = re.findall(r"'([^']*)'|(\w[\w-]*)", args or "") if converter == "any" else []
             params.append((variable, [a or b for a, b in choices] or None))
             path += f"{{{variable}}}"
+        role = module.api.handlers[rule.endpoint][1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            routes.append((method, path.rstrip("/") or "/", params))
+            routes.append((method, path.rstrip("/") or "/", params, role))
     return routes
 
 
@@ -204,8 +269,9 @@ def _document() -> dict:
     components: dict[str, Any] = {"Error": ERROR}
     paths: dict[str, dict] = {}
     for name in FUNCTIONS:
-        for method, path, params in _function_routes(name):
+        for method, path, params, role in _function_routes_and_roles(name):
             doc = DOCS.get((method, path), {})
+            role = role or doc.get("role")
             error_type = "text/plain" if name in TEXT_FUNCTIONS else "application/json"
             error = {"schema": {"type": "string"}} if name in TEXT_FUNCTIONS else {
                 "schema": {"$ref": "#/components/schemas/Error"}}
@@ -227,8 +293,11 @@ def _document() -> dict:
                 elif schema is not None:
                     answer["content"] = {"application/json": {"schema": copy.deepcopy(schema)}}
                 operation["responses"][str(status)] = answer
-            if doc.get("admin") or doc.get("bearer"):
+            if role:  # the role it needs, stated twice: for people, and for tools (x-bootfleet-role)
                 operation["security"] = [{"bearer": []}]
+                operation["x-bootfleet-role"] = role
+                operation["description"] = (f"Needs a bearer token with the {role} role"
+                                            f" or one above it ({' < '.join(ROLES)}).")
             if doc.get("body") is not None:
                 operation["requestBody"] = {"required": not doc.get("optional_body"), "content": {
                     "application/json": {"schema": _body_schema(doc["body"], components)}}}

@@ -15,6 +15,7 @@ from bootfleet.errors import BadRequestError
 from bootfleet.provision.placement import check_placement, check_provider
 from bootfleet.settings import get_settings
 from bootfleet.web.api import Routes, base_url, json_body, json_response, page, parse
+from bootfleet.web.audit import note
 from bootfleet.web.views import deployment_view, node_view, profile_view
 
 routes = Routes()
@@ -59,6 +60,7 @@ def profile_create(request):
     with get_database().transaction() as tx:
         profile = profiles.create(tx, body.model_dump())
         events.add(tx, "profile", f"profile {profile['name']} created", "operator")
+        note(request, f"profile/{profile['name']}", None, profile_view(profile), tx=tx)
     return json_response(_warned(profile), 201)
 
 
@@ -74,7 +76,10 @@ def profile_update(request, key):
     body = parse(schemas.ProfileUpdate, json_body(request))
     changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
     with get_database().transaction() as tx:
+        before = profiles.get(tx, key)
+        note(request, f"profile/{before['name']}")
         profile = profiles.update(tx, key, changes)
+        note(request, old=before, new=profile, tx=tx)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
     return json_response(_warned(profile))
 
@@ -97,6 +102,7 @@ def profile_delete(request, key):
     with get_database().transaction() as tx:
         profile = profiles.delete(tx, key)
         events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
+        note(request, f"profile/{profile['name']}", profile_view(profile), {}, tx=tx)
     return json_response(None, 204)
 
 
@@ -133,6 +139,7 @@ def deployment_create(request):
         events.add(
             tx, "deployment", f"deployment {deployment['name']} created", "operator", deployment_id=deployment["id"]
         )
+        note(request, f"deployment/{deployment['name']}", None, deployment_view(deployment), tx=tx)
     return _provisioned(request, deployment, 201)
 
 
@@ -160,11 +167,13 @@ def deployment_update(request, key):
     changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
     with get_database().transaction() as tx:
         current = deployments.get(tx, key)
+        note(request, f"deployment/{current['name']}", action="deployment.scale" if set(changes) == {"count"} else None)
         if "placement" in changes:
             check_placement(current["provider"], current["name"], changes["placement"])
         if {"placement", "count"} & set(changes):  # a scale the provider must carry out
             check_provider(current["provider"], changes.get("placement", current["placement"]), get_settings())
         deployment = deployments.update(tx, key, _deployment_fields(tx, changes))
+        note(request, old=deployment_view(current), new=deployment_view(deployment), tx=tx)
         events.add(
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
             deployment_id=deployment["id"],
@@ -181,10 +190,15 @@ def deployment_delete(request, key):
         raise BadRequestError(f"force: true or false, got {force[:20]!r}")
     if force in ("true", "1"):
         with get_database().transaction() as tx:
+            before = deployments.get(tx, key)
             deployment, left = deployments.force_delete(tx, key, "operator")
+            note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]},
+                 tx=tx)
         return json_response({**deployment_view(deployment), "left_behind": left})
     with get_database().transaction() as tx:
+        before = deployments.get(tx, key)
         deployment = deployments.mark_deleted(tx, key, "operator")
+        note(request, f"deployment/{before['name']}", {"state": before["state"]}, {"state": deployment["state"]}, tx=tx)
     return _provisioned(request, deployment, 202)
 
 
@@ -194,6 +208,7 @@ def deployment_reconcile(request, key):
     from bootfleet.provision.provisioner import reconcile
     with get_database().transaction() as tx:
         deployment = deployments.get(tx, key)
+    note(request, f"deployment/{deployment['name']}")
     return json_response(reconcile(deployment["id"], base_url(request)))
 
 
@@ -248,6 +263,7 @@ def node_create(request):
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
     with get_database().transaction() as tx:
         node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
+        note(request, f"node/{node['id']}", None, node_view(node), tx=tx)
     return json_response(node_view(node), 201)
 
 
@@ -265,7 +281,10 @@ def node_update(request, node_id):
     body = parse(schemas.NodeUpdate, json_body(request))
     changes = _changes(body, not_null=("macs", "labels"))
     with get_database().transaction() as tx:
+        before = node_view(nodes.get(tx, node_id))
+        note(request, f"node/{before['id']}")
         node = nodes.update(tx, node_id, _node_fields(tx, changes))
+        note(request, old=before, new=node_view(node), tx=tx)
         events.add(
             tx, "node", f"node updated: {', '.join(changes)}", "operator",
             node_id=node["id"], deployment_id=node["deployment_id"],
@@ -279,7 +298,10 @@ def node_update(request, node_id):
 def node_delete(request, node_id):
     from bootfleet.dns.reconcile import node_changed
     with get_database().transaction() as tx:
+        before = nodes.get(tx, node_id)
         node, gone = nodes.delete(tx, node_id, "operator")
+        note(request, f"node/{before['id']}", {"stage": before["stage"]},
+             {"stage": "deleted" if gone else node["stage"]}, tx=tx)
         node_changed(tx, get_settings(), node["id"], "operator")  # its DNS records go
     if gone:
         return json_response(None, 204)
@@ -291,7 +313,9 @@ def node_reinstall(request, node_id):
     from bootfleet.provision.fleet import reinstall_server
 
     with get_database().transaction() as tx:
+        before = nodes.get(tx, node_id)
         node = nodes.reinstall(tx, node_id, "operator")
+        note(request, f"node/{node['id']}", before, node, fields=("stage", "token_version"), tx=tx)
     view = node_view(node)
     if node["instance_id"]:  # its server boots the installer now (bare metal: reinitialized)
         view["reboot"] = reinstall_server(node, base_url(request))

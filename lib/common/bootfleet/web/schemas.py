@@ -137,3 +137,31 @@ class AdoptIn(_Strict):
     labels: Labels = Field(default_factory=dict)
     deployment: Ref | None = None
     profile: Ref | None = None
+
+
+TokenName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+
+
+class TokenIn(_Strict):
+    """A scoped API token (roles.py); the answer shows the token once."""
+    name: TokenName
+    role: Literal["admin", "operator", "viewer", "metrics"]
+    expires_in: Annotated[int, Field(ge=1, le=10 * 366 * 86400)] | None = None  # seconds; none: never
+
+
+EventPattern = Annotated[str, Field(pattern=r"^(\*|[a-z][a-z-]{0,31}\.(\*|[a-z][a-z-]{0,31}))$")]
+WebhookUrl = Annotated[str, Field(min_length=8, max_length=2048)]
+
+
+class WebhookIn(_Strict):
+    """A webhook: where to POST which events (node.ready, node.*, deployment.*, *)."""
+    name: TokenName
+    url: WebhookUrl
+    events: list[EventPattern] = Field(min_length=1, max_length=32)
+    secret: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,128}$")] | None = None  # none: one is made
+
+
+class WebhookUpdate(_Strict):
+    url: WebhookUrl | None = None
+    events: list[EventPattern] | None = Field(default=None, min_length=1, max_length=32)
+    active: StrictBool | None = None
