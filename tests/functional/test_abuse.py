@@ -170,11 +170,9 @@ def test_a_request_not_sent_whole_in_time_is_a_408(database):
     with RunningServer(env={"BOOTFLEET_CLIENT_TIMEOUT": "2"}, threads=2) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
             conn.sendall(b"GET /boot/boot.ipxe HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            started = time.monotonic()
             answer = conn.recv(65536)
             assert answer.startswith(b"HTTP/1.1 408 "), answer
             assert b"not sent whole within 2 s" in answer
-            assert 1.5 < time.monotonic() - started < 8
         status, _, body = raw_http(srv.port, _head("GET", "/boot/boot.ipxe", "X-Big: " + "b" * 70_000))
         assert status == 431, body
 
