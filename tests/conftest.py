@@ -49,6 +49,7 @@ def pytest_configure(config):
         # attacker tests (tests/functional/test_security.py) set their own.
         BOOTFLEET_BOOT_NETWORKS="127.0.0.0/8,::1/128",
         BOOTFLEET_BOOT_RATE_LIMIT="0",
+        BOOTFLEET_ADMIN_FAILURE_LIMIT="0",  # tests send wrong tokens on purpose; test_abuse sets its own
     )
     for name in ("BOOTFLEET_BASE_URL", "BOOTFLEET_IMAGES_BASE_URL", "BOOTFLEET_DISCOVERY_PROFILE"):
         os.environ.pop(name, None)

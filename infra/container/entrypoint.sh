@@ -42,7 +42,7 @@ case "$target" in
     ;;
   router)
     metrics_dir
-    exec gunicorn --bind "$host:$port" --worker-class gthread --workers "${WORKERS:-2}" \
+    exec gunicorn --bind "$host:$port" --worker-class bootfleet.web.worker.BufferingThreadWorker --workers "${WORKERS:-2}" \
       --threads "${THREADS:-8}" --timeout 60 --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
       --logger-class bootfleet.web.accesslog.RedactingLogger \
       'bootfleet.web.router:create_router()'

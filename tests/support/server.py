@@ -60,11 +60,13 @@ class RunningServer:
     timeout: seconds to wait for /healthz (raises RuntimeError with the server's output).
     new_session: start it in its own session, so a Ctrl-C in the terminal reaches only the caller.
     demo: let serve create its demo profile (as `make run` does).
+    host: serve's --host (default its own, 127.0.0.1); `url` stays on 127.0.0.1.
     """
 
     def __init__(self, env: dict[str, str | None] | None = None, workers: int | None = 1, threads: int | None = 8,
                  *, port: int | None = None, data: Path | str | None = None, timeout: float = 30,
-                 log_name: str = "server.log", new_session: bool = False, demo: bool = False):
+                 log_name: str = "server.log", new_session: bool = False, demo: bool = False,
+                 host: str | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = Path(data) if data else _temp_dir()
@@ -77,6 +79,8 @@ class RunningServer:
         self.log_path = self.data / log_name
         self.log = open(self.log_path, "w+")
         args = [sys.executable, "-m", "bootfleet.cli", "serve", "--port", str(self.port)]
+        if host is not None:
+            args += ["--host", host]
         if workers is not None:
             args += ["--workers", str(workers)]
         if threads is not None:
@@ -119,6 +123,48 @@ class RunningServer:
         self.log.close()
 
     def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RunningFunction:
+    """One function alone under functions-framework (gunicorn), as its Code Engine app runs it:
+    `functions-framework --target <name>` on a free port of 127.0.0.1, this process's
+    environment (the test database, settings) plus `env`."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None, workers: int = 1, threads: int = 4,
+                 timeout: float = 30):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bootfleet-{name}-", suffix=".log")
+        merged = {**os.environ, "WORKERS": str(workers), "THREADS": str(threads), **(env or {})}
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("functions-framework")), "--target", name,
+             "--source", str(ROOT / "functions" / name / "main.py"), "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=merged, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"functions-framework {name} exited:\n{self.output()}")
+            try:
+                requests.get(self.url + "/metrics", timeout=1)  # any answer: it is up
+                return
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"functions-framework {name} not ready after {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+
+    def __enter__(self) -> RunningFunction:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -152,3 +152,33 @@ class RecordingProxy:
                     body, data = b"", rest
                 found.append((lines[0], headers, body))
         return found
+
+
+def raw_http(port: int, *parts: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send `parts` to 127.0.0.1:port as they are (any framing, even a broken one), then read
+    the answer: (status, headers with lower-case names, body). A server that closes while the
+    request is still being sent (after answering early) is fine; one that does not answer in
+    `timeout` seconds raises TimeoutError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        try:
+            for part in parts:
+                conn.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = b""
+        while True:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+                if len(body) >= int(headers.get("content-length", "-1")) >= 0:
+                    return int(lines[0].split()[1]), headers, body[:int(headers["content-length"])]
+            try:
+                chunk = conn.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                if sep:
+                    return int(lines[0].split()[1]), headers, body
+                raise ConnectionError(f"the server closed the connection without an answer: {data[:200]!r}")
+            data += chunk

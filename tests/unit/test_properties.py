@@ -121,7 +121,8 @@ def test_every_spelling_of_a_mac_normalises_to_one(raw, sep, upper):
 
 
 SCALARS = NASTY | st.sampled_from(["true", "null", "~", "1e3", "0x1f", "- x", "a: b", "x #y", "[1]", "{a: 1}", "'q'",
-                                   "&anchor", "*alias", "!tag", "|", ">", "%YAML", "@x", "`x", "? k", "yes", "0o17"])
+                                   "&anchor", "*alias", "!tag", "|", ">", "%YAML", "@x", "`x", "? k", "yes", "0o17",
+                                   "a,b", "x]", "y}", "{z", "a, b"])
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -132,14 +133,15 @@ def test_cloud_config_values_never_change_its_structure(note, other, extra):
     profile = {**PROFILE, "metadata": {"note": note, "other": other, "extra": extra},
                "config_template": "#cloud-config\nhostname: {{ node.hostname }}\nnote: {{ metadata.note }}\n"
                                   "list:\n  - {{ metadata.other }}\n  - fixed\nurl: {{ status_url }}&stage=ready\n"
-                                  "extra: {{ metadata.extra | tojson }}\n"}
+                                  "extra: {{ metadata.extra | tojson }}\n"
+                                  "flow: [{{ metadata.other }}, {{ metadata.note }}]\nmap: {k: {{ metadata.note }}}\n"}
     if any("\ud800" in k + v for k, v in extra.items()):
         return
     text, _ = render_config(profile, node_context(NODE, profile, None, "http://h", "1.tok"))
     assert text.count("\n") == profile["config_template"].count("\n")
     assert yaml.safe_load(text) == {"hostname": "web-0", "note": note, "list": [other, "fixed"],
                                     "url": f"http://h/status/nodes/{NODE['id']}/progress?token=1.tok&stage=ready",
-                                    "extra": extra}
+                                    "extra": extra, "flow": [other, note], "map": {"k": note}}
 
 
 @settings(deadline=None)

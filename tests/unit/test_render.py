@@ -122,6 +122,23 @@ def test_chainloader_local_boot_and_retry_scripts():
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range|longer than"),
     ("{% set l = range(3000) | list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}", "longer than"),
     ("{% for i in range(2000) %}{{ 'x' * 4000 }}{% endfor %}", "output is larger"),
+    # issue 26: limits kept while the call runs, and nothing allocated past them
+    ("{{ ('a' * 2000000) | wordwrap(1) | length }}", "wordwrap would make"),  # 80 s, then the 400
+    ("{{ ('a' * 1000000) | wordwrap(3) | length }}", "longer than"),  # slow, not large: stops in time
+    ("{{ '{:>1000000000}'.format(1) }}", "widths of 1000000000"),  # a worker at 1 GB, kept
+    ("{{ '{:>{w}}'.format(1, w=9) }}", "from an argument"),
+    ("{{ '%1000000000s' % 'a' }}", "widths of 1000000000"),
+    ("{{ '%*s' % (9, 'a') }}", "from an argument"),
+    ("{{ '%1000000000s' | format('a') }}", "widths of 1000000000"),
+    ("{{ ('\t' * 1000).expandtabs(4000000) }}", "str.expandtabs would make"),
+    ("{{ 'ab'.replace('', 'x' * 4000000) }}", "str.replace would make"),
+    ("{{ 'ab' | replace('', 'x' * 4000000) }}", "filter replace would make"),
+    ("{{ ('x' * 4000000).join(['a'] * 1000) }}", "str.join would make"),
+    ("{{ (['a'] * 1000) | join('x' * 4000000) }}", "filter join would make"),
+    ("{{ ('a\n' * 1000) | indent(4000000) }}", "filter indent would make"),
+    ("{{ ('x' * 3000000) + ('y' * 3000000) }}", "'[+]' would make"),
+    ("{{ (('x' * 3000000) ~ ('y' * 3000000)) | length }}", "'~' would make"),
+    ("{{ ([[1] * 4000] * 1000) | sum(start=[]) | length }}", "numbers only"),
 ])
 def test_templates_cannot_hurt_the_service(source, needle):
     """Each is refused when saved (a 400) and, rendered anyway, is a RenderError (a 500 naming the limit)

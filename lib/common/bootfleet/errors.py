@@ -71,6 +71,16 @@ class StageError(BootfleetError, ValueError):
         super().__init__(message, status)
 
 
+class TooManyRequestsError(BootfleetError):
+    """429, with the seconds to wait (the answer's Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class PayloadTooLargeError(BootfleetError):
     status = 413
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import string
 import sys
 import time
 
@@ -32,8 +33,25 @@ _SECRETS = (
 _HINTS = re.compile(r"(?i)token|secret|password|api_?key|/t/|bearer|@")
 
 
+# Percent-escapes of what names and values are made of are read as what they stand for first:
+# `?token%3D...` and `?%74oken=...` are a token too (to the client who sent them, and to Flask).
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_PLAIN = frozenset(string.ascii_letters + string.digits + "_-.~=/ %")
+
+
+def _unescape(text: str) -> str:
+    for _ in range(3):  # %253D is %3D is =
+        decoded = _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if chr(int(m[1], 16)) in _PLAIN else m[0], text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def redact(text: str) -> str:
-    """`text` with every token, secret and password in it blanked."""
+    """`text` with every token, secret and password in it blanked (percent-escaped or not)."""
+    if "%" in text:
+        text = _unescape(text)
     if not _HINTS.search(text):
         return text
     for pattern, replacement in _SECRETS:

@@ -112,7 +112,8 @@ def _origins(raw: str, name: str) -> tuple[str, ...]:
 
 
 def _networks(raw: str, name: str) -> tuple:
-    """CIDRs, comma separated ("10.240.0.0/18,192.168.10.0/24"); "none": no network."""
+    """CIDRs, comma separated ("10.240.0.0/18,192.168.10.0/24"); "none": no network. Every
+    address (0.0.0.0/0, ::/0) is refused."""
     if raw.strip().lower() == "none":
         return ()
     networks = []
@@ -121,9 +122,13 @@ def _networks(raw: str, name: str) -> tuple:
         if not item:
             continue
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise SettingsError(f"{name}: expected CIDRs like 10.240.0.0/18, comma separated, got {item!r}") from None
+        if network.prefixlen == 0:  # refused, not warned about: it would trust the whole internet
+            raise SettingsError(f"{name}: {item} is every address, which would trust any client on the internet"
+                                f" (docs/security.md); list the networks you mean")
+        networks.append(network)
     return tuple(networks)
 
 
@@ -193,6 +198,7 @@ class Settings:
     trusted_proxies: tuple = setting((), _networks)  # peers whose X-Forwarded-For is believed
     gateway_secret: str | None = setting()  # the gateway's X-Bootfleet-Gateway header (Code Engine)
     boot_rate_limit: int = setting(20, _int)  # /boot/ requests per second per client (the router); 0: off
+    admin_failure_limit: int = setting(10, _int)  # failed admin-token attempts a minute per client; 0: off
     discovery_cap: int = setting(50, _int)  # discovered nodes not yet ready, at most
     base_url: str | None = setting(None, _url)
     images_dir: str = setting(".data/images")
@@ -207,6 +213,7 @@ class Settings:
     s3_url_ttl: int = setting(3600, _int)
     discovery_profile: str | None = setting()
     max_body_bytes: int = setting(1024 * 1024, _int)
+    client_timeout: int = setting(15, _int)  # seconds to send a whole request (serve, the router: web/worker.py)
     db_pool_size: int = setting(4, _int)
     db_timeout: int = setting(5, _int)
     auto_migrate: bool = setting(True, _bool)
@@ -228,6 +235,7 @@ class Settings:
     cleanup_every: int = setting(300, _int)  # serve runs cleanup this often (seconds; 0: never), as the cron does
     unknown_max: int = setting(10000, _int)  # most unknown machines remembered (the least recently seen go)
     unknown_event_seconds: int = setting(300, _int)  # at most one event per unknown MAC this often
+    unknown_event_max: int = setting(20, _int)  # and at most this many unknown-boot events in that time, all MACs
     # vpc provisioning (docs/vpc.md); the API key is BOOTFLEET_IBMCLOUD_API_KEY
     vpc_url: str | None = setting()
     vpc_api_version: str = setting("2026-10-06")

@@ -75,11 +75,17 @@ class BootAnswer:
 
 
 def answer(database: Database, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
-    """The machine's script. A known node costs one round trip (db/boot.py); an unknown
-    machine a transaction more (discovery, or the record of its attempt)."""
+    """The machine's script. One round trip (db/boot.py) for a known node, and for any machine
+    without proof, known or not (the same work: no timing tells them apart); a machine on a
+    boot network that a discovery profile may take costs a transaction more."""
     retry_url = ipxe.script_url(base, req.query())
     wait = settings.retry_seconds
-    done = _step(database, settings, req, client)
+    discovers = client.trusted and bool(settings.discovery_profile) and not req.secret
+    unknown_reason = "no node has this MAC" + ("" if client.trusted else "; not on a boot network")
+    record = (req.macs[0], str(client) if client.address else None, unknown_reason) if req.macs else None
+    done = _step(database, settings, req, client, None if discovers else record)
+    if done is None and not discovers:  # recorded as an unknown machine by that same statement
+        return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
     if done is None:
         with database.transaction() as tx:
             discovered = _discover(tx, settings, req, client)
@@ -164,10 +170,11 @@ def _report_missing(database: Database, settings: Settings, node: dict, result: 
         events.add(tx, "image-missing", message, "boot", node_id=node["id"], deployment_id=node["deployment_id"])
 
 
-def _step(database: Database, settings: Settings, req: BootRequest, client: Client) -> dict | None:
+def _step(database: Database, settings: Settings, req: BootRequest, client: Client,
+          record: tuple[str, str | None, str] | None = None) -> dict | None:
     secret_hash = hash_secret(req.secret) if req.secret else None
     return boot_step(database, req.macs, req.uuid, req.serial, secret_hash, client.trusted, str(client),
-                     REFUSAL_EVENT_SECONDS)
+                     REFUSAL_EVENT_SECONDS, record)
 
 
 def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | str:

@@ -8,7 +8,8 @@ A value printed into a config cannot add a line or change its structure:
   `"{{ node.hostname }}"` is one JSON string whatever the value holds; `| tojson`
   prints a whole JSON value, as it is.
 - cloud-init: a printed string that YAML would not read back as the same string on one
-  line (a line break, `: `, ` #`, a leading `-`, `[`, `"`, `true`, `1e3`, ...) is printed
+  line, in a block or a flow collection (a line break, `: `, ` #`, a leading `-`, `,`,
+  `[`, `{`, `"`, `true`, `1e3`, ...) is printed
   as a JSON string, which YAML reads as that string; `| tojson` likewise. A rendered
   `#cloud-config` must be valid YAML, a rendered Ignition valid JSON.
 Kernel arguments are checked after rendering against what iPXE would interpret
@@ -17,6 +18,7 @@ Kernel arguments are checked after rendering against what iPXE would interpret
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from typing import Any
@@ -27,6 +29,7 @@ from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops
 from bootfleet.errors import RenderError, ValidationError
 
 _LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+_FLOW = frozenset(",[]{}")
 
 
 class Json(str):
@@ -42,8 +45,12 @@ def _tojson(value: Any) -> Json:
 
 @functools.lru_cache(maxsize=4096)
 def _plain_yaml(text: str) -> bool:
-    """Whether `text` printed after `key: ` reads back as the same string, on one line."""
+    """Whether `text` printed after `key: `, or in a flow collection (`[a, {{ v }}]`, `{k: {{ v }}}`),
+    reads back as the same string, on one line. A flow indicator (`,[]{}`) ends a plain scalar
+    there, so a string holding one is printed quoted."""
     if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
+        return False
+    if any(c in _FLOW for c in text):
         return False
     import yaml  # here, not at import: a node script renders no YAML (16 ms of every cold start)
 
@@ -113,7 +120,7 @@ def check_template(source: str, field: str, kind: str = "args") -> str:
     except RecursionError:
         raise ValidationError(field, "the template is nested too deeply") from None
     try:
-        _render(template, _SAMPLE)
+        _render(template, copy.deepcopy(_SAMPLE))  # a fresh one: a template may change it (node.macs.append)
     except TemplateLimitError as e:
         raise ValidationError(field, f"tried on a sample node, the template {e.message}") from None
     except Exception:  # noqa: BLE001 - the sample lacks what real nodes have; only limits matter here

@@ -121,6 +121,11 @@ def add_demo_profile() -> bool:
     return True
 
 
+def host_port(host: str, port: int) -> str:
+    """host:port as gunicorn's bind and URLs want it: an IPv6 address in brackets ([::]:8080)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def check_port(host: str, port: int) -> None:
     """A one-line error now, rather than the banner and then gunicorn's `Address already in use`."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -221,12 +226,12 @@ def serve(host: str, port: int, workers: int, threads: int, demo: bool, settings
     metrics.flush()
     metrics.worker_exited(os.getpid(), settings)  # this process serves nothing: its pool is not counted
 
-    base = f"http://{host}:{port}"
+    base = f"http://{host_port(host, port)}"
     # Secrets given from outside (an external database, an operator's admin token) are not
     # printed; the ones serve made itself for this machine are, so the quick start works.
     admin = settings.admin_token if admin_token_is_local else "(BOOTFLEET_ADMIN_TOKEN, as you set it)"
     networks = ", ".join(str(n) for n in settings.boot_networks or ()) or "none"
-    local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    local = f"http://{host_port({'0.0.0.0': '127.0.0.1', '::': '::1'}.get(host, host), port)}"
     client_config = write_client_config(settings, local, settings.admin_token, Path(settings.data_dir).resolve(),
                                         external)
     schedule = CleanupSchedule(local, settings.admin_token, settings.cleanup_every)
@@ -255,10 +260,10 @@ Stop with Ctrl-C.
 
     class Server(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("bind", host_port(host, port))
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "bootfleet.web.worker.BufferingThreadWorker")  # slow clients hold no thread
             self.cfg.set("timeout", 60)
             self.cfg.set("accesslog", settings.access_log)
             self.cfg.set("logger_class", "bootfleet.web.accesslog.RedactingLogger")

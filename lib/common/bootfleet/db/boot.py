@@ -5,8 +5,11 @@ node's machine (docs/security.md), and then, in the same statement,
   when the node is not booting yet, else note that it was seen; remember the SMBIOS UUID
   and serial it reported;
 - without: write a `boot-refused` event (at most one a minute per node).
+- without proof, known or unknown: record the attempt by MAC (db/unknown.py), so a
+  known MAC and a made-up one cost the same work (docs/security.md).
 One round trip on a prepared statement (Database.statement). An unknown machine
-returns no row; boot/answer.py then handles discovery with ordinary transactions.
+returns no row; boot/answer.py then handles discovery (a machine on a boot network, with a
+discovery profile set) with ordinary transactions.
 
 This is the one stage change outside `nodes._move`: it folds the move into the
 request's single round trip and sets the same columns the same way.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bootfleet.db import unknown
 from bootfleet.db.connection import Database
 from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
 
@@ -23,6 +27,10 @@ from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
+
+# Without proof, known or not, the attempt is recorded by MAC (db/unknown.py; a known MAC's row
+# is not listed): the same writes whether a node has the MAC or not, so the timing tells nothing.
+_RECORDS = "CAST(:record_mac AS text) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM acted WHERE why IS NULL)"
 
 STATEMENT = f"""
 WITH found AS (
@@ -102,6 +110,16 @@ refused_event AS (
     SELECT 1 FROM event e WHERE e.node_id = a.id AND e.kind = 'boot-refused'
       AND e.created_at > now() - make_interval(secs => CAST(:quiet AS integer)))
   RETURNING id
+),
+recorded AS (
+  {unknown.UPSERT.format(reason="COALESCE((SELECT why FROM acted LIMIT 1), CAST(:unknown_reason AS text))",
+                         condition=_RECORDS)}
+),
+evicted AS (
+  {unknown.EVICT}
+),
+unknown_event AS (
+  {unknown.ANNOUNCE.format(reason="CAST(:unknown_reason AS text)", condition="NOT EXISTS (SELECT 1 FROM acted)")}
 )
 SELECT a.node_row AS node, a.profile_row AS profile, a.deployment_row AS deployment, a.why, a.opens,
   a.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END AS token_version,
@@ -111,10 +129,14 @@ FROM acted a
 
 
 def step(database: Database, macs: list[str], uuid: str | None, serial: str | None, secret_hash: str | None,
-         trusted: bool, client: str, quiet_seconds: int) -> dict[str, Any] | None:
+         trusted: bool, client: str, quiet_seconds: int, record: tuple[str | None, str | None, str] | None = None,
+         ) -> dict[str, Any] | None:
     """The node's boot step, done (see the module docstring); None for an unknown machine.
     {node (as it was: its stage before this step), profile, deployment, why (refused: the reason),
-    opens, token_version, in_stage_s (seconds it had been in that stage)}"""
+    opens, token_version, in_stage_s (seconds it had been in that stage)}
+    record: (MAC, address, reason if no node has it): the attempt, if it has no proof, is
+    recorded as db/unknown.py records one, in the same statement; None: not recorded."""
     rows = database.statement(STATEMENT, macs=macs or [""], uuid=uuid, serial=serial, secret_hash=secret_hash,
-                              trusted=trusted, client=client, quiet=quiet_seconds)
+                              trusted=trusted, client=client, quiet=quiet_seconds,
+                              **unknown.parameters(*(record or (None, None, ""))))
     return rows[0] if rows else None

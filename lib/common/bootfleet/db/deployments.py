@@ -10,15 +10,27 @@ from bootfleet.errors import ConflictError, NotFoundError
 from bootfleet.validation import is_uuid
 
 
-def get(tx: Transaction, key: str, lock: bool = False) -> dict:
-    """By id, or by name: the live deployment of that name, else the latest deleted one."""
+def get(tx: Transaction, key: str, lock: bool | str = False) -> dict:
+    """By id, or by name: the live deployment of that name, else the latest deleted one.
+    lock: True (FOR UPDATE), or "FOR SHARE"."""
     if is_uuid(key):
         return rows.by_id_or_name(tx, "deployment", key, "deployment", lock)
+    clause = " FOR UPDATE" if lock is True else f" {lock}" if lock else ""
     row = tx.one("SELECT * FROM deployment WHERE name = :key ORDER BY state = 'deleted', created_at DESC LIMIT 1"
-                 + (" FOR UPDATE" if lock else ""), key=key)
+                 + clause, key=key)
     if row is None:
         raise NotFoundError(f"deployment {key!r} not found")
     return row
+
+
+def joinable(tx: Transaction, key: str) -> dict:
+    """The deployment a node is put into, held (FOR SHARE) until the transaction ends: a
+    delete (mark_deleted, force_delete: FOR UPDATE) waits for it, and one that went first is
+    seen, so no node joins a deployment being torn down (a 409)."""
+    deployment = get(tx, key, lock="FOR SHARE")
+    if deployment["state"] != "active":
+        raise ConflictError(f"deployment: {deployment['name']!r} is {deployment['state']}; no node can join it")
+    return deployment
 
 
 def listing(tx: Transaction, limit: int, offset: int, state: str | None = None) -> tuple[list[dict], int]:

@@ -147,8 +147,8 @@ def _move(tx: Transaction, stage: str, source: str, chosen: str, message_sql: st
           deployment_id: str | None = None, **params) -> list[dict]:
     """THE stage change. Moves the nodes that the query `chosen` selects (an `id` column, and
     any columns `message` uses) to `stage`: sets stage, stage_changed_at, stage_times,
-    updated_at (and last_seen when `seen`), frees their MACs when the stage is `deleted` (a
-    later server may get the same MAC), and writes one `stage` event each whose message is
+    updated_at (and last_seen when `seen`), frees their MACs and SMBIOS UUID when the stage is
+    `deleted` (a later server may get the same MAC, a machine the same UUID), and writes one `stage` event each whose message is
     the SQL expression `message_sql`. Returns [{node_id, message, from_stage, in_stage_s}] of
     the nodes moved (the stage each left and its seconds there, for bootfleet.metrics)."""
     freed = ", freed AS (DELETE FROM node_mac WHERE node_id IN (SELECT node_id FROM moved))" if stage == "deleted" \
@@ -158,6 +158,7 @@ def _move(tx: Transaction, stage: str, source: str, chosen: str, message_sql: st
         " moved AS (UPDATE node n SET stage = :stage, stage_changed_at = now(), updated_at = now(),"
         "  stage_times = n.stage_times || jsonb_build_object(CAST(:stage AS text), now()),"
         "  last_seen = CASE WHEN :seen THEN now() ELSE n.last_seen END"
+        f"{', smbios_uuid = NULL' if stage == 'deleted' else ''}"
         "  FROM chosen JOIN node prev ON prev.id = chosen.id WHERE n.id = chosen.id"  # prev: the row before
         "  RETURNING n.id AS node_id, n.deployment_id AS node_deployment_id, prev.stage AS from_stage,"
         "  extract(epoch FROM now() - prev.stage_changed_at)::float8 AS in_stage_s, chosen.*)"

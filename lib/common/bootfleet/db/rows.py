@@ -67,9 +67,11 @@ def page(tx: Transaction, select: str, table: str, where: str, order: str, limit
     return items, total
 
 
-def by_id_or_name(tx: Transaction, table: str, key: str, what: str, lock: bool = False) -> dict:
+def by_id_or_name(tx: Transaction, table: str, key: str, what: str, lock: bool | str = False) -> dict:
+    """lock: True for FOR UPDATE, or the locking clause itself ("FOR SHARE")."""
     column = "id" if is_uuid(key) else "name"
-    row = tx.one(f"SELECT * FROM {table} WHERE {column} = :key{' FOR UPDATE' if lock else ''}", key=key)
+    clause = " FOR UPDATE" if lock is True else f" {lock}" if lock else ""
+    row = tx.one(f"SELECT * FROM {table} WHERE {column} = :key{clause}", key=key)
     if row is None:
         raise NotFoundError(f"{what} {key!r} not found")
     return row

@@ -13,18 +13,21 @@ A wrong role is a 403 that names the role needed. The caller is kept on the requ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import flask
 
 from bootfleet import roles
 from bootfleet.db import api_tokens, get_database
-from bootfleet.errors import TokenError
+from bootfleet.boot.trust import client_address
+from bootfleet.errors import TokenError, TooManyRequestsError
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import API_TOKEN_PREFIX, hash_secret, verify_admin_token
 from bootfleet.web import audit
 from bootfleet.web.audit import PRINCIPAL
 from bootfleet.web.metrics import HANDLER
+from bootfleet.web.ratelimit import admin_failures
 
 BOOTSTRAP = "admin"  # the bootstrap admin token's name in the audit log
 
@@ -42,10 +45,30 @@ def _bearer(request: flask.Request) -> str:
 
 
 def identify(request: flask.Request, settings: Settings) -> Principal:
-    """The caller, or a TokenError (401 without a token, 403 with one that is not valid)."""
+    """The caller, or a TokenError (401 without a token, 403 with one that is not valid). A
+    client address past BOOTFLEET_ADMIN_FAILURE_LIMIT wrong tokens a minute gets a 429
+    instead, whatever token it sends, until its count refills (web/ratelimit.py), so no
+    token can be guessed at speed."""
     cached = request.environ.get(PRINCIPAL)
     if cached is not None:
         return cached
+    failures = admin_failures(settings)
+    if failures is None:
+        return _identify(request, settings)
+    address = str(client_address(request.remote_addr, request.headers, settings))
+    wait = failures.take(address, consume=False)
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequestsError(f"too many wrong tokens from this address; try again in {seconds} s", seconds)
+    try:
+        return _identify(request, settings)
+    except TokenError as e:
+        if e.status == 403 and _bearer(request):  # a token given, and wrong
+            failures.take(address)
+        raise
+
+
+def _identify(request: flask.Request, settings: Settings) -> Principal:
     token = _bearer(request)
     if token.startswith(API_TOKEN_PREFIX) and token.isascii():
         with get_database().transaction() as tx:

@@ -39,6 +39,7 @@ from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
 from bootfleet.web.access import authorize
 from bootfleet.web.audit import audited, should_audit
+from bootfleet.web.bodylimit import limit_body, too_large
 from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
 
 if TYPE_CHECKING:  # pydantic is imported by parse(), off the cold start of functions that parse no body
@@ -89,7 +90,7 @@ def check_no_nul(request: flask.Request) -> None:
 def check_body_size(request: flask.Request, settings: Settings | None = None) -> None:
     limit = (settings or get_settings()).max_body_bytes
     if (request.content_length or 0) > limit:
-        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+        raise PayloadTooLargeError(too_large(limit))
 
 
 def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
@@ -97,7 +98,7 @@ def json_body(request: flask.Request, settings: Settings | None = None) -> dict:
     data = request.get_data(cache=True)
     limit = (settings or get_settings()).max_body_bytes
     if len(data) > limit:
-        raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
+        raise PayloadTooLargeError(too_large(limit))
     if b"\x00" in data or b"\\u0000" in data:
         raise BadRequestError("the request body must not contain NUL characters")
     if not data:
@@ -170,8 +171,11 @@ class Api:
             # functions-framework loads the function inside its Flask app's context. What that app
             # answers itself (a path its `/<path:path>` rule does not match, e.g. one holding a
             # newline; /favicon.ico) is answered like every other error, not as an HTML page.
-            flask.current_app.register_error_handler(
-                HTTPException, lambda e: self.answer_error(flask.request, e))
+            app = flask.current_app._get_current_object()
+            app.register_error_handler(HTTPException, lambda e: self.answer_error(flask.request, e))
+            # BOOTFLEET_MAX_BODY_BYTES for every framing, before the app (or functions-framework's
+            # after-request hook, which reads every body) reads a byte: web/bodylimit.py.
+            app.wsgi_app = limit_body(app.wsgi_app, self.error)
 
     def route(self, rule: str, methods: tuple[str, ...] = ("GET",), admin: bool = False, role: str | None = None):
         """Register a handler; `role` (roles.py) requires a bearer token with that role or one above it;
@@ -247,7 +251,9 @@ class Api:
             if e.status >= 500:  # the server's side: the log gets the whole story
                 level = logging.WARNING if e.status == 503 else logging.ERROR
                 log.log(level, "%s: %s", type(e).__name__, e.message, extra={"path": request.path})
-            return self.error(e.status, e.public)
+            answer = self.error(e.status, e.public)
+            answer.headers.update(getattr(e, "headers", {}))
+            return answer
         if isinstance(e, HTTPException):
             if e.code == 405:
                 allowed = ", ".join(sorted(e.valid_methods or []))
@@ -256,7 +262,7 @@ class Api:
                 return self.error(404, f"no such endpoint: {request.method} {request.path}")
             if e.code == 413:
                 limit = (settings or get_settings()).max_body_bytes
-                return self.error(413, f"the request body is larger than {limit} bytes")
+                return self.error(413, too_large(limit))
             return self.error(e.code or 500, e.description or e.name)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return self.error(500, "internal error; see the server log")

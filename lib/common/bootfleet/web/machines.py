@@ -75,6 +75,8 @@ def node_import_all(request):
                     refs[key] = _node_fields(tx, {k: v for k, v in zip(("deployment", "profile"), key) if v})
                 except (BadRequestError, NotFoundError) as e:  # a deployment or profile that is not there
                     raise BadRequestError(f"nothing imported: row {number}: {e.message}") from None
+                except ConflictError as e:  # a deployment being deleted
+                    raise ConflictError(f"nothing imported: row {number}: {e.message}") from None
             data.pop("deployment", None)
             data.pop("profile", None)
             if "uuid" in data:

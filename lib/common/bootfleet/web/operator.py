@@ -220,9 +220,7 @@ def _node_fields(tx, changes: dict) -> dict:
         changes["smbios_uuid"] = changes.pop("uuid")
     if "deployment" in changes:
         ref = changes.pop("deployment")
-        deployment = deployments.get(tx, ref) if ref else None
-        if deployment and deployment["state"] != "active":
-            raise BadRequestError(f"deployment: {deployment['name']!r} is {deployment['state']}")
+        deployment = deployments.joinable(tx, ref) if ref else None  # held until the node is in (a delete waits)
         changes["deployment_id"] = deployment["id"] if deployment else None
     if "profile" in changes:
         ref = changes.pop("profile")

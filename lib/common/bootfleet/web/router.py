@@ -8,6 +8,7 @@ Functions and the dashboard are found under BOOTFLEET_ROOT (default: the checkou
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import flask
@@ -18,6 +19,7 @@ from bootfleet.db import get_database
 from bootfleet.errors import DatabaseUnavailableError
 from bootfleet.log import setup_logging
 from bootfleet.settings import Settings, get_settings
+from bootfleet.web.bodylimit import limit_body
 from bootfleet.web.ratelimit import limit_requests
 
 FUNCTIONS = ("boot", "config", "status", "dns", "cleanup")
@@ -76,6 +78,8 @@ def _site(root: Path, settings: Settings) -> flask.Flask:
     def not_allowed(e):
         return flask.jsonify(error=f"method {flask.request.method} not allowed here", status=405), 405
 
+    site.wsgi_app = limit_body(site.wsgi_app, lambda status, message: flask.Response(
+        json.dumps({"error": message, "status": status}) + "\n", status=status, mimetype="application/json"))
     return site
 
 
