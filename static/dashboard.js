@@ -372,6 +372,17 @@
     renderNode(node, history.events || []);
   }
 
+  function inventoryText(inv) {
+    if (!inv) return "";
+    const gib = (b) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    const disks = (inv.disks || []).map((d) => `${d.name || "disk"} ${gib(d.size_bytes)}${d.model ? " " + d.model : ""}${d.serial ? " #" + d.serial : ""}`);
+    const nics = (inv.nics || []).map((x) => `${x.mac}${x.driver ? " " + x.driver : ""}${x.speed_mbps ? " " + x.speed_mbps + " Mb/s" : ""}${x.link === false ? " (no link)" : ""}`);
+    const sys = inv.system || {};
+    return [`${inv.cpus} CPUs`, `${(inv.memory_mib / 1024).toFixed(1)} GiB memory`, `disks: ${disks.join(", ") || "none"}`,
+      `NICs: ${nics.join(", ") || "none"}`, `${(inv.firmware && inv.firmware.mode) || "unknown"} firmware` + (inv.firmware && inv.firmware.secure_boot ? ", secure boot" : ""),
+      [sys.vendor, sys.product, sys.serial].filter(Boolean).join(" ")].filter(Boolean).join(" · ");
+  }
+
   function renderNode(n, events) {
     show("node-page");
     $("node-title").textContent = n.hostname || `node ${shortId(n.id)}`;
@@ -386,6 +397,12 @@
     if (n.stage === "failed") {
       alert.textContent = `Failed ${ago(n.stage_changed_at)}: ${lastStage ? lastStage.message : ""}`;
       alert.className = "alert alert-failed";
+      alert.hidden = false;
+    } else if (n.stage === "held") {
+      // Issue 22: its inventory fails its profile's requirements; every reason listed.
+      const reasons = (n.requirements && n.requirements.failures) || [];
+      alert.textContent = `Held: its inventory fails its profile's requirements: ${reasons.join("; ")}. Fix the profile, or override this node (bootfleet node override).`;
+      alert.className = "alert alert-held";
       alert.hidden = false;
     } else if (stuck) {
       alert.textContent = `Stuck: in ${stuck.stage} for ${duration(n.stage_changed_at)}, past its timeout.`;
@@ -420,6 +437,10 @@
       ["Last seen", n.last_seen ? `${ago(n.last_seen)} (${new Date(n.last_seen).toLocaleString()})` : "never"],
       ["Token version", n.token_version],
       ["Created", n.created_at ? new Date(n.created_at).toLocaleString() : ""],
+      // Issue 22: the last inventory and the requirement check.
+      ["Inventory", inventoryText(n.inventory)],
+      ["Inventory at", n.inventory_at ? new Date(n.inventory_at).toLocaleString() : ""],
+      ["Requirements", n.requirements ? ((n.requirements.failures || []).length ? `not met: ${n.requirements.failures.join("; ")}` : "met") + (n.requirements.override ? " (overridden by an operator)" : "") : ""],
     ];
     // Only what this token's role may do is offered: a viewer sees no reinstall.
     const reinstall = $("node-reinstall");

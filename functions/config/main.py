@@ -7,6 +7,7 @@ Operators (Authorization: Bearer <admin token>):
   /config/api/v1/deployments/<id>/reconcile   POST  one provisioning pass now
   /config/api/v1/nodes[/<id>]                 GET POST PATCH DELETE
   /config/api/v1/nodes/<id>/reinstall         POST
+  /config/api/v1/nodes/<id>/requirements/override   POST DELETE  (issue 22: web/inventory.py)
   /config/api/v1/nodes/import, nodes/<id>/script, unknown[/<mac>[/adopt]], doctor   (web/machines.py)
   /config/api/v1/whoami, tokens[/<name>], audit   the caller's role; scoped API tokens; the audit log (web/team.py)
   /config/api/v1/webhooks[/<name>[/deliveries]]   signed webhooks (web/hooks.py)
@@ -20,7 +21,7 @@ import logging
 from bootfleet.boot import node_config
 from bootfleet.db import get_database
 from bootfleet.log import setup_logging
-from bootfleet.web import hooks, machines, operator, team
+from bootfleet.web import hooks, inventory, machines, operator, team
 from bootfleet.web.api import Api, base_url, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
 
@@ -31,6 +32,7 @@ api.include(operator.routes, prefix="/api/v1")  # the operator API: web/operator
 api.include(machines.routes, prefix="/api/v1")  # import, script preview, unknown machines, doctor
 api.include(team.routes, prefix="/api/v1")  # API tokens and roles, whoami, the audit log: web/team.py
 api.include(hooks.routes, prefix="/api/v1")  # signed webhooks and their deliveries: web/hooks.py
+api.include(inventory.routes, prefix="/api/v1")  # issue 22: override a node's requirements
 
 
 @api.route("/nodes/<node_id>/<any(ignition, 'user-data', 'meta-data'):kind>")

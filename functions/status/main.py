@@ -2,6 +2,8 @@
 
 Nodes (their token):
   POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."} or a cloud-init phone_home form
+  POST /status/nodes/<id>/inventory    its hardware (bootfleet/inventory.py, docs/images.md); answers
+                                       whether its profile's requirements pass
 Operators (admin token):
   GET  /status/deployments/<id or name>   counts per stage, percent done, failed and stuck nodes
   GET  /status/standalone                 the same for the nodes outside every deployment
@@ -68,6 +70,19 @@ def node_progress(request, node_id):
         node = nodes.get(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
     return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
+
+
+@api.route("/nodes/<node_id>/inventory", methods=("POST",))
+def node_inventory(request, node_id):
+    """Issue 22: the node's hardware, stored and checked against its profile's requirements."""
+    from bootfleet import inventory
+    from bootfleet.boot import requirements
+
+    with get_database().transaction() as tx:
+        node = authenticate_node(tx, request, node_id)  # first: nothing of the body is read before
+        checked = requirements.report(tx, node, inventory.check(json_body(request)))
+    log.info("inventory", extra={"node_id": node_id, "passed": checked["passed"]})
+    return json_response({"node": node_id, **checked})
 
 
 @api.route("/deployments/<key>", admin=True)

@@ -504,3 +504,25 @@ def test_a_metrics_token_cannot_sign_in_and_is_told_why(browser, server, fleet):
     page = open_dashboard(browser, server.url, token=_api_token(server.url, "scraper", "metrics"))
     expect(page.locator("#signin-error")).to_contain_text("needs the viewer role", timeout=WAIT)
     assert page.evaluate("sessionStorage.getItem('bootfleet.adminToken')") is None
+
+
+# --- issue 22: inventory and requirements ------------------------------------------------------
+
+
+def test_node_page_shows_the_inventory_and_why_a_node_is_held(browser, server, fleet):
+    fleet.api("PATCH", "/config/api/v1/profiles/web", {"requirements": {"min_memory_mib": 4096}})
+    node = fleet.nodes["web-1"]
+    resp = requests.post(f"{server.url}/status/nodes/{node['id']}/inventory", params={"token": node["token"]},
+                         json={"cpus": 2, "memory_mib": 1024, "firmware": {"mode": "uefi"},
+                               "disks": [{"name": "vda", "size_bytes": 2**33, "serial": "d-1"}]}, timeout=10)
+    assert resp.json()["stage"] == "held"
+    page = open_dashboard(browser, server.url)
+    page.goto(f"{server.url}/?poll=300#/nodes/{node['id']}")
+    expect(page.locator("#node-alert")).to_contain_text("Held: its inventory fails its profile's requirements: memory:")
+    expect(page.locator("#node-details")).to_contain_text("2 CPUs · 1.0 GiB memory · disks: vda 8.0 GiB #d-1")
+    expect(page.locator("#node-details")).to_contain_text("not met: memory: 1.0 GiB, the profile needs at least 4.0 GiB")
+    fleet.api("POST", f"/config/api/v1/nodes/{node['id']}/requirements/override")
+    expect(page.locator("#node-details")).to_contain_text("(overridden by an operator)")
+    expect(page.locator("#node-alert")).to_be_hidden()
+    screenshot(page, "dashboard-node-held.png")
+    assert page.errors == []

@@ -8,7 +8,10 @@ from bootfleet.errors import StageError
 FORWARD = ("registered", "provisioning", "booting", "configuring", "installing", "rebooting", "ready")
 # Reachable from any stage.
 TERMINAL = ("failed", "deprovisioning", "deleted")
-ALL = FORWARD + TERMINAL
+# Held (issue 22): the node's inventory fails its profile's requirements; it installs nothing
+# until they pass (a new inventory, a fixed profile) or an operator overrides them.
+HELD = "held"
+ALL = FORWARD + TERMINAL + (HELD,)
 
 # What a node may report about itself through status.
 REPORTABLE = ("booting", "configuring", "installing", "rebooting", "ready", "failed")
@@ -18,9 +21,9 @@ LOCAL_BOOT = ("rebooting", "ready")
 # Stages of an open install: a boot answer opened it (the node went to `booting`), and
 # its token reads the config and reports progress until `ready`, `failed`, a reinstall
 # or the install's time limit closes it.
-INSTALL_OPEN = ("booting", "configuring", "installing", "rebooting")
+INSTALL_OPEN = ("booting", "configuring", "installing", "rebooting", HELD)
 # Stages from which a boot answer (with proof) opens a new install: the node goes to `booting`.
-OPENS_INSTALL = ("registered", "provisioning", "configuring", "installing")
+OPENS_INSTALL = ("registered", "provisioning", "configuring", "installing", HELD)
 # Stages in which a node is done, one way or the other.
 DONE = ("ready", "failed", "deprovisioning", "deleted")
 
@@ -46,6 +49,9 @@ def check_report(current: str, reported: str) -> bool:
         raise StageError(f"node is {current}; an operator must reinstall it before it reports again", 409)
     if reported == "failed":
         return True
+    if current == HELD:
+        raise StageError("node is held: its inventory fails its profile's requirements (see the node's"
+                         " requirements); it installs nothing until they pass or an operator overrides them", 409)
     if rank(reported) < rank(current):
         raise StageError(f"node is already {current}; a report of the earlier stage {reported!r} is refused", 409)
     return True

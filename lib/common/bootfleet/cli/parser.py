@@ -122,7 +122,11 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--from-file", help="a JSON file with the whole body")
         _resource_options(a, kind)
     p.set_defaults(func=resources.cmd_resource, resource=kind)
-    if kind == "node":
+    if kind == "node":  # issue 22: a held node's requirements overridden (an event), or the override taken back
+        a = actions.add("override", "let a node whose inventory fails its profile's requirements install anyway")
+        a.add_argument("key", help=key_help)
+        a.add_argument("--reason", help="why (kept in the node's event)")
+        a.add_argument("--remove", action="store_true", help="take the override back (the node is checked again)")
         a = actions.add("import", "register many nodes from a CSV or JSON file, all or none")
         a.add_argument("file", help="CSV with a header (mac,hostname,ip,labels,profile,deployment) or a JSON list")
         a.set_defaults(func=fleet.cmd_import)

@@ -43,7 +43,17 @@ def cmd_resource(args, settings: Settings) -> None:
     # A node named by a prefix, MAC or hostname: the server says which node that is.
     key = client.call("GET", f"{base}/{args.key}")["id"] if kind == "node" else args.key
     if args.action == "get":
-        show(args, client.call("GET", f"{base}/{key}"))
+        item = client.call("GET", f"{base}/{key}")
+        if kind == "node" and not args.json:  # issue 22: why a node is held, one line each
+            for reason in (item.get("requirements") or {}).get("failures", []):
+                warn(f"requirement not met: {reason}")
+        show(args, item)
+    elif args.action == "override":  # issue 22
+        path = f"{base}/{key}/requirements/override"
+        if args.remove:
+            show(args, client.call("DELETE", path))
+        else:
+            show(args, client.call("POST", path, {"reason": args.reason} if args.reason else None))
     elif args.action == "delete":
         confirm(args, f"delete {kind} {args.key}?")
         show(args, client.call("DELETE", f"{base}/{key}"))

@@ -12,7 +12,8 @@ from bootfleet.db.connection import Transaction, error_code
 from bootfleet.errors import ConflictError, NotFoundError
 from bootfleet.validation import is_uuid
 
-JSON_FIELDS = {"selectors", "metadata", "labels", "placement", "spec", "stage_times"}
+JSON_FIELDS = {"selectors", "metadata", "labels", "placement", "spec", "stage_times",
+               "requirements", "inventory", "requirement_failures"}
 
 
 def assignments(fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -217,6 +217,38 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
                                "query": [q("dry_run", {"enum": ["true", "false"]})], "role": "operator"},
 }
 
+# Issue 22: a node's inventory (bootfleet/inventory.py checks it; no pydantic on status's cold start).
+_TEXT256 = {"type": "string", "maxLength": 256}
+INVENTORY = {"type": "object", "required": ["cpus", "memory_mib"], "additionalProperties": False, "properties": {
+    "cpus": {"type": "integer", "minimum": 1}, "memory_mib": {"type": "integer", "minimum": 1},
+    "disks": {"type": "array", "maxItems": 256, "items": {
+        "type": "object", "required": ["size_bytes"], "additionalProperties": False, "properties": {
+            "name": _TEXT256, "size_bytes": {"type": "integer", "minimum": 0}, "model": _TEXT256,
+            "serial": _TEXT256, "rotational": {"type": ["boolean", "null"]}, "by_path": _TEXT256}}},
+    "nics": {"type": "array", "maxItems": 64, "items": {
+        "type": "object", "required": ["mac"], "additionalProperties": False, "properties": {
+            "name": _TEXT256, "mac": {"type": "string"}, "driver": _TEXT256,
+            "speed_mbps": {"type": ["integer", "null"], "minimum": 0}, "link": {"type": ["boolean", "null"]}}}},
+    "firmware": {"type": "object", "additionalProperties": False, "properties": {
+        "mode": {"enum": ["bios", "uefi", None]}, "secure_boot": {"type": ["boolean", "null"]}}},
+    "system": {"type": "object", "additionalProperties": False, "properties": {
+        "vendor": _TEXT256, "product": _TEXT256, "serial": _TEXT256}}}}
+CHECKED = {"type": "object", "required": ["passed", "reasons", "override", "stage"], "properties": {
+    "node": UUID, "passed": {"type": "boolean"}, "reasons": {"type": "array", "items": {"type": "string"}},
+    "override": {"type": "boolean"}, "stage": {"enum": list(STAGES)}}}
+DOCS.update({
+    ("POST", "/status/nodes/{node_id}/inventory"): {
+        "summary": "A node's hardware inventory; answers whether its profile's requirements pass",
+        "body": INVENTORY, "query": TOKEN, "ok": {200: CHECKED}},
+    ("POST", "/config/api/v1/nodes/{node_id}/requirements/override"): {
+        "summary": "Override one node's requirements (an event; a held node is released)",
+        "body": {"type": "object", "additionalProperties": False,
+                 "properties": {"reason": {"type": "string", "maxLength": 500}}},
+        "optional_body": True, "ok": {200: NODE}},
+    ("DELETE", "/config/api/v1/nodes/{node_id}/requirements/override"): {
+        "summary": "Take one node's requirements override back (checked again)", "ok": {200: NODE}},
+})
+
 
 @functools.lru_cache(maxsize=None)
 def _function_module(name: str):

@@ -81,6 +81,9 @@ def profile_update(request, key):
         profile = profiles.update(tx, key, changes)
         note(request, old=before, new=profile, tx=tx)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
+        if "requirements" in changes:  # issue 22: held nodes checked again against the fixed profile
+            from bootfleet.boot.requirements import recheck_held
+            recheck_held(tx, "operator")
     return json_response(_warned(profile))
 
 

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from bootfleet import validation
 from bootfleet.boot.render import check_template
+from bootfleet.inventory import check_requirements
 
 
 def _wrap(check):
@@ -34,6 +35,8 @@ ImageRef = Annotated[str, Field(min_length=1, max_length=1024),
 KernelArgs = Annotated[str, Field(max_length=4096),
                        AfterValidator(_wrap(lambda v: validation.check_safe_text(v, "value")))]
 Ref = Annotated[str, Field(min_length=1, max_length=63)]
+# Issue 22: what a node's inventory must show before it installs (bootfleet/inventory.py).
+Requirements = Annotated[dict, AfterValidator(check_requirements)]
 
 
 def _template(value: str) -> str:
@@ -58,6 +61,7 @@ class ProfileIn(_Strict):
     selectors: Labels = Field(default_factory=dict)
     metadata: dict = Field(default_factory=dict)
     require_secret: StrictBool = False
+    requirements: Requirements = Field(default_factory=dict)  # issue 22
 
 
 class ProfileUpdate(_Strict):
@@ -70,6 +74,7 @@ class ProfileUpdate(_Strict):
     selectors: Labels | None = None
     metadata: dict | None = None
     require_secret: StrictBool | None = None
+    requirements: Requirements | None = None  # issue 22
 
 
 class DeploymentIn(_Strict):

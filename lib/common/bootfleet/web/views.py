@@ -19,6 +19,10 @@ def node_view(row: dict, timeouts: dict[str, int] | None = None) -> dict:
     # Whether the node's server carries an enrolment secret (never the secret or its hash).
     view["enrolled"] = bool(row.get("secret_hash"))
     view["discovered"] = bool(row.get("discovered"))
+    # Issue 22: the last inventory and the requirement check (held nodes: why).
+    view["inventory"], view["inventory_at"] = row.get("inventory"), row.get("inventory_at")
+    view["requirements"] = {"failures": list(row.get("requirement_failures") or []),
+                            "override": bool(row.get("requirements_override"))}
     if timeouts is not None:
         limit, since = timeouts.get(row.get("stage")), row.get("stage_changed_at")
         view["stuck"] = bool(limit is not None and since is not None

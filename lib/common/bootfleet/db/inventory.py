@@ -1,0 +1,26 @@
+"""A node's inventory and its requirement check (issue 22): stored, overridden, held nodes found."""
+
+from __future__ import annotations
+
+import json
+
+from bootfleet.db.connection import Transaction
+
+
+def store(tx: Transaction, node_id: str, inventory: dict, labels: dict) -> None:
+    """The node's last inventory (now), and its labels with the `hw.*` ones it gives."""
+    tx.run("UPDATE node SET inventory = CAST(:inv AS jsonb), inventory_at = now(), labels = CAST(:labels AS jsonb),"
+           " updated_at = now() WHERE id = :id", inv=json.dumps(inventory), labels=json.dumps(labels), id=node_id)
+
+
+def set_failures(tx: Transaction, node_id: str, reasons: list[str]) -> None:
+    tx.run("UPDATE node SET requirement_failures = CAST(:r AS jsonb) WHERE id = :id", r=json.dumps(reasons), id=node_id)
+
+
+def set_override(tx: Transaction, node_id: str, override: bool) -> None:
+    tx.run("UPDATE node SET requirements_override = :o, updated_at = now() WHERE id = :id", o=override, id=node_id)
+
+
+def held(tx: Transaction) -> list[str]:
+    """The ids of the held nodes."""
+    return [r["id"] for r in tx.all("SELECT id FROM node WHERE stage = 'held' ORDER BY stage_changed_at LIMIT 10000")]

@@ -1,0 +1,56 @@
+"""Issue 22 through `bootfleet` against a running `bootfleet serve`: a held node's reasons in
+`node get`, and `node override` (with --reason, then --remove)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+from support import ADMIN
+from support.helpers import token_from_script
+from support.server import RunningServer
+
+CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
+INVENTORY = {"cpus": 1, "memory_mib": 512, "disks": [], "nics": [], "firmware": {"mode": "bios"}}
+
+
+@pytest.fixture(scope="module")
+def srv(database):
+    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
+    yield server
+    server.stop()
+
+
+def run(server, *args, cwd):
+    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(server.data / "config")}
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_node_get_lists_why_a_node_is_held_and_override_releases_it(srv, tmp_path, clean_db):
+    profile = {"name": "big", "kernel": "k", "args": "st={{ status_url }}", "requirements": {"min_memory_mib": 4096, "min_disks": 1}}
+    assert requests.post(srv.url + "/config/api/v1/profiles", json=profile, headers=ADMIN, timeout=30).ok
+    run(srv, "node", "create", "--mac", "52:54:00:e2:00:01", "--profile", "big", "--hostname", "small", cwd=tmp_path)
+    script = requests.get(srv.url + "/boot/ipxe?mac=52:54:00:e2:00:01", timeout=30).text
+    node = json.loads(run(srv, "node", "get", "small", "--json", cwd=tmp_path).stdout)
+    resp = requests.post(f"{srv.url}/status/nodes/{node['id']}/inventory?token={token_from_script(script)}",
+                         json=INVENTORY, timeout=30)
+    assert resp.json()["stage"] == "held"
+
+    shown = run(srv, "node", "get", "small", cwd=tmp_path)
+    assert "requirement not met: memory: 512 MiB, the profile needs at least 4.0 GiB" in shown.stderr
+    assert "requirement not met: disks: 0, the profile needs at least 1" in shown.stderr
+    assert "held" in shown.stdout and "inventory" in shown.stdout
+
+    released = json.loads(run(srv, "node", "override", "small", "--reason", "lab", "--json", cwd=tmp_path).stdout)
+    assert released["stage"] == "booting" and released["requirements"]["override"] is True
+    events = run(srv, "node", "events", "small", cwd=tmp_path).stdout
+    assert "requirements overridden by an operator: lab" in events
+    again = json.loads(run(srv, "node", "override", "small", "--remove", "--json", cwd=tmp_path).stdout)
+    assert again["stage"] == "held" and again["requirements"]["override"] is False
