@@ -4,6 +4,7 @@ Nodes (their token):
   POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."} or a cloud-init phone_home form
   POST /status/nodes/<id>/inventory    its hardware (bootfleet/inventory.py, docs/images.md); answers
                                        whether its profile's requirements pass
+  GET  /status/nodes/<id>/image-plan   an image profile's plan for the agent (boot/image_plan.py)
 Operators (admin token):
   GET  /status/deployments/<id or name>   counts per stage, percent done, failed and stuck nodes
   GET  /status/standalone                 the same for the nodes outside every deployment
@@ -38,6 +39,8 @@ class Report:
 
     stage: str
     message: str
+    bytes: int | None = None  # issue 22: an image write's progress (with `total`), stored on the node
+    total: int | None = None
 
 
 def _report_body(request) -> Report:
@@ -58,7 +61,18 @@ def _report_body(request) -> Report:
         raise BadRequestError("stage: a stage name of at most 32 characters, such as installing or ready")
     if not isinstance(message, str) or len(message) > 2000:
         raise BadRequestError("message: text of at most 2000 characters")
-    return Report(stage, message)
+    return Report(stage, message, *_write_progress(data))
+
+
+def _write_progress(data: dict) -> tuple[int | None, int | None]:
+    """Issue 22: optional `bytes` and `total` of an image write (whole numbers, bytes <= total)."""
+    done, total = data.get("bytes"), data.get("total")
+    for name, value in (("bytes", done), ("total", total)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_BIGINT):
+            raise BadRequestError(f"{name}: a whole number of bytes from 0")
+    if total is not None and (done is None or done > total):
+        raise BadRequestError("bytes: required with total, and at most total")
+    return done, total
 
 
 @api.route("/nodes/<node_id>/progress", methods=("POST",))
@@ -67,6 +81,9 @@ def node_progress(request, node_id):
         node = authenticate_node(tx, request, node_id)  # first: nothing of the body is read before
         body = _report_body(request)
         moved = progress.report(tx, get_settings(), node, body.stage, body.message)
+        if body.bytes is not None:  # issue 22: the image write's progress, even on a repeated stage
+            from bootfleet.db.inventory import set_progress
+            set_progress(tx, node_id, body.bytes, body.total)
         node = nodes.get(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
     return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
@@ -83,6 +100,19 @@ def node_inventory(request, node_id):
         checked = requirements.report(tx, node, inventory.check(json_body(request)))
     log.info("inventory", extra={"node_id": node_id, "passed": checked["passed"]})
     return json_response({"node": node_id, **checked})
+
+
+@api.route("/nodes/<node_id>/image-plan")
+def node_image_plan(request, node_id):
+    """Issue 22: what the bootfleet agent writes to which disk (boot/image_plan.py), as key=value lines."""
+    from bootfleet.boot import image_plan
+    from bootfleet.web.api import base_url, text_response
+    from bootfleet.web.nodeauth import presented_token
+
+    with get_database().transaction() as tx:
+        node = authenticate_node(tx, request, node_id)
+        text = image_plan.plan(tx, get_settings(), node, base_url(request), presented_token(request))
+    return text_response(text)
 
 
 @api.route("/deployments/<key>", admin=True)

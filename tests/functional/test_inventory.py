@@ -44,7 +44,7 @@ def test_inventory_stored_labelled_and_shown(config, status, admin, boot):
 
 def test_hw_labels_select_a_profile(config, status, admin, boot):
     make_profile(config, admin, name="uefi-nodes", selectors={"hw.firmware": "uefi"})
-    node = make_node(config, admin, labels={"hw.firmware": "uefi"})
+    make_node(config, admin, labels={"hw.firmware": "uefi"})
     script = boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True)
     assert "token=" in script  # the profile its hw.* label selects boots it
 

@@ -24,3 +24,12 @@ def set_override(tx: Transaction, node_id: str, override: bool) -> None:
 def held(tx: Transaction) -> list[str]:
     """The ids of the held nodes."""
     return [r["id"] for r in tx.all("SELECT id FROM node WHERE stage = 'held' ORDER BY stage_changed_at LIMIT 10000")]
+
+
+def set_progress(tx: Transaction, node_id: str, done: int, total: int | None) -> dict:
+    """How far the node's image write is (the agent's reports): bytes, total, percent, when."""
+    percent = round(100.0 * done / total, 1) if total else None
+    progress = {"bytes": done, "total": total, "percent": percent}
+    tx.run("UPDATE node SET install_progress = CAST(:p AS jsonb) || jsonb_build_object('at', now())"
+           " WHERE id = :id", p=json.dumps(progress), id=node_id)
+    return progress

@@ -13,7 +13,7 @@ from bootfleet.errors import ConflictError, NotFoundError
 from bootfleet.validation import is_uuid
 
 JSON_FIELDS = {"selectors", "metadata", "labels", "placement", "spec", "stage_times",
-               "requirements", "inventory", "requirement_failures"}
+               "requirements", "inventory", "requirement_failures", "image", "install_progress"}
 
 
 def assignments(fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -89,7 +89,8 @@ WHOAMI_TOKEN = {"type": "object", "required": ["name", "role", "bootstrap"],
 # A node's progress report, as functions/status checks it (no pydantic on status's cold start).
 PROGRESS = {"type": "object", "required": ["stage"],
             "properties": {"stage": {"type": "string", "minLength": 1, "maxLength": 32},
-                           "message": {"type": "string", "maxLength": 2000}}}
+                           "message": {"type": "string", "maxLength": 2000},
+                           "bytes": {"type": "integer", "minimum": 0}, "total": {"type": "integer", "minimum": 0}}}
 
 
 def listing(item: dict) -> dict:
@@ -245,6 +246,9 @@ DOCS.update({
         "body": {"type": "object", "additionalProperties": False,
                  "properties": {"reason": {"type": "string", "maxLength": 500}}},
         "optional_body": True, "ok": {200: NODE}},
+    ("GET", "/status/nodes/{node_id}/image-plan"): {
+        "summary": "An image profile's plan for the bootfleet agent: key=value lines (docs/images.md)",
+        "query": TOKEN, "ok": {200: TEXT}},
     ("DELETE", "/config/api/v1/nodes/{node_id}/requirements/override"): {
         "summary": "Take one node's requirements override back (checked again)", "ok": {200: NODE}},
 })

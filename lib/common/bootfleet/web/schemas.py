@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from bootfleet import validation
 from bootfleet.boot.render import check_template
@@ -51,6 +51,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+DiskPath = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9:._+-]+$")]
+
+
+class DiskRule(_Strict):
+    """Issue 22: which disk the agent writes the image to: the largest, the smallest that holds
+    the image, the one with this serial, or this /dev/disk/by-path name."""
+    rule: Literal["largest", "smallest", "serial", "path"] = "largest"
+    serial: Serial | None = None
+    path: DiskPath | None = None
+
+    @model_validator(mode="after")
+    def _named(self):
+        if self.rule in ("serial", "path") and not getattr(self, self.rule):
+            raise ValueError(f"rule {self.rule} needs the disk's {self.rule}")
+        return self
+
+
+class ImageSpec(_Strict):
+    """Issue 22: the OS image the bootfleet agent streams to disk (docs/images.md)."""
+    key: ImageRef  # a key in the image storage, or an http(s) URL
+    sha256: Sha256  # of the file as stored (compressed, if it is)
+    size_bytes: int = Field(ge=512, le=2**50)  # the raw image, once decompressed: what the disk must hold
+    compression: Literal["none", "gz", "xz", "zstd"] | None = None  # none given: from the key's suffix
+    disk: DiskRule = Field(default_factory=DiskRule)
+
+
 class ProfileIn(_Strict):
     name: Name
     kernel: ImageRef
@@ -62,6 +89,7 @@ class ProfileIn(_Strict):
     metadata: dict = Field(default_factory=dict)
     require_secret: StrictBool = False
     requirements: Requirements = Field(default_factory=dict)  # issue 22
+    image: ImageSpec | None = None  # issue 22: an image profile (the agent boots, writes it)
 
 
 class ProfileUpdate(_Strict):
@@ -75,6 +103,7 @@ class ProfileUpdate(_Strict):
     metadata: dict | None = None
     require_secret: StrictBool | None = None
     requirements: Requirements | None = None  # issue 22
+    image: ImageSpec | None = None  # issue 22
 
 
 class DeploymentIn(_Strict):

@@ -23,6 +23,7 @@ def node_view(row: dict, timeouts: dict[str, int] | None = None) -> dict:
     view["inventory"], view["inventory_at"] = row.get("inventory"), row.get("inventory_at")
     view["requirements"] = {"failures": list(row.get("requirement_failures") or []),
                             "override": bool(row.get("requirements_override"))}
+    view["install_progress"] = row.get("install_progress")  # an image write: bytes, total, percent, at
     if timeouts is not None:
         limit, since = timeouts.get(row.get("stage")), row.get("stage_changed_at")
         view["stuck"] = bool(limit is not None and since is not None
