@@ -7,7 +7,7 @@ image. Plain `key=value` lines, so the agent's busybox shell reads it with `read
     compression=none|gz|xz|zstd
     disk_rule=largest|smallest|serial|path
     disk_serial=   disk_path=
-    user_data_url=...   meta_data_url=...   status_url=...   inventory_url=...
+    seed_url=... (NoCloud seedfrom)   user_data_url=...   meta_data_url=...   status_url=...   inventory_url=...
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def plan(tx: Transaction, settings: Settings, node: dict, base: str, token: str)
         "disk_rule": disk.get("rule") or "largest",
         "disk_serial": disk.get("serial") or "",
         "disk_path": disk.get("path") or "",
+        "seed_url": urls["cloud_init_url"],
         "user_data_url": urls["user_data_url"],
         "meta_data_url": urls["meta_data_url"],
         "status_url": urls["status_url"],

@@ -1,5 +1,6 @@
 """`bootfleet images upload | list | rm`: put kernels and initrds where boot points iPXE;
-`bootfleet images build-ipxe-disk`: the iPXE disk image a VPC virtual server boots.
+`bootfleet images build-ipxe-disk`: the iPXE disk image a VPC virtual server boots;
+`bootfleet images build-agent`: the in-memory agent that installs OS images (issue 22).
 
 Images go straight to the storage the settings name (BOOTFLEET_STORAGE: the local
 folder, or an S3 bucket); no bootfleet function ever carries their bytes.
@@ -109,6 +110,38 @@ def cmd_build_ipxe_disk(args, settings: Settings) -> None:
     print(f"wrote {out} ({_size(out.stat().st_size)}); upload it to COS and import it as a VPC image (docs/vpc.md)")
 
 
+def cmd_build_agent(args, settings: Settings) -> None:
+    """Issue 22: build the bootfleet agent (bootfleet.agent.build), copy it to --out, and upload it
+    to the image storage under --prefix (like any boot image) unless --no-upload."""
+    import shutil
+
+    from bootfleet.agent import build as agent_build  # only this command needs it
+
+    def progress(line: str) -> None:
+        print(f"build-agent: {line}", flush=True)
+
+    try:
+        agent = agent_build.build(args.kernel_package, Path(args.cache) if args.cache else None, progress=progress)
+    except agent_build.AgentBuildError as e:
+        raise CliError(str(e)) from None
+    progress(f"{agent.version}: {agent.kernel} ({_size(agent.kernel.stat().st_size)}),"
+             f" {agent.initrd} ({_size(agent.initrd.stat().st_size)})")
+    files = [agent.kernel, agent.initrd]
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copyfile(path, out / path.name)
+        progress(f"copied to {out}")
+    if not args.no_upload:
+        try:
+            images = upload(open_storage(settings), [str(f) for f in files], prefix=args.prefix)
+        except (StorageError, SettingsError) as e:
+            raise CliError(str(e)) from None
+        progress(f"uploaded {', '.join(i.key for i in images)}")
+        print(f"an image profile boots it with kernel {images[0].key}, initrds [{images[1].key}] (docs/images.md)")
+
+
 def add_images_parser(sub) -> None:
     p = sub.add("images", "upload, list and remove boot images (kernels, initrds)")
     actions = Sub(p, "action", "ACTION")
@@ -136,4 +169,14 @@ def add_images_parser(sub) -> None:
     a.add_argument("--crosscert", metavar="URL",
                    help="where the disk's iPXE fetches cross-signed root certificates instead of http://ca.ipxe.org/auto")
     a.set_defaults(func=cmd_build_ipxe_disk)
+    a = actions.add("build-agent", "build the bootfleet agent (kernel + initramfs from Debian packages) that"
+                    " reports inventory and writes OS images, and upload it (docs/images.md)")
+    a.add_argument("--kernel-package", default="linux-image-amd64",
+                   help="the Debian kernel: linux-image-amd64 (every driver, default) or linux-image-cloud-amd64"
+                   " (smaller: virtio and cloud NICs)")
+    a.add_argument("--prefix", default="bootfleet-agent", help="the storage folder (default %(default)s)")
+    a.add_argument("--out", help="also copy vmlinuz and initrd.img into this folder")
+    a.add_argument("--cache", help="where packages and builds are kept (default ~/.cache/bootfleet/agent)")
+    a.add_argument("--no-upload", action="store_true", help="build only")
+    a.set_defaults(func=cmd_build_agent)
 

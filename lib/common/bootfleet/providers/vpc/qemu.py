@@ -191,7 +191,8 @@ class VM:
 
 
 def _machine(name: str, mac: str, base_url: str, tools: Tools, log_dir: Path, firmware: str, boot: str,
-             disks: list[Path], forwards: dict[str, int], script: str | None = None) -> list[str]:
+             disks: list[Path], forwards: dict[str, int], script: str | None = None,
+             snapshot: bool = True) -> list[str]:
     """Firmware, boot device, disks and NIC options for one VM. `script`: what a BIOS VM's
     iPXE runs first (a server's user data); else it chains the chainloader."""
     if firmware not in ("bios", "uefi") or boot not in ("network", "disk"):
@@ -220,7 +221,8 @@ def _machine(name: str, mac: str, base_url: str, tools: Tools, log_dir: Path, fi
         nic += ",romfile="
     for i, disk in enumerate(disks):
         fmt = "qcow2" if Path(disk).suffix == ".qcow2" else "raw"
-        args += ["-drive", f"file={_escape(Path(disk).resolve())},format={fmt},if=none,id=d{i},snapshot=on",
+        args += ["-drive", f"file={_escape(Path(disk).resolve())},format={fmt},if=none,id=d{i},"
+                 f"snapshot={'on' if snapshot else 'off'}",
                  "-device", f"ide-hd,drive=d{i},bootindex={i + 2}"]
     return [*args, "-netdev", netdev(tools, forwards, bootfile), "-device", nic]
 
@@ -232,14 +234,15 @@ def _escape(path: Path) -> str:
 def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[str, int] | None = None, *,
           log_dir: Path, uuid: str | None = None, memory_mb: int = 384, timeout: float = 600,
           accel: str = "tcg", tools: Tools | None = None, firmware: str = "bios", boot: str = "network",
-          disks: list[Path] = (), script: str | None = None) -> VM:
+          disks: list[Path] = (), script: str | None = None, snapshot: bool = True) -> VM:
     """Boot a VM with this MAC that chains `<base_url>/boot/boot.ipxe` (or boots its first disk,
     or runs `script`, a server's user data, first).
 
     `forwards` maps guest addresses (`"10.0.2.100"` or `"10.0.2.101:80"`) to ports on
     127.0.0.1; the guest reaches nothing else. KVM is not assumed: `accel="tcg"`.
     `firmware` is "bios" (SeaBIOS, iPXE's .lkrn) or "uefi" (OVMF, iPXE's EFI NIC ROM);
-    `boot` is "network" or "disk" (the first of `disks`).
+    `boot` is "network" or "disk" (the first of `disks`). `snapshot=False`: writes to the
+    disks stay (an image install writes the disk the next boot starts from).
     """
     tools = tools or find_tools()
     if not forwards:
@@ -253,7 +256,8 @@ def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[st
         tools.qemu, "-name", name, "-machine", "pc", "-accel", accel, "-m", str(memory_mb), "-smp", "1",
         "-uuid", vm_uuid, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults", "-vga", "std",
         "-chardev", f"file,id=serial0,path={_escape(serial)}", "-serial", "chardev:serial0",
-        *_machine(name, mac, base_url.rstrip("/"), tools, log_dir, firmware, boot, list(disks), forwards, script),
+        *_machine(name, mac, base_url.rstrip("/"), tools, log_dir, firmware, boot, list(disks), forwards, script,
+                 snapshot),
     ]
     qemu_log = open(serial.with_suffix(".qemu.log"), "w")
     try:
