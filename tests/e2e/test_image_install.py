@@ -203,8 +203,17 @@ def test_checksum_mismatch_fails_and_wipes(server, os_image, clean_db, tmp_path)
     disk = empty_disk(tmp_path / "disk.raw", 96)
     _, message = _fail_case(server, tmp_path, "badsum", "52:54:00:e3:00:04", "os/test.img.gz", "0" * 64,
                             raw.stat().st_size, [disk])
-    assert message.startswith("checksum mismatch: the image's sha256 is "), message
+    assert message.startswith("checksum mismatch: the image has sha256 ") and message.endswith("its profile says " + "0" * 64), message
     _not_bootable(disk)
+    # The operator fixes the profile and reinstalls: the install starts clean and succeeds.
+    api(server, "PATCH", "/config/api/v1/profiles/badsum", json={"image": {
+        "key": "os/test.img.gz", "sha256": installable_image.sha256(packed), "size_bytes": raw.stat().st_size}})
+    n = api(server, "GET", "/config/api/v1/nodes/badsum")
+    api(server, "POST", f"/config/api/v1/nodes/{n['id']}/reinstall")
+    vm = run_vm(server, n, tmp_path / "vms", [disk])
+    assert api(server, "GET", f"/config/api/v1/nodes/{n['id']}")["stage"] == "rebooting", details(server, vm)
+    with open(disk, "rb") as f:
+        assert f.read(2**20) == raw.read_bytes()[:2**20]
 
 
 def test_a_cut_download_fails_and_wipes(server, os_image, clean_db, tmp_path):

@@ -221,7 +221,7 @@ got=$(cut -d' ' -f1 /tmp/sum)
 # The checksum is of the file as stored: when it matches, every byte came, so what was written is
 # the image whole. A stream that ends early fails wget or the decompressor (the exit status), or the checksum.
 [ "$(cat /tmp/write.rc)" = 0 ] || fail "download failed or was cut after about $written of $SIZE bytes ($(tail -n 1 /tmp/dd.log | clean))"
-[ "$got" = "$SHA" ] || fail "checksum mismatch: the image's sha256 is $got, its profile says $SHA"
+[ "$got" = "$SHA" ] || fail "checksum mismatch: the image has sha256 $got, its profile says $SHA"
 report installing "image written and verified: $SIZE bytes, sha256 ok" "$SIZE" "$SIZE"
 
 # --- the config for first boot: a NoCloud seedfrom drop-in in the installed root ---------------
