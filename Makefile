@@ -24,10 +24,14 @@ PORT ?= 8080
 BOOTFLEET_DATA_DIR ?= .data
 
 ## run: set up and start the whole system on http://127.0.0.1:$(PORT) (embedded PostgreSQL), with the demo
-## profile's kernel and initramfs (the e2e node image, built once into ~/.cache/bootfleet/e2e)
+## profile's kernel and initramfs (the e2e node image, built once into ~/.cache/bootfleet/e2e), and the
+## bootfleet agent for image profiles (images/bootfleet-agent/: the cloud kernel, for local VMs; docs/images.md)
 run: $(STAMP)
 	@$(BIN)/python tests/e2e/node_image.py --out $(BOOTFLEET_DATA_DIR)/images \
 	  || echo "make run: no demo images (see above); the demo profile will not boot until you upload some"
+	@$(BIN)/bootfleet images build-agent --no-upload --kernel-package linux-image-cloud-amd64 \
+	  --out $(BOOTFLEET_DATA_DIR)/images/bootfleet-agent \
+	  || echo "make run: no bootfleet agent (see above); image profiles will not boot until you build it"
 	BOOTFLEET_DATA_DIR=$(BOOTFLEET_DATA_DIR) $(BIN)/bootfleet serve --port $(PORT)
 
 ## test: the whole test suite (starts its own PostgreSQL)

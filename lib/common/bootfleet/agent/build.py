@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import io
 import lzma
-import os
 import re
 import shutil
 import subprocess
@@ -56,7 +55,8 @@ class Agent:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("BOOTFLEET_AGENT_CACHE") or Path.home() / ".cache" / "bootfleet" / "agent")
+    """Where packages and builds are kept unless --cache names another folder."""
+    return Path.home() / ".cache" / "bootfleet" / "agent"
 
 
 def _run(command: list[str], cwd: Path | None = None) -> str:
