@@ -447,6 +447,13 @@
     reinstall.hidden = !may("operator") || n.stage === "deleted" || n.stage === "deprovisioning";
     reinstall.dataset.node = n.id;
     $("node-details").replaceChildren(...details.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v === null || v === undefined || v === "" ? "—" : String(v) })]));
+    // Issue 22: an image write's progress, as the agent reports it (bytes of total).
+    const w = n.install_progress;
+    if (w && w.total) {
+      const mib = (b) => (b / 2 ** 20).toFixed(1);
+      $("node-details").append(el("dt", { text: "Image write" }), el("dd", { id: "node-write" },
+        el("progress", { max: 100, value: w.percent || 0 }), ` ${w.percent}% (${mib(w.bytes)} of ${mib(w.total)} MiB)`));
+    }
 
     $("timeline").replaceChildren(...events.map((e) => {
       const li = el("li", { class: "entry" + (e.stage === "failed" ? " failed" : ""), "data-event-id": e.id });

@@ -524,5 +524,10 @@ def test_node_page_shows_the_inventory_and_why_a_node_is_held(browser, server, f
     fleet.api("POST", f"/config/api/v1/nodes/{node['id']}/requirements/override")
     expect(page.locator("#node-details")).to_contain_text("(overridden by an operator)")
     expect(page.locator("#node-alert")).to_be_hidden()
+    # The image write's progress, as the agent reports it: a bar.
+    requests.post(f"{server.url}/status/nodes/{node['id']}/progress", params={"token": node["token"]},
+                  json={"stage": "installing", "bytes": 3 * 2**20, "total": 12 * 2**20}, timeout=10).raise_for_status()
+    expect(page.locator("#node-write")).to_contain_text("25% (3.0 of 12.0 MiB)")
+    expect(page.locator("#node-write progress")).to_have_attribute("value", "25")
     screenshot(page, "dashboard-node-held.png")
     assert page.errors == []
