@@ -154,3 +154,23 @@ def test_override_bad_input(config, admin, booted, clean_db):
     assert resp.status_code == 400 and "reason" in resp.json["error"]
     assert config.post("/api/v1/nodes/nope/requirements/override", headers=admin).status_code == 404
     assert snapshot(clean_db) == before
+
+
+def test_a_deployments_requirements_go_over_its_profiles(status, config, admin, boot, clean_db):
+    make_profile(config, admin, requirements={"min_cpus": 1, "min_memory_mib": 512})
+    resp = config.post("/api/v1/deployments", json={"name": "db", "profile": "worker", "count": 1,
+                                                    "requirements": {"min_memory_mib": 4096}}, headers=admin)
+    assert resp.status_code == 201 and resp.json["requirements"] == {"min_memory_mib": 4096}
+    node = make_node(config, admin, deployment="db", hostname="db-0")
+    token = token_from_script(boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True))
+    held = status.post(f"/nodes/{node['id']}/inventory?token={token}", json=INVENTORY).json
+    assert held["stage"] == "held" and held["reasons"] == ["memory: 1.0 GiB, the profile needs at least 4.0 GiB"]
+    # the deployment's requirement eased: held nodes are checked again, released
+    assert config.patch("/api/v1/deployments/db", json={"requirements": {}}, headers=admin).status_code == 200
+    assert config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json["stage"] == "booting"
+    before = snapshot(clean_db)
+    bad = config.patch("/api/v1/deployments/db", json={"requirements": None}, headers=admin)
+    assert bad.status_code == 400 and "requirements" in bad.json["error"]
+    bad = config.patch("/api/v1/deployments/db", json={"requirements": {"min_gpus": 1}}, headers=admin)
+    assert bad.status_code == 400 and "unknown requirement" in bad.json["error"]
+    assert snapshot(clean_db) == before

@@ -143,6 +143,11 @@ def check_requirements(value) -> dict:
     return value
 
 
+def combined(profile: dict | None, deployment: dict | None) -> dict:
+    """A node's requirements: its profile's, with its deployment's keys over them."""
+    return {**((profile or {}).get("requirements") or {}), **((deployment or {}).get("requirements") or {})}
+
+
 def _mib(n: int) -> str:
     return f"{n / 1024:.1f} GiB" if n >= 1024 else f"{n} MiB"
 

@@ -32,12 +32,12 @@ def compression(image: dict) -> str:
 
 def plan(tx: Transaction, settings: Settings, node: dict, base: str, token: str) -> str:
     """The node's plan; 404 when its profile names no image, 409 while it is held."""
-    profile, _ = nodes.boot_plan(tx, node)
+    profile, deployment = nodes.boot_plan(tx, node)
     image = (profile or {}).get("image")
     if not image:
         raise NotFoundError(f"profile {(profile or {}).get('name')!r} names no image to install"
                             " (an image profile has an `image`: docs/images.md)")
-    reasons = inventory.failures(profile.get("requirements"), node["inventory"])
+    reasons = inventory.failures(inventory.combined(profile, deployment), node["inventory"])
     if node["stage"] == stages.HELD or (reasons and not node["requirements_override"]):
         raise ConflictError("node is held: its inventory fails its profile's requirements: " + "; ".join(reasons))
     urls = node_urls(base, node["id"], token)

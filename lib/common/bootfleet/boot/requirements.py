@@ -24,8 +24,8 @@ def report(tx: Transaction, node: dict, body: dict) -> dict:
 def check(tx: Transaction, node: dict, source: str) -> dict:
     """Check the node's inventory against its profile's requirements now: hold it, or release it.
     Returns {"passed", "reasons", "override", "stage"}."""
-    profile, _ = nodes.boot_plan(tx, node)
-    reasons = inventory.failures((profile or {}).get("requirements"), node["inventory"])
+    profile, deployment = nodes.boot_plan(tx, node)
+    reasons = inventory.failures(inventory.combined(profile, deployment), node["inventory"])
     passed = not reasons or node["requirements_override"]
     if reasons != node["requirement_failures"]:
         stored.set_failures(tx, node["id"], reasons)
@@ -42,7 +42,8 @@ def check(tx: Transaction, node: dict, source: str) -> dict:
 
 
 def recheck_held(tx: Transaction, source: str) -> int:
-    """Check every held node again (a profile changed); returns how many were released."""
+    """Check every held node again (a profile's or deployment's requirements changed); returns how many
+    were released."""
     released = 0
     for node_id in stored.held(tx):
         released += check(tx, nodes.get(tx, node_id, lock=True), source)["passed"]

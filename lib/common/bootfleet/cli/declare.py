@@ -37,7 +37,7 @@ DEFAULTS = {
     "profiles": {"initrds": [], "args": "", "config_format": "none", "config_template": "", "selectors": {},
                  "metadata": {}, "require_secret": False, "requirements": {}, "image": None},  # the last two: issue 22
     "deployments": {"provider": "none", "dns_zone": None, "placement": {}, "spec": {}, "count": 0,
-                    "require_secret": False},
+                    "require_secret": False, "requirements": {}},
     "nodes": {"macs": [], "uuid": None, "serial": None, "hostname": None, "ip": None, "labels": {},
               "profile": None, "deployment": None},
     "webhooks": {"active": True},

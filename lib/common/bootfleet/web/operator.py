@@ -167,7 +167,7 @@ def deployment_get(request, key):
 def deployment_update(request, key):
     from bootfleet.web import schemas
     body = parse(schemas.DeploymentUpdate, json_body(request))
-    changes = _changes(body, not_null=("profile", "count", "placement", "spec"))
+    changes = _changes(body, not_null=("profile", "count", "placement", "spec", "requirements"))
     with get_database().transaction() as tx:
         current = deployments.get(tx, key)
         note(request, f"deployment/{current['name']}", action="deployment.scale" if set(changes) == {"count"} else None)
@@ -181,6 +181,9 @@ def deployment_update(request, key):
             tx, "deployment", f"deployment {deployment['name']} updated: {', '.join(changes)}", "operator",
             deployment_id=deployment["id"],
         )
+        if {"requirements", "profile"} & set(changes):  # issue 22: held nodes checked again
+            from bootfleet.boot.requirements import recheck_held
+            recheck_held(tx, "operator")
     return _provisioned(request, deployment, 200)
 
 

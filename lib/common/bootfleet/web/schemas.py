@@ -115,6 +115,7 @@ class DeploymentIn(_Strict):
     spec: dict = Field(default_factory=dict)
     count: int = Field(default=0, ge=0, le=10000)
     require_secret: StrictBool = False
+    requirements: Requirements = Field(default_factory=dict)  # issue 22: over its profile's, key by key
 
 
 class DeploymentUpdate(_Strict):
@@ -124,6 +125,7 @@ class DeploymentUpdate(_Strict):
     spec: dict | None = None
     count: int | None = Field(default=None, ge=0, le=10000)
     require_secret: StrictBool | None = None
+    requirements: Requirements | None = None  # issue 22
 
 
 class NodeIn(_Strict):
