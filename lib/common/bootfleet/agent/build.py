@@ -71,7 +71,7 @@ def _run(command: list[str], cwd: Path | None = None) -> str:
 
 def kernel_package(meta: str) -> str:
     """The versioned package a meta package (linux-image-amd64) depends on now; a versioned name as it is."""
-    if re.search(r"-\d+\.\d+", meta):
+    if re.fullmatch(r"linux-image-\d+\.\d+\S*", meta):
         return meta
     for line in _run(["apt-cache", "depends", meta]).splitlines():
         name = line.strip().removeprefix("Depends:").strip()
@@ -108,8 +108,11 @@ def _name(module: str) -> str:
 
 def _depends(data: bytes) -> list[str]:
     """The modules a .ko needs, from its .modinfo `depends=` entry."""
-    match = re.search(rb"(?:^|\0)depends=([^\0]*)\0", data)
-    return [_name(d) for d in match.group(1).decode().split(",") if d] if match and match.group(1) else []
+    start = data.find(b"\0depends=")
+    if start < 0:
+        return []
+    start += len(b"\0depends=")
+    return [_name(d) for d in data[start:data.index(b"\0", start)].decode().split(",") if d]
 
 
 def load_order(found: dict[str, Path], wanted: tuple[str, ...]) -> list[tuple[str, bytes]]:
