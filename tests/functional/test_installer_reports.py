@@ -12,6 +12,11 @@ origin "curtin", as curtin's own events say.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import requests
 from support import ADMIN, cloudinit
@@ -146,4 +151,67 @@ def test_an_event_without_the_nodes_token_is_refused(srv, node, clean_db):
     resp = requests.post(endpoint.partition("?")[0], json={"event_type": "finish", "name": "x", "result": "FAIL"},
                          timeout=30)
     assert resp.status_code == 401
+    assert snapshot(clean_db) == before
+
+
+# --- installed_after: installers that reboot without a word (docs/installers.md) ---------------
+
+
+def cli(srv, *args, cwd):
+    """`bootfleet ARGS` as a user's shell runs it, finding the server through serve's config directory."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
+    environ["XDG_CONFIG_HOME"] = str(srv.data / "config")
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def boot(srv, mac):
+    return requests.get(f"{srv.url}/boot/ipxe?mac={mac}", timeout=30).text
+
+
+def test_a_repeated_boot_after_installed_after_boots_the_disk_instead_of_a_new_install(srv, clean_db, tmp_path):
+    cli(srv, "profile", "create", "--name", "fcos", "--kernel", "vmlinuz", "--args", "st={{ status_url }}",
+        "--installed-after", "installing", cwd=tmp_path)
+    node = json.loads(cli(srv, "node", "create", "--mac", "52:54:00:00:25:02", "--profile", "fcos", "--hostname",
+                          "core1", "--json", cwd=tmp_path))
+    token = token_from_script(boot(srv, "52:54:00:00:25:02"))
+    # The Ignition progress unit says installing; coreos-installer then writes the disk and reboots.
+    url = f"{srv.url}/status/nodes/{node['id']}/progress?token={token}"
+    assert requests.post(url, json={"stage": "installing"}, timeout=30).json()["stage"] == "installing"
+    again = boot(srv, "52:54:00:00:25:02")
+    assert "booting from the local disk" in again and "kernel" not in again
+    assert stage(srv, node) == "rebooting"
+    assert messages(srv, node, "stage")[-1] == ("booted again after installing (profile fcos: installed_after"
+                                                " installing): installed; boots its local disk")
+    # The installed system's report still counts (the install stays open until ready).
+    assert requests.post(url, json={"stage": "ready"}, timeout=30).json()["stage"] == "ready"
+
+
+def test_without_installed_after_or_before_its_stage_a_repeated_boot_restarts_the_install(srv, clean_db, tmp_path):
+    cli(srv, "profile", "create", "--name", "fcos", "--kernel", "vmlinuz", "--args", "st={{ status_url }}",
+        "--installed-after", "installing", cwd=tmp_path)
+    node = json.loads(cli(srv, "node", "create", "--mac", "52:54:00:00:25:03", "--profile", "fcos", "--json",
+                          cwd=tmp_path))
+    token = token_from_script(boot(srv, "52:54:00:00:25:03"))
+    url = f"{srv.url}/status/nodes/{node['id']}/progress?token={token}"
+    requests.post(url, json={"stage": "configuring"}, timeout=30)
+    assert "kernel" in boot(srv, "52:54:00:00:25:03")  # configuring is before installing: a new install
+    assert stage(srv, node) == "booting"
+    # Cleared from the CLI: back to restarting the install on every boot before rebooting.
+    shown = json.loads(cli(srv, "profile", "update", "fcos", "--installed-after", "none", "--json", cwd=tmp_path))
+    assert shown["installed_after"] is None
+    token = token_from_script(boot(srv, "52:54:00:00:25:03"))
+    requests.post(f"{srv.url}/status/nodes/{node['id']}/progress?token={token}", json={"stage": "installing"},
+                  timeout=30)
+    assert "kernel" in boot(srv, "52:54:00:00:25:03") and stage(srv, node) == "booting"
+
+
+@pytest.mark.parametrize("value", ["booting", "ready", 3, ""])
+def test_installed_after_takes_configuring_or_installing_only(srv, clean_db, value):
+    before = snapshot(clean_db)
+    resp = requests.post(srv.url + "/config/api/v1/profiles", headers=ADMIN, timeout=30,
+                         json={**PROFILE, "installed_after": value})
+    assert resp.status_code == 400 and "installed_after" in resp.json()["error"], resp.text
     assert snapshot(clean_db) == before

@@ -99,6 +99,9 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     node = done["node"]
     if done["opens"]:  # the stage change db/boot.py made, counted as db.nodes counts its own
         metrics.stages_moved("booting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
+    if done["installed"]:  # its profile's installed_after: booted again, so installed (docs/installers.md)
+        metrics.stages_moved("rebooting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
+        node = {**node, "stage": "rebooting"}
     result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
     if result.missing_images:
         _report_missing(database, settings, node, result)

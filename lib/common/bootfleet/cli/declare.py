@@ -35,7 +35,7 @@ API = "/config/api/v1"
 KINDS = ("profiles", "deployments", "nodes", "webhooks")
 DEFAULTS = {
     "profiles": {"initrds": [], "args": "", "config_format": "none", "config_template": "", "selectors": {},
-                 "metadata": {}, "require_secret": False},
+                 "metadata": {}, "require_secret": False, "installed_after": None},
     "deployments": {"provider": "none", "dns_zone": None, "placement": {}, "spec": {}, "count": 0,
                     "require_secret": False},
     "nodes": {"macs": [], "uuid": None, "serial": None, "hostname": None, "ip": None, "labels": {},

@@ -149,6 +149,9 @@ def _resource_options(a: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--config-format", choices=["none", "ignition", "cloud-init"])
         a.add_argument("--template", help="file holding the Ignition / cloud-init template")
         a.add_argument("--selector", action="append", help="key=value label this profile selects")
+        a.add_argument("--installed-after", choices=["configuring", "installing", "none"],
+                       help="a repeated boot from this stage on means installed: boot the disk (docs/installers.md);"
+                            " none: restart the install")
     elif kind == "deployment":
         a.add_argument("--name")
         a.add_argument("--profile")

@@ -111,6 +111,8 @@ def _resource_body(args, kind: str) -> dict:
             body["config_template"] = read_file(args.template, "--template")
         if args.selector is not None:
             body["selectors"] = labels(args.selector, "--selector")
+        if args.installed_after is not None:
+            body["installed_after"] = None if args.installed_after == "none" else args.installed_after
         return body
     if kind == "deployment":
         body = _body(args, ["name", "profile", "count", "provider", "dns_zone"])

@@ -33,6 +33,7 @@ PROFILE = {"type": "object", "required": ["id", "name", "kernel", "initrds", "ar
                           "config_format": {"enum": ["none", "ignition", "cloud-init"]},
                           "config_template": {"type": "string"}, "selectors": OBJ, "metadata": OBJ,
                           "require_secret": {"type": "boolean"},
+                          "installed_after": {"enum": ["configuring", "installing", None]},
                           "created_at": TIME, "updated_at": TIME}}
 DEPLOYMENT = {"type": "object", "required": ["id", "name", "profile_id", "provider", "count", "state"],
               "properties": {"id": UUID, "name": {"type": "string"}, "profile_id": UUID,

@@ -74,7 +74,7 @@ def profile_get(request, key):
 def profile_update(request, key):
     from bootfleet.web import schemas
     body = parse(schemas.ProfileUpdate, json_body(request))
-    changes = _changes(body, not_null=schemas.ProfileUpdate.model_fields)
+    changes = _changes(body, not_null=set(schemas.ProfileUpdate.model_fields) - {"installed_after"})
     with get_database().transaction() as tx:
         before = profiles.get(tx, key)
         note(request, f"profile/{before['name']}")

@@ -48,6 +48,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
 
 
+# The stage from which a node's repeated boot means "installed, boot the disk" (docs/installers.md).
+InstalledAfter = Literal["configuring", "installing"]
+
+
 class ProfileIn(_Strict):
     name: Name
     kernel: ImageRef
@@ -58,6 +62,7 @@ class ProfileIn(_Strict):
     selectors: Labels = Field(default_factory=dict)
     metadata: dict = Field(default_factory=dict)
     require_secret: StrictBool = False
+    installed_after: InstalledAfter | None = None
 
 
 class ProfileUpdate(_Strict):
@@ -70,6 +75,7 @@ class ProfileUpdate(_Strict):
     selectors: Labels | None = None
     metadata: dict | None = None
     require_secret: StrictBool | None = None
+    installed_after: InstalledAfter | None = None  # null: back to restarting the install
 
 
 class DeploymentIn(_Strict):
