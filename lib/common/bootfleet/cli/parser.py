@@ -109,6 +109,9 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("key", help=key_help)
         if action == "events":
             _event_options(a)
+        if action == "script":
+            a.add_argument("--config", action="store_true",
+                           help="print the Ignition / cloud-init it would fetch instead (both are rendered either way)")
     if kind == "deployment":  # provisioning: docs/vpc.md
         a = actions.add("scale", "change how many nodes (and servers) a deployment has")
         a.add_argument("key", help=key_help)

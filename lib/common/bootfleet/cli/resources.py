@@ -59,6 +59,12 @@ def cmd_resource(args, settings: Settings) -> None:
             return
         for image in preview["missing_images"]:
             warn(f"image {image!r} is not in storage; this node cannot boot until it is uploaded")
+        if args.config:
+            if preview.get("config") is None:
+                raise CliError(f"node {args.key} gets no config now ({preview['outcome']}; its profile renders"
+                               " none, or it boots no installer)")
+            print(preview["config"], end="")
+            return
         print(preview["script"], end="")
     elif args.action == "scale":
         current = client.call("GET", f"{base}/{key}")

@@ -342,3 +342,17 @@ def count_deleted_before(tx: Transaction, days: int) -> int:
 def remove_deleted_before(tx: Transaction, days: int) -> None:
     """Remove the rows of nodes deleted more than `days` ago (their events go with them)."""
     tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)", d=days)
+
+
+def one_booting(tx: Transaction, profile: dict) -> dict | None:
+    """One live node that boots `profile` (its own, its deployment's, or by its labels when it has
+    neither), the most recently changed; None when no node does. What doctor renders a profile for."""
+    return tx.one(
+        f"{SELECT} LEFT JOIN deployment d ON d.id = n.deployment_id"
+        " WHERE n.stage <> 'deleted' AND (n.profile_id = :id"
+        "   OR (n.profile_id IS NULL AND d.profile_id = :id)"
+        "   OR (n.profile_id IS NULL AND d.id IS NULL AND CAST(:selectors AS jsonb) <> '{}'::jsonb"
+        "       AND CAST(:selectors AS jsonb) <@ n.labels))"
+        " ORDER BY n.updated_at DESC LIMIT 1",
+        id=profile["id"], selectors=json.dumps(profile.get("selectors") or {}),
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bootfleet import doctor, validation
 from bootfleet.boot import ipxe
-from bootfleet.boot.answer import script_for
+from bootfleet.boot.answer import config_for, script_for
 from bootfleet.db import events, get_database, node_import, nodes, unknown
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
 from bootfleet.settings import get_settings
@@ -104,9 +104,13 @@ def node_script_preview(request, key):
             result = script_for(tx, settings, base, node, ipxe.script_url(base, query))
         except RenderError as e:  # what boot would answer with a 500: the profile needs fixing
             raise ConflictError(f"boot cannot render this node's script: {e.message}") from None
+        try:
+            config = config_for(tx, settings, base, node) if result.outcome == "install" else None
+        except RenderError as e:  # what config would answer (and the node would fail with)
+            raise ConflictError(f"config cannot render this node's config: {e.message}") from None
     return json_response({"node_id": node["id"], "stage": node["stage"], "outcome": result.outcome,
                           "profile": result.profile, "missing_images": result.missing_images,
-                          "script": result.script})
+                          "script": result.script, "config": config})
 
 
 @routes.route("/unknown", admin=True)
@@ -147,4 +151,7 @@ def unknown_forget(request, mac):
 
 @routes.route("/doctor", admin=True)
 def doctor_checks(request):
-    return json_response({"checks": doctor.server_checks(get_database(), get_settings())})
+    checks = doctor.server_checks(get_database(), get_settings())
+    if all(c["ok"] for c in checks if c["name"] in ("database", "migrations")):
+        checks += doctor.profile_render_checks(get_database(), get_settings(), base_url(request))
+    return json_response({"checks": checks})

@@ -57,8 +57,11 @@ def profile_list(request):
 def profile_create(request):
     from bootfleet.web import schemas
     body = parse(schemas.ProfileIn, json_body(request))
+    fields = body.model_dump()
+    from bootfleet.boot.render import check_profile
+    check_profile(fields)  # rendered for a sample node: a 400 naming what is missing, before a machine meets it
     with get_database().transaction() as tx:
-        profile = profiles.create(tx, body.model_dump())
+        profile = profiles.create(tx, fields)
         events.add(tx, "profile", f"profile {profile['name']} created", "operator")
         note(request, f"profile/{profile['name']}", None, profile_view(profile), tx=tx)
     return json_response(_warned(profile), 201)
@@ -78,6 +81,8 @@ def profile_update(request, key):
     with get_database().transaction() as tx:
         before = profiles.get(tx, key)
         note(request, f"profile/{before['name']}")
+        from bootfleet.boot.render import check_profile
+        check_profile({**before, **changes})
         profile = profiles.update(tx, key, changes)
         note(request, old=before, new=profile, tx=tx)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
