@@ -11,7 +11,7 @@ from bootfleet import metrics
 from bootfleet.db import events, profiles, rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, ValidationError
-from bootfleet.validation import is_uuid, normalize_mac
+from bootfleet.validation import check_labels, is_uuid, normalize_mac
 
 SELECT = "SELECT n.*, ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = n.id ORDER BY m.mac) AS macs FROM node n"
 
@@ -118,8 +118,16 @@ def create(tx: Transaction, fields: dict, source: str, message: str = "node regi
 
 
 def update(tx: Transaction, node_id: str, fields: dict) -> dict:
+    """Change a node's fields; `add_labels` (adds or changes) and `remove_labels` (keys) merge
+    into its labels under the node's lock, where `labels` replaces them all."""
     node = get(tx, node_id, lock=True)
     fields = dict(fields)
+    add, remove = fields.pop("add_labels", None), fields.pop("remove_labels", None)
+    if add is not None or remove is not None:
+        merged = {**(node["labels"] or {}), **(add or {})}
+        for key in remove or ():
+            merged.pop(key, None)
+        fields["labels"] = check_labels(merged)
     if "macs" in fields:
         _set_macs(tx, node_id, fields.pop("macs"))
     if fields:
@@ -356,3 +364,21 @@ def one_booting(tx: Transaction, profile: dict) -> dict | None:
         " ORDER BY n.updated_at DESC LIMIT 1",
         id=profile["id"], selectors=json.dumps(profile.get("selectors") or {}),
     )
+
+
+def hostname_holder(tx: Transaction, hostname: str, except_id: str | None = None) -> dict | None:
+    """The live node (not deleted) that has `hostname` (case-insensitive), other than `except_id`:
+    hostnames are unique among live nodes, since nodes are looked up by hostname (resolve)."""
+    return tx.one("SELECT id, hostname FROM node WHERE lower(hostname) = lower(:hostname) AND stage <> 'deleted'"
+                  " AND id <> COALESCE(CAST(:except_id AS uuid), '00000000-0000-0000-0000-000000000000') LIMIT 1",
+                  hostname=hostname, except_id=except_id)
+
+
+def check_hostname_free(tx: Transaction, hostname: str | None, except_id: str | None = None) -> None:
+    """ConflictError when another live node has `hostname`."""
+    if not hostname:
+        return
+    holder = hostname_holder(tx, hostname, except_id)
+    if holder:
+        raise ConflictError(f"hostname {hostname!r} belongs to node {holder['id']} already; hostnames are unique"
+                            " among nodes not deleted (nodes are looked up by hostname)")

@@ -125,7 +125,8 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/config/api/v1/profiles/{key}"): {"ok": {200: PROFILE}},
     ("PATCH", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
     ("PUT", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
-    ("DELETE", "/config/api/v1/profiles/{key}"): {"ok": {204: None}},
+    ("DELETE", "/config/api/v1/profiles/{key}"): {"ok": {204: None}, "query": [
+        q("force", {"enum": ["true", "false"]}, "true: even though nodes boot it by their labels")]},
     ("GET", "/config/api/v1/deployments"): {"ok": {200: listing(DEPLOYMENT)}, "query": [
         *PAGE, q("state", {"enum": ["active", "deleting", "deleted"]})]},
     ("POST", "/config/api/v1/deployments"): {"body": schemas.DeploymentIn, "ok": {201: DEPLOYMENT}},
@@ -141,7 +142,8 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
         *PAGE, q("stage", {"enum": list(STAGES)}), q("hostname", {"type": "string"}), q("mac", {"type": "string"}),
         q("deployment", {"type": "string"}, "a deployment, or - for the nodes outside every deployment"),
         q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too")]},
-    ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}},
+    ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}, "query": [
+        q("update", {"enum": ["true", "false"]}, "true: a row whose MAC a node has updates it (upsert by MAC)")]},
     ("GET", "/config/api/v1/nodes/{key}/script"): {"ok": {200: OBJ},
                                                   "summary": "The script boot would answer the node now"},
     ("GET", "/config/api/v1/unknown"): {"query": PAGE, "ok": {200: listing(OBJ)},

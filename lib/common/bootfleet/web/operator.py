@@ -104,8 +104,11 @@ def _warned(profile: dict) -> dict:
 
 @routes.route("/profiles/<key>", methods=("DELETE",), admin=True)
 def profile_delete(request, key):
+    """409 while deployments or nodes use it, and while nodes boot it by their labels unless
+    ?force=true (those nodes then boot another profile their labels select, or none)."""
+    force = request.args.get("force", "").lower() in ("1", "true", "yes")
     with get_database().transaction() as tx:
-        profile = profiles.delete(tx, key)
+        profile = profiles.delete(tx, key, force=force)
         events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
         note(request, f"profile/{profile['name']}", profile_view(profile), {}, tx=tx)
     return json_response(None, 204)
@@ -267,6 +270,7 @@ def node_create(request):
     if not body.macs and not body.uuid:
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
     with get_database().transaction() as tx:
+        nodes.check_hostname_free(tx, body.hostname)
         node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
         note(request, f"node/{node['id']}", None, node_view(node), tx=tx)
     return json_response(node_view(node), 201)
@@ -284,10 +288,13 @@ def node_update(request, node_id):
     from bootfleet.dns.reconcile import node_changed
     from bootfleet.web import schemas
     body = parse(schemas.NodeUpdate, json_body(request))
-    changes = _changes(body, not_null=("macs", "labels"))
+    changes = _changes(body, not_null=("macs", "labels", "add_labels", "remove_labels"))
+    if "labels" in changes and ({"add_labels", "remove_labels"} & set(changes)):
+        raise BadRequestError("labels: replaces them all; give it, or add_labels / remove_labels, not both")
     with get_database().transaction() as tx:
         before = node_view(nodes.get(tx, node_id))
         note(request, f"node/{before['id']}")
+        nodes.check_hostname_free(tx, changes.get("hostname"), before["id"])
         node = nodes.update(tx, node_id, _node_fields(tx, changes))
         note(request, old=before, new=node_view(node), tx=tx)
         events.add(

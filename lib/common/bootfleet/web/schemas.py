@@ -27,6 +27,7 @@ Hostname = Annotated[str, AfterValidator(_wrap(validation.check_hostname))]
 Mac = Annotated[str, AfterValidator(_wrap(validation.normalize_mac))]
 Uuid = Annotated[str, AfterValidator(_wrap(validation.normalize_uuid))]
 Labels = Annotated[dict[str, str], AfterValidator(_wrap(validation.check_labels))]
+LabelKey = Annotated[str, AfterValidator(_wrap(lambda v: validation.check_labels({v: ""}, "label key") and v))]
 Serial = Annotated[str, AfterValidator(_wrap(validation.check_serial))]
 Ip = Annotated[str, AfterValidator(_wrap(validation.check_ip))]
 ImageRef = Annotated[str, Field(min_length=1, max_length=1024),
@@ -116,7 +117,9 @@ class NodeUpdate(_Strict):
     serial: Serial | None = None
     hostname: Hostname | None = None
     ip: Ip | None = None
-    labels: Labels | None = None
+    labels: Labels | None = None  # replaces them all
+    add_labels: Labels | None = None  # adds or changes these, keeps the rest
+    remove_labels: list[LabelKey] | None = Field(default=None, max_length=64)  # removes these keys (absent: fine)
     deployment: Ref | None = None
     profile: Ref | None = None
     instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
