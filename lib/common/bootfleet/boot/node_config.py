@@ -28,8 +28,9 @@ def images_for(settings: Settings | None, base: str):
     if settings is None:
         return None
     from bootfleet.providers.storage.choose import image_url
+    from bootfleet.validation import check_image_ref
 
-    return lambda key: image_url(str(key), base, settings)
+    return lambda key: image_url(check_image_ref(str(key), "image_url()"), base, settings)
 
 
 @dataclass

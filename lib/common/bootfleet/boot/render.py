@@ -165,7 +165,13 @@ def render_config(profile: dict, context: dict) -> tuple[str, str]:
 
 
 def _plain_image_url(base: str) -> Callable[[str], str]:
-    return lambda key: key if str(key).startswith(("http://", "https://")) else f"{base}/images/{key}"
+    from bootfleet.validation import check_image_ref
+
+    def url(key: str) -> str:
+        key = check_image_ref(str(key), "image_url()")
+        return key if key.startswith(("http://", "https://")) else f"{base}/images/{key}"
+
+    return url
 
 
 def node_context(node: dict, profile: dict, deployment: dict | None, base: str, token: str,
