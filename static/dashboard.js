@@ -356,6 +356,7 @@
   function eventItem(e) {
     const li = el("li", { class: `event kind-${e.kind}` + (e.stage === "failed" ? " failed" : ""), "data-event-id": e.id });
     li.append(clock(e.created_at), " ");
+    if (e.node_id && e.hostname) state.names.set(e.node_id, e.hostname); // the event names its node (issue 25)
     if (e.node_id) li.append(nodeLink(e.node_id), " ");
     else if (e.deployment_id) li.append(el("strong", { text: state.deploymentNames.get(e.deployment_id) || "deployment" }), " ");
     if (e.stage) li.append(stageChip(e.stage), " ");

@@ -11,7 +11,7 @@ import time
 from bootfleet.cli.client import Client, CliError
 from bootfleet.cli.output import console, print_json, print_table
 
-COLUMNS = ["id", "created_at", "node_id", "kind", "stage", "source", "message"]
+COLUMNS = ["id", "created_at", "node", "kind", "stage", "source", "message"]
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -34,10 +34,15 @@ def since_param(raw: str | None) -> str:
     return raw
 
 
+def node_name(event: dict) -> str:
+    """The event's node as operators name it: its hostname, else the start of its id."""
+    return event.get("hostname") or (event["node_id"] or "-")[:8]
+
+
 def line(event: dict) -> str:
     what = event["stage"] or event["kind"]
-    node = (event["node_id"] or "-")[:8]
-    return f"{event['created_at'][:19].replace('T', ' ')}  {node:8}  {what:14} {event['source']:9} {event['message']}"
+    return (f"{event['created_at'][:19].replace('T', ' ')}  {node_name(event):12}  {what:14} {event['source']:9}"
+            f" {event['message']}")
 
 
 def show_events(args, client: Client, params: dict) -> None:
@@ -50,7 +55,7 @@ def show_events(args, client: Client, params: dict) -> None:
         if args.json:
             print_json(data)
         elif newest:
-            print_table(newest, COLUMNS)
+            print_table([{**e, "node": node_name(e) if e["node_id"] else None} for e in newest], COLUMNS)
         else:
             print("no events")
         return

@@ -206,7 +206,8 @@ def time_out(tx: Transaction, stage: str, seconds: int, limit_text: str, source:
     message_sql = f"'timed out in ' || :old_stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'"
     params = {"old_stage": stage, "s": seconds, "limit": limit_text}
     if dry_run:
-        return tx.all(f"SELECT id AS node_id, {message_sql} AS message FROM ({stuck}) s", **params)
+        return tx.all(f"SELECT id AS node_id, (SELECT hostname FROM node h WHERE h.id = s.id) AS hostname,"
+                      f" {message_sql} AS message FROM ({stuck}) s", **params)
     return _move(tx, "failed", source, f"{stuck} FOR UPDATE SKIP LOCKED", message_sql, **params)
 
 
@@ -216,7 +217,8 @@ def delete_unmanaged(tx: Transaction, source: str, dry_run: bool = False) -> lis
     gone = ("SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
             " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')")
     if dry_run:
-        return tx.all(f"SELECT id AS node_id FROM ({gone}) g")
+        return tx.all(f"SELECT id AS node_id, (SELECT hostname FROM node h WHERE h.id = g.id) AS hostname"
+                      f" FROM ({gone}) g")
     message_sql = ("'deleted' || CASE WHEN instance_id IS NULL THEN '' ELSE '; server ' || instance_id"
                    " || ' was not created by bootfleet and is left alone' END")
     return _move(tx, "deleted", source, f"{gone} FOR UPDATE OF n SKIP LOCKED", message_sql)

@@ -55,6 +55,7 @@ NODE = {"type": "object", "required": ["id", "macs", "stage", "labels"],
 EVENT = {"type": "object", "required": ["id", "kind", "message", "source", "created_at"],
          "properties": {"id": {"type": "integer"}, "node_id": {"type": ["string", "null"]},
                         "deployment_id": {"type": ["string", "null"]}, "stage": {"type": ["string", "null"]},
+                        "hostname": {"type": ["string", "null"], "description": "its node's hostname now"},
                         "kind": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
                         "created_at": TIME}}
 

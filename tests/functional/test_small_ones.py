@@ -1,0 +1,102 @@
+"""The small ones of issue 25 (item 6), through the `bootfleet` command against a running server:
+`watch` ends when nothing left can progress, `cleanup --dry-run` names what it would touch,
+events name nodes by hostname."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+from support import ADMIN
+from support.helpers import token_from_script
+from support.server import RunningServer
+
+CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
+
+
+@pytest.fixture(scope="module")
+def srv(database):
+    """Scheduled cleanup off; a booting node is past its timeout after 1 s."""
+    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0", "BOOTFLEET_STAGE_TIMEOUTS": "booting=1"})
+    yield server
+    server.stop()
+
+
+def run(srv, *args, cwd, ok=True, timeout=120):
+    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, result.stdout
+        assert result.stderr.startswith("bootfleet: ") and "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def boot(srv, mac):
+    return token_from_script(requests.get(f"{srv.url}/boot/ipxe?mac={mac}", timeout=30).text)
+
+
+def report(srv, node_id, token, stage, message=""):
+    resp = requests.post(f"{srv.url}/status/nodes/{node_id}/progress?token={token}",
+                         json={"stage": stage, "message": message}, timeout=30)
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture
+def rack(srv, clean_db, tmp_path):
+    """A deployment rack1 of two nodes, n1 and n2, that booted: {hostname: (node, token)}."""
+    run(srv, "profile", "create", "--name", "p", "--kernel", "k", "--args", "st={{ status_url }}", cwd=tmp_path)
+    run(srv, "deployment", "create", "--name", "rack1", "--profile", "p", cwd=tmp_path)
+    nodes = {}
+    for i in (1, 2):
+        node = json.loads(run(srv, "node", "create", "--mac", f"52:54:00:00:29:0{i}", "--hostname", f"n{i}",
+                              "--deployment", "rack1", "--json", cwd=tmp_path).stdout)
+        nodes[f"n{i}"] = (node, boot(srv, f"52:54:00:00:29:0{i}"))
+    return nodes
+
+
+def test_watch_ends_non_zero_when_nothing_left_can_progress(srv, rack, tmp_path):
+    (n1, t1), (n2, t2) = rack["n1"], rack["n2"]
+    report(srv, n1["id"], t1, "ready")
+    report(srv, n2["id"], t2, "failed", "disk full")
+    result = run(srv, "watch", "rack1", "--interval", "0.2", cwd=tmp_path, ok=False, timeout=60)
+    assert "1 of 2 node(s) failed and nothing left can progress: n2 (disk full)" in result.stderr
+    assert "bootfleet node reinstall" in result.stderr
+
+
+def test_watch_goes_on_while_a_node_can_still_progress(srv, rack, tmp_path):
+    (n1, t1), _ = rack["n1"], rack["n2"]
+    report(srv, n1["id"], t1, "failed", "no disk")
+    # n2 is still booting: watch waits for it (until its --timeout here).
+    result = run(srv, "watch", "rack1", "--interval", "0.2", "--timeout", "1", cwd=tmp_path, ok=False, timeout=60)
+    assert "not done after 1" in result.stderr
+
+
+def test_cleanup_dry_run_names_what_it_would_touch(srv, rack, clean_db, tmp_path):
+    import time
+
+    time.sleep(1.2)  # both past the 1 s booting timeout (the server's setting for this module)
+    with clean_db.transaction() as tx:
+        before = tx.all("SELECT id, stage FROM node ORDER BY id")
+    out = run(srv, "cleanup", "--dry-run", cwd=tmp_path).stdout
+    assert "would touch:" in out
+    for name in ("n1", "n2"):
+        node = rack[name][0]
+        assert f"node_timed_out         node {name} ({node['id']}), stage booting, message timed out in booting" in out
+    with clean_db.transaction() as tx:
+        assert tx.all("SELECT id, stage FROM node ORDER BY id") == before  # a dry run changes nothing
+
+
+def test_events_name_nodes_by_hostname(srv, rack, tmp_path):
+    n1, t1 = rack["n1"]
+    report(srv, n1["id"], t1, "installing", "partitioning")
+    out = run(srv, "events", "--tail", "5", cwd=tmp_path).stdout
+    assert "n1" in out and n1["id"][:8] not in out
+    feed = requests.get(f"{srv.url}/status/events", params={"node": "n1"}, headers=ADMIN, timeout=30).json()
+    assert {e["hostname"] for e in feed["events"]} == {"n1"}
