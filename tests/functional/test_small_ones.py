@@ -100,3 +100,73 @@ def test_events_name_nodes_by_hostname(srv, rack, tmp_path):
     assert "n1" in out and n1["id"][:8] not in out
     feed = requests.get(f"{srv.url}/status/events", params={"node": "n1"}, headers=ADMIN, timeout=30).json()
     assert {e["hostname"] for e in feed["events"]} == {"n1"}
+
+
+def _follow(srv, *extra):
+    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
+    return subprocess.Popen([sys.executable, "-m", "bootfleet.cli", "events", "--follow", "--interval", "0.3", *extra],
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class Lines:
+    """A stream's lines as they come (a reader thread: readline blocks)."""
+
+    def __init__(self, stream):
+        import queue
+        import threading
+
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [self.lines.put(line) for line in iter(stream.readline, "")],
+                         daemon=True).start()
+
+    def until(self, wanted: str, limit: float = 60) -> str:
+        """The lines up to the first that holds `wanted`."""
+        seen = []
+        while True:
+            seen.append(self.lines.get(timeout=limit))
+            if wanted in seen[-1]:
+                return "".join(seen)
+
+
+def test_events_follow_reconnects_after_a_server_restart(database, clean_db, tmp_path):
+    first = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
+    follower = _follow(first)
+    out, err = Lines(follower.stdout), Lines(follower.stderr)
+    try:
+        run(first, "node", "create", "--mac", "52:54:00:00:29:11", "--hostname", "before-restart", cwd=tmp_path)
+        out.until("before-restart")
+        first.stop()
+        err.until("reconnecting")
+        second = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"}, port=first.port, data=first.data)
+        try:
+            run(second, "node", "create", "--mac", "52:54:00:00:29:12", "--hostname", "after-restart", cwd=tmp_path)
+            out.until("after-restart")  # the same command, still following
+            assert "reconnected" in err.until("reconnected") and follower.poll() is None
+        finally:
+            second.stop()
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def test_ctrl_c_stops_serve_with_follow_clients_connected(database, tmp_path):
+    """SIGINT to serve's process group (what Ctrl-C in its terminal sends) while two `events
+    --follow` clients poll it: serve ends by itself, its workers exit without being killed."""
+    import signal
+
+    srv = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "5"}, workers=2, new_session=True)
+    followers = [_follow(srv) for _ in range(2)]
+    try:
+        run(srv, "node", "create", "--mac", "52:54:00:00:29:21", "--hostname", "seen", cwd=tmp_path)
+        for follower in followers:
+            Lines(follower.stdout).until("seen")
+        os.killpg(srv.proc.pid, signal.SIGINT)
+        srv.proc.wait(25)  # gunicorn's graceful timeout is 30 s: a worker still held then is SIGKILLed
+        log = srv.output()
+        assert "Shutting down: Master" in log and "SIGKILL" not in log and "WORKER TIMEOUT" not in log, log[-2000:]
+    finally:
+        for follower in followers:
+            follower.kill()
+            follower.wait()
+        if srv.proc.poll() is None:
+            srv.stop()

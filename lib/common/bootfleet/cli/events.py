@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import sys
 import time
 
-from bootfleet.cli.client import Client, CliError
+from bootfleet.cli.client import Client, CliError, UnreachableError
 from bootfleet.cli.output import console, print_json, print_table
 
 COLUMNS = ["id", "created_at", "node", "kind", "stage", "source", "message"]
@@ -67,12 +68,22 @@ def show_events(args, client: Client, params: dict) -> None:
         cursor = latest[0]["id"] if latest else 0
     for event in reversed(newest):  # the tail in time order, then what comes
         _emit(args, out, event)
+    lost = False
     while True:
-        time.sleep(args.interval)
-        page = client.call("GET", "/status/events", params={**params, "since": cursor, "limit": 500})
+        time.sleep(args.interval if not lost else max(args.interval, 1.0))
+        try:
+            page = client.call("GET", "/status/events", params={**params, "since": cursor, "limit": 500})
+        except UnreachableError as e:  # a restart, a network blip: keep the cursor and ask again
+            if not lost:
+                print(f"bootfleet: {e}; reconnecting (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            lost = True
+            continue
+        if lost:
+            print("bootfleet: reconnected", file=sys.stderr, flush=True)
+            lost = False
         for event in page["events"]:
             _emit(args, out, event)
-        cursor = page["next"]
+        cursor = max(cursor, page["next"])
 
 
 def _emit(args, out, event: dict) -> None:
