@@ -170,3 +170,47 @@ def test_ctrl_c_stops_serve_with_follow_clients_connected(database, tmp_path):
             follower.wait()
         if srv.proc.poll() is None:
             srv.stop()
+
+
+def test_scale_down_and_delete_finish_without_waiting_for_a_cleanup_run(database, clean_db, tmp_path):
+    """A deployment of servers (the fake IBM Cloud VPC, tests/fakes/vpc_api.py) on a server whose
+    scheduled cleanup is off: scaling down and deleting finish by themselves, with no other pass."""
+    import time
+
+    from fakes.vpc_api import API_KEY, FakeCloud
+    from support.provisioning import PLACEMENT
+
+    cloud = FakeCloud(boot_seconds=0.2, delete_seconds=1.0).start()
+    srv = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0", "BOOTFLEET_IBMCLOUD_API_KEY": API_KEY,
+                             "BOOTFLEET_IBM_IAM_URL": cloud.iam_url, "BOOTFLEET_VPC_URL": cloud.vpc_url,
+                             "BOOTFLEET_TAGGING_URL": cloud.tagging_url, "BOOTFLEET_IBM_TIMEOUT": "2",
+                             "BOOTFLEET_IBM_BACKOFF_MS": "50"})
+    try:
+        run(srv, "profile", "create", "--name", "p", "--kernel", "k", cwd=tmp_path)
+        placement = [f"--placement={k}={v}" for k, v in PLACEMENT.items()]
+        run(srv, "deployment", "create", "--name", "web", "--profile", "p", "--provider", "ibm", "--count", "2",
+            *placement, cwd=tmp_path)
+
+        def stages():
+            answer = requests.get(f"{srv.url}/config/api/v1/nodes", params={"deployment": "web", "deleted": "true"},
+                                  headers=ADMIN, timeout=30).json()
+            return {n["hostname"]: n["stage"] for n in answer["items"]}
+
+        def eventually(check, what):
+            for _ in range(300):  # the fake deletes a server after 1 s; follow-up passes come every second
+                if check():
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"{what}: {stages()}")
+
+        run(srv, "deployment", "scale", "web", "1", "--yes", cwd=tmp_path)
+        eventually(lambda: stages().get("web-1") == "deleted", "web-1 deleted after the scale-down")
+        assert stages()["web-0"] != "deleted"
+        run(srv, "deployment", "delete", "web", "--yes", cwd=tmp_path)
+        eventually(lambda: requests.get(f"{srv.url}/config/api/v1/deployments/web", headers=ADMIN,
+                                        timeout=30).json()["state"] == "deleted", "the deployment deleted")
+        assert set(stages().values()) == {"deleted"}
+        assert cloud.servers() == []
+    finally:
+        srv.stop()
+        cloud.stop()

@@ -155,10 +155,14 @@ def _provisioned(request, deployment: dict, status: int):
     """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
     from bootfleet.provision.provisioner import reconcile
 
+    from bootfleet.provision.provisioner import settle_soon, unsettled
+
     view = deployment_view(deployment)
     if deployment["provider"] != "none":
         view["provisioning"] = reconcile(deployment["id"], base_url(request))
         view["state"] = view["provisioning"]["state"] or view["state"]
+        if unsettled(view["provisioning"]):  # servers still going: finish soon, not at the next cleanup
+            settle_soon(deployment["id"], base_url(request), get_settings())
     return json_response(view, status)
 
 
