@@ -155,7 +155,7 @@ def _provisioned(request, deployment: dict, status: int):
     """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
     from bootfleet.provision.provisioner import reconcile
 
-    from bootfleet.provision.provisioner import settle_soon, unsettled
+    from bootfleet.provision.settle import settle_soon, unsettled
 
     view = deployment_view(deployment)
     if deployment["provider"] != "none":
