@@ -214,3 +214,15 @@ def test_scale_down_and_delete_finish_without_waiting_for_a_cleanup_run(database
     finally:
         srv.stop()
         cloud.stop()
+
+
+def test_the_node_list_filters_stuck_nodes(srv, rack, tmp_path):
+    import time
+
+    n1, t1 = rack["n1"]
+    report(srv, n1["id"], t1, "installing")  # n1 moves on; n2 stays booting past the module's 1 s timeout
+    time.sleep(1.2)
+    answer = requests.get(f"{srv.url}/config/api/v1/nodes", params={"stuck": "true"}, headers=ADMIN, timeout=30)
+    assert [n["hostname"] for n in answer.json()["items"]] == ["n2"]
+    bad = requests.get(f"{srv.url}/config/api/v1/nodes", params={"stuck": "maybe"}, headers=ADMIN, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("stuck: ")

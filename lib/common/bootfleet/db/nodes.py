@@ -38,10 +38,18 @@ def listing(
     labels: dict | None = None,
     outside: bool = False,
     include_deleted: bool = False,
+    stuck: dict[str, int] | None = None,
 ) -> tuple[list[dict], int]:
     """A page of nodes; `outside`: only those in no deployment; deleted ones only if asked
-    (or when `stage` is deleted)."""
+    (or when `stage` is deleted); `stuck` (the stage timeouts, {stage: seconds}): only the nodes
+    in their stage past its timeout (what node_view flags `stuck`)."""
     where, params = [], {}
+    if stuck is not None:
+        limits = [f"(n.stage = :stuck_stage_{i} AND n.stage_changed_at < now() - make_interval(secs => :stuck_s_{i}))"
+                  for i in range(len(stuck))]
+        where.append("(" + (" OR ".join(limits) or "false") + ")")
+        for i, (name, seconds) in enumerate(sorted(stuck.items())):
+            params[f"stuck_stage_{i}"], params[f"stuck_s_{i}"] = name, seconds
     if deployment_id:
         where.append("n.deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id

@@ -142,7 +142,8 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/config/api/v1/nodes"): {"ok": {200: listing(NODE)}, "query": [
         *PAGE, q("stage", {"enum": list(STAGES)}), q("hostname", {"type": "string"}), q("mac", {"type": "string"}),
         q("deployment", {"type": "string"}, "a deployment, or - for the nodes outside every deployment"),
-        q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too")]},
+        q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too"),
+        q("stuck", {"enum": ["true", "false"]}, "true: only nodes in their stage past its timeout")]},
     ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}, "query": [
         q("update", {"enum": ["true", "false"]}, "true: a row whose MAC a node has updates it (upsert by MAC)")]},
     ("GET", "/config/api/v1/nodes/{key}/script"): {"ok": {200: OBJ},

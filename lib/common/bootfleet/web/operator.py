@@ -257,6 +257,11 @@ def node_list(request):
             raise BadRequestError(f"label: expected key=value, got {item[:60]!r}")
         labels[key] = value
     filters["labels"] = labels or None
+    stuck = args.get("stuck", "").lower()
+    if stuck not in ("", "true", "false", "1", "0"):
+        raise BadRequestError(f"stuck: true or false, got {stuck[:20]!r}")
+    if stuck in ("true", "1"):  # past their stage's timeout, as each node's `stuck` says
+        filters["stuck"] = get_settings().stage_timeouts
     with get_database().transaction() as tx:
         if args.get("deployment") == "-":  # the nodes outside every deployment
             filters["outside"] = True
