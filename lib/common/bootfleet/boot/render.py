@@ -37,6 +37,12 @@ class Json(str):
     """Text that is already a whole JSON value (the output of `tojson`): printed as it is."""
 
 
+class Url(str):
+    """A URL bootfleet made (base_url, config_url, status_url...): printed plain wherever YAML
+    reads it back after a key, so `url: {{ status_url }}&stage=ready` stays one value. PyYAML
+    ends a plain scalar at `?` in a flow collection: quote a URL there (`["{{ status_url }}"]`)."""
+
+
 def _tojson(value: Any) -> Json:
     try:
         return Json(json_text(value))
@@ -45,18 +51,20 @@ def _tojson(value: Any) -> Json:
 
 
 @functools.lru_cache(maxsize=4096)
-def _plain_yaml(text: str) -> bool:
-    """Whether `text` printed after `key: `, or in a flow collection (`[a, {{ v }}]`, `{k: {{ v }}}`),
-    reads back as the same string, on one line. A flow indicator (`,[]{}`) ends a plain scalar
-    there, so a string holding one is printed quoted."""
+def _plain_yaml(text: str, flow: bool = True) -> bool:
+    """Whether `text` printed after `key: `, and (`flow`) in a flow collection (`[a, {{ v }}]`,
+    `{k: {{ v }}}`), reads back as the same string, on one line. A flow indicator (`,[]{}`) ends
+    a plain scalar there, and PyYAML reads a `?` or a leading `:` there as a mapping's, so a
+    string holding one is printed quoted."""
     if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
         return False
-    if any(c in _FLOW for c in text):
+    if flow and any(c in _FLOW for c in text):
         return False
     import yaml  # here, not at import: a node script renders no YAML (16 ms of every cold start)
 
     try:
-        return yaml.safe_load(f"k: {text}\n") == {"k": text}
+        return yaml.safe_load(f"k: {text}\n") == {"k": text} and (
+            not flow or yaml.safe_load(f"[{text}]\n") == [text] and yaml.safe_load(f"{{k: {text}}}\n") == {"k": text})
     except yaml.YAMLError:
         return False
 
@@ -84,7 +92,7 @@ def json_text(value: Any) -> str:
 
 
 def _finalize_cloud_init(value: Any) -> Any:
-    if isinstance(value, Json) or not isinstance(value, str) or _plain_yaml(value):
+    if isinstance(value, Json) or not isinstance(value, str) or _plain_yaml(value, flow=not isinstance(value, Url)):
         return value
     return json_text(value)
 
@@ -181,7 +189,7 @@ def node_context(node: dict, profile: dict, deployment: dict | None, base: str, 
     as the kernel's); without it, the object's URL under base/images/."""
     from bootfleet.boot.urls import node_urls
 
-    urls = node_urls(base, node["id"], token)
+    urls = {name: Url(url) for name, url in node_urls(base, node["id"], token).items()}
     macs = node.get("macs") or []
     return {
         "node": {
@@ -202,7 +210,7 @@ def node_context(node: dict, profile: dict, deployment: dict | None, base: str, 
              "spec": deployment.get("spec") or {}}
             if deployment else None
         ),
-        "base_url": base,
+        "base_url": Url(base),
         "token": token,
         "image_url": images or _plain_image_url(base),
         "config_url": urls["ignition_url"] if profile["config_format"] == "ignition" else urls["user_data_url"],
