@@ -27,10 +27,12 @@ def images_for(settings: Settings | None, base: str):
     when the store signs, as the kernel's); None: the plain base/images/ URL."""
     if settings is None:
         return None
+    from bootfleet.boot.render import Url
     from bootfleet.providers.storage.choose import image_url
     from bootfleet.validation import check_image_ref
 
-    return lambda key: image_url(check_image_ref(str(key), "image_url()"), base, settings)
+    # A Url: printed plain after a key in a cloud-config, as bootfleet's own URLs are (boot/render.py).
+    return lambda key: Url(image_url(check_image_ref(str(key), "image_url()"), base, settings))
 
 
 @dataclass

@@ -177,7 +177,7 @@ def _plain_image_url(base: str) -> Callable[[str], str]:
 
     def url(key: str) -> str:
         key = check_image_ref(str(key), "image_url()")
-        return key if key.startswith(("http://", "https://")) else f"{base}/images/{key}"
+        return Url(key if key.startswith(("http://", "https://")) else f"{base}/images/{key}")
 
     return url
 
