@@ -25,8 +25,9 @@ def report(tx: Transaction, settings: Settings, node: dict, stage: str, message:
 # event: event_type ("start" or "finish"), name (hierarchical, "cmd-install/stage-partitioning",
 # "modules-final"), description, origin ("cloudinit" or "curtin"), timestamp, and on a finish a
 # result of SUCCESS, WARN or FAIL (cloud-init's cloudinit/reporting/events.py ReportingEvent and
-# FinishReportingEvent; curtin's doc/topics/reporting.rst, whose webhook reporter posts the same
-# format; subiquity, Ubuntu's autoinstall, reports through curtin's reporting module).
+# FinishReportingEvent; curtin's doc/topics/reporting.rst and curtin/reporter/events.py, whose
+# DEFAULT_EVENT_ORIGIN is 'curtin'; subiquity, Ubuntu's autoinstall, reports through curtin's
+# reporter: subiquity/server/controllers/reporting.py, with "info", "warning" and "error" events too).
 REPORTER_RESULTS = ("SUCCESS", "WARN", "FAIL")
 
 
