@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed
+# Two stamps in one virtualenv: `make run` installs what running needs (.[local]), `make test` adds the
+# test tools (.[local,test]: Playwright, moto, schemathesis, ...) the first time it runs.
+RUN_STAMP  = $(VENV)/.installed-run
+STAMP      = $(VENV)/.installed
 
 .PHONY: run test bench bench-cold bench-dns bench-cleanup bench-import demo clean
 
@@ -13,11 +16,17 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install --quiet --upgrade pip
 	.venv-checkov/bin/pip install --quiet 'checkov>=3.2,<4'
 
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[local,test]'
-	touch $(STAMP)
+	touch $(RUN_STAMP) $(STAMP)
 
 # make run PORT=8091, make demo PORT=8091: another port; BOOTFLEET_DATA_DIR=...: another data directory.
 PORT ?= 8080
@@ -26,7 +35,7 @@ BOOTFLEET_DATA_DIR ?= .data
 ## run: set up and start the whole system on http://127.0.0.1:$(PORT) (embedded PostgreSQL), with the demo
 ## profile's kernel and initramfs (the e2e node image, built once into ~/.cache/bootfleet/e2e), and the
 ## bootfleet agent for image profiles (images/bootfleet-agent/: the cloud kernel, for local VMs; docs/images.md)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@$(BIN)/python tests/e2e/node_image.py --out $(BOOTFLEET_DATA_DIR)/images \
 	  || echo "make run: no demo images (see above); the demo profile will not boot until you upload some"
 	@$(BIN)/bootfleet images build-agent --no-upload --kernel-package linux-image-cloud-amd64 \

@@ -215,6 +215,7 @@
   }
 
   const OUTSIDE = "-"; // the deployment filter's value for the nodes outside every deployment
+  const STUCK = "stuck"; // the stage filter's value for the nodes past their stage's timeout
 
   function renderDeployments() {
     const box = $("deployments");
@@ -272,7 +273,7 @@
     if (failed.length || stuck.length) {
       const alerts = el("p", { class: "alerts" });
       if (failed.length) alerts.append(el("a", { class: "alert-failed", href: link("failed"), text: `${failed.length} failed` }));
-      if (stuck.length) alerts.append(el("span", { class: "alert-stuck", text: `${stuck.length} stuck` }));
+      if (stuck.length) alerts.append(el("a", { class: "alert-stuck", href: link(STUCK), text: `${stuck.length} stuck` }));
       box.append(alerts);
     }
     return box;
@@ -304,6 +305,8 @@
     dep.value = r.deployment;
     const stage = $("filter-stage");
     if (stage.options.length === 1) {
+      // "stuck": the nodes past their stage's timeout, whatever the stage (the API's ?stuck=true).
+      stage.append(el("option", { value: STUCK, text: "stuck (past its timeout)" }));
       for (const s of STAGES) stage.append(el("option", { value: s, text: s }));
     }
     stage.value = r.stage;
@@ -356,6 +359,7 @@
   function eventItem(e) {
     const li = el("li", { class: `event kind-${e.kind}` + (e.stage === "failed" ? " failed" : ""), "data-event-id": e.id });
     li.append(clock(e.created_at), " ");
+    if (e.node_id && e.hostname) state.names.set(e.node_id, e.hostname); // the event names its node (issue 25)
     if (e.node_id) li.append(nodeLink(e.node_id), " ");
     else if (e.deployment_id) li.append(el("strong", { text: state.deploymentNames.get(e.deployment_id) || "deployment" }), " ");
     if (e.stage) li.append(stageChip(e.stage), " ");
@@ -484,7 +488,8 @@
 
   async function loadNodes() {
     const r = route();
-    const page = await api("/config/api/v1/nodes", { deployment: r.deployment, stage: r.stage, limit: PAGE_SIZE, offset: state.offset });
+    const filter = r.stage === STUCK ? { stuck: "true" } : { stage: r.stage };
+    const page = await api("/config/api/v1/nodes", { deployment: r.deployment, ...filter, limit: PAGE_SIZE, offset: state.offset });
     state.nodes = page.items || [];
     state.nodesTotal = page.total || 0;
     for (const n of state.nodes) state.names.set(n.id, n.hostname || `node ${shortId(n.id)}`);

@@ -21,6 +21,7 @@ import logging
 from bootfleet.boot import node_config
 from bootfleet.db import get_database
 from bootfleet.log import setup_logging
+from bootfleet.settings import get_settings
 from bootfleet.web import hooks, inventory, machines, operator, team
 from bootfleet.web.api import Api, base_url, text_response
 from bootfleet.web.nodeauth import authenticate_node, presented_token
@@ -40,7 +41,8 @@ api.include(inventory.routes, prefix="/api/v1")  # issue 22: override a node's r
 def node_config_file(request, node_id, kind, path_token=None):
     with get_database().transaction() as tx:
         node = authenticate_node(tx, request, node_id, path_token)
-        result = node_config.answer(tx, node, kind, base_url(request), presented_token(request, path_token))
+        result = node_config.answer(tx, node, kind, base_url(request), presented_token(request, path_token),
+                                    get_settings())
     if result.failure is not None:
         raise result.failure
     resp = text_response(result.body)

@@ -1,7 +1,8 @@
 """status: nodes report their progress; operators watch deployments.
 
 Nodes (their token):
-  POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."} or a cloud-init phone_home form
+  POST /status/nodes/<id>/progress     {"stage": "...", "message": "..."}, a cloud-init phone_home form,
+                                       or a cloud-init/curtin webhook reporter event (docs/installers.md)
   POST /status/nodes/<id>/inventory    its hardware (bootfleet/inventory.py, docs/images.md); answers
                                        whether its profile's requirements pass
   GET  /status/nodes/<id>/image-plan   an image profile's plan for the agent (boot/image_plan.py)
@@ -43,7 +44,34 @@ class Report:
     total: int | None = None
 
 
-def _report_body(request) -> Report:
+@dataclass
+class ReporterEvent:
+    """One event of cloud-init's or curtin's webhook reporter (boot/progress.py has the format)."""
+
+    fields: dict
+
+
+def _text(data: dict, field: str, limit: int, required: bool = False) -> str:
+    value = data.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise BadRequestError(f"{field}: {'required, ' if required else ''}text (a webhook reporter event's {field})")
+    return value[:limit]  # an installer's own text: kept, cut to fit, never refused for its length
+
+
+def _reporter_event(data: dict) -> ReporterEvent:
+    result = data.get("result")
+    if result is not None and result not in progress.REPORTER_RESULTS:
+        raise BadRequestError(f"result: one of {', '.join(progress.REPORTER_RESULTS)} (a webhook reporter event's"
+                              f" result), got {str(result)[:20]!r}")
+    return ReporterEvent({"event_type": _text(data, "event_type", 32, required=True),
+                          "name": _text(data, "name", 200, required=True),
+                          "description": _text(data, "description", 1000), "origin": _text(data, "origin", 32),
+                          "result": result})
+
+
+def _report_body(request) -> Report | ReporterEvent:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = request.form
         data = {"stage": form.get("stage") or request.args.get("stage", ""), "message": form.get("message", "")}
@@ -52,6 +80,8 @@ def _report_body(request) -> Report:
             data["message"] = "phone_home" + (f": {' '.join(seen)}" if seen else "")
     else:
         data = json_body(request)
+        if "stage" not in data and "event_type" in data:
+            return _reporter_event(data)
         if "stage" not in data and request.args.get("stage"):
             data["stage"] = request.args["stage"]
     stage, message = data.get("stage"), data.get("message", "")
@@ -80,12 +110,15 @@ def node_progress(request, node_id):
     with get_database().transaction() as tx:
         node = authenticate_node(tx, request, node_id)  # first: nothing of the body is read before
         body = _report_body(request)
-        moved = progress.report(tx, get_settings(), node, body.stage, body.message)
-        if body.bytes is not None:  # issue 22: the image write's progress, even on a repeated stage
-            from bootfleet.db.inventory import set_progress
-            set_progress(tx, node_id, body.bytes, body.total)
+        if isinstance(body, ReporterEvent):
+            moved = progress.reporter_event(tx, get_settings(), node, body.fields)
+        else:
+            moved = progress.report(tx, get_settings(), node, body.stage, body.message)
+            if body.bytes is not None:  # issue 22: the image write's progress, even on a repeated stage
+                from bootfleet.db.inventory import set_progress
+                set_progress(tx, node_id, body.bytes, body.total)
         node = nodes.get(tx, node_id)
-    log.info("progress", extra={"node_id": node_id, "stage": body.stage, "moved": moved})
+    log.info("progress", extra={"node_id": node_id, "stage": node["stage"], "moved": moved})
     return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
 
 

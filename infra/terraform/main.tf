@@ -59,6 +59,8 @@ locals {
     # machines that ask boot for a script with a MAC no node has (bootfleet node unknown)
     BOOTFLEET_UNKNOWN_MAX           = tostring(var.settings.unknown_max)
     BOOTFLEET_UNKNOWN_EVENT_SECONDS = tostring(var.settings.unknown_event_seconds)
+    BOOTFLEET_UNKNOWN_EVENT_MAX     = tostring(var.settings.unknown_event_max)
+    BOOTFLEET_ADMIN_FAILURE_LIMIT   = tostring(var.settings.admin_failure_limit)
 
     # the audit log; webhooks (delivered by each cleanup pass: the cron schedule above)
     BOOTFLEET_AUDIT_RETENTION_DAYS = tostring(var.settings.audit_retention_days)

@@ -440,6 +440,10 @@ variable "settings" {
     # unknown machines at boot: how many are kept, and one event per MAC this often
     unknown_max           = optional(number, 10000)
     unknown_event_seconds = optional(number, 300)
+    unknown_event_max     = optional(number, 20) # unknown-boot events per unknown_event_seconds, all MACs together
+
+    # wrong admin or API tokens per client address a minute, then 429 (docs/security.md)
+    admin_failure_limit = optional(number, 10)
 
     # the audit log's retention (days; 0 keeps all), and webhooks: where they may go (host
     # names, *.domains, CIDRs; empty: none can be registered), retries and the receiver's time

@@ -55,28 +55,38 @@ def _apt(root: Path, *args: str) -> None:
 def ipxe_dir(cache: Path, suite: str = SUITE) -> Path:
     """A folder holding the ipxe.efi and ipxe.lkrn of `suite`'s ipxe package (downloaded into
     the cache once; the .deb's version is kept beside it in `version`)."""
-    target = cache / f"ipxe-{suite}"
-    folder = target / "usr" / "lib" / "ipxe"
+    folder = cache / f"ipxe-{suite}" / "usr" / "lib" / "ipxe"
     if (folder / "ipxe.efi").exists() and (folder / "ipxe.lkrn").exists():
         return folder
+    package_dir(cache, "ipxe", suite, refresh=True)
+    return folder
+
+
+def package_dir(cache: Path, package: str, suite: str = SUITE, refresh: bool = False) -> Path:
+    """`suite`'s binary package `package` unpacked (dpkg-deb -x) into cache/<package>-<suite>,
+    fetched with apt under the private configuration above, once; reused after unless `refresh`.
+    The cloud-init tests take Debian's cloud-init this way (tests/support/cloudinit.py)."""
+    target = cache / f"{package}-{suite}"
+    if target.is_dir() and not refresh:
+        return target
     root = cache / f"apt-{suite}"
     for sub in ("sources", "lists/partial", "cache/archives/partial", "debs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "sources" / f"{suite}.sources").write_text(sources(suite))
     _apt(root, "update")
-    for old in (root / "debs").glob("ipxe_*.deb"):
+    for old in (root / "debs").glob(f"{package}_*.deb"):
         old.unlink()
-    _apt(root, "download", "ipxe")
-    deb = next((root / "debs").glob("ipxe_*.deb"), None)
+    _apt(root, "download", package)
+    deb = next((root / "debs").glob(f"{package}_*.deb"), None)
     if deb is None:
-        raise IpxeUnavailableError(f"apt-get download ipxe left no .deb in {root / 'debs'}")
-    staging = cache / f".ipxe-{suite}.tmp"
+        raise IpxeUnavailableError(f"apt-get download {package} left no .deb in {root / 'debs'}")
+    staging = cache / f".{package}-{suite}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True, capture_output=True, timeout=120)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     shutil.rmtree(root / "lists", ignore_errors=True)  # 20 MB of package lists, not needed again
-    return folder
+    return target
 
 
 def version(folder: Path) -> str:

@@ -101,6 +101,10 @@ def test_local_deployment_boots_vms_scales_and_deletes(local_server, clean_db):
     cli(srv, "deployment", "scale", "demo", "1")
     wait_for(lambda: not alive(pids["demo-1"]), 30, "demo-1's VM to stop")
     assert alive(pids["demo-0"])
+    # Reaped, not a zombie of the server's worker, and its logs and script gone with it (issue 25).
+    wait_for(lambda: not os.path.exists(f"/proc/{pids['demo-1']}"), 30, "demo-1's QEMU to be reaped")
+    assert sorted(p.name for p in (srv.data / "vms").iterdir() if p.name.startswith("demo-1.")) == []
+    assert any(p.name.startswith("demo-0.") and p.name.endswith(".serial.log") for p in (srv.data / "vms").iterdir())
     report = json.loads(cli(srv, "deployment", "reconcile", "demo"))
     assert report["errors"] == []
 
@@ -108,6 +112,8 @@ def test_local_deployment_boots_vms_scales_and_deletes(local_server, clean_db):
     wait_for(lambda: json.loads(cli(srv, "deployment", "reconcile", "demo"))["state"] == "deleted", 30,
              "the deployment to be deleted")
     assert not alive(pids["demo-0"]) and vm_pids(srv) == {}
+    wait_for(lambda: not os.path.exists(f"/proc/{pids['demo-0']}"), 30, "demo-0's QEMU to be reaped")
+    assert list((srv.data / "vms").iterdir()) == []  # the deleted deployment's VM logs are gone
     stages = {n["stage"] for n in api(srv, "/config/api/v1/nodes", deployment="demo", deleted="true")["items"]}
     assert stages == {"deleted"}
 

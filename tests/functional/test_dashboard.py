@@ -353,6 +353,13 @@ def test_dashboard_on_a_static_host_calls_the_api_across_origins(browser, cors_s
     expect(stuck.locator(".stuck-tag")).to_have_text("stuck")
     expect(node_row(page, fleet.id("web-1"))).not_to_have_class(re.compile(r"\bstuck\b"))
     expect(card.locator(".alert-stuck")).to_have_text("1 stuck")
+    # The stuck filter (issue 25): the card's "1 stuck" lists just those nodes (the API's ?stuck=true).
+    card.locator(".alert-stuck").click()
+    expect(page.locator("#nodes tbody tr")).to_have_count(1, timeout=WAIT)
+    expect(page.locator("#nodes tbody tr .host")).to_have_text("web-2")
+    expect(page.locator("#filter-stage")).to_have_value("stuck")
+    expect(page.locator("#nodes-summary")).to_contain_text("in rack-a, stuck")
+    expect(page.locator("#events")).to_contain_text("web-2")  # events name nodes by hostname
     screenshot(page, "dashboard-stuck.png")
     stuck.locator(".host a").click()
     expect(page.locator("#node-alert")).to_contain_text("Stuck: in configuring", timeout=WAIT)

@@ -40,15 +40,21 @@ def test_ignition_rendered_and_marks_configuring(boot, config, status, admin):
     assert wrong.status_code == 404 and "renders ignition" in wrong.json["error"]
 
 
-def test_template_with_missing_variable_is_a_500_with_the_reason(boot, config, admin, clean_db):
-    make_profile(config, admin, name="broken", config_template="#cloud-config\nx: {{ node.nope }}\n")
-    node = make_node(config, admin, profile="broken")
+def test_a_config_that_cannot_be_rendered_for_the_node_fails_it_at_once(boot, config, admin, clean_db):
+    # Saved: a sample node has every label. This node has no `rack` label: its config cannot render.
+    make_profile(config, admin, name="racked")
+    node = make_node(config, admin, profile="racked")
     token = token_from_script(boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True))
     resp = config.get(f"/nodes/{node['id']}/user-data?token={token}")
-    assert resp.status_code == 500 and "nope" in resp.json["error"]
+    assert resp.status_code == 500 and "rack" in resp.json["error"] and "now failed" in resp.json["error"]
     with clean_db.transaction() as tx:
         assert tx.scalar("SELECT count(*) FROM event WHERE kind = 'error' AND node_id = :id", id=node["id"]) == 1
-    assert config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json["stage"] == "booting"  # not configuring
+    shown = config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json
+    assert shown["stage"] == "failed"  # at once, not when `booting` times out
+    with clean_db.transaction() as tx:
+        reason = tx.scalar("SELECT message FROM event WHERE kind = 'stage' AND node_id = :id ORDER BY id DESC"
+                           " LIMIT 1", id=node["id"])
+    assert reason.startswith("its config cannot be rendered: profile 'racked' config_template:") and "rack" in reason
 
 
 @pytest.mark.parametrize("token,status_code", [(None, 401), ("garbage", 403), ("9999999999.AAAA", 403)])

@@ -255,3 +255,33 @@ def test_boot_says_when_a_profile_names_an_image_the_bucket_lacks(s3, bucket, se
                                                         " fleet/not-uploaded, initrd.img (bootfleet images upload ...); its nodes cannot boot"]
     boot.get("/ipxe?mac=52:54:00:00:00:01")
     assert len(missing_events()) == 1
+
+
+def test_image_url_in_a_template_is_signed_for_any_object_in_the_bucket(s3, bucket, settings, boot, config, status,
+                                                                        admin, tmp_path):
+    """image_url('key') in args and configs (issue 25: FCOS's coreos.live.rootfs_url): presigned
+    like the kernel's, fetchable; a bad key fails the node's config with the reason."""
+    from support.helpers import token_from_script
+
+    rootfs = tmp_path / "rootfs.img"
+    rootfs.write_bytes(b"rootfs bytes")
+    settings(s3.env(bucket))
+    get_storage(get_settings()).image_put("fcos/rootfs.img", rootfs)
+    make_profile(config, admin, kernel="fcos/vmlinuz", initrds=[],
+                 args="coreos.live.rootfs_url={{ image_url('fcos/rootfs.img') }} st={{ status_url }}",
+                 config_template="#cloud-config\nrootfs: {{ image_url('fcos/rootfs.img') }}\n")
+    node = make_node(config, admin, profile="worker", labels={"rack": "r1"})
+    script = boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True)
+    url = re.search(r"coreos\.live\.rootfs_url=(\S+)", script).group(1)
+    assert url.startswith(f"{s3.url}/{bucket}/fcos/rootfs.img?") and "X-Amz-Signature=" in url
+    assert requests.get(url, timeout=10).content == b"rootfs bytes"
+    token = token_from_script(script)
+    user_data = config.get(f"/nodes/{node['id']}/user-data?token={token}").get_data(as_text=True)
+    import yaml
+
+    signed = yaml.safe_load(user_data)["rootfs"]
+    assert signed.startswith(f"{s3.url}/{bucket}/fcos/rootfs.img?") and requests.get(signed, timeout=10).ok
+    # A key that is no image key: refused when the profile is saved.
+    bad = config.post("/api/v1/profiles", headers=admin, json={"name": "bad", "kernel": "k",
+                                                               "args": "x={{ image_url('-rf') }}"})
+    assert bad.status_code == 400 and "image_url()" in bad.json["error"]

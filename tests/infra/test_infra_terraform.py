@@ -29,6 +29,7 @@ NOT_WIRED = {
     "BOOTFLEET_ACCESS_LOG": "serve's gunicorn access log",
     "BOOTFLEET_URL": "where the bootfleet command sends requests (the operator's machine)",
     "BOOTFLEET_CLEANUP_EVERY": "serve's own cleanup schedule (the cloud has its cron subscription)",
+    "BOOTFLEET_CLIENT_TIMEOUT": "serve's and the router's buffering worker (web/worker.py); on Code Engine the gateway's nginx bounds client reads",
     "BOOTFLEET_WEBHOOK_EVERY": "serve's own webhook schedule (the cloud delivers at each cleanup pass)",
     # set by the image itself (Containerfile ENV), the same for every app
     "BOOTFLEET_ROOT": "where the image keeps functions/ and static/",

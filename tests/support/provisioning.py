@@ -24,10 +24,12 @@ def reconcile(config, admin, name="web"):
 
 
 def converge(config, admin, name="web", until=lambda r: not r["errors"] and not r["deleting"], timeout=15):
+    """Passes until `until` holds. A pass that found another running (`busy`: the follow-up a
+    scale-down or delete starts, provision/settle.py) counts for nothing."""
     deadline = time.monotonic() + timeout
     while True:
         report = reconcile(config, admin, name)
-        if until(report) or time.monotonic() > deadline:
+        if (not report["busy"] and until(report)) or time.monotonic() > deadline:
             return report
         time.sleep(0.15)
 

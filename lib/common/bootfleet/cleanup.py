@@ -137,7 +137,8 @@ class Cleanup:
             with self.db.transaction() as tx:
                 moved = nodes.time_out(tx, stage, seconds, _duration(seconds), SOURCE, self.dry_run)
             for row in moved:
-                self.report.add("node_timed_out", node_id=row["node_id"], stage=stage, message=row["message"])
+                self.report.add("node_timed_out", node_id=row["node_id"], hostname=row.get("hostname"), stage=stage,
+                                message=row["message"])
 
     # --- 2. provisioning passes, and what was marked for deletion --------------------------
 
@@ -180,7 +181,7 @@ class Cleanup:
         with self.db.transaction() as tx:
             deleted = nodes.delete_unmanaged(tx, SOURCE, self.dry_run)
         for row in deleted:
-            self.report.add("node_deleted", node_id=row["node_id"])
+            self.report.add("node_deleted", node_id=row["node_id"], hostname=row.get("hostname"))
         with self.db.transaction() as tx:
             finished = deployments.finished_without_provider(tx, counting_deprovisioning=self.dry_run)
         for deployment in finished:

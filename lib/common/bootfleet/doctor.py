@@ -172,3 +172,36 @@ def certificate_check(url: str, timeout: float = 10, cafile: str | None = None) 
     except (OSError, ssl.SSLError) as e:
         trust = f"not verified: {e}"
     return _check(name, True, f"{host}: RSA key, iPXE's handshake gets {cipher}; {trust}")
+
+
+def profile_render_checks(database: Database, settings: Settings, base: str) -> list[dict]:
+    """Each profile's kernel args and config rendered for one of the nodes it boots (or, with
+    none, for a sample node: boot/render.sample_context), with a token of that node's install:
+    a template error shows here before a machine meets it (docs/installers.md)."""
+    from bootfleet.boot.node_config import images_for
+    from bootfleet.boot.render import node_context, render_profile, sample_context
+    from bootfleet.db import nodes
+    from bootfleet.errors import RenderError
+    from bootfleet.tokens import issue_node_token
+
+    checks = []
+    with database.transaction() as tx:
+        items, _ = profiles.listing(tx, 1000, 0)
+        for profile in items:
+            node = nodes.one_booting(tx, profile)
+            images = images_for(settings, base)
+            if node is None:
+                context, who = sample_context(profile, images), "a sample node (no node boots it)"
+            else:
+                _, deployment = nodes.boot_plan(tx, node)
+                token = issue_node_token(settings.require("token_secret"), node["id"], node["token_version"], 60)
+                context = node_context(node, profile, deployment, base, token, images)
+                who = f"node {node.get('hostname') or node['id']}"
+            try:
+                render_profile(profile, context)
+            except RenderError as e:
+                checks.append(_check(f"templates of {profile['name']}", False, f"rendered for {who}: {e.message}"))
+                continue
+            what = "args and config" if profile["config_format"] != "none" else "args"
+            checks.append(_check(f"templates of {profile['name']}", True, f"{what} render for {who}"))
+    return checks

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from bootfleet import metrics
 from bootfleet.boot import ipxe
-from bootfleet.boot.render import node_context, render
+from bootfleet.boot.node_config import images_for
+from bootfleet.boot.render import node_context, render, render_config
 from bootfleet.boot.trust import Client
 from bootfleet.db import events, nodes, profiles, unknown
 from bootfleet.db.boot import step as boot_step
@@ -99,6 +100,9 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     node = done["node"]
     if done["opens"]:  # the stage change db/boot.py made, counted as db.nodes counts its own
         metrics.stages_moved("booting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
+    if done["installed"]:  # its profile's installed_after: booted again, so installed (docs/installers.md)
+        metrics.stages_moved("rebooting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
+        node = {**node, "stage": "rebooting"}
     result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
     if result.missing_images:
         _report_missing(database, settings, node, result)
@@ -110,6 +114,16 @@ def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry
     (bootfleet node script). The token is of the node's current install."""
     profile, deployment = nodes.boot_plan(tx, node)
     return _answer_for(settings, base, node, profile, deployment, node["token_version"], retry_url)
+
+
+def config_for(tx: Transaction, settings: Settings, base: str, node: dict) -> str | None:
+    """The config (Ignition or cloud-init) config would answer `node` with now, with a token of
+    its current install, changing nothing; None when its profile renders none. Raises RenderError."""
+    profile, deployment = nodes.boot_plan(tx, node)
+    if profile is None or profile["config_format"] == "none":
+        return None
+    token = issue_node_token(settings.require("token_secret"), node["id"], node["token_version"], settings.token_ttl)
+    return render_config(profile, node_context(node, profile, deployment, base, token, images_for(settings, base)))[0]
 
 
 def _answer_for(settings: Settings, base: str, node: dict, profile: dict | None, deployment: dict | None,
@@ -133,7 +147,7 @@ def install_script(settings: Settings, base: str, node: dict, profile: dict, dep
     """The installer's script for a node: kernel, initrds and rendered arguments, with a
     token of this install."""
     token = issue_node_token(settings.require("token_secret"), node["id"], token_version, settings.token_ttl)
-    context = node_context(node, profile, deployment, base, token)
+    context = node_context(node, profile, deployment, base, token, images_for(settings, base))
     args = render(profile["args"], context, f"profile {profile['name']!r} args")
     try:
         check_safe_text(args, "rendered kernel args", 8192)

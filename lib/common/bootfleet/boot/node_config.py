@@ -13,12 +13,26 @@ from bootfleet.boot.render import node_context, render_config
 from bootfleet.db import events, nodes
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import NotFoundError, RenderError
+from bootfleet.settings import Settings
 
 # What each kind of request wants, and the URL to fetch instead when the profile renders the other.
 WANTED = {"ignition": "ignition", "user-data": "cloud-init"}
 FETCH = {"ignition": "ignition", "cloud-init": "user-data"}
 # Stages at which fetching the config moves a node to `configuring`.
 CONFIGURING_FROM = ("registered", "provisioning", "booting")
+
+
+def images_for(settings: Settings | None, base: str):
+    """`image_url` for templates: an object's URL in the configured images store (signed there
+    when the store signs, as the kernel's); None: the plain base/images/ URL."""
+    if settings is None:
+        return None
+    from bootfleet.boot.render import Url
+    from bootfleet.providers.storage.choose import image_url
+    from bootfleet.validation import check_image_ref
+
+    # A Url: printed plain after a key in a cloud-config, as bootfleet's own URLs are (boot/render.py).
+    return lambda key: Url(image_url(check_image_ref(str(key), "image_url()"), base, settings))
 
 
 @dataclass
@@ -28,8 +42,10 @@ class ConfigAnswer:
     failure: RenderError | None = None  # raised after the transaction, so its event is kept (web/api logs it)
 
 
-def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None) -> ConfigAnswer:
-    """The node's `kind` (ignition, user-data or meta-data) for an authenticated node."""
+def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None,
+           settings: Settings | None = None) -> ConfigAnswer:
+    """The node's `kind` (ignition, user-data or meta-data) for an authenticated node. `settings`:
+    the images store whose URLs `image_url('key')` gives (signed when it signs)."""
     node_id = node["id"]
     if kind == "meta-data":
         hostname = node["hostname"] or f"node-{node_id[:8]}"
@@ -43,10 +59,14 @@ def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None)
         hint = f"; fetch /config/nodes/{node_id}/{other}" if other else ""
         raise NotFoundError(f"profile {profile['name']!r} renders {profile['config_format']}, not {wanted}{hint}")
     try:
-        body, content_type = render_config(profile, node_context(node, profile, deployment, base, token))
+        body, content_type = render_config(profile, node_context(node, profile, deployment, base, token,
+                                                                 images_for(settings, base)))
     except RenderError as e:
+        # Nothing the node can do about it: it fails now, with the reason, rather than waiting in
+        # `booting` until its stage times out (docs/installers.md, "Template errors").
         events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
-        return ConfigAnswer(failure=RenderError(f"cannot render this node's config: {e}"))
+        nodes.set_stage(tx, node_id, "failed", "config", f"its config cannot be rendered: {e}"[:2000])
+        return ConfigAnswer(failure=RenderError(f"cannot render this node's config: {e}; the node is now failed"))
     if node["stage"] in CONFIGURING_FROM:
         nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
     return ConfigAnswer(body, content_type)

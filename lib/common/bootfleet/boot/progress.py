@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bootfleet import stages
-from bootfleet.db import nodes
+from bootfleet.db import events, nodes
 from bootfleet.db.connection import Transaction
 from bootfleet.settings import Settings
 
@@ -19,6 +19,51 @@ def report(tx: Transaction, settings: Settings, node: dict, stage: str, message:
 
             node_changed(tx, settings, node["id"], "status")
     return moved
+
+
+# cloud-init's and curtin's webhook reporter (docs/installers.md). Both post one JSON object per
+# event: event_type ("start" or "finish"), name (hierarchical, "cmd-install/stage-partitioning",
+# "modules-final"), description, origin ("cloudinit" or "curtin"), timestamp, and on a finish a
+# result of SUCCESS, WARN or FAIL (cloud-init's cloudinit/reporting/events.py ReportingEvent and
+# FinishReportingEvent; curtin's doc/topics/reporting.rst and curtin/reporter/events.py, whose
+# DEFAULT_EVENT_ORIGIN is 'curtin'; subiquity, Ubuntu's autoinstall, reports through curtin's
+# reporter: subiquity/server/controllers/reporting.py, with "info", "warning" and "error" events too).
+REPORTER_RESULTS = ("SUCCESS", "WARN", "FAIL")
+
+
+def reporter_stage(current: str, origin: str, event_type: str, name: str, result: str | None) -> str | None:
+    """The stage a reporter event means, or None: FAIL -> failed; curtin's (the installer
+    writing the disk) -> installing; cloud-init's -> configuring, except its last boot stage
+    (modules-final) finishing on a node that is rebooting: the installed system came up -> ready."""
+    if result == "FAIL":
+        return "failed"
+    if event_type not in ("start", "finish"):
+        return None
+    if origin == "curtin":
+        return "installing"
+    if origin == "cloudinit":
+        if current == "rebooting" and event_type == "finish" and name == "modules-final" and result == "SUCCESS":
+            return "ready"
+        return "configuring"
+    return None
+
+
+def reporter_event(tx: Transaction, settings: Settings, node: dict, event: dict) -> bool:
+    """Keep a reporter event (checked by the status function) as the node's event, and move
+    the node when it means a later stage (never back: an event of an earlier phase is kept and
+    changes nothing). True if the node moved."""
+    origin, name, result = event["origin"] or "reporter", event["name"], event["result"]
+    text = f"{origin} {event['event_type']} {name}" + (f": {result}" if result else "")
+    if event["description"]:
+        text += f" ({event['description']})"
+    events.add(tx, "report", text[:2000], "node", node_id=node["id"], deployment_id=node["deployment_id"],
+               stage=node["stage"])
+    stage = reporter_stage(node["stage"], origin, event["event_type"], name, result)
+    if stage is None or stage == node["stage"] or (stage != "failed" and stages.rank(stage) < stages.rank(node["stage"])):
+        return False
+    message = (f"{origin} reports {name} failed: {event['description'] or 'no description'}" if stage == "failed"
+               else f"{origin} {event['event_type']} {name}")
+    return report(tx, settings, node, stage, message[:2000])
 
 
 def deployment_progress(tx: Transaction, deployment: dict, timeouts: dict[str, int]) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -36,6 +37,12 @@ class Json(str):
     """Text that is already a whole JSON value (the output of `tojson`): printed as it is."""
 
 
+class Url(str):
+    """A URL bootfleet made (base_url, config_url, status_url...): printed plain wherever YAML
+    reads it back after a key, so `url: {{ status_url }}&stage=ready` stays one value. PyYAML
+    ends a plain scalar at `?` in a flow collection: quote a URL there (`["{{ status_url }}"]`)."""
+
+
 def _tojson(value: Any) -> Json:
     try:
         return Json(json_text(value))
@@ -44,18 +51,20 @@ def _tojson(value: Any) -> Json:
 
 
 @functools.lru_cache(maxsize=4096)
-def _plain_yaml(text: str) -> bool:
-    """Whether `text` printed after `key: `, or in a flow collection (`[a, {{ v }}]`, `{k: {{ v }}}`),
-    reads back as the same string, on one line. A flow indicator (`,[]{}`) ends a plain scalar
-    there, so a string holding one is printed quoted."""
+def _plain_yaml(text: str, flow: bool = True) -> bool:
+    """Whether `text` printed after `key: `, and (`flow`) in a flow collection (`[a, {{ v }}]`,
+    `{k: {{ v }}}`), reads back as the same string, on one line. A flow indicator (`,[]{}`) ends
+    a plain scalar there, and PyYAML reads a `?` or a leading `:` there as a mapping's, so a
+    string holding one is printed quoted."""
     if not text or any(c in text for c in _LINE_BREAKS) or not text.isprintable() or text != text.strip():
         return False
-    if any(c in _FLOW for c in text):
+    if flow and any(c in _FLOW for c in text):
         return False
     import yaml  # here, not at import: a node script renders no YAML (16 ms of every cold start)
 
     try:
-        return yaml.safe_load(f"k: {text}\n") == {"k": text}
+        return yaml.safe_load(f"k: {text}\n") == {"k": text} and (
+            not flow or yaml.safe_load(f"[{text}]\n") == [text] and yaml.safe_load(f"{{k: {text}}}\n") == {"k": text})
     except yaml.YAMLError:
         return False
 
@@ -83,7 +92,7 @@ def json_text(value: Any) -> str:
 
 
 def _finalize_cloud_init(value: Any) -> Any:
-    if isinstance(value, Json) or not isinstance(value, str) or _plain_yaml(value):
+    if isinstance(value, Json) or not isinstance(value, str) or _plain_yaml(value, flow=not isinstance(value, Url)):
         return value
     return json_text(value)
 
@@ -163,11 +172,24 @@ def render_config(profile: dict, context: dict) -> tuple[str, str]:
     return text, "text/cloud-config; charset=utf-8"
 
 
-def node_context(node: dict, profile: dict, deployment: dict | None, base: str, token: str) -> dict:
-    """What a profile's templates may use."""
+def _plain_image_url(base: str) -> Callable[[str], str]:
+    from bootfleet.validation import check_image_ref
+
+    def url(key: str) -> str:
+        key = check_image_ref(str(key), "image_url()")
+        return Url(key if key.startswith(("http://", "https://")) else f"{base}/images/{key}")
+
+    return url
+
+
+def node_context(node: dict, profile: dict, deployment: dict | None, base: str, token: str,
+                 images: Callable[[str], str] | None = None) -> dict:
+    """What a profile's templates may use. `images`: `image_url('key')` in a template, the URL of
+    any object in the images store, signed when the store signs (providers/storage/choose.image_url,
+    as the kernel's); without it, the object's URL under base/images/."""
     from bootfleet.boot.urls import node_urls
 
-    urls = node_urls(base, node["id"], token)
+    urls = {name: Url(url) for name, url in node_urls(base, node["id"], token).items()}
     macs = node.get("macs") or []
     return {
         "node": {
@@ -188,8 +210,9 @@ def node_context(node: dict, profile: dict, deployment: dict | None, base: str, 
              "spec": deployment.get("spec") or {}}
             if deployment else None
         ),
-        "base_url": base,
+        "base_url": Url(base),
         "token": token,
+        "image_url": images or _plain_image_url(base),
         "config_url": urls["ignition_url"] if profile["config_format"] == "ignition" else urls["user_data_url"],
         **urls,
     }
@@ -203,3 +226,53 @@ _SAMPLE = node_context(
     {"name": "sample", "metadata": {}, "config_format": "cloud-init"},
     {"id": "00000000-0000-4000-8000-000000000001", "name": "sample", "dns_zone": "example.com", "spec": {}},
     "http://bootfleet.example", "0.sample")
+
+
+class _SampleLabels(dict):
+    """A sample node's labels: the profile's selectors, and any other label a template names
+    (labels are each node's own: only a real node can tell one is missing)."""
+
+    def __missing__(self, key: str) -> str:
+        return f"sample-{key}"
+
+
+def sample_context(profile: dict, images: Callable[[str], str] | None = None) -> dict:
+    """What a profile's templates see for a sample node that the profile would boot: every node
+    field set, its labels those the profile selects (any other label reads as `sample-<name>`),
+    in a sample deployment."""
+    context = node_context(
+        {"id": "00000000-0000-4000-8000-000000000000", "hostname": "sample-0", "macs": ["52:54:00:00:00:00"],
+         "ip": "10.0.0.1", "smbios_uuid": "00000000-0000-4000-8000-000000000000", "serial": "S0",
+         "instance_id": "i-0"},
+        profile,
+        {"id": "00000000-0000-4000-8000-000000000001", "name": "sample", "dns_zone": "example.com", "spec": {}},
+        "http://bootfleet.example", "0.sample", images)
+    context["node"]["labels"] = _SampleLabels(profile.get("selectors") or {})
+    return context
+
+
+def render_profile(profile: dict, context: dict) -> dict:
+    """Render a profile's kernel args and config for one node's context: {"args", "config"
+    (None for config_format none)}. Raises RenderError naming the template and what is missing."""
+    args = render(profile.get("args") or "", context, f"profile {profile['name']!r} args")
+    config = None
+    if profile.get("config_format", "none") != "none":
+        config = render_config(profile, context)[0]
+    return {"args": args, "config": config}
+
+
+def check_profile(profile: dict) -> None:
+    """Raise ValidationError (the field, what is missing) when the profile's templates cannot be
+    rendered for a sample node it would boot (sample_context): what saving a profile checks, so
+    a template error shows before a machine meets it."""
+    context = sample_context(profile)
+    try:
+        render(profile.get("args") or "", context, "args")
+    except RenderError as e:
+        raise ValidationError("args", f"rendered for a sample node: {e.message.removeprefix('args: ')}") from None
+    if profile.get("config_format", "none") == "none" or not profile.get("config_template"):
+        return
+    try:
+        render_config({**profile, "name": profile["name"]}, context)
+    except RenderError as e:
+        raise ValidationError("config_template", f"rendered for a sample node: {e.message}") from None

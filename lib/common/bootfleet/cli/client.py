@@ -14,6 +14,10 @@ class CliError(Exception):
     """Something the operator should read; printed as one line, without a traceback."""
 
 
+class UnreachableError(CliError):
+    """The server did not answer at all (not running, restarting, or too slow): worth asking again."""
+
+
 def _session(token: str | None) -> requests.Session:
     session = requests.Session()
     # A connection the server's keep-alive closed between two polls (watch, events --follow)
@@ -50,9 +54,9 @@ class Client:
                                         timeout=timeout,
                                         headers={"Content-Type": "application/json"} if data is not None else None)
         except requests.ConnectionError:
-            raise CliError(f"cannot reach bootfleet at {self.url}; is it running (make run)?") from None
+            raise UnreachableError(f"cannot reach bootfleet at {self.url}; is it running (make run)?") from None
         except requests.Timeout:
-            raise CliError(f"bootfleet at {self.url} did not answer within {timeout:.0f} s") from None
+            raise UnreachableError(f"bootfleet at {self.url} did not answer within {timeout:.0f} s") from None
         except requests.RequestException as e:
             raise CliError(f"{method} {self.url}{path}: {e}") from None
         self.last_response = resp
@@ -62,6 +66,9 @@ class Client:
             data = resp.json()
         except ValueError:
             data = {"error": resp.text.strip()[:300] or resp.reason}
+        if resp.status_code in (502, 503, 504):  # a gateway without its server, or a server starting
+            message = data.get("error", data) if isinstance(data, dict) else data
+            raise UnreachableError(f"{method} {path}: {resp.status_code} {message}")
         if resp.status_code >= 400:
             message = data.get("error", data) if isinstance(data, dict) else data
             hint = "" if "role" in str(message) else self._hint(resp.status_code)  # a wrong role: the token is fine

@@ -66,9 +66,32 @@ def cmd_watch(args, settings: Settings) -> None:
         if status["done"]:
             print("all nodes ready")
             return
+        ended = _nothing_can_progress(status)
+        if ended:
+            raise CliError(ended)
         if deadline and time.monotonic() > deadline:
             raise CliError(f"not done after {args.timeout} s")
         time.sleep(args.interval)
+
+
+# Stages from which a node moves on only when an operator acts (or it is going away).
+_STOPPED = ("ready", "failed", "deprovisioning", "deleted")
+
+
+def _nothing_can_progress(status: dict) -> str | None:
+    """Why watching longer is pointless, or None: the deployment is going away, or every node
+    that is not ready stopped (failed, or being deleted)."""
+    deployment = status.get("deployment") or {}
+    if deployment.get("state") in ("deleting", "deleted"):
+        return f"deployment {deployment['name']} is {deployment['state']}; nothing left can progress"
+    moving = sum(n for stage, n in status["counts"].items() if stage not in _STOPPED)
+    if not status["nodes"] or moving:
+        return None
+    failed = status["failed"]
+    names = ", ".join(f"{f.get('hostname') or f['id'][:8]} ({f.get('last_message') or 'no message'})"
+                      for f in failed[:10])
+    return (f"{len(failed)} of {status['nodes']} node(s) failed and nothing left can progress"
+            + (f": {names}" if names else "") + " (bootfleet node reinstall NODE to try again)")
 
 
 def cmd_events(args, settings: Settings) -> None:
@@ -102,6 +125,18 @@ def cmd_dns(args, settings: Settings) -> None:
         raise CliError(f"{len(result['failed'])} DNS change(s) failed")
 
 
+def _named(item: dict) -> str:
+    """One cleanup action's target in words: the node by hostname (and id), the server, the record."""
+    details = {k: v for k, v in item.items() if k != "action" and v not in (None, "")}
+    words = []
+    if "hostname" in details or "node_id" in details:
+        node = details.pop("hostname", None)
+        node_id = details.pop("node_id", None)
+        words.append(f"node {node} ({node_id})" if node and node_id else f"node {node or node_id}")
+    words += [f"{k} {v}" for k, v in details.items()]
+    return ", ".join(words)
+
+
 def cmd_cleanup(args, settings: Settings) -> None:
     client = connect(args, settings)
     summary = client.call("POST", "/cleanup/run", params={"dry_run": "true" if args.dry_run else "false"},
@@ -112,6 +147,13 @@ def cmd_cleanup(args, settings: Settings) -> None:
         print(("plan (dry run): " if summary["dry_run"] else "") + summary["message"])
         for action, count in sorted(summary["counts"].items()):
             print(f"  {action:22} {count}")
+        if summary.get("actions"):  # what it touched, or on a dry run would touch, by name
+            print("would touch:" if summary["dry_run"] else "touched:")
+            for item in summary["actions"]:
+                print(f"  {item['action']:22} {_named(item)}")
+            listed, _, total = summary.get("actions_listed", "").partition(" of ")
+            if listed and total and listed != total:
+                print(f"  ... {listed} of {total} listed")
     if summary["errors"]:
         first = summary["errors"][0]
         raise CliError(f"cleanup had {len(summary['errors'])} error(s); first: {first['action']}: {first['error']}")

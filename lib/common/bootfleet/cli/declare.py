@@ -35,7 +35,8 @@ API = "/config/api/v1"
 KINDS = ("profiles", "deployments", "nodes", "webhooks")
 DEFAULTS = {
     "profiles": {"initrds": [], "args": "", "config_format": "none", "config_template": "", "selectors": {},
-                 "metadata": {}, "require_secret": False, "requirements": {}, "image": None},  # the last two: issue 22
+                 "metadata": {}, "require_secret": False, "installed_after": None,
+                 "requirements": {}, "image": None},  # the last two: issue 22
     "deployments": {"provider": "none", "dns_zone": None, "placement": {}, "spec": {}, "count": 0,
                     "require_secret": False, "requirements": {}},
     "nodes": {"macs": [], "uuid": None, "serial": None, "hostname": None, "ip": None, "labels": {},

@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import sys
 import time
 
-from bootfleet.cli.client import Client, CliError
+from bootfleet.cli.client import Client, CliError, UnreachableError
 from bootfleet.cli.output import console, print_json, print_table
 
-COLUMNS = ["id", "created_at", "node_id", "kind", "stage", "source", "message"]
+COLUMNS = ["id", "created_at", "node", "kind", "stage", "source", "message"]
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -34,10 +35,15 @@ def since_param(raw: str | None) -> str:
     return raw
 
 
+def node_name(event: dict) -> str:
+    """The event's node as operators name it: its hostname, else the start of its id."""
+    return event.get("hostname") or (event["node_id"] or "-")[:8]
+
+
 def line(event: dict) -> str:
     what = event["stage"] or event["kind"]
-    node = (event["node_id"] or "-")[:8]
-    return f"{event['created_at'][:19].replace('T', ' ')}  {node:8}  {what:14} {event['source']:9} {event['message']}"
+    return (f"{event['created_at'][:19].replace('T', ' ')}  {node_name(event):12}  {what:14} {event['source']:9}"
+            f" {event['message']}")
 
 
 def show_events(args, client: Client, params: dict) -> None:
@@ -50,7 +56,7 @@ def show_events(args, client: Client, params: dict) -> None:
         if args.json:
             print_json(data)
         elif newest:
-            print_table(newest, COLUMNS)
+            print_table([{**e, "node": node_name(e) if e["node_id"] else None} for e in newest], COLUMNS)
         else:
             print("no events")
         return
@@ -62,12 +68,22 @@ def show_events(args, client: Client, params: dict) -> None:
         cursor = latest[0]["id"] if latest else 0
     for event in reversed(newest):  # the tail in time order, then what comes
         _emit(args, out, event)
+    lost = False
     while True:
-        time.sleep(args.interval)
-        page = client.call("GET", "/status/events", params={**params, "since": cursor, "limit": 500})
+        time.sleep(args.interval if not lost else max(args.interval, 1.0))
+        try:
+            page = client.call("GET", "/status/events", params={**params, "since": cursor, "limit": 500})
+        except UnreachableError as e:  # a restart, a network blip: keep the cursor and ask again
+            if not lost:
+                print(f"bootfleet: {e}; reconnecting (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            lost = True
+            continue
+        if lost:
+            print("bootfleet: reconnected", file=sys.stderr, flush=True)
+            lost = False
         for event in page["events"]:
             _emit(args, out, event)
-        cursor = page["next"]
+        cursor = max(cursor, page["next"])
 
 
 def _emit(args, out, event: dict) -> None:

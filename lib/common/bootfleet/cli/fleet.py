@@ -79,9 +79,10 @@ def cmd_import(args, settings: Settings) -> None:
     body = json.dumps({"nodes": rows}, separators=(",", ":")).encode()
     try:
         if len(rows) <= PROGRESS_ROWS or args.json or not sys.stderr.isatty():  # a bar only on a terminal
-            result = client.call("POST", "/config/api/v1/nodes/import", data=body, timeout=300)
+            result = client.call("POST", "/config/api/v1/nodes/import", data=body, timeout=300,
+                                 params={"update": "true"} if args.update else None)
         else:
-            result = _with_progress(client, body, len(rows))
+            result = _with_progress(client, body, len(rows), args.update)
     except CliError as e:
         if ": 413 " in str(e):  # all or nothing is one request: the server's body limit bounds a file
             raise CliError(f"{e}; {len(rows)} nodes make {len(body)} bytes: import them in smaller files, or raise"
@@ -90,10 +91,10 @@ def cmd_import(args, settings: Settings) -> None:
     if args.json:
         print_json(result)
     else:
-        print(f"imported {result['imported']} nodes")
+        print(f"imported {result['imported']} nodes" + (f", updated {result['updated']}" if args.update else ""))
 
 
-def _with_progress(client: Client, body: bytes, count: int) -> dict:
+def _with_progress(client: Client, body: bytes, count: int, update: bool = False) -> dict:
     """The upload as a bar, then a spinner while the server checks and inserts every row."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
     with Progress(*columns, console=console(stderr=True), transient=True) as progress:
@@ -107,7 +108,8 @@ def _with_progress(client: Client, body: bytes, count: int) -> dict:
             progress.update(task, description=f"checking and importing {count} nodes")
 
         started = time.monotonic()
-        result = client.call("POST", "/config/api/v1/nodes/import", data=chunks(), timeout=600)
+        result = client.call("POST", "/config/api/v1/nodes/import", data=chunks(), timeout=600,
+                             params={"update": "true"} if update else None)
         progress.update(task, description=f"imported {count} nodes in {time.monotonic() - started:.1f} s")
     return result
 

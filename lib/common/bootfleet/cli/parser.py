@@ -109,6 +109,12 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("key", help=key_help)
         if action == "events":
             _event_options(a)
+        if action == "delete" and kind == "profile":
+            a.add_argument("--force", action="store_true",
+                           help="delete it even though nodes boot it by their labels (they then boot another or none)")
+        if action == "script":
+            a.add_argument("--config", action="store_true",
+                           help="print the Ignition / cloud-init it would fetch instead (both are rendered either way)")
     if kind == "deployment":  # provisioning: docs/vpc.md
         a = actions.add("scale", "change how many nodes (and servers) a deployment has")
         a.add_argument("key", help=key_help)
@@ -121,6 +127,13 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
             a.add_argument("key", help=key_help)
         a.add_argument("--from-file", help="a JSON file with the whole body")
         _resource_options(a, kind)
+        if action == "update":
+            a.add_argument("--clear", action="append", choices=CLEARABLE[kind], metavar="FIELD",
+                           help=f"empty this field (repeat for more): {', '.join(CLEARABLE[kind])}")
+            if kind == "node":
+                a.add_argument("--unlabel", action="append", metavar="KEY", help="remove this label (repeat for more)")
+                a.add_argument("--labels-from-file", metavar="FILE",
+                               help="replace all its labels with the key=value lines of FILE (or a JSON object)")
     p.set_defaults(func=resources.cmd_resource, resource=kind)
     if kind == "node":  # issue 22: a held node's requirements overridden (an event), or the override taken back
         a = actions.add("override", "let a node whose inventory fails its profile's requirements install anyway")
@@ -129,6 +142,8 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--remove", action="store_true", help="take the override back (the node is checked again)")
         a = actions.add("import", "register many nodes from a CSV or JSON file, all or none")
         a.add_argument("file", help="CSV with a header (mac,hostname,ip,labels,profile,deployment) or a JSON list")
+        a.add_argument("--update", action="store_true",
+                       help="a row whose MAC a node has updates that node (its labels replaced) instead of failing")
         a.set_defaults(func=fleet.cmd_import)
         a = actions.add("unknown", "machines that tried to boot but are no node's")
         a.add_argument("--limit", type=int, default=100)
@@ -144,6 +159,11 @@ def _resource_parser(p: argparse.ArgumentParser, kind: str) -> None:
         a.set_defaults(func=fleet.cmd_adopt)
 
 
+# What `update --clear FIELD` may empty (the API's null), by kind.
+CLEARABLE = {"node": ["hostname", "ip", "uuid", "serial", "profile", "deployment"],
+             "profile": ["installed_after"], "deployment": ["dns_zone"]}
+
+
 def _resource_options(a: argparse.ArgumentParser, kind: str) -> None:
     if kind == "profile":
         a.add_argument("--name")
@@ -153,6 +173,9 @@ def _resource_options(a: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--config-format", choices=["none", "ignition", "cloud-init"])
         a.add_argument("--template", help="file holding the Ignition / cloud-init template")
         a.add_argument("--selector", action="append", help="key=value label this profile selects")
+        a.add_argument("--installed-after", choices=["configuring", "installing", "none"],
+                       help="a repeated boot from this stage on means installed: boot the disk (docs/installers.md);"
+                            " none: restart the install")
     elif kind == "deployment":
         a.add_argument("--name")
         a.add_argument("--profile")
@@ -167,6 +190,7 @@ def _resource_options(a: argparse.ArgumentParser, kind: str) -> None:
         a.add_argument("--serial")
         a.add_argument("--hostname")
         a.add_argument("--ip")
-        a.add_argument("--label", action="append", help="key=value")
+        a.add_argument("--label", action="append",
+                       help="key=value (repeat); on update it adds or changes this label and keeps the others")
         a.add_argument("--profile")
         a.add_argument("--deployment")

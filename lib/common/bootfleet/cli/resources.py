@@ -56,7 +56,8 @@ def cmd_resource(args, settings: Settings) -> None:
             show(args, client.call("POST", path, {"reason": args.reason} if args.reason else None))
     elif args.action == "delete":
         confirm(args, f"delete {kind} {args.key}?")
-        show(args, client.call("DELETE", f"{base}/{key}"))
+        force = {"force": "true"} if getattr(args, "force", False) else None
+        show(args, client.call("DELETE", f"{base}/{key}", params=force))
     elif args.action == "reinstall":
         confirm(args, f"reinstall node {args.key} (its next boot installs it again)?")
         show(args, client.call("POST", f"{base}/{key}/reinstall"))
@@ -69,6 +70,12 @@ def cmd_resource(args, settings: Settings) -> None:
             return
         for image in preview["missing_images"]:
             warn(f"image {image!r} is not in storage; this node cannot boot until it is uploaded")
+        if args.config:
+            if preview.get("config") is None:
+                raise CliError(f"node {args.key} gets no config now ({preview['outcome']}; its profile renders"
+                               " none, or it boots no installer)")
+            print(preview["config"], end="")
+            return
         print(preview["script"], end="")
     elif args.action == "scale":
         current = client.call("GET", f"{base}/{key}")
@@ -113,6 +120,15 @@ def _resource_body(args, kind: str) -> dict:
         if not isinstance(body, dict):
             raise CliError(f"--from-file {args.from_file}: give the request body as a JSON object")
         return body
+    body = _fields_body(args, kind)
+    for field in getattr(args, "clear", None) or ():
+        if field in body:
+            raise CliError(f"--clear {field}: and a value for it too; give one")
+        body[field] = None
+    return body
+
+
+def _fields_body(args, kind: str) -> dict:
     if kind == "profile":
         body = _body(args, ["name", "kernel", "args", "config_format"])
         if args.initrd is not None:
@@ -121,6 +137,8 @@ def _resource_body(args, kind: str) -> dict:
             body["config_template"] = read_file(args.template, "--template")
         if args.selector is not None:
             body["selectors"] = labels(args.selector, "--selector")
+        if args.installed_after is not None:
+            body["installed_after"] = None if args.installed_after == "none" else args.installed_after
         return body
     if kind == "deployment":
         body = _body(args, ["name", "profile", "count", "provider", "dns_zone"])
@@ -130,7 +148,27 @@ def _resource_body(args, kind: str) -> dict:
     body = _body(args, ["hostname", "ip", "uuid", "serial", "profile", "deployment"])
     if args.mac is not None:
         body["macs"] = args.mac
-    if args.label is not None:
-        body["labels"] = labels(args.label)
+    updating = args.action == "update"
+    if args.label is not None:  # create: its labels; update: merged into the node's (docs/operations.md)
+        body["add_labels" if updating else "labels"] = labels(args.label)
+    if updating and args.unlabel is not None:
+        body["remove_labels"] = args.unlabel
+    if updating and args.labels_from_file is not None:
+        if args.label is not None or args.unlabel is not None:
+            raise CliError("--labels-from-file replaces every label; give it without --label or --unlabel")
+        body["labels"] = labels_file(args.labels_from_file)
     return body
+
+
+def labels_file(path: str) -> dict:
+    """A labels file: a JSON object, or key=value lines (blank lines and # comments skipped)."""
+    text = read_file(path, "--labels-from-file")
+    if text.lstrip().startswith("{"):
+        try:
+            found = json.loads(text)
+        except ValueError as e:
+            raise CliError(f"--labels-from-file {path}: not JSON ({e})") from None
+        return found
+    lines = [line.strip() for line in text.splitlines()]
+    return labels([line for line in lines if line and not line.startswith("#")], f"--labels-from-file {path}")
 

@@ -4,6 +4,7 @@ node's machine (docs/security.md), and then, in the same statement,
 - with proof: open an install (a new token version; stage `booting` with its event)
   when the node is not booting yet, else note that it was seen; remember the SMBIOS UUID
   and serial it reported;
+  or, past its profile's `installed_after` stage, move it to `rebooting` (it boots its disk);
 - without: write a `boot-refused` event (at most one a minute per node).
 - without proof, known or unknown: record the attempt by MAC (db/unknown.py), so a
   known MAC and a made-up one cost the same work (docs/security.md).
@@ -21,7 +22,7 @@ from typing import Any
 
 from bootfleet.db import unknown
 from bootfleet.db.connection import Database
-from bootfleet.stages import LOCAL_BOOT, OPENS_INSTALL, TERMINAL
+from bootfleet.stages import FORWARD, LOCAL_BOOT, OPENS_INSTALL, TERMINAL
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -70,11 +71,21 @@ decided AS (
     END AS why
   FROM planned pl
 ),
+installed AS (
+  -- A repeated boot once the node reached its profile's installed_after stage: the installer
+  -- rebooted into the installed system without a word (docs/installers.md). It moves to
+  -- `rebooting` and boots its disk; nothing opens a new install.
+  SELECT dc.*, dc.why IS NULL AND dc.stage IN ('configuring', 'installing')
+    AND array_position(ARRAY{list(FORWARD)}::text[], dc.stage)
+        >= array_position(ARRAY{list(FORWARD)}::text[], dc.profile_row->>'installed_after') AS installed
+  FROM decided dc
+),
 acted AS (
   SELECT dc.*,
-    dc.why IS NULL AND dc.profile_row IS NOT NULL AND dc.stage IN {_in(OPENS_INSTALL)} AS opens,
+    dc.why IS NULL AND dc.profile_row IS NOT NULL AND dc.stage IN {_in(OPENS_INSTALL)}
+      AND NOT COALESCE(dc.installed, false) AS opens,
     dc.why IS NULL AND dc.profile_row IS NOT NULL AND dc.stage NOT IN {_in(LOCAL_BOOT + TERMINAL)} AS installs
-  FROM decided dc
+  FROM installed dc
 ),
 changed AS (
   UPDATE node x SET
@@ -84,11 +95,12 @@ changed AS (
                         AND NOT EXISTS (SELECT 1 FROM node o WHERE o.smbios_uuid = CAST(:uuid AS text))
                        THEN CAST(:uuid AS text) ELSE x.smbios_uuid END,
     token_version = x.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END,
-    stage = CASE WHEN a.opens THEN 'booting' ELSE x.stage END,
-    stage_changed_at = CASE WHEN a.opens THEN now() ELSE x.stage_changed_at END,
+    stage = CASE WHEN a.opens THEN 'booting' WHEN a.installed THEN 'rebooting' ELSE x.stage END,
+    stage_changed_at = CASE WHEN a.opens OR a.installed THEN now() ELSE x.stage_changed_at END,
     stage_times = CASE WHEN a.opens THEN x.stage_times || jsonb_build_object('booting', now())
+                       WHEN a.installed THEN x.stage_times || jsonb_build_object('rebooting', now())
                        ELSE x.stage_times END,
-    updated_at = CASE WHEN a.opens THEN now() ELSE x.updated_at END
+    updated_at = CASE WHEN a.opens OR a.installed THEN now() ELSE x.updated_at END
   FROM acted a WHERE x.id = a.id AND a.why IS NULL
   RETURNING x.id
 ),
@@ -99,6 +111,11 @@ stage_event AS (
          || CASE WHEN a.stage IN ('registered', 'provisioning') THEN ''
                  ELSE ' (install restarted; was ' || a.stage || ')' END, 2000), 'boot'
   FROM acted a WHERE a.opens
+  UNION ALL
+  SELECT a.id, a.deployment_id, 'rebooting', 'stage',
+    left('booted again after ' || a.stage || ' (profile ' || (a.profile_row->>'name') || ': installed_after '
+         || (a.profile_row->>'installed_after') || '): installed; boots its local disk', 2000), 'boot'
+  FROM acted a WHERE a.installed
   RETURNING id
 ),
 refused_event AS (
@@ -122,6 +139,7 @@ unknown_event AS (
   {unknown.ANNOUNCE.format(reason="CAST(:unknown_reason AS text)", condition="NOT EXISTS (SELECT 1 FROM acted)")}
 )
 SELECT a.node_row AS node, a.profile_row AS profile, a.deployment_row AS deployment, a.why, a.opens,
+  COALESCE(a.installed, false) AS installed,
   a.token_version + CASE WHEN a.opens THEN 1 ELSE 0 END AS token_version,
   extract(epoch FROM now() - a.stage_changed_at)::float8 AS in_stage_s
 FROM acted a
@@ -133,7 +151,7 @@ def step(database: Database, macs: list[str], uuid: str | None, serial: str | No
          ) -> dict[str, Any] | None:
     """The node's boot step, done (see the module docstring); None for an unknown machine.
     {node (as it was: its stage before this step), profile, deployment, why (refused: the reason),
-    opens, token_version, in_stage_s (seconds it had been in that stage)}
+    opens, installed (it moved to `rebooting`: its profile's installed_after), token_version, in_stage_s (seconds it had been in that stage)}
     record: (MAC, address, reason if no node has it): the attempt, if it has no proof, is
     recorded as db/unknown.py records one, in the same statement; None: not recorded."""
     rows = database.statement(STATEMENT, macs=macs or [""], uuid=uuid, serial=serial, secret_hash=secret_hash,

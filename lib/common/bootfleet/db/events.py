@@ -37,19 +37,22 @@ def listing(
     limit: int = 500,
     newest_first: bool = False,
 ) -> list[dict]:
-    """Events after `after_id` (and `since`), oldest first; `newest_first`: the newest `limit`, newest first."""
-    where, params = ["id > :after_id"], {"after_id": after_id, "limit": limit}
+    """Events after `after_id` (and `since`), oldest first; `newest_first`: the newest `limit`, newest first.
+    Each with its node's `hostname`."""
+    where, params = ["e.id > :after_id"], {"after_id": after_id, "limit": limit}
     if since is not None:
-        where.append("created_at > :since")
+        where.append("e.created_at > :since")
         params["since"] = since
     if node_id:
-        where.append("node_id = :node_id")
+        where.append("e.node_id = :node_id")
         params["node_id"] = node_id
     if deployment_id:
-        where.append("deployment_id = :deployment_id")
+        where.append("e.deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
-    order = "id DESC" if newest_first else "id"
-    return tx.all(f"SELECT * FROM event WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit", **params)
+    order = "e.id DESC" if newest_first else "e.id"
+    # `hostname`: the node's now (null for a node removed since), so readers name nodes as operators do.
+    return tx.all(f"SELECT e.*, n.hostname FROM event e LEFT JOIN node n ON n.id = e.node_id"
+                  f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit", **params)
 
 
 def count_before(tx: Transaction, days: int) -> int:

@@ -29,6 +29,30 @@ def conflicts(tx: Transaction, items: list[dict], most: int = 20) -> list[str]:
     return problems[:most]
 
 
+def mac_holders(tx: Transaction, macs: list[str]) -> dict[str, str]:
+    """MAC -> the id of the node that has it, for those of `macs` a node has."""
+    return {row["mac"]: str(row["node_id"]) for row in
+            tx.all("SELECT mac, node_id FROM node_mac WHERE mac = ANY(:macs)", macs=macs or [""])}
+
+
+def hostname_conflicts(tx: Transaction, created: list[tuple[int, dict]], updated: list[tuple[int, str, dict]],
+                       most: int = 20) -> list[str]:
+    """Hostnames of the rows ((row number, fields)) that live nodes have already (hostnames are unique among nodes not
+    deleted): a row that updates a node may keep that node's own."""
+    wanted = {item["hostname"].lower(): (number, None) for number, item in created if item.get("hostname")}
+    wanted.update({changes["hostname"].lower(): (number, node_id) for number, node_id, changes in updated
+                   if changes.get("hostname")})
+    if not wanted:
+        return []
+    problems = []
+    for row in tx.all("SELECT id, lower(hostname) AS hostname FROM node WHERE stage <> 'deleted'"
+                      " AND lower(hostname) = ANY(:names) ORDER BY 2 LIMIT :most", names=list(wanted), most=most):
+        number, own = wanted[row["hostname"]]
+        if own != str(row["id"]):
+            problems.append(f"row {number}: hostname {row['hostname']} belongs to node {row['id']} already")
+    return problems
+
+
 def create_many(tx: Transaction, items: list[dict], source: str) -> list[str]:
     """Insert checked rows (the fields of `nodes.create`); returns the new ids, in order.
     A clash found only now (a concurrent create) raises ConflictError: nothing is kept."""

@@ -11,7 +11,7 @@ from bootfleet import metrics
 from bootfleet.db import events, profiles, rows
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, ValidationError
-from bootfleet.validation import is_uuid, normalize_mac
+from bootfleet.validation import check_labels, is_uuid, normalize_mac
 
 SELECT = "SELECT n.*, ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = n.id ORDER BY m.mac) AS macs FROM node n"
 
@@ -38,10 +38,18 @@ def listing(
     labels: dict | None = None,
     outside: bool = False,
     include_deleted: bool = False,
+    stuck: dict[str, int] | None = None,
 ) -> tuple[list[dict], int]:
     """A page of nodes; `outside`: only those in no deployment; deleted ones only if asked
-    (or when `stage` is deleted)."""
+    (or when `stage` is deleted); `stuck` (the stage timeouts, {stage: seconds}): only the nodes
+    in their stage past its timeout (what node_view flags `stuck`)."""
     where, params = [], {}
+    if stuck is not None:
+        limits = [f"(n.stage = :stuck_stage_{i} AND n.stage_changed_at < now() - make_interval(secs => :stuck_s_{i}))"
+                  for i in range(len(stuck))]
+        where.append("(" + (" OR ".join(limits) or "false") + ")")
+        for i, (name, seconds) in enumerate(sorted(stuck.items())):
+            params[f"stuck_stage_{i}"], params[f"stuck_s_{i}"] = name, seconds
     if deployment_id:
         where.append("n.deployment_id = :deployment_id")
         params["deployment_id"] = deployment_id
@@ -118,8 +126,16 @@ def create(tx: Transaction, fields: dict, source: str, message: str = "node regi
 
 
 def update(tx: Transaction, node_id: str, fields: dict) -> dict:
+    """Change a node's fields; `add_labels` (adds or changes) and `remove_labels` (keys) merge
+    into its labels under the node's lock, where `labels` replaces them all."""
     node = get(tx, node_id, lock=True)
     fields = dict(fields)
+    add, remove = fields.pop("add_labels", None), fields.pop("remove_labels", None)
+    if add is not None or remove is not None:
+        merged = {**(node["labels"] or {}), **(add or {})}
+        for key in remove or ():
+            merged.pop(key, None)
+        fields["labels"] = check_labels(merged)
     if "macs" in fields:
         _set_macs(tx, node_id, fields.pop("macs"))
     if fields:
@@ -198,7 +214,8 @@ def time_out(tx: Transaction, stage: str, seconds: int, limit_text: str, source:
     message_sql = f"'timed out in ' || :old_stage || ' after ' || {_SQL_DURATION} || ' (limit ' || :limit || ')'"
     params = {"old_stage": stage, "s": seconds, "limit": limit_text}
     if dry_run:
-        return tx.all(f"SELECT id AS node_id, {message_sql} AS message FROM ({stuck}) s", **params)
+        return tx.all(f"SELECT id AS node_id, (SELECT hostname FROM node h WHERE h.id = s.id) AS hostname,"
+                      f" {message_sql} AS message FROM ({stuck}) s", **params)
     return _move(tx, "failed", source, f"{stuck} FOR UPDATE SKIP LOCKED", message_sql, **params)
 
 
@@ -208,7 +225,8 @@ def delete_unmanaged(tx: Transaction, source: str, dry_run: bool = False) -> lis
     gone = ("SELECT n.id, n.instance_id FROM node n LEFT JOIN deployment d ON d.id = n.deployment_id"
             " WHERE n.stage = 'deprovisioning' AND (d.id IS NULL OR d.provider = 'none')")
     if dry_run:
-        return tx.all(f"SELECT id AS node_id FROM ({gone}) g")
+        return tx.all(f"SELECT id AS node_id, (SELECT hostname FROM node h WHERE h.id = g.id) AS hostname"
+                      f" FROM ({gone}) g")
     message_sql = ("'deleted' || CASE WHEN instance_id IS NULL THEN '' ELSE '; server ' || instance_id"
                    " || ' was not created by bootfleet and is left alone' END")
     return _move(tx, "deleted", source, f"{gone} FOR UPDATE OF n SKIP LOCKED", message_sql)
@@ -342,3 +360,35 @@ def count_deleted_before(tx: Transaction, days: int) -> int:
 def remove_deleted_before(tx: Transaction, days: int) -> None:
     """Remove the rows of nodes deleted more than `days` ago (their events go with them)."""
     tx.run("DELETE FROM node WHERE stage = 'deleted' AND stage_changed_at < now() - make_interval(days => :d)", d=days)
+
+
+def one_booting(tx: Transaction, profile: dict) -> dict | None:
+    """One live node that boots `profile` (its own, its deployment's, or by its labels when it has
+    neither), the most recently changed; None when no node does. What doctor renders a profile for."""
+    return tx.one(
+        f"{SELECT} LEFT JOIN deployment d ON d.id = n.deployment_id"
+        " WHERE n.stage <> 'deleted' AND (n.profile_id = :id"
+        "   OR (n.profile_id IS NULL AND d.profile_id = :id)"
+        "   OR (n.profile_id IS NULL AND d.id IS NULL AND CAST(:selectors AS jsonb) <> '{}'::jsonb"
+        "       AND CAST(:selectors AS jsonb) <@ n.labels))"
+        " ORDER BY n.updated_at DESC LIMIT 1",
+        id=profile["id"], selectors=json.dumps(profile.get("selectors") or {}),
+    )
+
+
+def hostname_holder(tx: Transaction, hostname: str, except_id: str | None = None) -> dict | None:
+    """The live node (not deleted) that has `hostname` (case-insensitive), other than `except_id`:
+    hostnames are unique among live nodes, since nodes are looked up by hostname (resolve)."""
+    return tx.one("SELECT id, hostname FROM node WHERE lower(hostname) = lower(:hostname) AND stage <> 'deleted'"
+                  " AND id <> COALESCE(CAST(:except_id AS uuid), '00000000-0000-0000-0000-000000000000') LIMIT 1",
+                  hostname=hostname, except_id=except_id)
+
+
+def check_hostname_free(tx: Transaction, hostname: str | None, except_id: str | None = None) -> None:
+    """ConflictError when another live node has `hostname`."""
+    if not hostname:
+        return
+    holder = hostname_holder(tx, hostname, except_id)
+    if holder:
+        raise ConflictError(f"hostname {hostname!r} belongs to node {holder['id']} already; hostnames are unique"
+                            " among nodes not deleted (nodes are looked up by hostname)")

@@ -30,8 +30,34 @@ def update(tx: Transaction, key: str, fields: dict) -> dict:
     return rows.update(tx, "profile", profile["id"], fields, "profile")
 
 
-def delete(tx: Transaction, key: str) -> dict:
+def selected_by(tx: Transaction, profile: dict, most: int = 10) -> tuple[int, list[str]]:
+    """How many live nodes boot `profile` by their labels (no profile and no deployment of their
+    own, labels it selects, and no more specific profile selecting them), and the first `most`
+    of their hostnames (or ids)."""
+    if not profile.get("selectors"):
+        return 0, []
+    rows_ = tx.all(
+        "SELECT COALESCE(n.hostname, n.id::text) AS name, count(*) OVER () AS total FROM node n"
+        " WHERE n.stage <> 'deleted' AND n.profile_id IS NULL AND n.deployment_id IS NULL"
+        " AND (SELECT p.id FROM profile p WHERE p.selectors <> '{}'::jsonb AND p.selectors <@ n.labels"
+        "      ORDER BY (SELECT count(*) FROM jsonb_object_keys(p.selectors)) DESC, p.name LIMIT 1) = :id"
+        " ORDER BY 1 LIMIT :most",
+        id=profile["id"], most=most,
+    )
+    return (rows_[0]["total"] if rows_ else 0), [r["name"] for r in rows_]
+
+
+def delete(tx: Transaction, key: str, force: bool = False) -> dict:
+    """Delete a profile: a 409 while deployments or nodes name it, and while nodes boot it by
+    their labels (unless `force`: those nodes then boot what else their labels select, or nothing)."""
     profile = get(tx, key)
+    if not force:
+        count, names = selected_by(tx, profile)
+        if count:
+            more = f" and {count - len(names)} more" if count > len(names) else ""
+            raise ConflictError(f"profile {profile['name']!r} is what {count} node(s) boot by their labels"
+                                f" ({', '.join(names)}{more}); deleting it leaves them with another profile their"
+                                " labels select, or none: give force (bootfleet profile delete --force) to go on")
     users = tx.scalar(
         "SELECT (SELECT count(*) FROM deployment WHERE profile_id = :id AND state <> 'deleted')"
         " + (SELECT count(*) FROM node WHERE profile_id = :id)",

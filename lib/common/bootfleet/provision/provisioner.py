@@ -363,4 +363,3 @@ def reconcile_all(base_url: str | None = None) -> list[dict]:
     with get_database().transaction() as tx:
         ids = [d["id"] for d in deployments.with_provider(tx, live_only=True)]
     return [reconcile(i, base_url) for i in ids]
-

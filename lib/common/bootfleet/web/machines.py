@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bootfleet import doctor, validation
 from bootfleet.boot import ipxe
-from bootfleet.boot.answer import script_for
+from bootfleet.boot.answer import config_for, script_for
 from bootfleet.db import events, get_database, node_import, nodes, unknown
 from bootfleet.errors import BadRequestError, ConflictError, NotFoundError, RenderError
 from bootfleet.settings import get_settings
@@ -57,16 +57,20 @@ def _import_rows(raw: list[dict]) -> list:
 
 @routes.route("/nodes/import", methods=("POST",), admin=True)
 def node_import_all(request):
-    """All rows or none: checked first, then inserted in one transaction."""
+    """All rows or none: checked first, then inserted in one transaction. With ?update=true a
+    row whose MAC a node has already updates that node (the row's fields; its labels replace
+    the node's) instead of being refused: an upsert by MAC."""
     from bootfleet.web.schemas import ImportIn  # pydantic stays off the config function's cold start
 
+    upsert = request.args.get("update", "").lower() in ("1", "true", "yes")
     body = parse(ImportIn, json_body(request))
     if not body.nodes:
         raise BadRequestError("nodes: give at least one node")
     items = _import_rows(body.nodes)
     refs: dict[tuple, dict] = {}  # a deployment or profile named by many rows is looked up once
     with get_database().transaction() as tx:
-        fields = []
+        fields, numbers, updates, problems = [], [], [], []
+        holders = node_import.mac_holders(tx, [mac for item in items for mac in item.macs]) if upsert else {}
         for number, item in enumerate(items, 1):
             data = item.model_dump(exclude_none=True)
             key = (data.get("deployment"), data.get("profile"))
@@ -81,14 +85,36 @@ def node_import_all(request):
             data.pop("profile", None)
             if "uuid" in data:
                 data["smbios_uuid"] = data.pop("uuid")
-            fields.append({**data, **refs[key]})
-        clashes = node_import.conflicts(tx, fields, MOST_PROBLEMS)
-        if clashes:
-            raise BadRequestError("nothing imported: " + "; ".join(clashes))
-        ids = node_import.create_many(tx, fields, "operator")
-        events.add(tx, "node", f"{len(ids)} nodes imported", "operator")
-        note(request, "node", None, {"imported": len(ids)}, tx=tx)
-    return json_response({"imported": len(ids), "ids": ids}, 201)
+            found = {holders[mac] for mac in item.macs if mac in holders}
+            if len(found) > 1:
+                problems.append(f"row {number}: its MACs belong to {len(found)} different nodes")
+                continue
+            if found:
+                node_id = found.pop()
+                data.pop("macs", None)  # a MAC of the row that no node has yet is added below
+                data["add_macs"] = [mac for mac in item.macs if mac not in holders]
+                updates.append((number, node_id, {**data, **refs[key]}))
+            else:
+                fields.append({**data, **refs[key]})
+                numbers.append(number)
+        problems += node_import.conflicts(tx, fields, MOST_PROBLEMS)
+        problems += node_import.hostname_conflicts(tx, list(zip(numbers, fields)), updates, MOST_PROBLEMS)
+        if problems:
+            raise BadRequestError("nothing imported: " + "; ".join(problems[:MOST_PROBLEMS]))
+        ids = node_import.create_many(tx, fields, "operator") if fields else []
+        for _, node_id, changes in updates:
+            node = nodes.get(tx, node_id)
+            changes["macs"] = node["macs"] + changes.pop("add_macs")
+            nodes.update(tx, node_id, changes)
+            events.add(tx, "node", f"node updated (bulk import): {', '.join(sorted(changes))}", "operator",
+                       node_id=node_id, deployment_id=node["deployment_id"])
+        events.add(tx, "node", f"{len(ids)} nodes imported" + (f", {len(updates)} updated" if upsert else ""),
+                   "operator")
+        note(request, "node", None, {"imported": len(ids), "updated": len(updates)}, tx=tx)
+    answer = {"imported": len(ids), "ids": ids}
+    if upsert:
+        answer.update(updated=len(updates), updated_ids=[node_id for _, node_id, _ in updates])
+    return json_response(answer, 201)
 
 
 @routes.route("/nodes/<key>/script", role="operator")  # it holds a fresh node token
@@ -104,9 +130,13 @@ def node_script_preview(request, key):
             result = script_for(tx, settings, base, node, ipxe.script_url(base, query))
         except RenderError as e:  # what boot would answer with a 500: the profile needs fixing
             raise ConflictError(f"boot cannot render this node's script: {e.message}") from None
+        try:
+            config = config_for(tx, settings, base, node) if result.outcome == "install" else None
+        except RenderError as e:  # what config would answer (and the node would fail with)
+            raise ConflictError(f"config cannot render this node's config: {e.message}") from None
     return json_response({"node_id": node["id"], "stage": node["stage"], "outcome": result.outcome,
                           "profile": result.profile, "missing_images": result.missing_images,
-                          "script": result.script})
+                          "script": result.script, "config": config})
 
 
 @routes.route("/unknown", admin=True)
@@ -128,6 +158,7 @@ def unknown_adopt(request, mac):
         raise BadRequestError("give a profile or a deployment for the node to boot with")
     with get_database().transaction() as tx:
         unknown.get(tx, mac)
+        nodes.check_hostname_free(tx, body.hostname)
         fields = _node_fields(tx, {**body.model_dump(exclude_none=True), "macs": [mac]})
         node = nodes.create(tx, fields, "operator", f"node registered: adopted unknown machine {mac}")
         unknown.forget(tx, mac)
@@ -147,4 +178,7 @@ def unknown_forget(request, mac):
 
 @routes.route("/doctor", admin=True)
 def doctor_checks(request):
-    return json_response({"checks": doctor.server_checks(get_database(), get_settings())})
+    checks = doctor.server_checks(get_database(), get_settings())
+    if all(c["ok"] for c in checks if c["name"] in ("database", "migrations")):
+        checks += doctor.profile_render_checks(get_database(), get_settings(), base_url(request))
+    return json_response({"checks": checks})

@@ -33,6 +33,7 @@ PROFILE = {"type": "object", "required": ["id", "name", "kernel", "initrds", "ar
                           "config_format": {"enum": ["none", "ignition", "cloud-init"]},
                           "config_template": {"type": "string"}, "selectors": OBJ, "metadata": OBJ,
                           "require_secret": {"type": "boolean"},
+                          "installed_after": {"enum": ["configuring", "installing", None]},
                           "created_at": TIME, "updated_at": TIME}}
 DEPLOYMENT = {"type": "object", "required": ["id", "name", "profile_id", "provider", "count", "state"],
               "properties": {"id": UUID, "name": {"type": "string"}, "profile_id": UUID,
@@ -54,6 +55,7 @@ NODE = {"type": "object", "required": ["id", "macs", "stage", "labels"],
 EVENT = {"type": "object", "required": ["id", "kind", "message", "source", "created_at"],
          "properties": {"id": {"type": "integer"}, "node_id": {"type": ["string", "null"]},
                         "deployment_id": {"type": ["string", "null"]}, "stage": {"type": ["string", "null"]},
+                        "hostname": {"type": ["string", "null"], "description": "its node's hostname now"},
                         "kind": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
                         "created_at": TIME}}
 
@@ -125,7 +127,8 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/config/api/v1/profiles/{key}"): {"ok": {200: PROFILE}},
     ("PATCH", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
     ("PUT", "/config/api/v1/profiles/{key}"): {"body": schemas.ProfileUpdate, "ok": {200: PROFILE}},
-    ("DELETE", "/config/api/v1/profiles/{key}"): {"ok": {204: None}},
+    ("DELETE", "/config/api/v1/profiles/{key}"): {"ok": {204: None}, "query": [
+        q("force", {"enum": ["true", "false"]}, "true: even though nodes boot it by their labels")]},
     ("GET", "/config/api/v1/deployments"): {"ok": {200: listing(DEPLOYMENT)}, "query": [
         *PAGE, q("state", {"enum": ["active", "deleting", "deleted"]})]},
     ("POST", "/config/api/v1/deployments"): {"body": schemas.DeploymentIn, "ok": {201: DEPLOYMENT}},
@@ -140,8 +143,10 @@ DOCS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/config/api/v1/nodes"): {"ok": {200: listing(NODE)}, "query": [
         *PAGE, q("stage", {"enum": list(STAGES)}), q("hostname", {"type": "string"}), q("mac", {"type": "string"}),
         q("deployment", {"type": "string"}, "a deployment, or - for the nodes outside every deployment"),
-        q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too")]},
-    ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}},
+        q("label", {"type": "string"}, "key=value"), q("deleted", {"type": "string"}, "true: deleted nodes too"),
+        q("stuck", {"enum": ["true", "false"]}, "true: only nodes in their stage past its timeout")]},
+    ("POST", "/config/api/v1/nodes/import"): {"body": schemas.ImportIn, "ok": {201: OBJ}, "query": [
+        q("update", {"enum": ["true", "false"]}, "true: a row whose MAC a node has updates it (upsert by MAC)")]},
     ("GET", "/config/api/v1/nodes/{key}/script"): {"ok": {200: OBJ},
                                                   "summary": "The script boot would answer the node now"},
     ("GET", "/config/api/v1/unknown"): {"query": PAGE, "ok": {200: listing(OBJ)},

@@ -57,8 +57,11 @@ def profile_list(request):
 def profile_create(request):
     from bootfleet.web import schemas
     body = parse(schemas.ProfileIn, json_body(request))
+    fields = body.model_dump()
+    from bootfleet.boot.render import check_profile
+    check_profile(fields)  # rendered for a sample node: a 400 naming what is missing, before a machine meets it
     with get_database().transaction() as tx:
-        profile = profiles.create(tx, body.model_dump())
+        profile = profiles.create(tx, fields)
         events.add(tx, "profile", f"profile {profile['name']} created", "operator")
         note(request, f"profile/{profile['name']}", None, profile_view(profile), tx=tx)
     return json_response(_warned(profile), 201)
@@ -74,10 +77,13 @@ def profile_get(request, key):
 def profile_update(request, key):
     from bootfleet.web import schemas
     body = parse(schemas.ProfileUpdate, json_body(request))
-    changes = _changes(body, not_null=[f for f in schemas.ProfileUpdate.model_fields if f != "image"])  # image: null ends it
+    # null is allowed where it ends something: installed_after; image (issue 22: an ordinary profile again)
+    changes = _changes(body, not_null=set(schemas.ProfileUpdate.model_fields) - {"installed_after", "image"})
     with get_database().transaction() as tx:
         before = profiles.get(tx, key)
         note(request, f"profile/{before['name']}")
+        from bootfleet.boot.render import check_profile
+        check_profile({**before, **changes})
         profile = profiles.update(tx, key, changes)
         note(request, old=before, new=profile, tx=tx)
         events.add(tx, "profile", f"profile {profile['name']} updated: {', '.join(changes)}", "operator")
@@ -102,8 +108,11 @@ def _warned(profile: dict) -> dict:
 
 @routes.route("/profiles/<key>", methods=("DELETE",), admin=True)
 def profile_delete(request, key):
+    """409 while deployments or nodes use it, and while nodes boot it by their labels unless
+    ?force=true (those nodes then boot another profile their labels select, or none)."""
+    force = request.args.get("force", "").lower() in ("1", "true", "yes")
     with get_database().transaction() as tx:
-        profile = profiles.delete(tx, key)
+        profile = profiles.delete(tx, key, force=force)
         events.add(tx, "profile", f"profile {profile['name']} deleted", "operator")
         note(request, f"profile/{profile['name']}", profile_view(profile), {}, tx=tx)
     return json_response(None, 204)
@@ -150,10 +159,14 @@ def _provisioned(request, deployment: dict, status: int):
     """The deployment, after one provisioning pass (servers created, scaled or deleted)."""
     from bootfleet.provision.provisioner import reconcile
 
+    from bootfleet.provision.settle import settle_soon, unsettled
+
     view = deployment_view(deployment)
     if deployment["provider"] != "none":
         view["provisioning"] = reconcile(deployment["id"], base_url(request))
         view["state"] = view["provisioning"]["state"] or view["state"]
+        if unsettled(view["provisioning"]):  # servers still going: finish soon, not at the next cleanup
+            settle_soon(deployment["id"], base_url(request), get_settings())
     return json_response(view, status)
 
 
@@ -251,6 +264,11 @@ def node_list(request):
             raise BadRequestError(f"label: expected key=value, got {item[:60]!r}")
         labels[key] = value
     filters["labels"] = labels or None
+    stuck = args.get("stuck", "").lower()
+    if stuck not in ("", "true", "false", "1", "0"):
+        raise BadRequestError(f"stuck: true or false, got {stuck[:20]!r}")
+    if stuck in ("true", "1"):  # past their stage's timeout, as each node's `stuck` says
+        filters["stuck"] = get_settings().stage_timeouts
     with get_database().transaction() as tx:
         if args.get("deployment") == "-":  # the nodes outside every deployment
             filters["outside"] = True
@@ -268,6 +286,7 @@ def node_create(request):
     if not body.macs and not body.uuid:
         raise BadRequestError("macs: give at least one MAC address (or a uuid) so boot can find the node")
     with get_database().transaction() as tx:
+        nodes.check_hostname_free(tx, body.hostname)
         node = nodes.create(tx, _node_fields(tx, body.model_dump()), "operator")
         note(request, f"node/{node['id']}", None, node_view(node), tx=tx)
     return json_response(node_view(node), 201)
@@ -285,10 +304,13 @@ def node_update(request, node_id):
     from bootfleet.dns.reconcile import node_changed
     from bootfleet.web import schemas
     body = parse(schemas.NodeUpdate, json_body(request))
-    changes = _changes(body, not_null=("macs", "labels"))
+    changes = _changes(body, not_null=("macs", "labels", "add_labels", "remove_labels"))
+    if "labels" in changes and ({"add_labels", "remove_labels"} & set(changes)):
+        raise BadRequestError("labels: replaces them all; give it, or add_labels / remove_labels, not both")
     with get_database().transaction() as tx:
         before = node_view(nodes.get(tx, node_id))
         note(request, f"node/{before['id']}")
+        nodes.check_hostname_free(tx, changes.get("hostname"), before["id"])
         node = nodes.update(tx, node_id, _node_fields(tx, changes))
         note(request, old=before, new=node_view(node), tx=tx)
         events.add(

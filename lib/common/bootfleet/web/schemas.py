@@ -28,6 +28,7 @@ Hostname = Annotated[str, AfterValidator(_wrap(validation.check_hostname))]
 Mac = Annotated[str, AfterValidator(_wrap(validation.normalize_mac))]
 Uuid = Annotated[str, AfterValidator(_wrap(validation.normalize_uuid))]
 Labels = Annotated[dict[str, str], AfterValidator(_wrap(validation.check_labels))]
+LabelKey = Annotated[str, AfterValidator(_wrap(lambda v: validation.check_labels({v: ""}, "label key") and v))]
 Serial = Annotated[str, AfterValidator(_wrap(validation.check_serial))]
 Ip = Annotated[str, AfterValidator(_wrap(validation.check_ip))]
 ImageRef = Annotated[str, Field(min_length=1, max_length=1024),
@@ -49,6 +50,10 @@ Template = Annotated[str, Field(max_length=256 * 1024), AfterValidator(_template
 class _Strict(BaseModel):
     # defer_build: a model is compiled when it first validates, not at import (cold start)
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)
+
+
+# The stage from which a node's repeated boot means "installed, boot the disk" (docs/installers.md).
+InstalledAfter = Literal["configuring", "installing"]
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -88,6 +93,7 @@ class ProfileIn(_Strict):
     selectors: Labels = Field(default_factory=dict)
     metadata: dict = Field(default_factory=dict)
     require_secret: StrictBool = False
+    installed_after: InstalledAfter | None = None
     requirements: Requirements = Field(default_factory=dict)  # issue 22
     image: ImageSpec | None = None  # issue 22: an image profile (the agent boots, writes it)
 
@@ -102,6 +108,7 @@ class ProfileUpdate(_Strict):
     selectors: Labels | None = None
     metadata: dict | None = None
     require_secret: StrictBool | None = None
+    installed_after: InstalledAfter | None = None  # null: back to restarting the install
     requirements: Requirements | None = None  # issue 22
     image: ImageSpec | None = None  # issue 22
 
@@ -146,7 +153,9 @@ class NodeUpdate(_Strict):
     serial: Serial | None = None
     hostname: Hostname | None = None
     ip: Ip | None = None
-    labels: Labels | None = None
+    labels: Labels | None = None  # replaces them all
+    add_labels: Labels | None = None  # adds or changes these, keeps the rest
+    remove_labels: list[LabelKey] | None = Field(default=None, max_length=64)  # removes these keys (absent: fine)
     deployment: Ref | None = None
     profile: Ref | None = None
     instance_id: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9._-]+$")] | None = None

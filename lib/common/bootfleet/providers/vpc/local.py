@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import threading
 import uuid as uuidlib
 from pathlib import Path
 from urllib.parse import urlparse
@@ -36,6 +38,32 @@ def mac_for(name: str) -> str:
     """A stable, locally administered MAC for a VM name (52:54:00 is QEMU's prefix)."""
     digest = hashlib.sha256(name.encode()).digest()
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+# The VMs this process started, by pid: a VM that has ended is waited for (reaped) on the next
+# provider call here, so no QEMU lingers as a zombie of a long-lived server process.
+_children: dict[int, qemu.VM] = {}
+_children_lock = threading.Lock()
+
+
+def _reap() -> None:
+    with _children_lock:
+        for pid, vm in list(_children.items()):
+            if vm.proc.poll() is not None:
+                del _children[pid]
+
+
+def _stopped(pid: int, timeout: float = 10) -> None:
+    """Wait for a VM of this process's that was told to stop, so it leaves no zombie."""
+    with _children_lock:
+        vm = _children.pop(pid, None)
+    if vm is None:
+        return  # another process's (another worker started it): that one reaps it
+    try:
+        vm.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        vm.proc.kill()
+        vm.proc.wait()
 
 
 def _alive(pid: int, vm_uuid: str) -> bool:
@@ -77,6 +105,7 @@ class LocalProvider(Provider):
         return self.dir / f"{name}.json"
 
     def _records(self) -> list[dict]:
+        _reap()
         if not self.dir.exists():
             return []
         records = []
@@ -113,6 +142,8 @@ class LocalProvider(Provider):
                         log_dir=self.dir, uuid=record["uuid"], memory_mb=self.memory_mb, timeout=VM_TIMEOUT,
                         tools=self.tools, script=user_data)
         record.update(pid=vm.pid, base_url=base_url)
+        with _children_lock:
+            _children[vm.pid] = vm
 
     def create(self, spec: ServerSpec) -> Server:
         existing = self.find(spec.name)
@@ -161,13 +192,18 @@ class LocalProvider(Provider):
                 os.killpg(record["pid"], signal.SIGTERM)  # qemu runs in its own session
             except ProcessLookupError:
                 pass
+        _stopped(record["pid"])
 
     def delete(self, server_id: str) -> bool:
+        """Stop the VM and remove what it left here: its record, its serial and QEMU logs, the
+        script it ran (`<name>.*`; `web-1.*` is not `web-10`'s)."""
         record = self._by_id(server_id)
         if record is None:
             return False
         self._kill(record)
         self._path(record["name"]).unlink(missing_ok=True)
+        for leftover in self.dir.glob(f"{record['name']}.*"):
+            leftover.unlink(missing_ok=True)
         return True
 
     def reboot(self, server_id: str) -> None:
