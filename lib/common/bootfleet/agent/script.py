@@ -206,18 +206,17 @@ START=$(sectors_written)
   echo $? > /tmp/write.rc
 ) &
 WRITER=$!
-last=$(cut -d. -f1 /proc/uptime)
-while [ ! -e /tmp/write.rc ]; do
-  sleep 0.5  # notice the end at once; report every $EVERY seconds
-  now=$(cut -d. -f1 /proc/uptime)
-  [ -e /tmp/write.rc ] && break
-  [ $((now - last)) -lt "$EVERY" ] && continue
-  last=$now
-  done_bytes=$(( ($(sectors_written) - START) * 512 ))
-  [ "$done_bytes" -gt "$SIZE" ] && done_bytes=$SIZE
-  report installing "writing the image to $TARGET: $((done_bytes * 100 / SIZE))%" "$done_bytes" "$SIZE" >/dev/null
-done
+(  # progress, every $EVERY seconds, beside the write (stopped as soon as the write ends)
+  while :; do
+    sleep "$EVERY"
+    done_bytes=$(( ($(sectors_written) - START) * 512 ))
+    [ "$done_bytes" -gt "$SIZE" ] && done_bytes=$SIZE
+    report installing "writing the image to $TARGET: $((done_bytes * 100 / SIZE))%" "$done_bytes" "$SIZE" >/dev/null
+  done
+) &
+REPORTER=$!
 wait $WRITER
+kill $REPORTER 2>/dev/null
 wait $SUMPID
 sync
 written=$(( ($(sectors_written) - START) * 512 ))
