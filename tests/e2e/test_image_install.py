@@ -176,7 +176,7 @@ def test_a_node_below_the_memory_minimum_is_held_and_its_disk_untouched(server, 
     assert got["stage"] == "held", details(server, vm)
     assert len(got["requirements"]["failures"]) == 1
     assert got["requirements"]["failures"][0].startswith("memory: ")
-    assert got["requirements"]["failures"][0].endswith("the profile needs at least 2.0 GiB")
+    assert got["requirements"]["failures"][0].endswith("at least 2.0 GiB required")
     with open(disk, "rb") as f:
         assert not f.read().strip(b"\0"), "a held node's disk must stay untouched"
 

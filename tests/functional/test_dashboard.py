@@ -527,7 +527,7 @@ def test_node_page_shows_the_inventory_and_why_a_node_is_held(browser, server, f
     page.goto(f"{server.url}/?poll=300#/nodes/{node['id']}")
     expect(page.locator("#node-alert")).to_contain_text("Held: its inventory fails its profile's requirements: memory:")
     expect(page.locator("#node-details")).to_contain_text("2 CPUs · 1.0 GiB memory · disks: vda 8.0 GiB #d-1")
-    expect(page.locator("#node-details")).to_contain_text("not met: memory: 1.0 GiB, the profile needs at least 4.0 GiB")
+    expect(page.locator("#node-details")).to_contain_text("not met: memory: 1.0 GiB, at least 4.0 GiB required")
     fleet.api("POST", f"/config/api/v1/nodes/{node['id']}/requirements/override")
     expect(page.locator("#node-details")).to_contain_text("(overridden by an operator)")
     expect(page.locator("#node-alert")).to_be_hidden()

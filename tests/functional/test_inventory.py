@@ -54,7 +54,7 @@ def test_held_with_every_reason_then_released_by_a_fixed_profile(config, status,
     resp = status.post(f"/nodes/{node['id']}/inventory?token={token}", json=INVENTORY)
     assert resp.status_code == 200
     assert resp.json["passed"] is False and resp.json["stage"] == "held"
-    assert resp.json["reasons"] == ["memory: 1.0 GiB, the profile needs at least 2.0 GiB"]
+    assert resp.json["reasons"] == ["memory: 1.0 GiB, at least 2.0 GiB required"]
     got = config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json
     assert got["stage"] == "held" and got["requirements"]["failures"] == resp.json["reasons"]
     # a held node installs nothing: its progress reports are refused
@@ -164,7 +164,7 @@ def test_a_deployments_requirements_go_over_its_profiles(status, config, admin, 
     node = make_node(config, admin, deployment="db", hostname="db-0")
     token = token_from_script(boot.get("/ipxe?mac=52:54:00:00:00:01").get_data(as_text=True))
     held = status.post(f"/nodes/{node['id']}/inventory?token={token}", json=INVENTORY).json
-    assert held["stage"] == "held" and held["reasons"] == ["memory: 1.0 GiB, the profile needs at least 4.0 GiB"]
+    assert held["stage"] == "held" and held["reasons"] == ["memory: 1.0 GiB, at least 4.0 GiB required"]
     # the deployment's requirement eased: held nodes are checked again, released
     assert config.patch("/api/v1/deployments/db", json={"requirements": {}}, headers=admin).status_code == 200
     assert config.get(f"/api/v1/nodes/{node['id']}", headers=admin).json["stage"] == "booting"

@@ -44,8 +44,8 @@ def test_node_get_lists_why_a_node_is_held_and_override_releases_it(srv, tmp_pat
     assert resp.json()["stage"] == "held"
 
     shown = run(srv, "node", "get", "small", cwd=tmp_path)
-    assert "requirement not met: memory: 512 MiB, the profile needs at least 4.0 GiB" in shown.stderr
-    assert "requirement not met: disks: 0, the profile needs at least 1" in shown.stderr
+    assert "requirement not met: memory: 512 MiB, at least 4.0 GiB required" in shown.stderr
+    assert "requirement not met: disks: 0, at least 1 required" in shown.stderr
     assert "held" in shown.stdout and "inventory" in shown.stdout
 
     released = json.loads(run(srv, "node", "override", "small", "--reason", "lab", "--json", cwd=tmp_path).stdout)

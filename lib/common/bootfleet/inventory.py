@@ -165,27 +165,27 @@ def failures(requirements: dict | None, inv: dict | None) -> list[str]:
         return ["no inventory reported yet"]
     reasons = []
     if "min_cpus" in req and inv["cpus"] < req["min_cpus"]:
-        reasons.append(f"cpus: {inv['cpus']}, the profile needs at least {req['min_cpus']}")
+        reasons.append(f"cpus: {inv['cpus']}, at least {req['min_cpus']} required")
     if "min_memory_mib" in req and inv["memory_mib"] < req["min_memory_mib"]:
-        reasons.append(f"memory: {_mib(inv['memory_mib'])}, the profile needs at least {_mib(req['min_memory_mib'])}")
+        reasons.append(f"memory: {_mib(inv['memory_mib'])}, at least {_mib(req['min_memory_mib'])} required")
     if "min_disks" in req or "min_disk_bytes" in req:
         size = req.get("min_disk_bytes", 0)
         fit = [d for d in inv["disks"] if d["size_bytes"] >= size]
         need = max(req.get("min_disks", 1), 1 if "min_disk_bytes" in req else 0)
         if len(fit) < need:
             of = f" of at least {_bytes(size)}" if size else ""
-            reasons.append(f"disks: {len(fit)}{of}, the profile needs at least {need}")
+            reasons.append(f"disks: {len(fit)}{of}, at least {need} required")
     if "firmware" in req and inv["firmware"]["mode"] != req["firmware"]:
-        reasons.append(f"firmware: {inv['firmware']['mode'] or 'unknown'}, the profile needs {req['firmware']}")
+        reasons.append(f"firmware: {inv['firmware']['mode'] or 'unknown'}, {req['firmware']} required")
     if req.get("secure_boot") and inv["firmware"]["secure_boot"] is not True:
-        reasons.append("secure boot: off or unknown, the profile needs it on")
+        reasons.append("secure boot: off or unknown, on required")
     if "min_nics" in req or "min_nic_speed_mbps" in req:
         speed = req.get("min_nic_speed_mbps", 0)
         fit = [n for n in inv["nics"] if (n["speed_mbps"] or 0) >= speed] if speed else inv["nics"]
         need = max(req.get("min_nics", 1), 1 if speed else 0)
         if len(fit) < need:
             of = f" at {speed} Mb/s or faster" if speed else ""
-            reasons.append(f"nics: {len(fit)}{of}, the profile needs at least {need}")
+            reasons.append(f"nics: {len(fit)}{of}, at least {need} required")
     return reasons
 
 
