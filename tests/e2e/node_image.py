@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import io
-import lzma
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from bootfleet.agent import build as agent_build
 
 META_PACKAGE = "linux-image-cloud-amd64"
 # The cloud kernel builds virtio-net as modules; insmod needs them in dependency order.
@@ -114,79 +113,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BOOTFLEET_E2E_CACHE") or Path.home() / ".cache" / "bootfleet" / "e2e")
 
 
-def _run(command: list[str], cwd: Path | None = None) -> str:
-    try:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError:
-        raise NodeImageUnavailableError(f"{command[0]} not found: the e2e node image is built on Debian") from None
-    if result.returncode != 0:
-        raise NodeImageUnavailableError(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
-    return result.stdout
-
-
+# Debian's packages fetched, unpacked and packed as the agent's build does it (the same code).
 def kernel_package() -> str:
     """The versioned package linux-image-cloud-amd64 depends on now."""
-    for line in _run(["apt-cache", "depends", META_PACKAGE]).splitlines():
-        name = line.strip().removeprefix("Depends:").strip()
-        if line.strip().startswith("Depends:") and name.startswith("linux-image-"):
-            return name
-    raise NodeImageUnavailableError(f"apt knows no {META_PACKAGE}; run: apt-get update")
+    return build_step(agent_build.kernel_package, META_PACKAGE)
 
 
-def _download(package: str, into: Path) -> Path:
-    found = sorted(into.glob(f"{package}_*.deb"))
-    if not found:
-        _run(["apt-get", "download", package], cwd=into)
-        found = sorted(into.glob(f"{package}_*.deb"))
-    if not found:
-        raise NodeImageUnavailableError(f"apt-get download {package} left no .deb in {into}")
-    return found[-1]
-
-
-def _module_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.endswith(".xz"):
-        return lzma.decompress(data)
-    if path.name.endswith(".zst"):
-        return _run_bytes(["zstd", "-dc", str(path)])
-    return data
-
-
-def _run_bytes(command: list[str]) -> bytes:
+def build_step(step, *args, **kwargs):
+    """One of the agent build's steps, its error as this module's (the e2e skips or fails on it)."""
     try:
-        return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
-    except (FileNotFoundError, subprocess.CalledProcessError) as e:
-        raise NodeImageUnavailableError(f"{' '.join(command)}: {e}; install zstd") from None
-
-
-class Cpio:
-    """A newc ("070701") archive, the format the kernel unpacks as its initramfs."""
-
-    def __init__(self):
-        self.out = io.BytesIO()
-        self.ino = 0
-
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        self.ino += 1
-        encoded = name.encode() + b"\0"
-        fields = (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
-        self.out.write(b"070701" + b"".join(b"%08X" % f for f in fields) + encoded)
-        self.out.write(b"\0" * (-(110 + len(encoded)) % 4))
-        self.out.write(data)
-        self.out.write(b"\0" * (-len(data) % 4))
-
-    def directory(self, name: str) -> None:
-        self._entry(name, 0o040755)
-
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._entry(name, 0o100000 | mode, data)
-
-    def char_device(self, name: str, major: int, minor: int) -> None:
-        self._entry(name, 0o020600, rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        self._entry("TRAILER!!!", 0)
-        return self.out.getvalue()
+        return step(*args, **kwargs)
+    except agent_build.AgentBuildError as e:
+        raise NodeImageUnavailableError(str(e)) from None
 
 
 def build(cache: Path | None = None) -> NodeImage:
@@ -203,11 +141,12 @@ def build(cache: Path | None = None) -> NodeImage:
 
     debs = cache / "debs"
     debs.mkdir(exist_ok=True)
-    kernel_deb, busybox_deb = _download(package, debs), _download("busybox-static", debs)
+    kernel_deb = build_step(agent_build.download, package, debs)
+    busybox_deb = build_step(agent_build.download, "busybox-static", debs)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         root = Path(tmp)
-        _run(["dpkg-deb", "-x", str(kernel_deb), str(root / "kernel")])
-        _run(["dpkg-deb", "-x", str(busybox_deb), str(root / "busybox")])
+        build_step(agent_build.run, ["dpkg-deb", "-x", str(kernel_deb), str(root / "kernel")])
+        build_step(agent_build.run, ["dpkg-deb", "-x", str(busybox_deb), str(root / "busybox")])
         vmlinuz = next((root / "kernel" / "boot").glob("vmlinuz-*"))
         modules = {}
         for path in (root / "kernel").glob("**/lib/modules/*/kernel/**/*.ko*"):
@@ -218,7 +157,7 @@ def build(cache: Path | None = None) -> NodeImage:
         if missing:
             raise NodeImageUnavailableError(f"{kernel_deb.name} has no module(s) {', '.join(missing)}")
 
-        cpio = Cpio()
+        cpio = agent_build.Cpio()
         for directory in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "run", "sys", "tmp"):
             cpio.directory(directory)
         cpio.char_device("dev/console", 5, 1)
@@ -227,7 +166,7 @@ def build(cache: Path | None = None) -> NodeImage:
         cpio.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
         cpio.file("etc/modules-order", ("\n".join(MODULES) + "\n").encode())
         for name in MODULES:
-            cpio.file(f"lib/modules/{name}.ko", _module_bytes(modules[name]))
+            cpio.file(f"lib/modules/{name}.ko", build_step(agent_build.module_bytes, modules[name]))
 
         staging = cache / f".{package}.tmp"
         shutil.rmtree(staging, ignore_errors=True)

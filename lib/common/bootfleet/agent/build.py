@@ -59,7 +59,7 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "bootfleet" / "agent"
 
 
-def _run(command: list[str], cwd: Path | None = None) -> str:
+def run(command: list[str], cwd: Path | None = None) -> str:
     try:
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
     except FileNotFoundError:
@@ -73,24 +73,24 @@ def kernel_package(meta: str) -> str:
     """The versioned package a meta package (linux-image-amd64) depends on now; a versioned name as it is."""
     if re.fullmatch(r"linux-image-\d+\.\d+\S*", meta):
         return meta
-    for line in _run(["apt-cache", "depends", meta]).splitlines():
+    for line in run(["apt-cache", "depends", meta]).splitlines():
         name = line.strip().removeprefix("Depends:").strip()
         if line.strip().startswith("Depends:") and name.startswith("linux-image-"):
             return name
     raise AgentBuildError(f"apt knows no {meta}; run: apt-get update")
 
 
-def _download(package: str, into: Path) -> Path:
+def download(package: str, into: Path) -> Path:
     found = sorted(into.glob(f"{package}_*.deb"))
     if not found:
-        _run(["apt-get", "download", package], cwd=into)
+        run(["apt-get", "download", package], cwd=into)
         found = sorted(into.glob(f"{package}_*.deb"))
     if not found:
         raise AgentBuildError(f"apt-get download {package} left no .deb in {into}")
     return found[-1]
 
 
-def _module_bytes(path: Path) -> bytes:
+def module_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if path.name.endswith(".xz"):
         return lzma.decompress(data)
@@ -124,7 +124,7 @@ def load_order(found: dict[str, Path], wanted: tuple[str, ...]) -> list[tuple[st
         if name in seen or name not in found:
             return
         seen.add(name)
-        data = _module_bytes(found[name])
+        data = module_bytes(found[name])
         for dep in _depends(data):
             add(dep)
         order.append((name, data))
@@ -196,11 +196,11 @@ def build(kernel: str = DEFAULT_KERNEL, cache: Path | None = None, init: str = A
     debs = cache / "debs"
     debs.mkdir(exist_ok=True)
     progress(f"downloading {package} and busybox-static (apt-get download)")
-    kernel_deb, busybox_deb = _download(package, debs), _download("busybox-static", debs)
+    kernel_deb, busybox_deb = download(package, debs), download("busybox-static", debs)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         root = Path(tmp)
-        _run(["dpkg-deb", "-x", str(kernel_deb), str(root / "kernel")])
-        _run(["dpkg-deb", "-x", str(busybox_deb), str(root / "busybox")])
+        run(["dpkg-deb", "-x", str(kernel_deb), str(root / "kernel")])
+        run(["dpkg-deb", "-x", str(busybox_deb), str(root / "busybox")])
         vmlinuz = next((root / "kernel" / "boot").glob("vmlinuz-*"))
         found = {}
         for path in sorted((root / "kernel").glob("**/lib/modules/*/kernel/**/*.ko*")):
