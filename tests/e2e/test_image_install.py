@@ -26,27 +26,13 @@ from bootfleet.providers.vpc import qemu
 
 from . import installable_image, ipxe_debian13
 from .node_image import cache_dir
+from .test_ipxe_qemu import tools, unavailable  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 300
 AGENT_ARGS = "console=ttyS0 panic=5 bootfleet.status={{ status_url }} bootfleet.hold_wait=2 bootfleet.progress_every=1"
 USER_DATA = "#cloud-config\nhostname: {{ node.hostname }}\nbootfleet_status: {{ status_url }}\n"
-
-
-def unavailable(message: str):
-    import os
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the QEMU e2e: {message}")
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def tools():
-    try:
-        return qemu.find_tools()
-    except qemu.QemuUnavailableError as e:
-        unavailable(str(e))
 
 
 @pytest.fixture(scope="module")

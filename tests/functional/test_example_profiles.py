@@ -13,20 +13,18 @@ config is parsed and checked by its format's own tool:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 import requests
 import yaml
 from support import ADMIN, ROOT, cloudinit
+from support.helpers import user_cli
 from support.server import RunningServer
 
 EXAMPLES = ROOT / "examples" / "profiles"
-CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +35,7 @@ def srv(database):
 
 
 def run(srv, *args, cwd):
-    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return user_cli(srv, *args, cwd=cwd).stdout
 
 
 def booted(srv, tmp_path, example: str, mac: str) -> tuple[str, str, dict]:

@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import requests
 from support import ADMIN
-from support.helpers import token_from_script
+from support.helpers import token_from_script, user_cli
 from support.server import RunningServer
 
-CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
 INVENTORY = {"cpus": 1, "memory_mib": 512, "disks": [], "nics": [], "firmware": {"mode": "bios"}}
 
 
@@ -25,12 +21,7 @@ def srv(database):
     server.stop()
 
 
-def run(server, *args, cwd):
-    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(server.data / "config")}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    return result
+run = user_cli
 
 
 def test_node_get_lists_why_a_node_is_held_and_override_releases_it(srv, tmp_path, clean_db):

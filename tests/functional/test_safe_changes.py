@@ -6,15 +6,10 @@ without --force, hostnames are unique among live nodes, a field can be cleared, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from support.helpers import snapshot
+from support.helpers import snapshot, user_cli
 from support.server import RunningServer
-
-CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +19,7 @@ def srv(database):
     server.stop()
 
 
-def run(srv, *args, cwd, ok=True):
-    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-        assert result.stderr.startswith("bootfleet: ") and "Traceback" not in result.stderr, result.stderr
-    return result
+run = user_cli
 
 
 def node(srv, key, cwd):

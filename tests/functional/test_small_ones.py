@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 from support import ADMIN
-from support.helpers import token_from_script
+from support.helpers import token_from_script, user_cli
 from support.server import RunningServer
 
 CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
@@ -26,16 +26,7 @@ def srv(database):
     server.stop()
 
 
-def run(srv, *args, cwd, ok=True, timeout=120):
-    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
-                            capture_output=True, text=True, timeout=timeout, check=False)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-        assert result.stderr.startswith("bootfleet: ") and "Traceback" not in result.stderr, result.stderr
-    return result
+run = user_cli
 
 
 def boot(srv, mac):

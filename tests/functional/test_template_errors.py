@@ -6,17 +6,12 @@ fetch time fails the node at once. Through the `bootfleet` command against a run
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import requests
 from support import ADMIN
-from support.helpers import snapshot, token_from_script
+from support.helpers import snapshot, token_from_script, user_cli
 from support.server import RunningServer
-
-CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")}
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +21,7 @@ def srv(database):
     server.stop()
 
 
-def run(srv, *args, cwd, ok=True):
-    environ = {**CLIENT_ENV, "XDG_CONFIG_HOME": str(srv.data / "config")}
-    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0, result.stdout
-        assert result.stderr.startswith("bootfleet: ") and "Traceback" not in result.stderr, result.stderr
-    return result
+run = user_cli
 
 
 def template(tmp_path, text):

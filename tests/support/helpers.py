@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 TABLES = ("event", "dns_record", "unknown_machine", "node_mac", "node", "deployment", "profile")
 # Emptied with them by clean_db, but not in a snapshot: the audit log records failed attempts too (issue 23).
@@ -59,3 +62,19 @@ def make_dns_fleet(config, admin, zone):
         "name": "rack1", "profile": "worker", "dns_zone": zone, "spec": {"dns": {"names": ["api"]}}})
     assert resp.status_code == 201, resp.json
     return resp.json
+
+
+def user_cli(server, *args: str, cwd, ok: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`bootfleet ARGS` in `cwd` as a user's shell runs it: no BOOTFLEET_ variables, the server
+    found through the config directory `bootfleet serve` wrote. `ok`: it must succeed; else it
+    must fail with one `bootfleet: ...` message and no traceback."""
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith("BOOTFLEET_")},
+               "XDG_CONFIG_HOME": str(server.data / "config")}
+    result = subprocess.run([sys.executable, "-m", "bootfleet.cli", *args], cwd=cwd, env=environ,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, result.stdout
+        assert result.stderr.startswith("bootfleet: ") and "Traceback" not in result.stderr, result.stderr
+    return result
