@@ -10,6 +10,7 @@ import hmac
 import http.server
 import json
 import re
+import socket
 import threading
 import time
 
@@ -17,7 +18,7 @@ import pytest
 import requests
 from support import ADMIN
 from support.helpers import PROFILE
-from support.server import RunningServer, free_port
+from support.server import RunningServer
 
 from functional.test_cli_operator import run
 
@@ -25,13 +26,19 @@ API = "/config/api/v1"
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1:port, started when the test says (down until then)."""
+    """A webhook receiver on 127.0.0.1, started when the test says. Down until then: its port is
+    bound but not listening, so every attempt is refused and no other server can take the port."""
 
-    def __init__(self, port: int):
-        self.port, self.got, self.server = port, [], None
+    def __init__(self):
+        self.got, self.server = [], None
+        self.held = socket.socket()
+        self.held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.held.bind(("127.0.0.1", 0))
+        self.port = self.held.getsockname()[1]
 
     def start(self):
         got = self.got
+        self.held.close()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
@@ -47,6 +54,7 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
+        self.held.close()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -70,13 +78,13 @@ def deliveries(srv, tmp_path, name="hooks"):
     return json.loads(run(srv, "webhook", "deliveries", name, "--json", cwd=tmp_path).stdout)["items"]
 
 
-def wait_for(what, timeout=30.0):
+def wait_for(what, timeout=60.0, shows=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if what():
             return
         time.sleep(0.2)
-    raise AssertionError(f"not after {timeout} s")
+    raise AssertionError(f"not after {timeout} s: {shows()}")
 
 
 def node_reports(srv, mac, deployment, hostname, stage):
@@ -90,7 +98,7 @@ def node_reports(srv, mac, deployment, hostname, stage):
 
 
 def test_a_receiver_down_for_a_while_gets_each_event_once_signed(srv, clean_db, tmp_path):
-    receiver = Receiver(free_port())
+    receiver = Receiver()
     url = f"http://127.0.0.1:{receiver.port}/hook"
     created = run(srv, "webhook", "create", "--name", "hooks", "--url", url,
                   "--events", "node.ready,node.failed,deployment.*", cwd=tmp_path).stdout
@@ -103,13 +111,15 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_signed(srv, clean_db, 
     failed = node_reports(srv, "52:54:00:be:00:02", "rack1", "n2", "failed")
     try:
         # Down: every delivery is tried, fails, and is tried again after its backoff.
-        wait_for(lambda: len(d := deliveries(srv, tmp_path)) == 3 and all(x["attempts"] >= 2 for x in d))
+        wait_for(lambda: len(d := deliveries(srv, tmp_path)) == 3 and all(x["attempts"] >= 2 for x in d),
+                 shows=lambda: json.dumps(deliveries(srv, tmp_path), default=str)[:3000])
         assert all(x["state"] == "pending" and "ConnectionError" in x["attempt_log"][0]["error"]
                    for x in deliveries(srv, tmp_path))
         assert receiver.got == []
 
         receiver.start()
-        wait_for(lambda: all(x["state"] == "delivered" for x in deliveries(srv, tmp_path)))
+        wait_for(lambda: all(x["state"] == "delivered" for x in deliveries(srv, tmp_path)),
+                 shows=lambda: json.dumps(deliveries(srv, tmp_path), default=str)[:3000])
         time.sleep(3)  # several more passes of the schedule: nothing is sent twice
     finally:
         receiver.stop()
