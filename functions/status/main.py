@@ -14,7 +14,6 @@ Operators (admin token):
   GET  /status/events?since=<event id or ISO time>&deployment=&node=&limit=&order=asc|desc
 """
 
-import datetime
 import logging
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from bootfleet.db import deployments, events, get_database, nodes
 from bootfleet.errors import BadRequestError
 from bootfleet.log import setup_logging
 from bootfleet.settings import get_settings
-from bootfleet.web.api import MAX_BIGINT, Api, json_body, json_response, whole_number
+from bootfleet.web.api import MAX_BIGINT, Api, json_body, json_response, since_cursor, whole_number
 from bootfleet.web.nodeauth import authenticate_node
 from bootfleet.web.views import node_view
 
@@ -180,23 +179,9 @@ def _limit(request) -> int:
     return whole_number(request.args.get("limit"), "limit", 500, 1, 5000)
 
 
-def _since(raw: str) -> tuple[int, datetime.datetime | None]:
-    """An event id (the `next` of the last answer) or an ISO 8601 time."""
-    if not raw:
-        return 0, None
-    if raw.isascii() and raw.isdigit():
-        return whole_number(raw, "since", 0, 0, MAX_BIGINT), None
-    try:
-        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        when = (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
-    except (ValueError, OverflowError):
-        raise BadRequestError(f"since: an event id or an ISO 8601 time, got {raw[:40]!r}") from None
-    return 0, when
-
-
 @api.route("/events", admin=True)
 def event_feed(request):
-    after_id, since = _since(request.args.get("since", ""))
+    after_id, since = since_cursor(request.args.get("since", ""), "event")
     limit = _limit(request)
     order = request.args.get("order", "asc")
     if order not in ("asc", "desc"):

@@ -41,7 +41,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from support import tls as tls_ca
-from support.tls import NginxUnavailableError, free_port
+from support.server import free_port
+from support.tls import NginxUnavailableError
 from support.tls import TlsTerminator as _TlsTerminator
 
 from bootfleet.providers.vpc import qemu

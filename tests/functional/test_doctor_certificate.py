@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from support import ADMIN_TOKEN, tls
-from support.server import RunningServer
+from support.server import RunningServer, free_port
 
 from bootfleet import doctor
 
@@ -54,7 +54,7 @@ def test_doctor_passes_an_rsa_certificate_through_code_engines_policy(authority,
 
 
 def test_an_ecdsa_certificate_fails_naming_the_ipxe_and_certbots_flag(authority, tmp_path):
-    nginx = terminator(tmp_path, authority, tls.free_port(), key_type="ecdsa")
+    nginx = terminator(tmp_path, authority, free_port(), key_type="ecdsa")
     try:
         check = doctor.certificate_check(f"https://127.0.0.1:{nginx.port}", timeout=5)
         assert check["ok"] is False and "ECDSA key" in check["detail"], check
@@ -66,14 +66,14 @@ def test_an_ecdsa_certificate_fails_naming_the_ipxe_and_certbots_flag(authority,
 def test_a_server_without_ecdhe_gcm_fails_and_an_http_url_is_not_checked(authority, tmp_path):
     """TLS 1.2 with RSA key exchange and CBC only (what iPXE 1.21.1 speaks): iPXE's handshake fails;
     the certificate is not trusted here (no CA bundle given), which the detail says."""
-    nginx = terminator(tmp_path, authority, tls.free_port(),
+    nginx = terminator(tmp_path, authority, free_port(),
                        policy={"protocols": "TLSv1.2", "ciphers": "AES128-SHA:AES256-SHA"})
     try:
         check = doctor.certificate_check(f"https://127.0.0.1:{nginx.port}", timeout=5)
         assert check["ok"] is False and "refuses TLS 1.2 with ECDHE-RSA-AES128-GCM-SHA256" in check["detail"], check
     finally:
         nginx.stop()
-    nginx = terminator(tmp_path / "ok", authority, tls.free_port())
+    nginx = terminator(tmp_path / "ok", authority, free_port())
     try:
         check = doctor.certificate_check(f"https://127.0.0.1:{nginx.port}", timeout=5)
         assert check["ok"] is True and "NOT trusted by this machine's CAs" in check["detail"], check

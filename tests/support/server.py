@@ -10,6 +10,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,13 +29,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
-    """Ask a process to end (SIGTERM); kill it if it has not within `timeout` seconds."""
-    proc.terminate()
+def stop_process(proc: subprocess.Popen, timeout: float = 10, group: bool = False) -> None:
+    """Ask a process to end (SIGTERM); kill it if it has not within `timeout` seconds. `group`:
+    signal its whole process group (one it leads: start_new_session=True), its children too."""
+    if proc.poll() is not None:
+        return
+    send = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
+    send(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        send(signal.SIGKILL)
         proc.wait()
 
 

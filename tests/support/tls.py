@@ -19,7 +19,6 @@ import hashlib
 import ipaddress
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -32,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from support.server import free_port, stop_process
 
 DAY = datetime.timedelta(days=1)
 
@@ -150,12 +151,6 @@ class NginxUnavailableError(RuntimeError):
     """nginx is not installed."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TlsTerminator:
     """Real nginx on 127.0.0.1: TLS on .port (Code Engine's policy unless `policy` says otherwise)
     and plain HTTP on .plain_port, both proxying to 127.0.0.1:`upstream`."""
@@ -194,13 +189,7 @@ class TlsTerminator:
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, group=True)
 
 
 # TLS cipher suite codes (IANA) in OpenSSL's names: Code Engine's six, and those an older

@@ -315,6 +315,20 @@ def whole_number(raw: str | None, field: str, default: int, low: int, high: int)
     return int(raw)
 
 
+def since_cursor(raw: str, what: str) -> tuple[int, datetime.datetime | None]:
+    """A `since` parameter: an id (`what`s after it) or an ISO 8601 time (in UTC; no zone: UTC)."""
+    if not raw:
+        return 0, None
+    if raw.isascii() and raw.isdigit():
+        return whole_number(raw, "since", 0, 0, MAX_BIGINT), None
+    try:
+        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        when = (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        raise BadRequestError(f"since: an {what} id or an ISO 8601 time, got {raw[:40]!r}") from None
+    return 0, when
+
+
 def page(request: flask.Request, default: int = 100, maximum: int = 1000) -> tuple[int, int]:
     """`?limit=&offset=` as numbers, or a 400 that says what is allowed."""
     limit = whole_number(request.args.get("limit"), "limit", default, 1, maximum)

@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import datetime
 
 from bootfleet.db import api_tokens, audit, get_database
-from bootfleet.errors import BadRequestError
 from bootfleet.tokens import hash_secret, new_api_token
 from bootfleet.web.access import authorize
-from bootfleet.web.api import MAX_BIGINT, Routes, json_body, json_response, page, parse, whole_number
+from bootfleet.web.api import Routes, json_body, json_response, page, parse, since_cursor
 from bootfleet.web.audit import note
 
 routes = Routes()
@@ -56,23 +54,10 @@ def token_revoke(request, key):
     return json_response(row)
 
 
-def _since(raw: str) -> tuple[int, datetime.datetime | None]:
-    """An entry id (entries after it) or an ISO 8601 time."""
-    if not raw:
-        return 0, None
-    if raw.isascii() and raw.isdigit():
-        return whole_number(raw, "since", 0, 0, MAX_BIGINT), None
-    try:
-        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except (ValueError, OverflowError):
-        raise BadRequestError(f"since: an entry id or an ISO 8601 time, got {raw[:40]!r}") from None
-    return 0, when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
-
-
 @routes.route("/audit", role="viewer")
 def audit_log(request):
     limit, offset = page(request, default=100, maximum=1000)
-    after_id, since = _since(request.args.get("since", ""))
+    after_id, since = since_cursor(request.args.get("since", ""), "entry")
     with get_database().transaction() as tx:
         items, total = audit.listing(tx, since=since, after_id=after_id, actor=request.args.get("actor") or None,
                                      target=request.args.get("target") or None, limit=limit, offset=offset)
