@@ -10,9 +10,13 @@ bench/storm.lua cycles through the nodes' MACs) against, in turn:
 
     hello world      GET /ipxe?mac=...        a functions-framework function answering an iPXE script
     chainloader      GET /boot/boot.ipxe      bootfleet, no database
+    floor            GET /?mac=...            the least code that does a node script's job (bench/floor/main.py:
+                                              functions-framework, pg8000, one prepared statement, a signed
+                                              token), on the same database, on N nodes of its own
     node script      GET /boot/ipxe?mac=...   bootfleet: find the node, move it to booting, its script
 
-and prints requests/s, the ratio to the hello world, p50/p99 latency and errors for each. Then
+and prints requests/s, the ratio to the hello world and to the floor, p50/p99 latency and errors
+for each, and the CPU each part of the machine spent per request. Then
 it asks the nodes wrk did not reach (and those of its last requests) once more, and verifies through the API that every node
 is booting with exactly one boot event (0 lost: every `booting` node has its event; 0 doubled:
 none has two, however often wrk asked), and exits 1 on any error or failed check.
@@ -49,7 +53,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.server import RunningServer, free_port, stop_process  # noqa: E402  (the tests' own way to start `bootfleet serve`)
 
 LUA = ROOT / "bench" / "storm.lua"
-TARGET_RATIO, TARGET_P99_MS = 0.67, 50  # issue 15: node script >= 0.67 x the hello world, p99 <= 50 ms
+# issue 24: the node script at >= 0.8 x the floor; the server's CPU per node script <= 1.5 x the hello
+# world's; PostgreSQL's <= 0.5 ms per boot
+TARGET_FLOOR, TARGET_SERVER_CPU, TARGET_DATABASE_MS = 0.8, 1.5, 0.5
 
 
 def find_wrk() -> str:
@@ -338,9 +344,27 @@ class Profile:
             print(f"    {100 * count / max(total, 1):5.1f}%  {frame}")
 
 
-def print_row(name: str, r: dict, base: float) -> None:
-    print(f"{name:14}{r['rps']:>11.0f}{r['rps'] / base:>7.2f}x{r['p50_us'] / 1000:>9.1f}"
+def print_row(name: str, r: dict, base: float, floor: float | None = None) -> None:
+    versus = f"{r['rps'] / floor:>8.2f}x" if floor else f"{'-':>9}"
+    print(f"{name:14}{r['rps']:>11.0f}{r['rps'] / base:>7.2f}x{versus}{r['p50_us'] / 1000:>9.1f}"
           f"{r['p99_us'] / 1000:>9.1f}{r['errors'] + r['bad']:>8}{r['requests']:>10}", flush=True)
+
+
+def server_env(server: RunningServer) -> dict:
+    """What a function started beside `bootfleet serve` needs to use its database and tokens."""
+    database = next(line.split()[-1] for line in server.output().splitlines() if line.strip().startswith("database"))
+    return {"BOOTFLEET_DATABASE_URL": database, "BOOTFLEET_ADMIN_TOKEN": server.admin_token,
+            "BOOTFLEET_TOKEN_SECRET": json.loads((server.data / "secrets.json").read_text())["token_secret"]}
+
+
+def floor(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
+    """The floor (bench/floor/main.py) under the same gunicorn settings, on the same database."""
+    function = Function("floor", ROOT / "bench" / "floor" / "main.py", args.workers, args.threads,
+                        server_env(server), probe="/?mac=00:00:00:00:00:00")
+    try:
+        return run_wrk(wrk, function.url, "/", fleet, "\nkernel ", args, meter=CpuMeter(function.proc.pid, server.data))
+    finally:
+        function.stop()
 
 
 def print_cpu(runs: dict) -> None:
@@ -363,15 +387,32 @@ def print_cpu(runs: dict) -> None:
               f" the hello world's per request")
 
 
+def print_targets(runs: dict) -> None:
+    """Issue 24's targets, each with this run's figure."""
+    node, hello, low = runs["node script"], runs["hello world"], runs.get("floor")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    if low:
+        ratio = node["rps"] / low["rps"]
+        print(f"target: node script >= {TARGET_FLOOR} x the floor: {ratio:.2f} x ({verdict(ratio >= TARGET_FLOOR)})")
+    if "cpu_ms" in node and "cpu_ms" in hello:
+        server = node["cpu_ms"]["server"] / hello["cpu_ms"]["server"]
+        print(f"target: server CPU per node script <= {TARGET_SERVER_CPU} x the hello world's: {server:.2f} x"
+              f" ({node['cpu_ms']['server']:.2f} ms against {hello['cpu_ms']['server']:.2f}; "
+              f"{verdict(server <= TARGET_SERVER_CPU)})")
+        database = node["cpu_ms"]["database"]
+        print(f"target: PostgreSQL CPU per boot <= {TARGET_DATABASE_MS} ms: {database:.2f} ms"
+              f" ({verdict(database <= TARGET_DATABASE_MS)})")
+
+
 def one_instance(wrk: str, server: RunningServer, fleet: Fleet, args) -> dict:
     """The boot function as one Code Engine app instance runs it (the container's entrypoint:
     functions-framework, WORKERS=1, THREADS = container concurrency, a pool as large), loaded with
     exactly its container concurrency: the per-instance throughput that sizes the boot app."""
-    database = next(line.split()[-1] for line in server.output().splitlines() if line.strip().startswith("database"))
     concurrency = args.instance_concurrency
-    env = {"BOOTFLEET_DATABASE_URL": database, "BOOTFLEET_ADMIN_TOKEN": server.admin_token,
-           "BOOTFLEET_TOKEN_SECRET": json.loads((server.data / "secrets.json").read_text())["token_secret"],
-           "BOOTFLEET_DB_POOL_SIZE": str(concurrency), "BOOTFLEET_IMAGES_DIR": str(server.data / "images"),
+    env = {**server_env(server), "BOOTFLEET_DB_POOL_SIZE": str(concurrency), "BOOTFLEET_IMAGES_DIR": str(server.data / "images"),
            # wrk asks from loopback: a boot network, as `bootfleet serve` has it by default
            "BOOTFLEET_BOOT_NETWORKS": "127.0.0.0/8"}
     with tempfile.TemporaryDirectory(prefix="bootfleet-metrics-") as metrics_dir:  # as the container sets it
@@ -397,6 +438,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (both servers)")
     parser.add_argument("--profile", metavar="FILE",
                         help="sample bootfleet serve with py-spy during the node-script run (collapsed stacks to FILE)")
+    parser.add_argument("--only", metavar="ROWS", default="hello,chainloader,floor,node",
+                        help="the rows to run, of hello,chainloader,floor,node (the hello world always runs:"
+                             " every ratio is to it)")
     parser.add_argument("--instance-concurrency", type=int, default=10,
                         help="one Code Engine boot instance: its container concurrency (threads and pool; 0: skip)")
     args = parser.parse_args()
@@ -422,7 +466,12 @@ def main() -> int:
         fleet = Fleet(args.url, args.token, args.nodes)
         took = fleet.register()
         print(f"registered {args.nodes} nodes in {took:.1f} s (deployment {fleet.deployment})", flush=True)
-        instance_fleet = None
+        floor_fleet = instance_fleet = None
+        rows = set(args.only.split(","))
+        if server and "floor" in rows:
+            floor_fleet = Fleet(args.url, args.token, args.nodes)
+            took = floor_fleet.register()
+            print(f"registered {args.nodes} more nodes for the floor in {took:.1f} s", flush=True)
         if args.instance_concurrency and server:
             instance_fleet = Fleet(args.url, args.token, args.nodes)
             took = instance_fleet.register()
@@ -432,20 +481,24 @@ def main() -> int:
               flush=True)
         runs = {
             "hello world": run_wrk(wrk, hello.url, "/ipxe", fleet, "\nkernel ", args, meter=CpuMeter(hello.proc.pid)),
-            "chainloader": run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args, meter=meter),
         }
+        if "chainloader" in rows:
+            runs["chainloader"] = run_wrk(wrk, args.url, "/boot/boot.ipxe", fleet, "chain ", args, meter=meter)
+        if floor_fleet:
+            runs["floor"] = floor(wrk, server, floor_fleet, args)
         profile = Profile(server.proc.pid, args.duration, Path(args.profile)) if args.profile and server else None
         runs["node script"] = run_wrk(wrk, args.url, "/boot/ipxe", fleet, "\nkernel ", args, meter=meter)
         if profile:
             profile.report()
-        base = runs["hello world"]["rps"]
-        print(f"\n{'':14}{'requests/s':>11}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>10}")
+        base, floor_rps = runs["hello world"]["rps"], runs.get("floor", {}).get("rps")
+        print(f"\n{'':14}{'requests/s':>11}{'hello':>8}{'floor':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+              f"{'requests':>10}")
         for name, r in runs.items():
-            print_row(name, r, base)
+            print_row(name, r, base, floor_rps)
 
         if instance_fleet:
             runs["one instance"] = one_instance(wrk, server, instance_fleet, args)
-            print_row("one instance", runs["one instance"], base)
+            print_row("one instance", runs["one instance"], base, floor_rps)
             print(f"{'':14}one Code Engine boot instance: functions-framework, 1 worker x "
                   f"{args.instance_concurrency} threads, pool {args.instance_concurrency}, "
                   f"wrk -c{args.instance_concurrency} (its container concurrency)")
@@ -471,10 +524,7 @@ def main() -> int:
             problems += other_problems
         for problem in problems:
             print(f"  FAILED: {problem}")
-        ratio = node["rps"] / base
-        print(f"targets: node script {ratio:.2f} x the hello world (>= {TARGET_RATIO}: "
-              f"{'met' if ratio >= TARGET_RATIO else 'not met'}), p99 {node['p99_us'] / 1000:.0f} ms "
-              f"(<= {TARGET_P99_MS}: {'met' if node['p99_us'] / 1000 <= TARGET_P99_MS else 'not met'})")
+        print_targets(runs)
         total_errors = sum(r["errors"] + r["bad"] for r in runs.values())
         return 1 if problems or total_errors else 0
     finally:

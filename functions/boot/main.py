@@ -79,7 +79,9 @@ def node_script(request):
         log.error("cannot render boot script: %s", e, extra={"mac": req.macs})
         metrics.boot_answer("render-error")
         return text_response(f"boot: cannot render this node's boot script: {e}\n", 500)
-    log.info("boot script", extra={"mac": req.macs, "node_id": result.node_id, "outcome": result.outcome})
+    # What changed, and every refusal; a node asking again in the same stage only at DEBUG (a storm's repeats).
+    level = logging.INFO if result.changed or result.outcome in ("unknown", "refused") else logging.DEBUG
+    log.log(level, "boot script", extra={"mac": req.macs, "node_id": result.node_id, "outcome": result.outcome})
     metrics.boot_answer(result.outcome)
     return text_response(result.script)
 

@@ -51,3 +51,22 @@ def test_a_refusal_is_one_round_trip_too(boot, config, admin, counted):
     make_node(config, admin, profile="worker")
     script, trips = one_request(boot, counted, f"/ipxe?mac={MAC}")
     assert "no boot script for this machine" in script and trips == 1, counted.counts
+
+
+def test_a_changed_profile_reaches_the_next_boot_for_one_more_round_trip(boot, config, admin, counted):
+    """Boot keeps a node's profile and deployment rows per process by row version (db/boot.py):
+    a change is read on the next boot (one more round trip), then kept again."""
+    make_profile(config, admin, args="console=ttyS0 first")
+    make_node(config, admin, profile="worker")
+    script, trips = one_request(boot, counted, f"/ipxe?mac={MAC}")
+    assert " first" in script and trips == 1, counted.counts
+
+    assert config.patch("/api/v1/profiles/worker", json={"args": "console=ttyS0 second"},
+                        headers=admin).status_code == 200
+    counted.reset()
+    script = boot.get(f"/ipxe?mac={MAC}").get_data(as_text=True)
+    assert " second" in script and " first" not in script
+    assert counted.round_trips() == 2, counted.counts  # the step, then the changed profile's row
+    counted.reset()
+    assert " second" in boot.get(f"/ipxe?mac={MAC}").get_data(as_text=True)
+    assert counted.round_trips() == 1, counted.counts

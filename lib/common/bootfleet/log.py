@@ -64,17 +64,22 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
 
+    _second: tuple[int, str] = (-1, "")  # the last second formatted, and how
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                entry[key] = value
+        for key in sorted(record.__dict__.keys() - _RESERVED):  # what the call added (extra=...)
+            if not key.startswith("_"):
+                entry[key] = record.__dict__[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(entry, default=str))

@@ -73,6 +73,7 @@ class BootAnswer:
     profile: str | None = None
     missing_images: list[str] = field(default_factory=list)
     profile_id: str | None = None
+    changed: bool = False  # the node moved (an install opened, or it was found installed)
 
 
 def answer(database: Database, settings: Settings, base: str, req: BootRequest, client: Client) -> BootAnswer:
@@ -104,6 +105,7 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
         metrics.stages_moved("rebooting", [{"from_stage": node["stage"], "in_stage_s": done["in_stage_s"]}])
         node = {**node, "stage": "rebooting"}
     result = _answer_for(settings, base, node, done["profile"], done["deployment"], done["token_version"], retry_url)
+    result.changed = bool(done["opens"] or done["installed"])
     if result.missing_images:
         _report_missing(database, settings, node, result)
     return result

@@ -14,6 +14,13 @@ A value printed into a config cannot add a line or change its structure:
   `#cloud-config` must be valid YAML, a rendered Ignition valid JSON.
 Kernel arguments are checked after rendering against what iPXE would interpret
 (validation.check_safe_text).
+
+A template that only prints variables (`console=ttyS0 cfg={{ config_url }}`, most kernel
+arguments) is rendered without jinja2 (`_simple`): the same text, each `{{ name.field }}`
+replaced by what jinja2 would print for a string there, finalized the same way. Anything
+else (a filter, a tag, a value that is not a string, a name the node lacks) goes to jinja2,
+which prints it or says what is wrong. A boot storm's node scripts, and a function's first
+answer, then never compile a template.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from bootfleet.boot.sandbox import LimitedSandbox, TemplateLimitError, has_loops, render_limited
 from bootfleet.errors import RenderError, ValidationError
+
+if TYPE_CHECKING:  # jinja2's sandbox is imported by the first template that is not simple (_simple)
+    import jinja2
 
 _LINE_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
 _FLOW = frozenset(",[]{}")
@@ -47,6 +55,8 @@ def _tojson(value: Any) -> Json:
     try:
         return Json(json_text(value))
     except (TypeError, ValueError) as e:
+        import jinja2
+
         raise jinja2.TemplateRuntimeError(f"tojson: {e}") from None
 
 
@@ -97,31 +107,87 @@ def _finalize_cloud_init(value: Any) -> Any:
     return json_text(value)
 
 
-def _environment(finalize=None) -> LimitedSandbox:
+_FINALIZE: dict[str, Callable[[Any], Any] | None] = {
+    "args": None, "ignition": _finalize_ignition, "cloud-init": _finalize_cloud_init, "none": None}
+
+
+@functools.lru_cache(maxsize=None)
+def _environment(kind: str) -> Any:
+    import jinja2
+
+    from bootfleet.boot.sandbox import LimitedSandbox
+
     env = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                         finalize=finalize)
+                         finalize=_FINALIZE[kind])
     env.filters["tojson"] = _tojson
     return env
 
 
-_ENVS = {"args": _environment(), "ignition": _environment(_finalize_ignition),
-         "cloud-init": _environment(_finalize_cloud_init), "none": _environment()}
-
-
 @functools.lru_cache(maxsize=256)
 def _compile(source: str, kind: str = "args") -> jinja2.Template:
-    template = _ENVS[kind].from_string(source)
-    template.bootfleet_loops = has_loops(_ENVS[kind], source)
+    from bootfleet.boot.sandbox import has_loops
+
+    template = _environment(kind).from_string(source)
+    template.bootfleet_loops = has_loops(_environment(kind), source)
     return template
 
 
 def _render(template: jinja2.Template, context: dict) -> str:
+    from bootfleet.boot.sandbox import render_limited
+
     return render_limited(template, context, loops=template.bootfleet_loops)
+
+
+# `{{ name }}` or `{{ name.field.field }}`, ASCII names: what _simple renders itself.
+_PRINT = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}")
+# What else would start jinja2 syntax in the text between them; jinja2 also reads \r\n as \n.
+_SYNTAX = ("{{", "{%", "{#", "\r")
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})  # jinja2's, not variables
+
+
+@functools.lru_cache(maxsize=256)
+def _simple(source: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]] | None:
+    """(texts, variable paths) of a template that only prints variables, texts[i] before
+    paths[i]; None for any other template (jinja2 renders it)."""
+    parts = _PRINT.split(source)
+    texts, paths = tuple(parts[0::2]), tuple(tuple(p.split(".")) for p in parts[1::2])
+    if (any(marker in text for text in texts for marker in _SYNTAX) or any(p[0] in _LITERALS for p in paths)
+            or any(text.endswith("{") for text in texts[:-1])):  # `{{{ a }}`: jinja2 reads `{{` then `{ a }}`
+        return None
+    return texts, paths
+
+
+def _render_simple(source: str, context: dict, kind: str) -> str | None:
+    """What jinja2 would render for a simple template (_simple), or None when jinja2 must
+    render it: a name the context lacks, a value that is not a string, a field that is also a
+    dict method (jinja2 would print the method), an output over the sandbox's limit."""
+    simple = _simple(source)
+    if simple is None:
+        return None
+    texts, paths = simple
+    finalize = _FINALIZE[kind]
+    out = [texts[0]]
+    for path, text in zip(paths, texts[1:]):
+        value: Any = context
+        for depth, name in enumerate(path):
+            if not isinstance(value, dict) or name not in value or (depth and hasattr(dict, name)):
+                return None
+            value = value[name]
+        if not isinstance(value, str):
+            return None
+        out.append(str(finalize(value) if finalize else value))
+        out.append(text)
+    rendered = "".join(out)
+    return rendered if len(rendered) <= 4 * 1024 * 1024 else None  # sandbox.MAX_OUTPUT: jinja2 says so
 
 
 def check_template(source: str, field: str, kind: str = "args") -> str:
     """Raise ValidationError if `source` is not a valid template, or if trying it on a
     sample node goes past a limit (boot/sandbox.py)."""
+    import jinja2
+
+    from bootfleet.boot.sandbox import TemplateLimitError
+
     try:
         template = _compile(source, kind)
     except jinja2.TemplateSyntaxError as e:
@@ -138,6 +204,11 @@ def check_template(source: str, field: str, kind: str = "args") -> str:
 
 
 def render(source: str, context: dict, what: str, kind: str = "args") -> str:
+    simple = _render_simple(source, context, kind)
+    if simple is not None:
+        return simple
+    import jinja2
+
     try:
         return _render(_compile(source, kind), context)
     except jinja2.UndefinedError as e:
@@ -154,7 +225,7 @@ def render_config(profile: dict, context: dict) -> tuple[str, str]:
     """The node's rendered config and its content type."""
     kind = profile["config_format"]
     text = render(profile["config_template"], context, f"profile {profile['name']!r} config_template",
-                  kind if kind in _ENVS else "none")
+                  kind if kind in _FINALIZE else "none")
     if kind == "ignition":
         try:
             json.loads(text)

@@ -17,6 +17,7 @@ Engine project, that the gateway skips Code Engine's own hops (docs/security.md)
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ class Client:
         return str(self.address) if self.address else "unknown address"
 
 
+@functools.lru_cache(maxsize=4096)  # a storm asks from few addresses (a gateway's, a NAT's) many times
 def _ip(text: str | None) -> IpAddress | None:
     if not text:
         return None

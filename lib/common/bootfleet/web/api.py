@@ -166,6 +166,7 @@ class Api:
         self.cors = cors  # browsers on BOOTFLEET_CORS_ORIGIN may call it (the dashboard)
         self.url_map = Map(strict_slashes=False, merge_slashes=False)
         self.handlers: dict[str, tuple[Callable, str | None]] = {}
+        self.static: dict[tuple[str, str], str] = {}  # (path, method) -> endpoint, for rules without variables
         self.route("/metrics", role="metrics")(metrics_endpoint)  # Prometheus (web/metrics.py)
         if flask.has_app_context() and not flask.has_request_context():
             # functions-framework loads the function inside its Flask app's context. What that app
@@ -185,6 +186,8 @@ class Api:
         def register(handler: Callable) -> Callable:
             endpoint = f"{handler.__name__}:{rule}:{','.join(methods)}"
             self.url_map.add(Rule(rule, endpoint=endpoint, methods=list(methods)))
+            if "<" not in rule:
+                self.static.update({(rule, method): endpoint for method in methods})
             self.handlers[endpoint] = (audited(handler) if should_audit(methods, role) else handler, role)
             return handler
 
@@ -214,13 +217,17 @@ class Api:
         return flask.Response(status=204, headers={"Allow": ", ".join(sorted({*methods, "OPTIONS"}))})
 
     def dispatch(self, request: flask.Request) -> flask.Response:
-        adapter = self.url_map.bind("localhost", path_info=request.path or "/")
         settings = None
         try:
             settings = get_settings()  # once per request; a SettingsError is answered like any error
             check_body_size(request, settings)
             check_no_nul(request)
-            endpoint, args = adapter.match(request.path or "/", method=request.method)
+            path = request.path or "/"
+            endpoint = self.static.get((path, request.method))  # a node script: no rule to match
+            if endpoint is not None:
+                args = {}
+            else:
+                endpoint, args = self.url_map.bind("localhost", path_info=path).match(path, method=request.method)
             handler, role = self.handlers[endpoint]
             request.environ[HANDLER] = handler.__name__
             if role:
@@ -300,9 +307,11 @@ def base_url(request: flask.Request, settings: Settings | None = None) -> str:
     configured = (settings or get_settings()).base_url
     if configured:
         return configured
-    if not _HOST.fullmatch(request.host or ""):
-        raise BadRequestError(f"the Host header {request.host[:60]!r} is not a host name")
-    return request.host_url.rstrip("/")
+    host = request.host or ""
+    if not _HOST.fullmatch(host):
+        raise BadRequestError(f"the Host header {host[:60]!r} is not a host name")
+    # As the client wrote it (werkzeug's host_url would decode an xn-- name, which iPXE cannot resolve).
+    return f"{request.scheme}://{host}"
 
 
 def whole_number(raw: str | None, field: str, default: int, low: int, high: int) -> int:

@@ -25,12 +25,20 @@ _STORAGE_SETTINGS = ("storage", "images_dir", "images_base_url", "s3_endpoint", 
                      "s3_region", "s3_access_key_id", "s3_secret_access_key", "s3_url_ttl")
 
 
+_last: tuple = (None, None)  # the settings object asked last and its storage: a node script asks three times
+
+
 def get_storage(settings: Settings) -> Storage:
     """The storage the settings name, built once per settings (a boto3 client is not cheap)."""
+    global _last
+    settings_asked, storage = _last
+    if settings_asked is settings:
+        return storage
     key = tuple(getattr(settings, name) for name in _STORAGE_SETTINGS)
     if key not in _cache:
         _cache.clear()
         _cache[key] = storage_from_settings(settings)
+    _last = (settings, _cache[key])
     return _cache[key]
 
 
