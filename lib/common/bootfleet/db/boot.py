@@ -28,10 +28,11 @@ from typing import Any
 from bootfleet.db import unknown
 from bootfleet.db.connection import Database
 
-STATEMENT = ("SELECT * FROM bootfleet_boot_step(CAST(:macs AS text), CAST(:uuid AS text), CAST(:serial AS text),"
+STATEMENT = ("SELECT bootfleet_boot_step(CAST(:macs AS text), CAST(:uuid AS text), CAST(:serial AS text),"
              " CAST(:secret_hash AS text), CAST(:trusted AS boolean), CAST(:client AS text), CAST(:quiet AS integer),"
              " CAST(:record_mac AS text), CAST(:address AS text), CAST(:unknown_reason AS text),"
-             " CAST(:unknown_quiet AS integer), CAST(:unknown_cap AS integer), CAST(:unknown_event_max AS integer))")
+             " CAST(:unknown_quiet AS integer), CAST(:unknown_cap AS integer), CAST(:unknown_event_max AS integer))"
+             " AS step")
 _ROW = {"profile": "SELECT xmin::text AS version, to_jsonb(p) AS row FROM profile p WHERE id = CAST(:id AS uuid)",
         "deployment": "SELECT xmin::text AS version, to_jsonb(d) AS row FROM deployment d WHERE id = CAST(:id AS uuid)"}
 _NODE = ("id", "stage", "deployment_id", "hostname", "smbios_uuid", "serial", "instance_id", "ip", "labels", "macs")
@@ -69,14 +70,15 @@ def step(database: Database, macs: list[str], uuid: str | None, serial: str | No
     rows = database.statement(STATEMENT, macs=",".join(macs), uuid=uuid, serial=serial, secret_hash=secret_hash,
                               trusted=trusted, client=client, quiet=quiet_seconds,
                               **unknown.parameters(*(record or (None, None, ""))))
-    if not rows:
+    row = rows[0]["step"] if rows else None
+    if row is None:
         return None
-    row = rows[0]
     node = {name: row[name] for name in _NODE}
     node["macs"] = row["macs"].split(",") if row["macs"] else []
     node["profile_id"] = row["profile_id"]
+    refused = bool(row["why"])
     return {"node": node, "why": row["why"], "opens": row["opens"], "installed": row["installed"],
             "token_version": row["token_version"], "in_stage_s": row["in_stage_s"],
-            "profile": _row(database, "profile", row["profile_id"], row["profile_version"]) if not row["why"] else None,
-            "deployment": _row(database, "deployment", row["deployment_id"], row["deployment_version"])
-            if not row["why"] else None}
+            "profile": None if refused else _row(database, "profile", row["profile_id"], row["profile_version"]),
+            "deployment": None if refused else _row(database, "deployment", row["deployment_id"],
+                                                    row["deployment_version"])}

@@ -41,30 +41,30 @@ $$;
 -- proof open an install (stage `booting`, a new token version, the stage event) when the node
 -- is not booting yet, or move it to `rebooting` past its profile's installed_after, else note
 -- it was seen; without proof a `boot-refused` event (one a minute per node) and the attempt
--- recorded by MAC. No row: no node has the MAC or UUID (recorded when p_record_mac is given).
--- The node's MACs come back comma-separated too: a driver decodes text faster than an array.
+-- recorded by MAC. NULL: no node has the MAC or UUID (recorded when p_record_mac is given).
+-- One JSON object back (a driver decodes one value faster than twenty columns): the node's
+-- fields a template may use, its stage before this step, its profile and deployment by id and
+-- row version, why (refused: the reason), opens, installed, token_version, in_stage_s.
 CREATE FUNCTION bootfleet_boot_step(p_macs text, p_uuid text, p_serial text, p_secret_hash text,
                                     p_trusted boolean, p_client text, p_quiet integer, p_record_mac text,
                                     p_address text, p_unknown_reason text, p_unknown_quiet integer,
                                     p_unknown_cap integer, p_unknown_event_max integer)
-RETURNS TABLE (id text, stage text, deployment_id text, hostname text, smbios_uuid text, serial text,
-               instance_id text, ip text, labels jsonb, macs text, profile_id text, profile_version text,
-               deployment_version text, why text, opens boolean, installed boolean, token_version integer,
-               in_stage_s float8)
--- Its statements' plans are made once per session: the same few index lookups every time, and
--- planning them anew for each request's values (PostgreSQL's custom plans) is most of their cost.
+RETURNS json
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
-#variable_conflict use_column
 DECLARE
+    why text;
+    opens boolean;
+    installed boolean;
+    deployment_version text;
+    profile_version text;
     forward constant text[] := ARRAY['registered', 'provisioning', 'booting', 'configuring', 'installing',
                                      'rebooting', 'ready'];
     opens_install constant text[] := ARRAY['registered', 'provisioning', 'configuring', 'installing', 'held'];
     no_install constant text[] := ARRAY['rebooting', 'ready', 'failed', 'deprovisioning', 'deleted'];
-    n node%ROWTYPE;
+    n record;  -- the node's row, and all_macs: its MACs, comma-separated
     one_mac text;
-    node_found uuid;
+    located boolean := false;
     plan_profile uuid;
-    deployment_profile uuid;
     deployment_requires boolean := false;
     profile_name text;
     profile_requires boolean := false;
@@ -72,35 +72,35 @@ DECLARE
     installs boolean;
 BEGIN
     -- One MAC at a time: `mac = $1` is a primary-key lookup in a generic plan, where
-    -- `mac = ANY($1)` may plan as a scan of the whole table.
+    -- `mac = ANY($1)` may plan as a scan of the whole table. The node is locked with its MACs read.
     FOREACH one_mac IN ARRAY string_to_array(p_macs, ',') LOOP
-        SELECT m.node_id INTO node_found FROM node_mac m WHERE m.mac = one_mac;
-        EXIT WHEN node_found IS NOT NULL;
+        SELECT x.*, (SELECT string_agg(m.mac, ',' ORDER BY m.mac) FROM node_mac m WHERE m.node_id = x.id) AS all_macs
+        INTO n FROM node x WHERE x.id = (SELECT m.node_id FROM node_mac m WHERE m.mac = one_mac) FOR UPDATE OF x;
+        located := FOUND;
+        EXIT WHEN located;
     END LOOP;
-    IF node_found IS NULL AND p_uuid IS NOT NULL THEN
-        SELECT u.id INTO node_found FROM node u WHERE u.smbios_uuid = p_uuid;
+    IF NOT located AND p_uuid IS NOT NULL THEN
+        SELECT x.*, (SELECT string_agg(m.mac, ',' ORDER BY m.mac) FROM node_mac m WHERE m.node_id = x.id) AS all_macs
+        INTO n FROM node x WHERE x.smbios_uuid = p_uuid FOR UPDATE OF x;
+        located := FOUND;
     END IF;
-    IF node_found IS NOT NULL THEN
-        SELECT * INTO n FROM node x WHERE x.id = node_found FOR UPDATE;
-    END IF;
-    IF n.id IS NULL THEN  -- no node has the MAC or UUID (or it was deleted meanwhile)
+    IF NOT located THEN  -- no node has the MAC or UUID (or it was deleted meanwhile)
         IF p_record_mac IS NOT NULL THEN
             PERFORM bootfleet_record_unknown(p_record_mac, p_address, p_unknown_reason, p_unknown_quiet,
                                              p_unknown_cap, p_unknown_event_max, true);
         END IF;
-        RETURN;
+        RETURN NULL;
     END IF;
 
-    IF n.deployment_id IS NOT NULL THEN
-        SELECT d.profile_id, d.xmin::text, d.require_secret INTO deployment_profile, deployment_version, deployment_requires
-        FROM deployment d WHERE d.id = n.deployment_id;
-    END IF;
-    plan_profile := COALESCE(n.profile_id, deployment_profile);
-    IF plan_profile IS NOT NULL THEN
-        SELECT p.id, p.xmin::text, p.name, p.require_secret, p.installed_after
-        INTO plan_profile, profile_version, profile_name, profile_requires, profile_installed_after
-        FROM profile p WHERE p.id = plan_profile;
-    ELSE  -- labels a profile selects: the most specific selector, then by name
+    -- Its deployment and profile (its own, else its deployment's); else the one its labels
+    -- select: the most specific selector, then by name.
+    SELECT d.xmin::text, d.require_secret, p.id, p.xmin::text, p.name, p.require_secret, p.installed_after
+    INTO deployment_version, deployment_requires, plan_profile, profile_version, profile_name, profile_requires,
+         profile_installed_after
+    FROM (SELECT 1) one
+    LEFT JOIN deployment d ON d.id = n.deployment_id
+    LEFT JOIN profile p ON p.id = COALESCE(n.profile_id, d.profile_id);
+    IF plan_profile IS NULL AND n.profile_id IS NULL THEN
         SELECT p.id, p.xmin::text, p.name, p.require_secret, p.installed_after
         INTO plan_profile, profile_version, profile_name, profile_requires, profile_installed_after
         FROM profile p WHERE p.selectors <> '{}'::jsonb AND p.selectors <@ n.labels
@@ -164,19 +164,12 @@ BEGIN
         END IF;
     END IF;
 
-    id := n.id::text;
-    stage := n.stage;
-    deployment_id := n.deployment_id::text;
-    hostname := n.hostname;
-    smbios_uuid := n.smbios_uuid;
-    serial := n.serial;
-    instance_id := n.instance_id;
-    ip := n.ip;
-    labels := n.labels;
-    macs := (SELECT string_agg(m.mac, ',' ORDER BY m.mac) FROM node_mac m WHERE m.node_id = n.id);
-    profile_id := plan_profile::text;
-    token_version := n.token_version + CASE WHEN opens THEN 1 ELSE 0 END;
-    in_stage_s := extract(epoch FROM now() - n.stage_changed_at)::float8;
-    RETURN NEXT;
+    RETURN json_build_object(
+        'id', n.id, 'stage', n.stage, 'deployment_id', n.deployment_id, 'hostname', n.hostname,
+        'smbios_uuid', n.smbios_uuid, 'serial', n.serial, 'instance_id', n.instance_id, 'ip', n.ip,
+        'labels', n.labels, 'macs', n.all_macs, 'profile_id', plan_profile, 'profile_version', profile_version,
+        'deployment_version', deployment_version, 'why', why, 'opens', opens, 'installed', installed,
+        'token_version', n.token_version + CASE WHEN opens THEN 1 ELSE 0 END,
+        'in_stage_s', extract(epoch FROM now() - n.stage_changed_at)::float8);
 END
 $$;
