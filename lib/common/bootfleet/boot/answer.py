@@ -83,9 +83,7 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     retry_url = ipxe.script_url(base, req.query())
     wait = settings.retry_seconds
     discovers = client.trusted and bool(settings.discovery_profile) and not req.secret
-    unknown_reason = "no node has this MAC" + ("" if client.trusted else "; not on a boot network")
-    record = (req.macs[0], str(client) if client.address else None, unknown_reason) if req.macs else None
-    done = _step(database, settings, req, client, None if discovers else record)
+    done = _step(database, req, client, record=not discovers)
     if done is None and not discovers:  # recorded as an unknown machine by that same statement
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
     if done is None:
@@ -95,7 +93,7 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
                 unknown.record(tx, req.macs[0], str(client) if client.address else None, discovered)
         if isinstance(discovered, str):
             return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
-        done = _step(database, settings, req, client)
+        done = _step(database, req, client)
     if done["why"]:
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "refused")
     node = done["node"]
@@ -186,11 +184,10 @@ def _report_missing(database: Database, settings: Settings, node: dict, result: 
         events.add(tx, "image-missing", message, "boot", node_id=node["id"], deployment_id=node["deployment_id"])
 
 
-def _step(database: Database, settings: Settings, req: BootRequest, client: Client,
-          record: tuple[str, str | None, str] | None = None) -> dict | None:
+def _step(database: Database, req: BootRequest, client: Client, record: bool = False) -> dict | None:
     secret_hash = hash_secret(req.secret) if req.secret else None
-    return boot_step(database, req.macs, req.uuid, req.serial, secret_hash, client.trusted, str(client),
-                     REFUSAL_EVENT_SECONDS, record)
+    return boot_step(database, req.macs, req.uuid, req.serial, secret_hash, client.trusted,
+                     str(client.address) if client.address else None, REFUSAL_EVENT_SECONDS, record)
 
 
 def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Client) -> dict | str:

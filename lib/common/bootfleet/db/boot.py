@@ -25,14 +25,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from bootfleet.db import unknown
 from bootfleet.db.connection import Database
+from bootfleet.settings import get_settings
 
 STATEMENT = ("SELECT bootfleet_boot_step(CAST(:macs AS text), CAST(:uuid AS text), CAST(:serial AS text),"
-             " CAST(:secret_hash AS text), CAST(:trusted AS boolean), CAST(:client AS text), CAST(:quiet AS integer),"
-             " CAST(:record_mac AS text), CAST(:address AS text), CAST(:unknown_reason AS text),"
-             " CAST(:unknown_quiet AS integer), CAST(:unknown_cap AS integer), CAST(:unknown_event_max AS integer))"
-             " AS step")
+             " CAST(:secret_hash AS text), CAST(:trusted AS boolean), CAST(:address AS text),"
+             " CAST(:record AS boolean), CAST(:limits AS text)) AS step")
 _ROW = {"profile": "SELECT xmin::text AS version, to_jsonb(p) AS row FROM profile p WHERE id = CAST(:id AS uuid)",
         "deployment": "SELECT xmin::text AS version, to_jsonb(d) AS row FROM deployment d WHERE id = CAST(:id AS uuid)"}
 _NODE = ("id", "stage", "deployment_id", "hostname", "smbios_uuid", "serial", "instance_id", "ip", "labels", "macs")
@@ -60,16 +58,19 @@ def _row(database: Database, table: str, row_id: str | None, version: str | None
 
 
 def step(database: Database, macs: list[str], uuid: str | None, serial: str | None, secret_hash: str | None,
-         trusted: bool, client: str, quiet_seconds: int, record: tuple[str | None, str | None, str] | None = None,
-         ) -> dict[str, Any] | None:
+         trusted: bool, address: str | None, quiet_seconds: int, record: bool = False) -> dict[str, Any] | None:
     """The node's boot step, done (see the module docstring); None for an unknown machine.
     {node (as it was: its stage before this step), profile, deployment, why (refused: the reason),
-    opens, installed (it moved to `rebooting`: its profile's installed_after), token_version, in_stage_s (seconds it had been in that stage)}
-    record: (MAC, address, reason if no node has it): the attempt, if it has no proof, is
-    recorded as db/unknown.py records one, in the same statement; None: not recorded."""
+    opens, installed (it moved to `rebooting`: its profile's installed_after), token_version,
+    in_stage_s (seconds it had been in that stage)}.
+    address: the client's, or None; quiet_seconds: at most one boot-refused event per node in that
+    time; record: an attempt without proof is recorded by its first MAC as db/unknown.py records
+    one (settings.unknown_*), in the same statement."""
+    settings = get_settings()
+    limits = (f"{quiet_seconds},{settings.unknown_event_seconds},{max(settings.unknown_max, 1)},"
+              f"{settings.unknown_event_max}")
     rows = database.statement(STATEMENT, macs=",".join(macs), uuid=uuid, serial=serial, secret_hash=secret_hash,
-                              trusted=trusted, client=client, quiet=quiet_seconds,
-                              **unknown.parameters(*(record or (None, None, ""))))
+                              trusted=trusted, address=address, record=record, limits=limits)
     row = rows[0]["step"] if rows else None
     if row is None:
         return None

@@ -41,14 +41,14 @@ $$;
 -- proof open an install (stage `booting`, a new token version, the stage event) when the node
 -- is not booting yet, or move it to `rebooting` past its profile's installed_after, else note
 -- it was seen; without proof a `boot-refused` event (one a minute per node) and the attempt
--- recorded by MAC. NULL: no node has the MAC or UUID (recorded when p_record_mac is given).
+-- recorded by MAC. NULL: no node has the MAC or UUID (recorded when p_record is true).
+-- p_limits: 'refusal quiet seconds,unknown quiet seconds,unknown cap,unknown events max' (db/boot.py),
+-- read only on the paths that need them: the fewer parameters, the less a driver encodes.
 -- One JSON object back (a driver decodes one value faster than twenty columns): the node's
 -- fields a template may use, its stage before this step, its profile and deployment by id and
 -- row version, why (refused: the reason), opens, installed, token_version, in_stage_s.
 CREATE FUNCTION bootfleet_boot_step(p_macs text, p_uuid text, p_serial text, p_secret_hash text,
-                                    p_trusted boolean, p_client text, p_quiet integer, p_record_mac text,
-                                    p_address text, p_unknown_reason text, p_unknown_quiet integer,
-                                    p_unknown_cap integer, p_unknown_event_max integer)
+                                    p_trusted boolean, p_address text, p_record boolean, p_limits text)
 RETURNS json
 LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -85,9 +85,11 @@ BEGIN
         located := FOUND;
     END IF;
     IF NOT located THEN  -- no node has the MAC or UUID (or it was deleted meanwhile)
-        IF p_record_mac IS NOT NULL THEN
-            PERFORM bootfleet_record_unknown(p_record_mac, p_address, p_unknown_reason, p_unknown_quiet,
-                                             p_unknown_cap, p_unknown_event_max, true);
+        IF p_record AND p_macs <> '' THEN
+            PERFORM bootfleet_record_unknown(split_part(p_macs, ',', 1), p_address,
+                'no node has this MAC' || CASE WHEN p_trusted THEN '' ELSE '; not on a boot network' END,
+                split_part(p_limits, ',', 2)::integer, split_part(p_limits, ',', 3)::integer,
+                split_part(p_limits, ',', 4)::integer, true);
         END IF;
         RETURN NULL;
     END IF;
@@ -153,14 +155,16 @@ BEGIN
         END IF;
     ELSE
         IF NOT EXISTS (SELECT 1 FROM event e WHERE e.node_id = n.id AND e.kind = 'boot-refused'
-                       AND e.created_at > now() - make_interval(secs => p_quiet)) THEN
+                       AND e.created_at > now() - make_interval(secs => split_part(p_limits, ',', 1)::integer)) THEN
             INSERT INTO event (node_id, deployment_id, stage, kind, message, source)
             VALUES (n.id, n.deployment_id, n.stage, 'boot-refused',
-                    left('boot refused from ' || p_client || ': ' || why, 2000), 'boot');
+                    left('boot refused from ' || COALESCE(p_address, 'unknown address') || ': ' || why, 2000),
+                    'boot');
         END IF;
-        IF p_record_mac IS NOT NULL THEN  -- as an unknown MAC would be: the same work (docs/security.md)
-            PERFORM bootfleet_record_unknown(p_record_mac, p_address, why, p_unknown_quiet, p_unknown_cap,
-                                             p_unknown_event_max, false);
+        IF p_record AND p_macs <> '' THEN  -- as an unknown MAC would be: the same work (docs/security.md)
+            PERFORM bootfleet_record_unknown(split_part(p_macs, ',', 1), p_address, why,
+                split_part(p_limits, ',', 2)::integer, split_part(p_limits, ',', 3)::integer,
+                split_part(p_limits, ',', 4)::integer, false);
         END IF;
     END IF;
 
