@@ -40,6 +40,7 @@ import os
 import re
 import resource
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -126,8 +127,8 @@ class Connection:
 
 
 class Generator:
-    def __init__(self, plan: dict):
-        self.plan = plan
+    def __init__(self, plan: dict, cpu_before: float = 0.0):
+        self.plan, self.cpu_before = plan, cpu_before  # this interpreter's start is not the run's
         url = urlsplit(plan["url"])
         self.host, self.port = url.hostname, url.port or 80
         self.latency = {step: [] for step in STEPS}
@@ -168,82 +169,127 @@ class Generator:
         return {"${netX/mac}": mac, "${uuid}": f"{self.plan['uuid_prefix']}-{index:012x}",
                 "${serial:uristring}": quote(f"SN{self.plan['uuid_prefix'][:4]}{index:07d}")}
 
-    async def life(self, index: int) -> None:
-        reuse = self.plan["reuse"]
-        ipxe = Connection(self.host, self.port)  # iPXE keeps its connection for both its requests
+    async def boot(self, node: dict) -> None:
+        """iPXE: the chainloader (DHCP's boot file name), then the chain URL it names, filled in as
+        iPXE fills it in, on the same connection; the kernel line's config and status URLs."""
         base = self.plan["url"].rstrip("/")
+        ipxe = node["conn"] = Connection(self.host, self.port)
+        chain = await self.step("chainloader", ipxe, "GET", f"{base}/boot/boot.ipxe", "iPXE/1.21.1",
+                                close=False, expect="chain --autofree ")
+        url = re.search(r"chain --autofree (\S+)", chain).group(1)
+        for variable, value in {**IPXE_VARIABLES, **self.identity(node["index"])}.items():
+            url = url.replace(variable, value)
+        if "${" in url:
+            raise HttpError(f"chainloader: a variable this bench does not fill in: {url}")
+        script = await self.step("node script", ipxe, "GET", url, "iPXE/1.21.1", close=not self.plan["reuse"],
+                                 expect="\nkernel ")
+        kernel = next(line for line in script.splitlines() if line.startswith("kernel "))
+        args = dict(word.split("=", 1) for word in kernel.split()[2:] if "=" in word)
+        node["config_url"], node["status_url"] = args.get("bootfleet.config"), args.get("bootfleet.status")
+        if not node["config_url"] or not node["status_url"]:
+            raise HttpError(f"node script: no bootfleet.config= or bootfleet.status= in {kernel[:200]!r}")
+
+    def connection(self, node: dict) -> Connection:
+        """The connection for a node's next program: its own (wget, the agent's reports, cloud-init
+        open one each), or the node's one with --reuse."""
+        if self.plan["reuse"]:
+            return node["conn"]
+        node["conn"].close()
+        node["conn"] = Connection(self.host, self.port)
+        return node["conn"]
+
+    async def config(self, node: dict) -> None:
+        """The installer (the node image's /init, the agent) fetches its config with wget."""
+        config = await self.step("config", self.connection(node), "GET", node["config_url"], "Wget",
+                                 close=not self.plan["reuse"], expect="#cloud-config")
+        hostname = re.search(r"^hostname: *(\S+)", config, re.M)
+        phone_home = re.search(r"^  url: *(\S+)", config, re.M)
+        if not hostname or not phone_home:
+            raise HttpError(f"config: no hostname or phone_home url in {config[:200]!r}")
+        node["hostname"], node["phone_home"] = hostname.group(1), phone_home.group(1)
+
+    async def status(self, node: dict) -> None:
+        """The agent's reports as it writes the image (bootfleet/agent/script.py: installing with
+        0 of the image's bytes, installing with all of them, rebooting), then the installed system's
+        cloud-init phone_home (the form the config names, &stage=ready)."""
+        reports = (("installing", {"stage": "installing", "message": "writing the image to /dev/sda",
+                                   "bytes": 0, "total": IMAGE_BYTES}, '"changed":true'),
+                   ("installed", {"stage": "installing", "message": "image written and verified",
+                                  "bytes": IMAGE_BYTES, "total": IMAGE_BYTES}, '"changed":false'),
+                   ("rebooting", {"stage": "rebooting", "message": "image installed on /dev/sda; rebooting into it"},
+                    '"changed":true'))
+        for name, report, expect in reports:
+            await self.step(name, self.connection(node), "POST", node["status_url"], "Wget",
+                            json.dumps(report).encode(), "application/json", close=not self.plan["reuse"],
+                            expect=expect)
+        form = f"hostname={node['hostname']}&instance_id=iid-{node['index']}".encode()
+        await self.step("ready", self.connection(node), "POST", node["phone_home"], "Cloud-Init/23.4", form,
+                        "application/x-www-form-urlencoded", close=True, expect='"changed":true')
+
+    async def life(self, node: dict, parts) -> None:
+        """Some parts of one node's life (all three, or one phase); a failure ends its life."""
         try:
-            # iPXE: the chainloader (DHCP's boot file name), then the chain URL it names, filled in.
-            chain = await self.step("chainloader", ipxe, "GET", f"{base}/boot/boot.ipxe", "iPXE/1.21.1",
-                                    close=False, expect="chain --autofree ")
-            url = re.search(r"chain --autofree (\S+)", chain).group(1)
-            for variable, value in {**IPXE_VARIABLES, **self.identity(index)}.items():
-                url = url.replace(variable, value)
-            if "${" in url:
-                raise HttpError(f"chainloader: a variable this bench does not fill in: {url}")
-            script = await self.step("node script", ipxe, "GET", url, "iPXE/1.21.1", close=not reuse,
-                                     expect="\nkernel ")
-            kernel = next(line for line in script.splitlines() if line.startswith("kernel "))
-            args = dict(word.split("=", 1) for word in kernel.split()[2:] if "=" in word)
-            config_url, status_url = args.get("bootfleet.config"), args.get("bootfleet.status")
-            if not config_url or not status_url:
-                raise HttpError(f"node script: no bootfleet.config= or bootfleet.status= in {kernel[:200]!r}")
-            # The installer (the node image's /init, the agent): its config with wget, then its reports.
-            conn = ipxe if reuse else Connection(self.host, self.port)
-            config = await self.step("config", conn, "GET", config_url, "Wget", close=not reuse,
-                                     expect="#cloud-config")
-            hostname = re.search(r"^hostname: *(\S+)", config, re.M)
-            phone_home = re.search(r"^  url: *(\S+)", config, re.M)
-            if not hostname or not phone_home:
-                raise HttpError(f"config: no hostname or phone_home url in {config[:200]!r}")
-            reports = (("installing", {"stage": "installing", "message": "writing the image to /dev/sda",
-                                       "bytes": 0, "total": IMAGE_BYTES}, '"changed":true'),
-                       ("installed", {"stage": "installing", "message": "image written and verified",
-                                      "bytes": IMAGE_BYTES, "total": IMAGE_BYTES}, '"changed":false'),
-                       ("rebooting", {"stage": "rebooting", "message": "image installed on /dev/sda; rebooting into it"},
-                        '"changed":true'))
-            for name, report, expect in reports:
-                conn = conn if reuse else Connection(self.host, self.port)
-                await self.step(name, conn, "POST", status_url, "Wget", json.dumps(report).encode(),
-                                "application/json", close=not reuse, expect=expect)
-            # The installed system: cloud-init's phone_home posts its form to the config's url.
-            conn = conn if reuse else Connection(self.host, self.port)
-            form = f"hostname={hostname.group(1)}&instance_id=iid-{index}".encode()
-            await self.step("ready", conn, "POST", phone_home.group(1), "Cloud-Init/23.4", form,
-                            "application/x-www-form-urlencoded", close=True, expect='"changed":true')
-            self.done += 1
+            for part in parts:
+                await part(node)
+            if parts[-1] == self.status:
+                self.done += 1
         except (HttpError, StopIteration, AttributeError) as e:
-            self.failed.append(index)
+            node["failed"] = True
+            self.failed.append(node["index"])
             kind = str(e).split(":", 1)[0] if isinstance(e, HttpError) else type(e).__name__
             self.errors[kind] += 1
             if len(self.examples) < 5:
-                self.examples.append(f"node {index}: {e}")
+                self.examples.append(f"node {node['index']}: {e}")
         finally:
-            ipxe.close()
+            if parts[-1] == self.status or node.get("failed"):
+                node["conn"].close()
 
-    async def worker(self, deadline: float) -> None:
-        while self.next_index < self.plan["count"] and time.monotonic() < deadline:
-            index, self.next_index = self.next_index, self.next_index + 1
-            self.started += 1
-            await self.life(index)
+    async def workers(self, nodes, parts, deadline: float) -> None:
+        """--concurrency workers, each taking the next node when its last one is through `parts`."""
+        todo = iter(nodes)
+
+        async def worker() -> None:
+            for node in todo:
+                if node.get("failed"):
+                    continue
+                if parts[0] == self.boot:
+                    if time.monotonic() >= deadline:
+                        return
+                    self.started += 1
+                await self.life(node, parts)
+
+        await asyncio.gather(*(worker() for _ in range(self.plan["concurrency"])))
+
+    def cpu(self) -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime - self.cpu_before
 
     async def progress(self, began: float) -> None:
         while True:
             await asyncio.sleep(5)
             took = time.monotonic() - began
-            print(f"  {took:5.0f} s: {self.done} nodes ready ({60 * self.done / took:,.0f}/min), "
-                  f"{len(self.failed)} failed", file=sys.stderr, flush=True)
+            print(f"  {took:5.0f} s: {self.started} nodes started, {self.done} ready ({60 * self.done / took:,.0f}/min),"
+                  f" {len(self.failed)} failed", file=sys.stderr, flush=True)
 
     async def run(self) -> dict:
         began = time.monotonic()
         deadline = began + (self.plan["duration"] or 1e9)
         ticker = asyncio.ensure_future(self.progress(began))
-        await asyncio.gather(*(self.worker(deadline) for _ in range(self.plan["concurrency"])))
+        nodes = [{"index": i, "conn": Connection(self.host, self.port)} for i in range(self.plan["count"])]
+        phases = {}
+        if self.plan["phased"]:  # each function's part for the whole fleet, then the next's
+            for name, part in (("boot", self.boot), ("config", self.config), ("status", self.status)):
+                started = time.monotonic()
+                await self.workers(nodes[:self.started] if part != self.boot else nodes, [part], deadline)
+                phases[name] = time.monotonic() - started
+                print(f"PHASE {name} {self.cpu()}", flush=True)  # the bench takes its CPU snapshot, then says go on
+                sys.stdin.readline()
+        else:
+            await self.workers(nodes, [self.boot, self.config, self.status], deadline)
         seconds = time.monotonic() - began
         ticker.cancel()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"seconds": seconds, "started": self.started, "done": self.done, "failed": self.failed,
-                "errors": dict(self.errors), "examples": self.examples, "cpu_s": usage.ru_utime + usage.ru_stime,
+        return {"seconds": seconds, "phases": phases, "started": self.started, "done": self.done,
+                "failed": self.failed, "errors": dict(self.errors), "examples": self.examples, "cpu_s": self.cpu(),
                 "latency": {step: percentiles(values) for step, values in self.latency.items()}}
 
 
@@ -257,11 +303,10 @@ def percentiles(values: list[float]) -> dict:
 
 
 def generate() -> int:
-    plan = json.load(sys.stdin)
+    plan = json.loads(sys.stdin.readline())  # stdin stays open: with --phased, a line after each phase
     before = resource.getrusage(resource.RUSAGE_SELF)
-    result = asyncio.run(Generator(plan).run())
-    result["cpu_s"] -= before.ru_utime + before.ru_stime  # the run, not this interpreter's start
-    json.dump(result, sys.stdout)
+    result = asyncio.run(Generator(plan, before.ru_utime + before.ru_stime).run())
+    print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
@@ -349,12 +394,17 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="one keep-alive connection per node for its whole life (default: one per program,"
                              " as iPXE, wget and cloud-init open them)")
+    parser.add_argument("--phased", action="store_true",
+                        help="the whole fleet through boot, then config, then status (each function's CPU per"
+                             " node, for sizing its Code Engine app) instead of each node's life at once")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of bootfleet serve")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (and the pool)")
     parser.add_argument("--batch", type=int, default=2000, help="nodes per bulk import request")
     parser.add_argument("--timeout", type=float, default=60, help="seconds a request may take")
     parser.add_argument("--profile", metavar="FILE", help="sample bootfleet serve with py-spy during the run")
     args = parser.parse_args()
+    if args.phased and args.reuse:
+        parser.error("--phased keeps no connection between phases: leave out --reuse")
 
     from boot_storm import CpuMeter, Fleet, Profile
     from support.server import RunningServer
@@ -381,30 +431,40 @@ def main() -> int:
 
         plan = {"url": server.url, "prefix": fleet.prefix, "uuid_prefix": secrets.token_hex(4) + "-0000-4000-8000",
                 "count": args.nodes, "concurrency": args.concurrency, "duration": args.duration,
-                "think": args.think, "reuse": args.reuse, "timeout": args.timeout}
+                "think": args.think, "reuse": args.reuse, "timeout": args.timeout, "phased": args.phased}
         print(f"fleet: {args.nodes:,} nodes, {args.concurrency} at once, 7 requests each "
               f"({'one connection per node' if args.reuse else 'a connection per program'})", flush=True)
         meter = CpuMeter(server.proc.pid, server.data)
-        before = meter.snapshot()
-        profile = None
+        # py-spy until the generator is done (then SIGINT: it writes what it sampled and ends)
+        profile = Profile(server.proc.pid, 3600, Path(args.profile)) if args.profile else None
+        marks = [("start", meter.snapshot(), 0.0)]
         generator = subprocess.Popen([sys.executable, __file__, "--generate"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
-        if args.profile:  # the whole run, as the generator estimates it from the target
-            expected = args.duration or max(10, args.nodes / TARGET_PER_MINUTE * 60 * 3)
-            profile = Profile(server.proc.pid, int(expected), Path(args.profile))
-        out, _ = generator.communicate(json.dumps(plan))
-        after = meter.snapshot()
-        if generator.returncode != 0:
+        generator.stdin.write(json.dumps(plan) + "\n")
+        generator.stdin.flush()
+        result = None
+        for line in generator.stdout:
+            if line.startswith("PHASE "):  # --phased: one function's part done for the whole fleet
+                _, name, cpu = line.split()
+                marks.append((name, meter.snapshot(), float(cpu)))
+                generator.stdin.write("\n")
+                generator.stdin.flush()
+            elif line.startswith("RESULT "):
+                result = json.loads(line.removeprefix("RESULT "))
+        generator.wait()
+        marks.append(("end", meter.snapshot(), result["cpu_s"] if result else 0.0))
+        if profile:
+            profile.proc.send_signal(signal.SIGINT)
+        if generator.returncode != 0 or result is None:
             raise SystemExit(f"the generator failed ({generator.returncode})")
-        result = json.loads(out)
         if profile:
             profile.report()
-        return report(args, fleet, ids, result, before, after)
+        return report(args, fleet, ids, result, marks)
     finally:
         server.stop(timeout=20)
 
 
-def report(args, fleet, ids: dict[int, str], result: dict, before: dict, after: dict) -> int:
+def report(args, fleet, ids: dict[int, str], result: dict, marks: list) -> int:
     done, seconds = result["done"], result["seconds"]
     per_minute = 60 * done / seconds if seconds else 0
     print(f"\n{done:,} nodes ready in {seconds:.1f} s: {per_minute:,.0f} nodes/min "
@@ -414,17 +474,25 @@ def report(args, fleet, ids: dict[int, str], result: dict, before: dict, after: 
         lat = result["latency"][step]
         if lat["count"]:
             print(f"{step:14}{lat['count']:>10,}{lat['p50_ms']:>9.1f}{lat['p99_ms']:>9.1f}{lat['max_ms']:>9.0f}")
+    (_, before, _), (_, after, _) = marks[0], marks[-1]
     cpu = {part: 1000 * (after[part] - before[part]) / max(done, 1) for part in ("server", "database")}
     cpu["generator"] = 1000 * result["cpu_s"] / max(done, 1)
     total = sum(cpu.values())
     busy = total * done / 1000 / seconds if seconds else 0
     print(f"\nCPU per node, ms{'server':>9}{'database':>10}{'generator':>11}{'total':>8}")
-    print(f"{'':16}{cpu['server']:>9.1f}{cpu['database']:>10.1f}{cpu['generator']:>11.1f}{total:>8.1f}")
-    print(f"per request, ms {cpu['server'] / 7:>9.2f}{cpu['database'] / 7:>10.2f}{cpu['generator'] / 7:>11.2f}"
+    print(f"{'whole life':16}{cpu['server']:>9.1f}{cpu['database']:>10.1f}{cpu['generator']:>11.1f}{total:>8.1f}")
+    if result["phases"]:  # each function's part: the CPU between one phase's end and the next's
+        for (_, then, gen_then), (name, now, gen_now) in zip(marks[:-2], marks[1:-1]):
+            part = {k: 1000 * (now[k] - then[k]) / max(done, 1) for k in ("server", "database")}
+            gen = 1000 * (gen_now - gen_then) / max(done, 1)
+            print(f"{'  ' + name:16}{part['server']:>9.1f}{part['database']:>10.1f}{gen:>11.1f}"
+                  f"{part['server'] + part['database'] + gen:>8.1f}   ({result['phases'][name]:.1f} s)")
+    print(f"{'per request':16}{cpu['server'] / 7:>9.2f}{cpu['database'] / 7:>10.2f}{cpu['generator'] / 7:>11.2f}"
           f"{total / 7:>8.2f}")
-    print(f"the run kept {busy:.2f} of {os.cpu_count()} cores busy; at {cpu['server'] + cpu['database']:.1f} ms of"
-          f" server and database CPU a node, {os.cpu_count()} cores would finish at most "
-          f"{60_000 * (os.cpu_count() or 1) / max(cpu['server'] + cpu['database'], 1e-9):,.0f} nodes/min")
+    cores = os.cpu_count() or 1
+    print(f"the run kept {busy:.2f} of {cores} cores busy; at {cpu['server'] + cpu['database']:.1f} ms of server and"
+          f" database CPU a node, {cores} cores would finish at most"
+          f" {60_000 * cores / max(cpu['server'] + cpu['database'], 1e-9):,.0f} nodes/min")
     for kind, count in result["errors"].items():
         print(f"  errors at {kind}: {count}")
     for example in result["examples"]:
