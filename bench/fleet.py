@@ -338,9 +338,10 @@ def register(fleet, batch: int) -> tuple[float, dict[int, str]]:
     return time.perf_counter() - started, ids
 
 
-def verify(fleet, ids: dict[int, str], started: int) -> tuple[dict, list[str]]:
-    """Nodes 0..started-1 `ready` with exactly one stage event for each stage of the life, the rest
-    still `registered`, from the deployment's counts and its events."""
+def verify(fleet, ids: dict[int, str], started: int, failed: list[int]) -> tuple[dict, list[str]]:
+    """Every node that went through its whole life (0..started-1, but those whose life failed in the
+    generator) `ready`, with exactly one stage event for each stage of it; none with a stage event
+    twice; the nodes never started still `registered`. From the deployment's counts and events."""
     import requests
 
     with requests.Session() as s:
@@ -359,20 +360,23 @@ def verify(fleet, ids: dict[int, str], started: int) -> tuple[dict, list[str]]:
             if not page["events"]:
                 break
             cursor = page["next"]
-    life = [ids[i] for i in range(started)]
-    lost = sum(1 for node in life if any(seen[(node, stage)] == 0 for stage in STAGES))
-    doubled = sum(1 for node in life if any(seen[(node, stage)] > 1 for stage in STAGES + ("registered",)))
+    lived = [ids[i] for i in sorted(set(range(started)) - set(failed))]
+    lost = sum(1 for node in lived if any(seen[(node, stage)] == 0 for stage in STAGES))
+    doubled = sum(1 for node in ids.values() if any(seen[(node, stage)] > 1 for stage in STAGES + ("registered",)))
     stray = sum(1 for i in range(started, fleet.count) for stage in STAGES if seen[(ids[i], stage)])
-    figures = {"ready": counts.get("ready", 0), "registered": counts.get("registered", 0), "lost": lost,
-               "doubled": doubled, "other_events": dict(other)}
+    figures = {"lived": len(lived), "ready": counts.get("ready", 0), "registered": counts.get("registered", 0),
+               "lost": lost, "doubled": doubled, "other_events": dict(other)}
     problems = []
-    if figures["ready"] != started:
-        problems.append(f"{started} nodes went through their life but {figures['ready']} are ready: "
+    if failed:
+        problems.append(f"{len(failed)} nodes' lives failed in the generator (their errors above)")
+    if figures["ready"] != len(lived) and not failed:
+        problems.append(f"{len(lived)} nodes went through their whole life but {figures['ready']} are ready: "
                         + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    if figures["registered"] != fleet.count - started:
+    if figures["registered"] != fleet.count - started and not failed:
         problems.append(f"{fleet.count - started} nodes never started but {figures['registered']} are registered")
     if lost:
-        problems.append(f"{lost} nodes lack a stage event of their life ({', '.join(STAGES)})")
+        problems.append(f"{lost} nodes that went through their whole life lack a stage event of it"
+                        f" ({', '.join(STAGES)})")
     if doubled:
         problems.append(f"{doubled} nodes have a stage event twice")
     if stray:
@@ -498,9 +502,9 @@ def report(args, fleet, ids: dict[int, str], result: dict, marks: list) -> int:
     for example in result["examples"]:
         print(f"    {example}")
 
-    figures, problems = verify(fleet, ids, result["started"])
-    print(f"\nverified: {figures['ready']:,} of {result['started']:,} started nodes ready, "
-          f"{figures['registered']:,} never started still registered; lost {figures['lost']}, "
+    figures, problems = verify(fleet, ids, result["started"], result["failed"])
+    print(f"\nverified: {figures['ready']:,} nodes ready of the {figures['lived']:,} that went through their life, "
+          f"{figures['registered']:,} registered ({fleet.count - result['started']:,} never started); lost {figures['lost']}, "
           f"doubled {figures['doubled']}"
           + (f"; other events: {figures['other_events']}" if figures["other_events"] else ""))
     for problem in problems:
