@@ -462,6 +462,7 @@ def main() -> int:
         if generator.returncode != 0 or result is None:
             raise SystemExit(f"the generator failed ({generator.returncode})")
         if profile:
+            print("\npy-spy over the whole fleet run (boot_storm's Profile: its heading says the node-script run)")
             profile.report()
         return report(args, fleet, ids, result, marks)
     finally:
