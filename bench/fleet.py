@@ -425,6 +425,7 @@ def main() -> int:
     server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_ADMIN_TOKEN": None,
                                 "BOOTFLEET_BOOT_RATE_LIMIT": "0"},
                            workers=args.workers, threads=args.threads, timeout=90)
+    generator = profile = None
     try:
         print(f"bootfleet serve on {server.url} ({args.workers} workers x {args.threads} threads; "
               f"log {server.log_path})", flush=True)
@@ -470,6 +471,10 @@ def main() -> int:
             profile.report()
         return report(args, fleet, ids, result, marks)
     finally:
+        for proc in (generator, profile.proc if profile else None):  # ended early (Ctrl-C, an error)
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
         server.stop(timeout=20)
 
 
