@@ -134,3 +134,35 @@ def test_sslmode_disable_and_prefer():
     assert connect_args("postgresql://u@127.0.0.1/db")["ssl_context"] is False  # local: disable by default
     assert connect_args("postgresql://u@db.example/db?sslmode=disable")["ssl_context"] is False
     assert "ssl_context" not in connect_args("postgresql://u@db.example/db")  # prefer: pg8000 tries TLS, falls back
+
+
+def test_a_statement_prepared_before_a_migration_runs_again_after_it(fresh_database):
+    """Statements are prepared once per connection (db/statements.py); a newer instance's migration
+    that changes a table under one makes PostgreSQL refuse it ("cached plan must not change result
+    type"): the statement is prepared again (Database.statement), or the transaction is retryable
+    (the Api layer runs the request again), never a lasting failure."""
+    from bootfleet.errors import RetryableDatabaseError
+
+    db = Database(fresh_database, pool_size=1)
+    with db.connection() as conn:
+        conn.run("CREATE TABLE thing (id integer PRIMARY KEY, name text)")
+        conn.run("INSERT INTO thing VALUES (1, 'one')")
+    assert db.statement("SELECT * FROM thing WHERE id = :id", id=1) == [{"id": 1, "name": "one"}]
+    with db.transaction() as tx:
+        assert tx.all("SELECT * FROM thing WHERE id = :id", id=1) == [{"id": 1, "name": "one"}]
+
+    other = Database(fresh_database, pool_size=1)  # the newer instance
+    with other.connection() as conn:
+        conn.run("ALTER TABLE thing ADD COLUMN size integer NOT NULL DEFAULT 7")
+
+    with pytest.raises(RetryableDatabaseError, match="changed under a prepared statement"):
+        with db.transaction() as tx:
+            tx.all("SELECT * FROM thing WHERE id = :id", id=1)
+    with db.transaction() as tx:  # the request once more
+        assert tx.all("SELECT * FROM thing WHERE id = :id", id=1) == [{"id": 1, "name": "one", "size": 7}]
+
+    with other.connection() as conn:
+        conn.run("ALTER TABLE thing DROP COLUMN size")
+    other.close()
+    assert db.statement("SELECT * FROM thing WHERE id = :id", id=1) == [{"id": 1, "name": "one"}]
+    db.close()

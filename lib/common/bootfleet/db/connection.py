@@ -23,7 +23,6 @@ import queue
 import select
 import ssl
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -32,7 +31,18 @@ import pg8000.exceptions
 import pg8000.native
 
 from bootfleet import metrics
-from bootfleet.errors import BadRequestError, DatabaseUnavailableError, RetryableDatabaseError, SettingsError
+from bootfleet.db.statements import (  # noqa: F401 - Transaction, commits and error_code are imported from here too
+    Transaction,
+    commits,
+    count_commit,
+    error_code,
+    mapped,
+    message_of,
+    plain,
+    prepared,
+    stale_plan,
+)
+from bootfleet.errors import DatabaseUnavailableError, RetryableDatabaseError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -80,65 +90,6 @@ def connect_args(url: str, timeout: int = 5) -> dict[str, Any]:
     return args
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
-# SQLSTATEs after which running the whole transaction again may succeed.
-RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock"}
-_thread = threading.local()
-
-
-def commits() -> int:
-    """How many transactions this thread has committed (web/api.py runs a request again after a
-    retryable error only if none committed meanwhile: nothing is then done twice)."""
-    return getattr(_thread, "commits", 0)
-
-
-def _mapped(run: Callable[[], Any]) -> Any:
-    """`run()`, with the database's refusals as bootfleet's errors: a deadlock or a
-    serialization failure retryable, a value it refuses (SQLSTATE class 22) a 400."""
-    try:
-        return run()
-    except pg8000.exceptions.DatabaseError as e:
-        code = error_code(e) or ""
-        if code in RETRYABLE:
-            raise RetryableDatabaseError(f"{RETRYABLE[code]}: {_message(e)}") from e
-        if code.startswith("22"):  # data exception: a value from the request the database refuses
-            raise BadRequestError(f"the database refused a value: {_message(e)}") from e
-        raise
-    except UnicodeEncodeError as e:  # a lone surrogate that got this far
-        raise BadRequestError("text must be valid Unicode (no lone surrogates)") from e
-
-
-class Transaction:
-    """Queries inside one transaction. Parameters are named: `:name`."""
-
-    def __init__(self, conn: pg8000.native.Connection):
-        self.conn = conn
-
-    def _run(self, sql: str, params: dict[str, Any]) -> Any:
-        return _mapped(lambda: self.conn.run(sql, **params))
-
-    def run(self, sql: str, **params: Any) -> None:
-        self._run(sql, params)
-
-    def all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        rows = self._run(sql, params) or []
-        names = [c["name"] for c in (self.conn.columns or [])]
-        return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
-
-    def one(self, sql: str, **params: Any) -> dict[str, Any] | None:
-        rows = self.all(sql, **params)
-        return rows[0] if rows else None
-
-    def scalar(self, sql: str, **params: Any) -> Any:
-        rows = self._run(sql, params)
-        return _plain(rows[0][0]) if rows else None
-
-
 class Database:
     """A small pool of pg8000 connections to one database."""
 
@@ -163,7 +114,7 @@ class Database:
         except pg8000.exceptions.DatabaseError as e:
             metrics.db_connect("refused")
             # Wrong password, unknown database, server starting up: all mean "not usable now".
-            raise DatabaseUnavailableError(f"the database refused the connection: {_message(e)}") from e
+            raise DatabaseUnavailableError(f"the database refused the connection: {message_of(e)}") from e
         metrics.db_connect("ok")
         return conn
 
@@ -253,7 +204,7 @@ class Database:
                     self._discard(conn)
                     conn = None
                     raise DatabaseUnavailableError(f"database connection lost at commit: {e}") from e
-                _thread.commits = commits() + 1
+                count_commit()
                 return
             finally:
                 if conn is not None:
@@ -283,19 +234,22 @@ class Database:
                 log.warning("pooled database connection was closed by the server; dropped %d idle, reconnecting",
                             dropped + 1)
                 conn = None
-            prepared = conn.__dict__.setdefault("_bootfleet_prepared", {})
             try:
-                if sql not in prepared:
-                    prepared[sql] = conn.prepare(sql)
-                statement = prepared[sql]
-                rows = _mapped(lambda: statement.run(**params)) or []
+                try:
+                    statement = prepared(conn, sql)
+                    rows = mapped(lambda: statement.run(**params)) or []
+                except pg8000.exceptions.DatabaseError as e:
+                    if not stale_plan(conn, e):
+                        raise
+                    statement = prepared(conn, sql)  # nothing ran: once more, on a new statement
+                    rows = mapped(lambda: statement.run(**params)) or []
             except CONNECTION_ERRORS as e:
                 self._discard(conn)
                 conn = None
                 self._drain()
                 raise DatabaseUnavailableError(f"database connection lost: {e}") from e
             names = [c["name"] for c in (statement.columns or [])]
-            return [{n: _plain(v) for n, v in zip(names, row)} for row in rows]
+            return [{n: plain(v) for n, v in zip(names, row)} for row in rows]
         finally:
             if conn is not None:
                 self._idle.put(conn)
@@ -370,19 +324,6 @@ def _gone(conn: pg8000.native.Connection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-def _message(e: Exception) -> str:
-    if e.args and isinstance(e.args[0], dict):
-        return e.args[0].get("M", str(e))
-    return str(e)
-
-
-def error_code(e: Exception) -> str | None:
-    """The SQLSTATE of a pg8000 DatabaseError (23505 = unique violation, ...)."""
-    if e.args and isinstance(e.args[0], dict):
-        return e.args[0].get("C")
-    return None
 
 
 def utcnow() -> datetime.datetime:

@@ -19,9 +19,9 @@ SELECT = "SELECT n.*, ARRAY(SELECT m.mac FROM node_mac m WHERE m.node_id = n.id 
 def get(tx: Transaction, node_id: str, lock: bool = False) -> dict:
     if not is_uuid(node_id):
         raise NotFoundError(f"node {node_id!r} not found (node ids are UUIDs)")
-    if lock:
-        tx.run("SELECT 1 FROM node WHERE id = :id FOR UPDATE", id=node_id)
-    node = tx.one(f"{SELECT} WHERE n.id = :id", id=node_id)
+    # Locked and read in one statement: under READ COMMITTED a row locked after a concurrent
+    # change is read as that change left it.
+    node = tx.one(f"{SELECT} WHERE n.id = :id{' FOR UPDATE OF n' if lock else ''}", id=node_id)
     if node is None:
         raise NotFoundError(f"node {node_id!r} not found")
     return node
