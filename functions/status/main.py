@@ -111,14 +111,15 @@ def node_progress(request, node_id):
         body = _report_body(request)
         if isinstance(body, ReporterEvent):
             moved = progress.reporter_event(tx, get_settings(), node, body.fields)
+            stage = nodes.get(tx, node_id)["stage"] if moved else node["stage"]
         else:
             moved = progress.report(tx, get_settings(), node, body.stage, body.message)
+            stage = body.stage if moved else node["stage"]
             if body.bytes is not None:  # issue 22: the image write's progress, even on a repeated stage
                 from bootfleet.db.inventory import set_progress
                 set_progress(tx, node_id, body.bytes, body.total)
-        node = nodes.get(tx, node_id)
-    log.info("progress", extra={"node_id": node_id, "stage": node["stage"], "moved": moved})
-    return json_response({"node": node_id, "stage": node["stage"], "changed": moved})
+    log.info("progress", extra={"node_id": node_id, "stage": stage, "moved": moved})
+    return json_response({"node": node_id, "stage": stage, "changed": moved})
 
 
 @api.route("/nodes/<node_id>/inventory", methods=("POST",))
