@@ -22,7 +22,6 @@ from bootfleet.boot import ipxe
 from bootfleet.boot.node_config import images_for
 from bootfleet.boot.render import node_context, render, render_config
 from bootfleet.boot.trust import Client
-from bootfleet.db import events, nodes, profiles, unknown
 from bootfleet.db.boot import step as boot_step
 from bootfleet.db.connection import Database, Transaction
 from bootfleet.errors import RenderError, ValidationError
@@ -87,6 +86,8 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     if done is None and not discovers:  # recorded as an unknown machine by that same statement
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
     if done is None:
+        from bootfleet.db import unknown  # a discovery: not on a node script's path (a cold start's first answer)
+
         with database.transaction() as tx:
             discovered = _discover(tx, settings, req, client)
             if isinstance(discovered, str) and req.macs:  # what an operator sees: bootfleet node unknown, the dashboard
@@ -112,6 +113,8 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
 def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry_url: str) -> BootAnswer:
     """The script boot answers `node` with now, changing nothing: what an operator previews
     (bootfleet node script). The token is of the node's current install."""
+    from bootfleet.db import nodes
+
     profile, deployment = nodes.boot_plan(tx, node)
     return _answer_for(settings, base, node, profile, deployment, node["token_version"], retry_url)
 
@@ -119,6 +122,8 @@ def script_for(tx: Transaction, settings: Settings, base: str, node: dict, retry
 def config_for(tx: Transaction, settings: Settings, base: str, node: dict) -> str | None:
     """The config (Ignition or cloud-init) config would answer `node` with now, with a token of
     its current install, changing nothing; None when its profile renders none. Raises RenderError."""
+    from bootfleet.db import nodes
+
     profile, deployment = nodes.boot_plan(tx, node)
     if profile is None or profile["config_format"] == "none":
         return None
@@ -180,6 +185,8 @@ def _report_missing(database: Database, settings: Settings, node: dict, result: 
     _reported[result.profile_id] = now
     message = (f"profile {result.profile} names image(s) that are not in storage: {', '.join(result.missing_images)}"
                " (bootfleet images upload ...); its nodes cannot boot")
+    from bootfleet.db import events
+
     with database.transaction() as tx:
         events.add(tx, "image-missing", message, "boot", node_id=node["id"], deployment_id=node["deployment_id"])
 
@@ -194,6 +201,8 @@ def _discover(tx: Transaction, settings: Settings, req: BootRequest, client: Cli
     """Register an unknown machine under the discovery profile, if one is set, the machine
     asks from a boot network, and fewer than BOOTFLEET_DISCOVERY_CAP discovered nodes are
     pending. The new node, or why not (what `bootfleet node unknown` shows)."""
+    from bootfleet.db import nodes, profiles
+
     if not client.trusted:
         return "no node has this MAC; not on a boot network"
     if not settings.discovery_profile or req.secret:

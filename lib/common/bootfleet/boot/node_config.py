@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bootfleet.boot.render import node_context, render_config
-from bootfleet.db import events, nodes
 from bootfleet.db.connection import Transaction
 from bootfleet.errors import NotFoundError, RenderError
 from bootfleet.settings import Settings
@@ -46,6 +45,8 @@ def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None,
            settings: Settings | None = None) -> ConfigAnswer:
     """The node's `kind` (ignition, user-data or meta-data) for an authenticated node. `settings`:
     the images store whose URLs `image_url('key')` gives (signed when it signs)."""
+    from bootfleet.db import events, nodes  # here: boot imports this module for images_for alone
+
     node_id = node["id"]
     if kind == "meta-data":
         hostname = node["hostname"] or f"node-{node_id[:8]}"

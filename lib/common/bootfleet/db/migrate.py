@@ -26,7 +26,14 @@ def migration_files() -> list[tuple[str, str]]:
 
 
 def apply_migrations(database: Database) -> list[str]:
-    """Apply the missing migrations; returns the versions applied now."""
+    """Apply the missing migrations; returns the versions applied now. An instance starting on an
+    up-to-date database (every start but a release's first) only reads what was applied (two
+    short queries): no lock, no transaction (a function's cold start pays for it)."""
+    try:
+        if not pending(database):
+            return []
+    except CONNECTION_ERRORS as e:
+        raise DatabaseUnavailableError(f"cannot apply migrations: {e}") from e
     applied_now = []
     try:
         with database.connection() as conn, database.advisory_lock(LOCK_NAME, wait=True, conn=conn):

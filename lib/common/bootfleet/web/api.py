@@ -37,7 +37,6 @@ from bootfleet.errors import (
 from bootfleet.roles import default_role
 from bootfleet.settings import Settings, get_settings
 from bootfleet.tokens import verify_admin_token
-from bootfleet.web.access import authorize
 from bootfleet.web.audit import audited, should_audit
 from bootfleet.web.bodylimit import limit_body, too_large
 from bootfleet.web.metrics import HANDLER, metrics_endpoint, timed
@@ -230,7 +229,9 @@ class Api:
                 endpoint, args = self.url_map.bind("localhost", path_info=path).match(path, method=request.method)
             handler, role = self.handlers[endpoint]
             request.environ[HANDLER] = handler.__name__
-            if role:
+            if role:  # imported here: a node's request (the boot function's every one) names no role
+                from bootfleet.web.access import authorize
+
                 authorize(request, role, settings)
             return self.run_retrying(handler, request, args)
         except Exception as e:  # noqa: BLE001 - every error becomes an answer
