@@ -73,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compression", choices=["none", "gz"], default="none")
+    parser.add_argument("--cpus", type=int, default=1, help="the VM's vCPUs (both pipelines run in the same VM)")
     parser.add_argument("--logs", type=Path, help="keep the serial consoles here")
     args = parser.parse_args()
     raw = installable_image.build(cache_dir(), ipxe_debian13.ipxe_dir(cache_dir()))
@@ -103,7 +104,7 @@ def main() -> int:
             with open(disk, "wb") as f:
                 f.truncate(128 * 2**20)
             vm = qemu.start(name, mac, qemu.GUEST_BASE_URL, {qemu.GUEST_ADDRESS: server.port}, log_dir=logs,
-                            timeout=600, disks=[disk], snapshot=False)
+                            timeout=600, disks=[disk], snapshot=False, cpus=args.cpus)
             vm.wait(610)
             vm.stop()
             log = vm.log()
