@@ -190,21 +190,23 @@ esac
 # --- the write: signatures wiped, the image streamed, its checksum computed on the way --------
 report installing "writing the image to $TARGET" 0 "$SIZE"
 wipe "$TARGET" nosync  # flushed with the image by the sync after the write (a failure wipes again, with fsync)
-rm -f /tmp/sum.fifo /tmp/sum /tmp/write.rc /tmp/dd.log
+rm -f /tmp/sum.fifo /tmp/sum /tmp/write.rc /tmp/write.log
 mkfifo /tmp/sum.fifo
 sha256sum < /tmp/sum.fifo > /tmp/sum &
 SUMPID=$!
 sectors_written() { awk '{print $7}' "/sys/block/$best/stat"; }
 START=$(sectors_written)
+# tee (or the decompressor) writes the disk itself: no dd, one pipe fewer for every byte. With
+# more than one CPU, sha256sum runs beside wget and tee (docs/benchmarks.md, "Image write").
 (
   set -o pipefail
   if [ -n "$DECOMP" ]; then
-    wget -q -O- "$URL" | tee /tmp/sum.fifo | $DECOMP | dd of="$TARGET" bs=1M 2>/tmp/dd.log
+    wget -q -O- "$URL" | tee /tmp/sum.fifo | $DECOMP > "$TARGET"
   else
-    wget -q -O- "$URL" | tee /tmp/sum.fifo | dd of="$TARGET" bs=1M 2>/tmp/dd.log
+    wget -q -O- "$URL" | tee /tmp/sum.fifo > "$TARGET"
   fi
   echo $? > /tmp/write.rc
-) &
+) 2>/tmp/write.log &
 WRITER=$!
 (  # progress, every $EVERY seconds, beside the write (stopped as soon as the write ends)
   while :; do
@@ -223,7 +225,7 @@ written=$(( ($(sectors_written) - START) * 512 ))
 got=$(cut -d' ' -f1 /tmp/sum)
 # The checksum is of the file as stored: when it matches, every byte came, so what was written is
 # the image whole. A stream that ends early fails wget or the decompressor (the exit status), or the checksum.
-[ "$(cat /tmp/write.rc)" = 0 ] || fail "download failed or was cut after about $written of $SIZE bytes ($(tail -n 1 /tmp/dd.log | clean))"
+[ "$(cat /tmp/write.rc)" = 0 ] || fail "download failed or was cut after about $written of $SIZE bytes ($(tail -n 1 /tmp/write.log | clean))"
 [ "$got" = "$SHA" ] || fail "checksum mismatch: the image has sha256 $got, its profile says $SHA"
 report installing "image written and verified: $SIZE bytes, sha256 ok" "$SIZE" "$SIZE"
 
