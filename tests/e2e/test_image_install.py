@@ -4,11 +4,13 @@ A node with an empty disk boots the agent (built by `bootfleet images build-agen
 inventory, passes its profile's requirements, streams a test OS image (installable_image.py; zstd
 under BIOS, gz under UEFI and in the failure cases) to its disk while checking its SHA-256, hands
 over the NoCloud seed, reboots; boot answers it the local disk, the installed OS reads the seed,
-fetches its user-data and reports `ready` itself. A node with less memory than the profile needs is held with the reason, its disk
-untouched. Failures (checksum mismatch, missing disk, a cut download, a disk too small) leave
-the node `failed` with the reason and nothing bootable on the disk.
+fetches its user-data and reports `ready` itself. A node with less memory than the profile
+needs is held with the reason, its disk untouched. Failures (checksum mismatch, missing disk, a
+cut download, a disk too small) leave the node `failed` with the reason and nothing bootable on
+the disk.
 
-Needs what test_ipxe_qemu.py needs, plus e2fsprogs and zstd; the kernel is the cloud one (the e2e cache's).
+Needs what test_ipxe_qemu.py needs, plus e2fsprogs and zstd; the kernel is the cloud one (the
+e2e cache's).
 """
 
 from __future__ import annotations
