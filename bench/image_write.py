@@ -9,10 +9,10 @@ wiped, the stream's SHA-256 computed on the way, progress reported every 5 s, th
 checked) and the bench prints that time too (both from /proc/uptime inside the VM). The image is
 the e2e's test OS image (tests/e2e/installable_image.py, 57 MiB), raw, gzip or zstd
 (`--compression`). Between them, the same VM also times the agent's pipeline alone, `wget |
-tee FIFO-to-sha256sum [| decompress] > DISK` ("hashed": what the checksum costs in the
+tee FIFO-to-sha256sum [| decompress] | dd of=DISK bs=1M` ("hashed": what the checksum costs in the
 pipeline), and `sha256sum < DISK` with no pipe (the guest's SHA-256 speed, over the 128 MiB
 disk). The agent's tee and sha256sum are coreutils' (build.py's TOOLS). `--cpus` sets the VM's
-vCPUs for all of them (default 2: the hash runs beside wget and tee).
+vCPUs for all of them (default 2: the hash runs beside wget, tee and dd).
 
     .venv/bin/python bench/image_write.py --runs 3                      # raw
     .venv/bin/python bench/image_write.py --runs 3 --compression gz     # both pipelines gunzip
@@ -59,8 +59,8 @@ echo "bench: bare $(awk "BEGIN {print $(now) - $B0}") s"
 rm -f /tmp/bench.fifo; mkfifo /tmp/bench.fifo
 sha256sum < /tmp/bench.fifo > /dev/null &
 H0=$(now)
-if [ -n "$DECOMP" ]; then wget -q -O- "$URL" | tee /tmp/bench.fifo | $DECOMP > "$TARGET"
-else wget -q -O- "$URL" | tee /tmp/bench.fifo > "$TARGET"; fi
+if [ -n "$DECOMP" ]; then wget -q -O- "$URL" | tee /tmp/bench.fifo | $DECOMP | dd of="$TARGET" bs=1M 2>/dev/null
+else wget -q -O- "$URL" | tee /tmp/bench.fifo | dd of="$TARGET" bs=1M 2>/dev/null; fi
 wait; sync
 echo "bench: hashed $(awk "BEGIN {print $(now) - $H0}") s"
 S0=$(now)
