@@ -45,9 +45,9 @@ MODULES = (
 
 # Dynamically linked tools the agent runs instead of busybox's, from these packages, put in
 # /usr/bin (first on the agent's PATH) with the libraries they need and the loader:
-# - coreutils' tee and sha256sum: busybox's tee copies 1 KiB per read and write and its
-#   sha256sum is about 2.5 times slower; on a 57 MiB image under QEMU TCG they made the verified
-#   write take 9 times as long as a bare `wget | dd` (docs/benchmarks.md, "Image write");
+# - coreutils' tee and sha256sum: measured in a QEMU TCG guest (64 MiB), busybox's tee into a
+#   FIFO took 4 to 7 times as long as coreutils' and its sha256sum about twice as long
+#   (docs/benchmarks.md, "Image write");
 # - zstd: busybox-static (Debian 12's 1.35) has no zstd decompressor.
 TOOLS = {"coreutils": ("usr/bin/tee", "usr/bin/sha256sum"), "zstd": ("usr/bin/zstd",)}
 # The packages that hold the libraries those need (a library missing here fails the build).
