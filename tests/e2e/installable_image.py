@@ -147,6 +147,16 @@ def gz(path: Path) -> Path:
     return out
 
 
+def zst(path: Path) -> Path:
+    """The image zstd-compressed beside it (once), with the zstd command (apt-get install -y zstd)."""
+    out = path.with_suffix(".img.zst")
+    if not out.exists():
+        tmp = out.with_suffix(".zst.tmp")
+        _run("zstd", "-q", "-f", "-3", "--no-progress", "-o", str(tmp), str(path))
+        tmp.rename(out)
+    return out
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

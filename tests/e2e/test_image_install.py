@@ -1,14 +1,16 @@
 """Issue 22 end to end: the bootfleet agent in QEMU (BIOS and UEFI) against `bootfleet serve`.
 
 A node with an empty disk boots the agent (built by `bootfleet images build-agent`), reports its
-inventory, passes its profile's requirements, streams a test OS image (installable_image.py, gz)
-to its disk while checking its SHA-256, hands over the NoCloud seed, reboots; boot answers it
-the local disk, the installed OS reads the seed, fetches its user-data and reports `ready`
-itself. A node with less memory than the profile needs is held with the reason, its disk
-untouched. Failures (checksum mismatch, missing disk, a cut download, a disk too small) leave
-the node `failed` with the reason and nothing bootable on the disk.
+inventory, passes its profile's requirements, streams a test OS image (installable_image.py; zstd
+under BIOS, gz under UEFI and in the failure cases) to its disk while checking its SHA-256, hands
+over the NoCloud seed, reboots; boot answers it the local disk, the installed OS reads the seed,
+fetches its user-data and reports `ready` itself. A node with less memory than the profile
+needs is held with the reason, its disk untouched. Failures (checksum mismatch, missing disk, a
+cut download, a disk too small) leave the node `failed` with the reason and nothing bootable on
+the disk.
 
-Needs what test_ipxe_qemu.py needs, plus e2fsprogs; the kernel is the cloud one (the e2e cache's).
+Needs what test_ipxe_qemu.py needs, plus e2fsprogs and zstd; the kernel is the cloud one (the
+e2e cache's).
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def os_image(tools):
     except (OSError, subprocess.CalledProcessError, ipxe_debian13.IpxeUnavailableError) as e:
         unavailable(f"cannot build the test OS image: {e} (apt-get install -y mtools syslinux e2fsprogs)")
     return raw, installable_image.gz(raw)
+
+
+@pytest.fixture(scope="module")
+def zst_image(os_image):
+    try:
+        return installable_image.zst(os_image[0])
+    except (OSError, subprocess.CalledProcessError) as e:
+        unavailable(f"cannot zstd-compress the test OS image: {e} (apt-get install -y zstd)")
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +128,14 @@ def upload(server, path: Path, key: str) -> None:
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
-def test_agent_installs_the_image_and_the_installed_os_reports_ready(server, os_image, firmware, clean_db, tmp_path):
+def test_agent_installs_the_image_and_the_installed_os_reports_ready(server, os_image, zst_image, firmware, clean_db,
+                                                                     tmp_path):
     raw, packed = os_image
-    upload(server, packed, "os/test.img.gz")
-    image_profile(server, "os", "os/test.img.gz", installable_image.sha256(packed), raw.stat().st_size,
+    if firmware == "bios":  # zstd here (the agent's zstd from Debian's package), gz under UEFI
+        packed = zst_image
+    key = f"os/test{''.join(packed.suffixes)}"
+    upload(server, packed, key)
+    image_profile(server, "os", key, installable_image.sha256(packed), raw.stat().st_size,
                   {"min_memory_mib": 200, "min_disks": 1, "min_disk_bytes": raw.stat().st_size})
     mac = "52:54:00:e3:00:01" if firmware == "bios" else "52:54:00:e3:00:02"
     n = node(server, f"inst-{firmware}", mac, "os")
@@ -130,6 +144,7 @@ def test_agent_installs_the_image_and_the_installed_os_reports_ready(server, os_
     vm = run_vm(server, n, tmp_path / "vms", [disk], firmware)
     log = vm.log()
     assert "bootfleet-agent: reported rebooting" in log, details(server, vm)
+    assert f"bytes ({'zstd' if firmware == 'bios' else 'gz'}) to the disk" in log, details(server, vm)
     got = api(server, "GET", f"/config/api/v1/nodes/{n['id']}")
     assert got["stage"] == "rebooting", details(server, vm)
     inv = got["inventory"]

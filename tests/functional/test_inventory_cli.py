@@ -45,3 +45,23 @@ def test_node_get_lists_why_a_node_is_held_and_override_releases_it(srv, tmp_pat
     assert "requirements overridden by an operator: lab" in events
     again = json.loads(run(srv, "node", "override", "small", "--remove", "--json", cwd=tmp_path).stdout)
     assert again["stage"] == "held" and again["requirements"]["override"] is False
+
+
+def test_a_profiles_requirements_and_image_are_set_and_changed_from_a_file(srv, tmp_path, clean_db):
+    # The CLI's way to give an image profile its requirements and image: the JSON body in a file
+    # (`profile create|update --from-file`, as docs/images.md shows; `bootfleet apply -f` too).
+    image = {"key": "os/disk.raw.zst", "sha256": "ab" * 32, "size_bytes": 2**30, "disk": {"rule": "largest"}}
+    (tmp_path / "os.json").write_text(json.dumps({
+        "name": "os", "kernel": "bootfleet-agent/vmlinuz", "initrds": ["bootfleet-agent/initrd.img"],
+        "args": "bootfleet.status={{ status_url }}", "requirements": {"min_memory_mib": 2048}, "image": image}))
+    run(srv, "profile", "create", "--from-file", "os.json", cwd=tmp_path)
+    got = json.loads(run(srv, "profile", "get", "os", "--json", cwd=tmp_path).stdout)
+    assert got["requirements"] == {"min_memory_mib": 2048}
+    assert got["image"]["key"] == "os/disk.raw.zst" and got["image"]["size_bytes"] == 2**30
+
+    (tmp_path / "change.json").write_text(json.dumps({"requirements": {"min_memory_mib": 4096, "min_disks": 1},
+                                                      "image": {**image, "disk": {"rule": "serial", "serial": "S1"}}}))
+    run(srv, "profile", "update", "os", "--from-file", "change.json", cwd=tmp_path)
+    got = json.loads(run(srv, "profile", "get", "os", "--json", cwd=tmp_path).stdout)
+    assert got["requirements"] == {"min_memory_mib": 4096, "min_disks": 1}
+    assert got["image"]["disk"] == {"rule": "serial", "serial": "S1"}

@@ -234,7 +234,7 @@ def _escape(path: Path) -> str:
 def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[str, int] | None = None, *,
           log_dir: Path, uuid: str | None = None, memory_mb: int = 384, timeout: float = 600,
           accel: str = "tcg", tools: Tools | None = None, firmware: str = "bios", boot: str = "network",
-          disks: list[Path] = (), script: str | None = None, snapshot: bool = True) -> VM:
+          disks: list[Path] = (), script: str | None = None, snapshot: bool = True, cpus: int = 1) -> VM:
     """Boot a VM with this MAC that chains `<base_url>/boot/boot.ipxe` (or boots its first disk,
     or runs `script`, a server's user data, first).
 
@@ -242,7 +242,8 @@ def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[st
     127.0.0.1; the guest reaches nothing else. KVM is not assumed: `accel="tcg"`.
     `firmware` is "bios" (SeaBIOS, iPXE's .lkrn) or "uefi" (OVMF, iPXE's EFI NIC ROM);
     `boot` is "network" or "disk" (the first of `disks`). `snapshot=False`: writes to the
-    disks stay (an image install writes the disk the next boot starts from).
+    disks stay (an image install writes the disk the next boot starts from). `cpus`: vCPUs
+    (with TCG each is a host thread).
     """
     tools = tools or find_tools()
     if not forwards:
@@ -253,7 +254,7 @@ def start(name: str, mac: str, base_url: str = GUEST_BASE_URL, forwards: dict[st
     serial.unlink(missing_ok=True)
     vm_uuid = uuid or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"bootfleet-qemu:{name}:{mac}"))
     command = [
-        tools.qemu, "-name", name, "-machine", "pc", "-accel", accel, "-m", str(memory_mb), "-smp", "1",
+        tools.qemu, "-name", name, "-machine", "pc", "-accel", accel, "-m", str(memory_mb), "-smp", str(cpus),
         "-uuid", vm_uuid, "-display", "none", "-monitor", "none", "-no-reboot", "-nodefaults", "-vga", "std",
         "-chardev", f"file,id=serial0,path={_escape(serial)}", "-serial", "chardev:serial0",
         *_machine(name, mac, base_url.rstrip("/"), tools, log_dir, firmware, boot, list(disks), forwards, script,
