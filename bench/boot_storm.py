@@ -309,7 +309,7 @@ class Profile:
             raise SystemExit("--profile needs py-spy: pip install py-spy")
         self.out = out
         self.proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds),
-                                      "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                                      "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def report(self, top: int = 20) -> None:

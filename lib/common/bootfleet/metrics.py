@@ -99,21 +99,21 @@ def _start_flusher() -> None:
 
 
 def _add(key: tuple, amount: float = 1.0) -> None:
-    if _flusher_pid != os.getpid():
+    if not _flusher_pid:  # this process's first count (_forked resets it in a child)
         _start_flusher()
     with _lock:
         _adds[key] = _adds.get(key, 0.0) + amount
 
 
 def _set(key: tuple, value: float) -> None:
-    if _flusher_pid != os.getpid():
+    if not _flusher_pid:  # this process's first count (_forked resets it in a child)
         _start_flusher()
     with _lock:
         _sets[key] = value
 
 
 def _observe(key: tuple, value: float) -> None:
-    if _flusher_pid != os.getpid():
+    if not _flusher_pid:  # this process's first count (_forked resets it in a child)
         _start_flusher()
     bounds = _BOUNDS[key[0]]
     bucket = bisect.bisect_left(bounds, value)
@@ -143,9 +143,11 @@ _flush_lock = threading.Lock()
 
 
 def _forked() -> None:
-    """A forked child (a gunicorn worker) gets new locks: the parent's flusher may have held one."""
-    global _lock, _flush_lock
+    """A forked child (a gunicorn worker) gets new locks (the parent's flusher may have held one)
+    and starts its own flusher at its first count (threads do not survive a fork)."""
+    global _lock, _flush_lock, _flusher_pid
     _lock, _flush_lock = threading.Lock(), threading.Lock()
+    _flusher_pid = 0
 
 
 os.register_at_fork(after_in_child=_forked)

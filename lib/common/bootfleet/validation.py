@@ -34,10 +34,15 @@ IPXE_SPACE = " \t\n\v\f\r"
 IPXE_TERMINATORS = ("||", "&&", ";")
 
 
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
 def normalize_mac(value: str, field: str = "mac") -> str:
     """52:54:00:AB:CD:EF, 52-54-00-ab-cd-ef and 525400abcdef all become 52:54:00:ab:cd:ef."""
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
+    if _CANONICAL_MAC.fullmatch(value):  # what iPXE's ${netX/mac} sends: already the form
+        return value
     raw = value.strip(" ").lower()
     if re.fullmatch(r"([0-9a-f]{2}[:-]){5}[0-9a-f]{2}", raw) and len(set(raw[2::3])) == 1:
         hexdigits = raw.replace(":", "").replace("-", "")
