@@ -14,7 +14,9 @@ profile set) with ordinary transactions.
 
 The node's profile and deployment come back as an id and a row version (PostgreSQL's xmin,
 new with every change to the row), and their rows from this process's cache (`_plans`), read
-once more only when the version changed: a storm of nodes on one profile decodes it once.
+once more only when the version changed: a storm of nodes on one profile decodes it once. A
+process's first step, with nothing cached, has the step bring the rows along (a cold start's
+first answer in one round trip).
 
 This is the one stage change outside `nodes._move`: it folds the move into the request's
 single round trip and sets the same columns the same way.
@@ -30,7 +32,7 @@ from bootfleet.settings import get_settings
 
 STATEMENT = ("SELECT bootfleet_boot_step(CAST(:macs AS text), CAST(:uuid AS text), CAST(:serial AS text),"
              " CAST(:secret_hash AS text), CAST(:trusted AS boolean), CAST(:address AS text),"
-             " CAST(:record AS boolean), CAST(:limits AS text)) AS step")
+             " CAST(:record AS boolean), CAST(:limits AS text), CAST(:rows AS boolean)) AS step")
 _ROW = {"profile": "SELECT xmin::text AS version, to_jsonb(p) AS row FROM profile p WHERE id = CAST(:id AS uuid)",
         "deployment": "SELECT xmin::text AS version, to_jsonb(d) AS row FROM deployment d WHERE id = CAST(:id AS uuid)"}
 _NODE = ("id", "stage", "deployment_id", "hostname", "smbios_uuid", "serial", "instance_id", "ip", "labels", "macs")
@@ -50,11 +52,15 @@ def _row(database: Database, table: str, row_id: str | None, version: str | None
     rows = database.statement(_ROW[table], id=row_id)
     if not rows:  # deleted since the step read it
         return None
+    _keep(table, row_id, rows[0]["version"], rows[0]["row"])
+    return rows[0]["row"]
+
+
+def _keep(table: str, row_id: str, version: str, row: dict) -> None:
     with _plans_lock:
         if len(_plans) >= PLANS_KEPT:
             _plans.clear()
-        _plans[(table, row_id)] = (rows[0]["version"], rows[0]["row"])
-    return rows[0]["row"]
+        _plans[(table, row_id)] = (version, row)
 
 
 def step(database: Database, macs: list[str], uuid: str | None, serial: str | None, secret_hash: str | None,
@@ -70,7 +76,8 @@ def step(database: Database, macs: list[str], uuid: str | None, serial: str | No
     limits = (f"{quiet_seconds},{settings.unknown_event_seconds},{max(settings.unknown_max, 1)},"
               f"{settings.unknown_event_max}")
     rows = database.statement(STATEMENT, macs=",".join(macs), uuid=uuid, serial=serial, secret_hash=secret_hash,
-                              trusted=trusted, address=address, record=record, limits=limits)
+                              trusted=trusted, address=address, record=record, limits=limits,
+                              rows=not _plans)  # nothing cached yet: the rows come along
     row = rows[0]["step"] if rows else None
     if row is None:
         return None
@@ -78,6 +85,9 @@ def step(database: Database, macs: list[str], uuid: str | None, serial: str | No
     node["macs"] = row["macs"].split(",") if row["macs"] else []
     node["profile_id"] = row["profile_id"]
     refused = bool(row["why"])
+    for table in ("profile", "deployment"):
+        if row.get(f"{table}_row") is not None:
+            _keep(table, row[f"{table}_id"], row[f"{table}_version"], row[f"{table}_row"])
     return {"node": node, "why": row["why"], "opens": row["opens"], "installed": row["installed"],
             "token_version": row["token_version"], "in_stage_s": row["in_stage_s"],
             "profile": None if refused else _row(database, "profile", row["profile_id"], row["profile_version"]),
