@@ -107,17 +107,21 @@ def _write_progress(data: dict) -> tuple[int | None, int | None]:
 @api.route("/nodes/<node_id>/progress", methods=("POST",))
 def node_progress(request, node_id):
     with get_database().transaction() as tx:
-        node = authenticate_node(tx, request, node_id)  # first: nothing of the body is read before
+        # First: nothing of the body is read before. Seen: with the move, or below.
+        node = authenticate_node(tx, request, node_id, touch=False)
         body = _report_body(request)
         if isinstance(body, ReporterEvent):
             moved = progress.reporter_event(tx, get_settings(), node, body.fields)
             stage = nodes.get(tx, node_id)["stage"] if moved else node["stage"]
+            nodes.touch(tx, node_id)
         else:
-            moved = progress.report(tx, get_settings(), node, body.stage, body.message)
+            moved = progress.report(tx, get_settings(), node, body.stage, body.message, seen=True)
             stage = body.stage if moved else node["stage"]
             if body.bytes is not None:  # issue 22: the image write's progress, even on a repeated stage
                 from bootfleet.db.inventory import set_progress
-                set_progress(tx, node_id, body.bytes, body.total)
+                set_progress(tx, node_id, body.bytes, body.total)  # sets last_seen too
+            elif not moved:
+                nodes.touch(tx, node_id)
     log.info("progress", extra={"node_id": node_id, "stage": stage, "moved": moved})
     return json_response({"node": node_id, "stage": stage, "changed": moved})
 

@@ -148,3 +148,22 @@ def test_unknown_node_and_deployment(status, admin, clean_db):
     assert status.get("/deployments/ghost", headers=admin).status_code == 404
     resp = status.post("/nodes/00000000-0000-0000-0000-000000000000/progress?token=x", json={"stage": "ready"})
     assert resp.status_code == 404
+
+
+def test_every_kind_of_report_marks_the_node_seen(status, booted, database):
+    """A report is seen with the change it makes (the move, the image write's progress) or on
+    its own (a repeated stage): last_seen moves forward each time, as with a token check."""
+    node, token = booted
+    url = f"/nodes/{node['id']}/progress?token={token}"
+
+    def seen():
+        with database.transaction() as tx:
+            return tx.scalar("SELECT last_seen FROM node WHERE id = :id", id=node["id"])
+
+    before = seen()
+    for body in ({"stage": "installing"}, {"stage": "installing"}, {"stage": "installing", "bytes": 5, "total": 10},
+                 {"stage": "rebooting", "bytes": 10, "total": 10}):
+        assert status.post(url, json=body).status_code == 200
+        now = seen()
+        assert now > before, body
+        before = now

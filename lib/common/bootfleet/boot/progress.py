@@ -8,11 +8,12 @@ from bootfleet.db.connection import Transaction
 from bootfleet.settings import Settings
 
 
-def report(tx: Transaction, settings: Settings, node: dict, stage: str, message: str) -> bool:
-    """Apply a node's report. True if it moved; raises StageError when refused."""
+def report(tx: Transaction, settings: Settings, node: dict, stage: str, message: str, seen: bool = False) -> bool:
+    """Apply a node's report (`seen`: a move sets last_seen too). True if it moved; raises
+    StageError when refused."""
     moved = stages.check_report(node["stage"], stage)
     if moved:
-        nodes.set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}")
+        nodes.set_stage(tx, node["id"], stage, "node", message or f"node reports {stage}", seen=seen)
         if "ready" in (stage, node["stage"]):  # its DNS records follow now (a failure is an event)
             # Imported here: the DNS code and dnspython stay out of the status function's cold start.
             from bootfleet.dns.reconcile import node_changed

@@ -27,9 +27,10 @@ def held(tx: Transaction) -> list[str]:
 
 
 def set_progress(tx: Transaction, node_id: str, done: int, total: int | None) -> dict:
-    """How far the node's image write is (the agent's reports): bytes, total, percent, when."""
+    """How far the node's image write is (the agent's reports): bytes, total, percent, when.
+    The node reported it: it is seen now too."""
     percent = round(100.0 * done / total, 1) if total else None
     progress = {"bytes": done, "total": total, "percent": percent}
-    tx.run("UPDATE node SET install_progress = CAST(:p AS jsonb) || jsonb_build_object('at', now())"
-           " WHERE id = :id", p=json.dumps(progress), id=node_id)
+    tx.run("UPDATE node SET install_progress = CAST(:p AS jsonb) || jsonb_build_object('at', now()),"
+           " last_seen = now() WHERE id = :id", p=json.dumps(progress), id=node_id)
     return progress
