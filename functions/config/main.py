@@ -40,9 +40,9 @@ api.include(inventory.routes, prefix="/api/v1")  # issue 22: override a node's r
 @api.route("/nodes/<node_id>/t/<path_token>/<any('user-data', 'meta-data'):kind>")
 def node_config_file(request, node_id, kind, path_token=None):
     with get_database().transaction() as tx:
-        node = authenticate_node(tx, request, node_id, path_token)
+        node = authenticate_node(tx, request, node_id, path_token, touch=False)  # seen with what it changes
         result = node_config.answer(tx, node, kind, base_url(request), presented_token(request, path_token),
-                                    get_settings())
+                                    get_settings(), touch=True)
     if result.failure is not None:
         raise result.failure
     resp = text_response(result.body)

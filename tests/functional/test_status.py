@@ -167,3 +167,18 @@ def test_every_kind_of_report_marks_the_node_seen(status, booted, database):
         now = seen()
         assert now > before, body
         before = now
+
+
+def test_fetching_a_config_marks_the_node_seen(config, booted, database):
+    node, token = booted
+
+    def seen():
+        with database.transaction() as tx:
+            return tx.scalar("SELECT last_seen FROM node WHERE id = :id", id=node["id"])
+
+    before = seen()
+    for kind in ("user-data", "user-data", "meta-data"):  # the move to configuring, then none
+        assert config.get(f"/nodes/{node['id']}/{kind}?token={token}").status_code == 200, kind
+        now = seen()
+        assert now > before, kind
+        before = now

@@ -42,13 +42,16 @@ class ConfigAnswer:
 
 
 def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None,
-           settings: Settings | None = None) -> ConfigAnswer:
+           settings: Settings | None = None, touch: bool = False) -> ConfigAnswer:
     """The node's `kind` (ignition, user-data or meta-data) for an authenticated node. `settings`:
-    the images store whose URLs `image_url('key')` gives (signed when it signs)."""
+    the images store whose URLs `image_url('key')` gives (signed when it signs). `touch`: mark
+    the node seen here, with the stage it moves to when it moves (authenticate_node(touch=False))."""
     from bootfleet.db import events, nodes  # here: boot imports this module for images_for alone
 
     node_id = node["id"]
     if kind == "meta-data":
+        if touch:
+            nodes.touch(tx, node_id)
         hostname = node["hostname"] or f"node-{node_id[:8]}"
         return ConfigAnswer(f"instance-id: {node_id}\nlocal-hostname: {hostname}\n")
     profile, deployment = nodes.boot_plan(tx, node)
@@ -66,8 +69,10 @@ def answer(tx: Transaction, node: dict, kind: str, base: str, token: str | None,
         # Nothing the node can do about it: it fails now, with the reason, rather than waiting in
         # `booting` until its stage times out (docs/installers.md, "Template errors").
         events.add(tx, "error", str(e), "config", node_id=node_id, deployment_id=node["deployment_id"])
-        nodes.set_stage(tx, node_id, "failed", "config", f"its config cannot be rendered: {e}"[:2000])
+        nodes.set_stage(tx, node_id, "failed", "config", f"its config cannot be rendered: {e}"[:2000], seen=touch)
         return ConfigAnswer(failure=RenderError(f"cannot render this node's config: {e}; the node is now failed"))
     if node["stage"] in CONFIGURING_FROM:
-        nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched")
+        nodes.set_stage(tx, node_id, "configuring", "config", f"{kind} fetched", seen=touch)
+    elif touch:
+        nodes.touch(tx, node_id)
     return ConfigAnswer(body, content_type)
