@@ -47,7 +47,7 @@ run: $(RUN_STAMP)
 test: $(STAMP) $(CHECKOV)
 	$(BIN)/python -m pytest
 
-## bench: the boot storm with wrk against a server it starts, beside a functions-framework hello world (docs/benchmarks.md)
+## bench: the boot storm with wrk against a server it starts, beside a functions-framework hello world and the floor (bench/floor; docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python bench/boot_storm.py --start-server
 
