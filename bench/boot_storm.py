@@ -158,6 +158,17 @@ class Fleet:
             time.sleep(1)
         return counts
 
+    def events(self, session: requests.Session):
+        """Every event of the deployment, oldest first, page by page."""
+        cursor = 0
+        while True:
+            page = self.call(session, "GET", "/status/events", params={
+                "deployment": self.deployment, "since": cursor, "limit": 5000}).json()
+            if not page["events"]:
+                return
+            yield from page["events"]
+            cursor = page["next"]
+
     def complete(self, concurrency: int = 16) -> tuple[int, int]:
         """Ask every node still `registered` (wrk did not reach it, or its request was among those in
         flight when wrk stopped) for its script once: every node has then been asked. Returns
@@ -193,16 +204,9 @@ class Fleet:
         with requests.Session() as s:
             counts = self.settle(s)
             boot_events: collections.Counter = collections.Counter()
-            cursor = 0
-            while True:
-                page = self.call(s, "GET", "/status/events", params={
-                    "deployment": self.deployment, "since": cursor, "limit": 5000}).json()
-                for event in page["events"]:
-                    if event["stage"] == "booting" and event["kind"] == "stage":
-                        boot_events[event["node_id"]] += 1
-                if not page["events"]:
-                    break
-                cursor = page["next"]
+            for event in self.events(s):
+                if event["stage"] == "booting" and event["kind"] == "stage":
+                    boot_events[event["node_id"]] += 1
         booting = counts.get("booting", 0)
         figures = {"booting": booting, "with_event": len(boot_events),
                    "lost": abs(booting - len(boot_events)),

@@ -352,18 +352,11 @@ def verify(fleet, ids: dict[int, str], started: int, failed: list[int]) -> tuple
         counts = fleet.settle(s)
         seen: collections.Counter = collections.Counter()
         other: collections.Counter = collections.Counter()
-        cursor = 0
-        while True:
-            page = fleet.call(s, "GET", "/status/events", params={
-                "deployment": fleet.deployment, "since": cursor, "limit": 5000}).json()
-            for event in page["events"]:
-                if event["kind"] == "stage" and event["node_id"]:
-                    seen[(event["node_id"], event["stage"])] += 1
-                else:
-                    other[event["kind"]] += 1
-            if not page["events"]:
-                break
-            cursor = page["next"]
+        for event in fleet.events(s):
+            if event["kind"] == "stage" and event["node_id"]:
+                seen[(event["node_id"], event["stage"])] += 1
+            else:
+                other[event["kind"]] += 1
     lived = [ids[i] for i in sorted(set(range(started)) - set(failed))]
     lost = sum(1 for node in lived if any(seen[(node, stage)] == 0 for stage in STAGES))
     doubled = sum(1 for node in ids.values() if any(seen[(node, stage)] > 1 for stage in STAGES + ("registered",)))
