@@ -79,8 +79,8 @@ def node_script(request):
         log.error("cannot render boot script: %s", e, extra={"mac": req.macs})
         metrics.boot_answer("render-error")
         return text_response(f"boot: cannot render this node's boot script: {e}\n", 500)
-    # What changed, and every refusal; a node asking again in the same stage only at DEBUG (a storm's repeats).
-    level = logging.INFO if result.changed or result.outcome in ("unknown", "refused") else logging.DEBUG
+    # Every answer but one: an installing node asking for its script again (a storm's repeats) only at DEBUG.
+    level = logging.DEBUG if result.outcome == "install" and not result.changed else logging.INFO
     log.log(level, "boot script", extra={"mac": req.macs, "node_id": result.node_id, "outcome": result.outcome})
     metrics.boot_answer(result.outcome)
     return text_response(result.script)

@@ -6,6 +6,8 @@ settings fixture, the function clients and the server).
 - bind_server, bind, rfc2136: a real BIND (tests/support/dns_bind.py), one per test module;
   rfc2136 also points bootfleet's settings at it (test_dns_rfc2136, test_cleanup).
 - fleet: a deployment `rack1` in the BIND zone (test_dns_ibm and test_dashboard have their own).
+- srv: `bootfleet serve` as a process (scheduled cleanup off), one per test module, for the
+  CLI-as-a-user tests (support.helpers.user_cli); a module needing other settings defines its own.
 """
 
 import pytest
@@ -13,6 +15,7 @@ from fakes.vpc_api import API_KEY, FakeCloud
 from support.dns_bind import ZONE, BindServer
 from support.helpers import make_dns_fleet
 from support.provisioning import BASE
+from support.server import RunningServer
 
 
 @pytest.fixture
@@ -49,3 +52,10 @@ def rfc2136(bind, settings):
 def fleet(config, admin, boot):
     """A deployment `rack1` in ZONE whose `api` name spans its ready nodes."""
     return make_dns_fleet(config, admin, ZONE)
+
+
+@pytest.fixture(scope="module")
+def srv(database):
+    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
+    yield server
+    server.stop()

@@ -22,16 +22,8 @@ import requests
 import yaml
 from support import ADMIN, ROOT, cloudinit
 from support.helpers import user_cli
-from support.server import RunningServer
 
 EXAMPLES = ROOT / "examples" / "profiles"
-
-
-@pytest.fixture(scope="module")
-def srv(database):
-    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
-    yield server
-    server.stop()
 
 
 def run(srv, *args, cwd):

@@ -21,18 +21,10 @@ import pytest
 import requests
 from support import ADMIN, cloudinit
 from support.helpers import snapshot, token_from_script
-from support.server import RunningServer
 
 PROFILE = {"name": "ubuntu", "kernel": "vmlinuz", "initrds": ["initrd"], "args": "status={{ status_url }}",
            "config_format": "cloud-init",
            "config_template": "#cloud-config\nhostname: {{ node.hostname }}\n"}
-
-
-@pytest.fixture(scope="module")
-def srv(database):
-    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

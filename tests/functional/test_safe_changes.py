@@ -7,16 +7,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from support.helpers import snapshot, user_cli
-from support.server import RunningServer
-
-
-@pytest.fixture(scope="module")
-def srv(database):
-    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
-    yield server
-    server.stop()
 
 
 run = user_cli

@@ -11,19 +11,11 @@ import pytest
 import requests
 from support import ADMIN
 from support.helpers import PROFILE, snapshot
-from support.server import RunningServer
 
 from functional.test_cli_operator import run
 
 API = "/config/api/v1"
 MUTATING = {"post", "put", "patch", "delete"}
-
-
-@pytest.fixture(scope="module")
-def srv(database):
-    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
-    yield server
-    server.stop()
 
 
 def call(srv, method, path, token=None, **kwargs):

@@ -7,18 +7,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 from support import ADMIN
 from support.helpers import snapshot, token_from_script, user_cli
-from support.server import RunningServer
-
-
-@pytest.fixture(scope="module")
-def srv(database):
-    server = RunningServer(env={"BOOTFLEET_CLEANUP_EVERY": "0"})
-    yield server
-    server.stop()
 
 
 run = user_cli

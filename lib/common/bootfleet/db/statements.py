@@ -52,7 +52,8 @@ def mapped(run: Callable[[], Any]) -> Any:
         raise BadRequestError("text must be valid Unicode (no lone surrogates)") from e
 
 
-# Statements prepared per connection, at most: bootfleet's SQL texts are a few hundred.
+# Statements prepared per connection, at most. bootfleet's SQL texts are fewer; a text built per
+# request (a listing's filters) takes a place in turn, the oldest going first.
 PREPARED_KEPT = 256
 
 
