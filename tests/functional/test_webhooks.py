@@ -113,8 +113,9 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_signed(srv, clean_db, 
         # Down: every delivery is tried, fails, and is tried again after its backoff.
         wait_for(lambda: len(d := deliveries(srv, tmp_path)) == 3 and all(x["attempts"] >= 2 for x in d),
                  shows=lambda: json.dumps(deliveries(srv, tmp_path), default=str)[:3000])
-        assert all(x["state"] == "pending" and "ConnectionError" in x["attempt_log"][0]["error"]
-                   for x in deliveries(srv, tmp_path))
+        down = deliveries(srv, tmp_path)
+        assert all(x["state"] == "pending" and "ConnectionError" in x["attempt_log"][0]["error"] for x in down), \
+            json.dumps(down, default=str)[:3000]
         assert receiver.got == []
 
         receiver.start()
