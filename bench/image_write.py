@@ -25,7 +25,6 @@ Results in docs/benchmarks.md ("Image write").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -92,7 +91,7 @@ def main() -> int:
     server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_BASE_URL": None,
                                 "BOOTFLEET_LOG_LEVEL": "WARNING"}, data=data, timeout=120)
     try:
-        admin = {"Authorization": f"Bearer {json.loads((data / 'secrets.json').read_text())['admin_token']}"}
+        admin = {"Authorization": f"Bearer {server.admin_token}"}
         for path, key in ((agent.kernel, "bench-agent/vmlinuz"), (agent.initrd, "bench-agent/initrd.img"),
                           (image, f"bench/{image.name}")):
             subprocess.run([sys.executable, "-m", "bootfleet.cli", "images", "upload", "--key", key, str(path)],

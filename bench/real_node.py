@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ def main() -> int:
     server = RunningServer(env={"BOOTFLEET_DATABASE_URL": None, "BOOTFLEET_BASE_URL": None,
                                 "BOOTFLEET_LOG_LEVEL": "WARNING"}, data=data, timeout=120)
     try:
-        admin = {"Authorization": f"Bearer {json.loads((data / 'secrets.json').read_text())['admin_token']}"}
+        admin = {"Authorization": f"Bearer {server.admin_token}"}
         subprocess.run([sys.executable, "-m", "bootfleet.cli", "images", "upload", "--prefix", "bench",
                         str(image.kernel), str(image.initrd)], cwd=ROOT, env=server.env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootfleet.agent import build as agent_build
+from bootfleet.agent.script import UDHCPC_SCRIPT  # the agent's DHCP hook: the same network setup
 
 META_PACKAGE = "linux-image-cloud-amd64"
 # The cloud kernel builds virtio-net as modules; insmod needs them in dependency order.
@@ -85,16 +86,6 @@ report rebooting "installed $HOST; rebooting into it" || halt_node
 report ready "$(hostname) ready on kernel $(uname -r)" || halt_node
 say "done"
 halt_node
-"""
-
-UDHCPC_SCRIPT = r"""#!/bin/sh
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    if [ -n "$router" ]; then ip route add default via "${router%% *}" dev "$interface"; fi
-    ;;
-esac
 """
 
 

@@ -22,6 +22,7 @@ from bootfleet.boot import ipxe
 from bootfleet.boot.node_config import images_for
 from bootfleet.boot.render import node_context, render, render_config
 from bootfleet.boot.trust import Client
+from bootfleet.db import unknown
 from bootfleet.db.boot import step as boot_step
 from bootfleet.db.connection import Database, Transaction
 from bootfleet.errors import RenderError, ValidationError
@@ -86,8 +87,6 @@ def answer(database: Database, settings: Settings, base: str, req: BootRequest, 
     if done is None and not discovers:  # recorded as an unknown machine by that same statement
         return BootAnswer(ipxe.retry(REFUSED, retry_url, wait), None, "unknown")
     if done is None:
-        from bootfleet.db import unknown  # a discovery: not on a node script's path (a cold start's first answer)
-
         with database.transaction() as tx:
             discovered = _discover(tx, settings, req, client)
             if isinstance(discovered, str) and req.macs:  # what an operator sees: bootfleet node unknown, the dashboard

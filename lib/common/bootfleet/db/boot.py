@@ -27,8 +27,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from bootfleet.db import unknown
 from bootfleet.db.connection import Database
-from bootfleet.settings import get_settings
 
 STATEMENT = ("SELECT bootfleet_boot_step(CAST(:macs AS text), CAST(:uuid AS text), CAST(:serial AS text),"
              " CAST(:secret_hash AS text), CAST(:trusted AS boolean), CAST(:address AS text),"
@@ -72,9 +72,7 @@ def step(database: Database, macs: list[str], uuid: str | None, serial: str | No
     address: the client's, or None; quiet_seconds: at most one boot-refused event per node in that
     time; record: an attempt without proof is recorded by its first MAC as db/unknown.py records
     one (settings.unknown_*), in the same statement."""
-    settings = get_settings()
-    limits = (f"{quiet_seconds},{settings.unknown_event_seconds},{max(settings.unknown_max, 1)},"
-              f"{settings.unknown_event_max}")
+    limits = ",".join(str(n) for n in (quiet_seconds, *unknown.limits()))
     rows = database.statement(STATEMENT, macs=",".join(macs), uuid=uuid, serial=serial, secret_hash=secret_hash,
                               trusted=trusted, address=address, record=record, limits=limits,
                               rows=not _plans)  # nothing cached yet: the rows come along

@@ -21,19 +21,19 @@ COLUMNS = "u.mac, u.first_seen, u.last_seen, u.attempts, u.last_address, u.last_
 _STILL_UNKNOWN = "NOT EXISTS (SELECT 1 FROM node_mac m WHERE m.mac = u.mac)"
 
 
-def parameters(mac: str | None, address: str | None, reason: str) -> dict:
+def limits() -> tuple[int, int, int]:
+    """(seconds between one MAC's events, most rows kept, most events in those seconds): the
+    settings bootfleet_record_unknown takes, here and in the boot step (db/boot.py)."""
     settings = get_settings()
-    return {"record_mac": mac, "address": address, "unknown_reason": reason[:500],
-            "unknown_quiet": settings.unknown_event_seconds, "unknown_cap": max(settings.unknown_max, 1),
-            "unknown_event_max": settings.unknown_event_max}
+    return settings.unknown_event_seconds, max(settings.unknown_max, 1), settings.unknown_event_max
 
 
 def record(tx: Transaction, mac: str, address: str | None, reason: str) -> None:
     """Remember a boot attempt from `mac` (normalised) that no node answers to."""
-    values = parameters(mac, address, reason)
-    tx.run("SELECT bootfleet_record_unknown(CAST(:record_mac AS text), CAST(:address AS text),"
-           " CAST(:unknown_reason AS text), CAST(:unknown_quiet AS integer), CAST(:unknown_cap AS integer),"
-           " CAST(:unknown_event_max AS integer), true)", **values)
+    quiet, cap, event_max = limits()
+    tx.run("SELECT bootfleet_record_unknown(CAST(:mac AS text), CAST(:address AS text), CAST(:reason AS text),"
+           " CAST(:quiet AS integer), CAST(:cap AS integer), CAST(:event_max AS integer), true)",
+           mac=mac, address=address, reason=reason[:500], quiet=quiet, cap=cap, event_max=event_max)
 
 
 def listing(tx: Transaction, limit: int, offset: int) -> tuple[list[dict], int]:
